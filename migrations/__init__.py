@@ -1,0 +1,1 @@
+"""Alembic migrations of the searchapp catalog. Installed as `searchapp.migrations`."""

@@ -1,0 +1,402 @@
+"""Command line. The only module that prints, exits and draws progress.
+
+Heavy modules (torch, faiss, open_clip, PIL) are imported inside the command handlers, so
+`searchapp --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EXIT_INTERRUPTED = 130
+
+
+class Console:
+    def __init__(self, quiet: bool, verbose: bool):
+        self.quiet = quiet
+        self.verbose = verbose
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr)
+
+    def detail(self, message: str) -> None:
+        if self.verbose and not self.quiet:
+            print(message, file=sys.stderr)
+
+    def problem(self, path: str, reason: str) -> None:
+        print(f"searchapp: skipped {path}: {reason}", file=sys.stderr)
+
+
+# ---- argument parsing ----------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("library")
+    group.add_argument(
+        "--library",
+        metavar="DIR",
+        help="library folder (default: $SEARCHAPP_LIBRARY or indexes/default)",
+    )
+    group.add_argument("--db", metavar="URL", help="SQLAlchemy URL of the catalog (default: SQLite)")
+    verbosity = common.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="say more")
+    return common
+
+
+def _encoder_flags(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+    parser.add_argument(
+        "--encoder",
+        default=default,
+        metavar="NAME",
+        help="auto (default: CLIP if its weights are cached, else the offline CNN), "
+        "cnn:efficientnet-lite0, or clip:ARCH/TAG such as clip:ViT-B-32/laion2b_s34b_b79k",
+    )
+    parser.add_argument(
+        "--clip-weights", metavar="FILE", type=Path, help="local open_clip checkpoint to load"
+    )
+
+
+def _index_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_positive_int, help="decode threads (default: CPUs)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32, help="encoder batch")
+    parser.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=250_000_000,
+        help="refuse images with more pixels than this (decompression bombs); default 250e6",
+    )
+    parser.add_argument(
+        "--max-file-mb", type=_positive_int, default=1024, help="refuse larger files (MiB)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="searchapp",
+        description="Local-first search for photo collections: index a folder, then search it "
+        "with an example image.",
+    )
+    parser.add_argument("--version", action="version", version=f"searchapp {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    index = sub.add_parser(
+        "index", parents=[common], help="index photos (only what changed since last time)"
+    )
+    index.add_argument("paths", nargs="+", metavar="PATH", help="folders or files")
+    _encoder_flags(index, default=None)
+    _index_flags(index)
+
+    search = sub.add_parser("search", parents=[common], help="find photos like an image")
+    search.add_argument("--image", required=True, metavar="FILE", help="query image on disk")
+    search.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
+    search.add_argument("--json", action="store_true", help="JSON output")
+
+    stats = sub.add_parser("stats", parents=[common], help="what the library holds")
+    stats.add_argument("--json", action="store_true", help="JSON output")
+
+    errors = sub.add_parser("errors", parents=[common], help="files that could not be indexed")
+    errors.add_argument("--json", action="store_true", help="JSON output")
+
+    sub.add_parser(
+        "rebuild-index",
+        parents=[common],
+        help="rebuild the FAISS index files from the catalog (no re-embedding)",
+    )
+
+    reindex = sub.add_parser(
+        "reindex", parents=[common], help="re-embed every photo with another encoder"
+    )
+    _encoder_flags(reindex, default=None)
+    _index_flags(reindex)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("searchapp")
+    except Exception:
+        return "unknown"
+
+
+# ---- commands ------------------------------------------------------------------------------
+
+
+def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from searchapp.library import Library
+
+    return Library(args.library, args.db)
+
+
+def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
+    from searchapp.encoders.base import EncoderOptions
+    from searchapp.ingest.load import LoadLimits
+    from searchapp.ingest.pipeline import IndexOptions
+
+    workers = args.workers or max(1, os.cpu_count() or 1)
+    options = IndexOptions(
+        workers=workers,
+        batch_size=args.batch_size,
+        limits=LoadLimits(max_pixels=args.max_pixels, max_file_bytes=args.max_file_mb << 20),
+    )
+    explicit = bool(args.encoder and args.encoder != "auto")
+    encoder_options = EncoderOptions(
+        clip_weights=args.clip_weights,
+        allow_download=explicit,
+        threads=max(1, os.cpu_count() or 1),
+    )
+    return options, encoder_options
+
+
+def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
+    from tqdm import tqdm
+
+    from searchapp.ingest.pipeline import IndexCallbacks
+
+    bar: dict[str, Any] = {}
+
+    def on_plan(found: int, to_read: int) -> None:
+        console.detail(f"found {found} image files; {to_read} to read")
+        bar["bar"] = tqdm(
+            total=to_read,
+            unit="img",
+            desc="indexing",
+            file=sys.stderr,
+            disable=console.quiet or to_read == 0,
+            dynamic_ncols=True,
+        )
+
+    def on_advance(n: int) -> None:
+        if "bar" in bar:
+            bar["bar"].update(n)
+
+    def on_failure(path: str, reason: str) -> None:
+        if "bar" in bar:
+            bar["bar"].clear()
+        console.problem(path, reason)
+
+    def close() -> None:
+        if "bar" in bar:
+            bar["bar"].close()
+
+    callbacks = IndexCallbacks(
+        on_plan=on_plan, on_advance=on_advance, on_failure=on_failure, on_note=console.note
+    )
+    return callbacks, close
+
+
+def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib: Any) -> int:
+    data = summary.as_dict()
+    identity = lib.encoder_identity
+    data["library"] = str(lib.directory.absolute())
+    data["encoder"] = identity.name if identity else None
+    if args.json:
+        print(json.dumps(data))
+    elif not console.quiet:
+        print(
+            f"{summary.new} new, {summary.changed} changed, {summary.moved} moved, "
+            f"{summary.deleted} deleted, {summary.unchanged} unchanged, {summary.failed} failed "
+            f"in {summary.seconds:.1f} s ({summary.embedded} embedded, "
+            f"{summary.images_per_second:.1f} images/s)"
+        )
+        if summary.failed:
+            print("failed files: `searchapp errors` lists them with their reasons")
+    if summary.interrupted:
+        print(
+            "searchapp: interrupted; everything committed so far is kept. Run the same command "
+            "again to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_index(args: argparse.Namespace, console: Console) -> int:
+    options, encoder_options = _index_setup(args)
+    with _open(args) as lib:
+        name, why = lib.resolve_encoder_name(args.encoder, encoder_options)
+        console.note(f"encoder: {name} ({why})")
+        callbacks, close = _progress_callbacks(console)
+        try:
+            summary = lib.index(
+                args.paths,
+                encoder=args.encoder,
+                encoder_options=encoder_options,
+                options=options,
+                callbacks=callbacks,
+            )
+        finally:
+            close()
+        return _print_summary(args, console, summary, lib)
+
+
+def cmd_reindex(args: argparse.Namespace, console: Console) -> int:
+    options, encoder_options = _index_setup(args)
+    with _open(args) as lib:
+        callbacks, close = _progress_callbacks(console)
+        try:
+            summary = lib.reindex(
+                args.encoder,
+                encoder_options=encoder_options,
+                options=options,
+                callbacks=callbacks,
+            )
+        finally:
+            close()
+        return _print_summary(args, console, summary, lib)
+
+
+def cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from searchapp.errors import QueryError
+    from searchapp.query.search import query_vector_from_image, search_vector
+
+    if args.k < 1:
+        raise QueryError(f"-k must be at least 1 (got {args.k})")
+    with _open(args) as lib:
+        for repair in lib.check_indexes():
+            console.note(f"searchapp: {repair}")
+        vector = query_vector_from_image(lib, args.image)
+        hits = search_vector(lib, vector, args.k, ("scene",))
+    if args.json:
+        print(json.dumps({"results": [hit.as_dict() for hit in hits]}))
+        return 0
+    if not hits:
+        console.note("no results: the library is empty")
+        return 0
+    rows = [
+        (str(rank), f"{hit.score:.3f}", hit.path, f"{hit.kind} {list(hit.bbox)}")
+        for rank, hit in enumerate(hits, 1)
+    ]
+    _table(("rank", "score", "path", "region"), rows)
+    return 0
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
+        size /= 1024
+    return f"{n} B"
+
+
+def cmd_stats(args: argparse.Namespace, console: Console) -> int:
+    with _open(args) as lib:
+        stats = lib.stats()
+        directory = str(lib.directory.absolute())
+    encoder = stats.encoder
+    data = {
+        "library": directory,
+        "images": stats.images,
+        "regions": stats.regions_by_kind,
+        "vectors": stats.vectors,
+        "failures": stats.failures,
+        "encoder": encoder.__dict__ if encoder else None,
+        "bytes_on_disk": stats.bytes_on_disk,
+        "catalog_bytes": stats.catalog_bytes,
+        "index_bytes": stats.index_bytes,
+    }
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    regions = ", ".join(f"{k} {v}" for k, v in sorted(stats.regions_by_kind.items())) or "none"
+    _table(
+        ("", ""),
+        [
+            ("library", directory),
+            ("images", str(stats.images)),
+            ("regions", regions),
+            ("vectors", str(stats.vectors)),
+            ("failures", str(stats.failures)),
+            ("encoder", encoder.describe() if encoder else "none yet"),
+            (
+                "on disk",
+                f"{_human_bytes(stats.bytes_on_disk)} (catalog "
+                f"{_human_bytes(stats.catalog_bytes)}, indexes {_human_bytes(stats.index_bytes)})",
+            ),
+        ],
+    )
+    return 0
+
+
+def cmd_errors(args: argparse.Namespace, console: Console) -> int:
+    with _open(args) as lib:
+        failures = lib.failures()
+    if args.json:
+        print(json.dumps({"errors": [{"path": f.path, "reason": f.reason} for f in failures]}))
+        return 0
+    if not failures:
+        console.note("no failed files")
+    for failure in failures:
+        print(f"{failure.path}\t{failure.reason}")
+    return 0
+
+
+def cmd_rebuild_index(args: argparse.Namespace, console: Console) -> int:
+    with _open(args) as lib:
+        count = lib.rebuild_index()
+    console.note(f"rebuilt the index from the catalog: {count} vectors, nothing re-embedded")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
+    "index": cmd_index,
+    "search": cmd_search,
+    "stats": cmd_stats,
+    "errors": cmd_errors,
+    "rebuild-index": cmd_rebuild_index,
+    "reindex": cmd_reindex,
+}
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(args.quiet, args.verbose)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # kill: stop as cleanly as Ctrl-C
+    from searchapp.errors import SearchappError
+
+    try:
+        return COMMANDS[args.command](args, console)
+    except SearchappError as exc:
+        print(f"searchapp: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("searchapp: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Image encoders, created by name through a registry (see registry.py)."""

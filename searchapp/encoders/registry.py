@@ -1,0 +1,97 @@
+"""Encoder registry: `family:spec` names map to factories; unknown names get the list of valid ones.
+
+    cnn:efficientnet-lite0              offline, bundled ImageNet weights (no text tower)
+    clip:<arch>/<pretrained tag>        open_clip, e.g. clip:ViT-B-32/laion2b_s34b_b79k
+    auto                                CLIP when its weights are at hand, else the CNN
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from searchapp.encoders.base import EncoderOptions, ImageEncoder
+from searchapp.errors import UnknownNameError, WeightsUnavailableError
+
+AUTO = "auto"
+DEFAULT_CNN = "cnn:efficientnet-lite0"
+
+
+def _make_efficientnet_lite0(options: EncoderOptions) -> ImageEncoder:
+    from searchapp.encoders.cnn import EfficientNetLite0Encoder
+
+    return EfficientNetLite0Encoder(options)
+
+
+CNN_MODELS: dict[str, Callable[[EncoderOptions], ImageEncoder]] = {
+    "efficientnet-lite0": _make_efficientnet_lite0,
+}
+
+
+def _make_cnn(spec: str, options: EncoderOptions) -> ImageEncoder:
+    factory = CNN_MODELS.get(spec)
+    if factory is None:
+        raise UnknownNameError(
+            f"unknown encoder cnn:{spec}; valid: " + ", ".join(f"cnn:{n}" for n in CNN_MODELS)
+        )
+    return factory(options)
+
+
+def _make_clip(spec: str, options: EncoderOptions) -> ImageEncoder:
+    from searchapp.encoders.clip import OpenClipEncoder, parse_spec, resolve_checkpoint
+
+    arch, tag = parse_spec(spec)
+    checkpoint = resolve_checkpoint(arch, tag, options)
+    if checkpoint is None:
+        raise WeightsUnavailableError(
+            f"the weights of clip:{spec} are not in the local cache; run once with network "
+            "access, or pass --clip-weights FILE"
+        )
+    return OpenClipEncoder(spec, options, checkpoint)
+
+
+FAMILIES: dict[str, Callable[[str, EncoderOptions], ImageEncoder]] = {
+    "cnn": _make_cnn,
+    "clip": _make_clip,
+}
+
+
+def valid_names() -> list[str]:
+    from searchapp.encoders.clip import DEFAULT_CLIP
+
+    return [AUTO, *(f"cnn:{n}" for n in CNN_MODELS), f"clip:{DEFAULT_CLIP}", "clip:<arch>/<tag>"]
+
+
+def split_name(name: str) -> tuple[str, str]:
+    family, sep, spec = name.partition(":")
+    if not sep or family not in FAMILIES or not spec:
+        raise UnknownNameError(f"unknown encoder {name!r}; valid: {', '.join(valid_names())}")
+    return family, spec
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    name: str
+    reason: str
+
+
+def choose_auto(options: EncoderOptions) -> AutoChoice:
+    """Pick CLIP when its weights can be had without a download, else the offline CNN."""
+    from searchapp.encoders.clip import DEFAULT_CLIP, cached_checkpoint, parse_spec, pretrained_cfg
+
+    name = f"clip:{DEFAULT_CLIP}"
+    if options.clip_weights is not None:
+        return AutoChoice(name, f"CLIP weights from {options.clip_weights}")
+    arch, tag = parse_spec(DEFAULT_CLIP)
+    if cached_checkpoint(pretrained_cfg(arch, tag)) is not None:
+        return AutoChoice(name, "CLIP weights found in the local cache")
+    return AutoChoice(
+        DEFAULT_CNN,
+        f"offline default; CLIP weights for {DEFAULT_CLIP} are not cached "
+        "(pass --encoder clip:... to download them, or --clip-weights FILE)",
+    )
+
+
+def create_encoder(name: str, options: EncoderOptions) -> ImageEncoder:
+    family, spec = split_name(name)
+    return FAMILIES[family](spec, options)

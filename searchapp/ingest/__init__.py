@@ -1,0 +1,1 @@
+"""Ingest: scan folders, diff against the catalog, decode, cut regions, encode, commit."""

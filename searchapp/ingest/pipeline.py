@@ -1,0 +1,413 @@
+"""The indexing run: scan, diff against the catalog, read and hash, decode what is new, encode in
+batches, commit in batches.
+
+Only files whose size or mtime changed are read. A read file's hash decides its fate before any
+decoding: same bytes as before (touched), bytes of a vanished file (moved: the row follows), bytes
+of another indexed file (copied: vectors cloned), or new bytes (decoded and embedded). Each commit
+is one catalog transaction; the FAISS index follows the catalog in memory and is saved now and
+then, so a killed run leaves at worst a stale index file, which the next open rebuilds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from searchapp.errors import ImageLoadError
+from searchapp.ingest.load import LoadLimits, content_hash, decode, read_bytes
+from searchapp.ingest.regions import cut_regions
+from searchapp.ingest.scan import ScanProblem, scan
+from searchapp.records import (
+    BBox,
+    CatalogBatch,
+    Copy,
+    Failure,
+    FileStat,
+    ImageMeta,
+    KnownImage,
+    Move,
+    NewImage,
+    RegionData,
+)
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    workers: int = max(1, os.cpu_count() or 1)
+    batch_size: int = 32
+    commit_every: int = 256  # images per catalog transaction
+    commit_seconds: float = 15.0
+    index_save_seconds: float = 120.0
+    limits: LoadLimits = field(default_factory=LoadLimits)
+    region_kinds: tuple[str, ...] = ("scene",)
+
+
+@dataclass
+class IndexSummary:
+    new: int = 0
+    changed: int = 0
+    moved: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    embedded: int = 0
+    reused: int = 0  # copies whose vectors were cloned from identical bytes
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        data: dict[str, float | int | bool] = {
+            key: getattr(self, key)
+            for key in ("new", "changed", "moved", "deleted", "unchanged", "failed")
+        }
+        data.update(
+            embedded=self.embedded,
+            reused=self.reused,
+            seconds=round(self.seconds, 3),
+            images_per_second=round(self.images_per_second, 2),
+            interrupted=self.interrupted,
+        )
+        return data
+
+
+@dataclass
+class IndexCallbacks:
+    on_plan: Callable[[int, int], None] | None = None  # (files found, files to read)
+    on_advance: Callable[[int], None] | None = None
+    on_failure: Callable[[str, str], None] | None = None  # (path, reason)
+    on_note: Callable[[str], None] | None = None
+
+
+@dataclass
+class _Cut:
+    kind: str
+    bbox: BBox
+    label: str | None
+    label_score: float | None
+    array: np.ndarray
+
+
+@dataclass
+class _ReadResult:
+    stat: FileStat
+    previous: KnownImage | None
+    content_hash: str | None = None
+    meta: ImageMeta | None = None
+    cuts: list[_Cut] = field(default_factory=list)
+    error: str | None = None
+
+
+class EncoderPort:
+    """What the pipeline needs from the library: a lazily loaded encoder, checked on first use."""
+
+    def __init__(self, loader: Callable[[], object]):
+        self._loader = loader
+        self._encoder: object | None = None
+        import threading
+
+        self._lock = threading.Lock()
+
+    def get(self):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = self._loader()
+            return self._encoder
+
+
+def _read(
+    stat: FileStat,
+    previous: KnownImage | None,
+    known_hashes: set[str],
+    encoder: EncoderPort,
+    options: IndexOptions,
+) -> _ReadResult:
+    try:
+        data = read_bytes(stat, options.limits)
+        digest = content_hash(data)
+        if digest in known_hashes:
+            return _ReadResult(stat, previous, digest)
+        model = encoder.get()
+        loaded = decode(data, stat, min_side=model.input_size, limits=options.limits)
+        cuts = [
+            _Cut(c.kind, c.bbox, c.label, c.label_score, model.preprocess(c.image))
+            for c in cut_regions(loaded, options.region_kinds)
+        ]
+        return _ReadResult(stat, previous, digest, loaded.meta, cuts)
+    except ImageLoadError as exc:
+        return _ReadResult(stat, previous, error=exc.reason)
+    except MemoryError:
+        return _ReadResult(stat, previous, error="out of memory while decoding; lower --workers")
+
+
+class IndexRun:
+    def __init__(
+        self,
+        catalog,  # searchapp.store.catalog.Catalog
+        indexes,  # searchapp.vectors.faiss_index.IndexStore factory holder
+        encoder: EncoderPort,
+        options: IndexOptions,
+        callbacks: IndexCallbacks,
+        only: set[str] | None = None,
+    ):
+        self.only = only  # restrict the run to these paths (used by reindex)
+        self.catalog = catalog
+        self.indexes = indexes
+        self.encoder = encoder
+        self.options = options
+        self.cb = callbacks
+        self.summary = IndexSummary()
+        self.batch = CatalogBatch()
+        self.batch_images = 0
+        self.last_commit = time.monotonic()
+        self.last_save = time.monotonic()
+        self.claimed: set[int] = set()  # image ids already taken by a move
+        self.doomed: set[int] = set()  # image ids the uncommitted batch deletes
+        self.to_encode: list[_ReadResult] = []
+        self.generation = catalog.vector_generation()
+
+    # ---- plan ------------------------------------------------------------------------------
+
+    def _plan(self, roots: list[str]) -> tuple[list[tuple[FileStat, KnownImage | None]], dict]:
+        problems: list[ScanProblem] = []
+        entries = list(scan(roots, problems.append))
+        if self.only is not None:
+            entries = [entry for entry in entries if entry.stat.path in self.only]
+        unreachable = [p.path for p in problems]
+        for problem in problems:
+            self._fail_note(problem.path, problem.reason)
+        live_roots = [
+            os.path.abspath(os.path.expanduser(r))
+            for r in roots
+            if os.path.exists(os.path.expanduser(r))
+        ]
+        known = self.catalog.images_under(live_roots) if live_roots else {}
+        known_failures = self.catalog.failures_under(live_roots) if live_roots else {}
+        seen: set[str] = set()
+        work: list[tuple[FileStat, KnownImage | None]] = []
+        for entry in entries:
+            stat = entry.stat
+            seen.add(stat.path)
+            previous = known.get(stat.path)
+            if previous and (previous.size, previous.mtime_ns) == (stat.size, stat.mtime_ns):
+                self.summary.unchanged += 1
+                continue
+            failure = known_failures.get(stat.path)
+            if failure and (failure.size, failure.mtime_ns) == (stat.size, stat.mtime_ns):
+                self.summary.failed += 1  # still failing; listed by `searchapp errors`
+                continue
+            if entry.unsupported:
+                self._record_failure(stat, entry.unsupported, previous)
+                continue
+            work.append((stat, previous))
+
+        def shielded(path: str) -> bool:  # under a folder we could not list: keep its rows
+            return any(path == u or path.startswith(u.rstrip("/") + "/") for u in unreachable)
+
+        missing = {
+            path: image
+            for path, image in known.items()
+            if path not in seen and not shielded(path)
+        }
+        self.batch.cleared_failures += [
+            path for path in known_failures if path not in seen and not shielded(path)
+        ]
+        if self.cb.on_plan:
+            self.cb.on_plan(len(entries), len(work))
+        return work, missing
+
+    # ---- outcomes --------------------------------------------------------------------------
+
+    def _fail_note(self, path: str, reason: str) -> None:
+        if self.cb.on_failure:
+            self.cb.on_failure(path, reason)
+
+    def _record_failure(self, stat: FileStat, reason: str, previous: KnownImage | None) -> None:
+        self.summary.failed += 1
+        self._fail_note(stat.path, reason)
+        if previous is not None:  # the file changed into something unreadable: old vectors go
+            self._doom(previous.id)
+        if "vanished" not in reason:
+            self.batch.failures.append(Failure(stat, reason))
+        self.batch_images += 1
+
+    def _doom(self, image_id: int) -> None:
+        self.batch.deleted_ids.append(image_id)
+        self.doomed.add(image_id)
+
+    def _resolve_known_bytes(self, result: _ReadResult, missing: dict[str, KnownImage]) -> bool:
+        """Handle a file whose bytes the catalog already holds. False: it must be decoded."""
+        stat, previous, digest = result.stat, result.previous, result.content_hash
+        assert digest is not None
+        if previous is not None and previous.content_hash == digest:
+            self.batch.touched.append(Move(previous.id, stat))
+            self.summary.unchanged += 1
+            return True
+        candidates = self.catalog.images_by_hash([digest]).get(digest, [])
+        for candidate in candidates:
+            if candidate.path in missing and candidate.id not in self.claimed:
+                self.claimed.add(candidate.id)
+                if previous is not None:
+                    self._doom(previous.id)
+                self.batch.moves.append(Move(candidate.id, stat))
+                self.summary.moved += 1
+                return True
+        for candidate in candidates:
+            usable = candidate.id not in self.doomed and candidate.id not in self.claimed
+            if usable and (previous is None or candidate.id != previous.id):
+                replaces = previous.id if previous is not None else None
+                if replaces is not None:
+                    self.doomed.add(replaces)
+                self.batch.copies.append(Copy(candidate.id, stat, replaces))
+                self.summary.reused += 1
+                self._count_new(previous)
+                return True
+        return False
+
+    def _count_new(self, previous: KnownImage | None) -> None:
+        if previous is None:
+            self.summary.new += 1
+        else:
+            self.summary.changed += 1
+
+    def _encode_pending(self) -> None:
+        if not self.to_encode:
+            return
+        model = self.encoder.get()
+        arrays = [cut.array for result in self.to_encode for cut in result.cuts]
+        vectors: list[np.ndarray] = []
+        labels: list[list[tuple[str, float]]] = []
+        for start in range(0, len(arrays), self.options.batch_size):
+            encoded = model.encode(np.stack(arrays[start : start + self.options.batch_size]))
+            vectors.extend(encoded.vectors)
+            labels.extend(encoded.labels or [[] for _ in range(len(encoded.vectors))])
+        position = 0
+        for result in self.to_encode:
+            regions = []
+            for cut in result.cuts:
+                regions.append(
+                    RegionData(
+                        cut.kind,
+                        cut.bbox,
+                        vectors[position],
+                        cut.label,
+                        cut.label_score,
+                        labels[position],
+                    )
+                )
+                position += 1
+            assert result.content_hash is not None and result.meta is not None
+            replaces = result.previous.id if result.previous is not None else None
+            if replaces is not None:
+                self.doomed.add(replaces)
+            self.batch.new.append(
+                NewImage(result.stat, result.content_hash, result.meta, regions, replaces)
+            )
+            self._count_new(result.previous)
+            self.summary.embedded += 1
+            self.batch_images += 1
+        self.to_encode = []
+
+    def _commit(self, force_save: bool = False) -> None:
+        self._encode_pending()
+        if not self.batch.is_empty():
+            self.generation, delta = self.catalog.apply(self.batch)
+            for kind in set(delta.added_ids) | set(delta.removed_ids):
+                ids = np.asarray(delta.added_ids.get(kind, []), dtype=np.int64)
+                vectors = delta.added_vectors.get(kind, [])
+                stacked = np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)
+                self.indexes().apply_delta(kind, (ids, stacked), delta.removed_ids.get(kind, []))
+        self.batch = CatalogBatch()
+        self.batch_images = 0
+        self.doomed.clear()
+        self.last_commit = time.monotonic()
+        due = time.monotonic() - self.last_save > self.options.index_save_seconds
+        if force_save or due:
+            self.indexes().save_all(self.generation)
+            self.last_save = time.monotonic()
+
+    def _maybe_commit(self) -> None:
+        pending = self.batch_images + len(self.to_encode)
+        if len(self.to_encode) >= self.options.batch_size:
+            self._encode_pending()
+        overdue = time.monotonic() - self.last_commit > self.options.commit_seconds
+        if pending >= self.options.commit_every or (pending and overdue):
+            self._commit()
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    def run(self, roots: list[str]) -> IndexSummary:
+        started = time.monotonic()
+        try:
+            work, missing = self._plan(roots)
+            known_hashes = self.catalog.all_hashes() if work else set()
+            self._process(work, missing, known_hashes)
+            for image in missing.values():
+                if image.id not in self.claimed:
+                    self._doom(image.id)
+                    self.summary.deleted += 1
+            self._commit(force_save=True)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+            self.to_encode = []  # decoded but not encoded: the next run redoes them
+            self._commit(force_save=True)
+        finally:
+            self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    def _process(
+        self,
+        work: list[tuple[FileStat, KnownImage | None]],
+        missing: dict[str, KnownImage],
+        known_hashes: set[str],
+    ) -> None:
+        if not work:
+            return
+        in_flight = max(4, self.options.workers * 4)
+        with ThreadPoolExecutor(self.options.workers, thread_name_prefix="decode") as pool:
+            pending: deque[Future[_ReadResult]] = deque()
+            queue: Iterator[tuple[FileStat, KnownImage | None, set[str]]] = (
+                (stat, previous, known_hashes) for stat, previous in work
+            )
+            retry: deque[tuple[FileStat, KnownImage | None, set[str]]] = deque()
+
+            def fill() -> None:
+                while len(pending) < in_flight:
+                    item = retry.popleft() if retry else next(queue, None)
+                    if item is None:
+                        return
+                    pending.append(pool.submit(_read, *item, self.encoder, self.options))
+
+            try:
+                fill()
+                while pending:
+                    result = pending.popleft().result()
+                    self._handle(result, missing, retry)
+                    fill()
+                    self._maybe_commit()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+    def _handle(self, result: _ReadResult, missing: dict[str, KnownImage], retry: deque) -> None:
+        if result.error is not None:
+            self._record_failure(result.stat, result.error, result.previous)
+        elif result.meta is None:
+            if not self._resolve_known_bytes(result, missing):
+                retry.append((result.stat, result.previous, set()))  # decode after all
+                return
+            self.batch_images += 1
+        else:
+            self.to_encode.append(result)
+        if self.cb.on_advance:
+            self.cb.on_advance(1)

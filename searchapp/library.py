@@ -1,0 +1,289 @@
+"""A library: a directory holding the catalog and the FAISS indexes, plus the encoder it uses.
+
+Writers hold an exclusive lock on `write.lock`; a second writer is told the library is busy.
+Readers take no lock: SQLite's WAL lets them read while a writer works, and a stale index file is
+rebuilt in memory for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from searchapp.encoders.base import EncoderOptions, ImageEncoder
+from searchapp.errors import EncoderMismatchError, LibraryBusyError, SearchappError
+from searchapp.ingest.pipeline import EncoderPort, IndexCallbacks, IndexOptions, IndexRun
+from searchapp.ingest.pipeline import IndexSummary as IndexSummary
+from searchapp.records import EncoderIdentity, KnownFailure, LibraryStats
+from searchapp.store.catalog import Catalog
+from searchapp.vectors.faiss_index import IndexStore
+
+DEFAULT_LIBRARY = Path("indexes") / "default"
+LIBRARY_ENV = "SEARCHAPP_LIBRARY"
+REGION_KINDS = ("scene",)
+
+
+def default_library_dir() -> Path:
+    return Path(os.environ.get(LIBRARY_ENV) or DEFAULT_LIBRARY)
+
+
+class WriteLock:
+    def __init__(self, directory: Path):
+        self.path = directory / "write.lock"
+        self._handle: Any = None
+
+    def acquire(self) -> None:
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise LibraryBusyError(
+                f"library {self.path.parent} is busy: {holder} is writing to it. Wait for it to "
+                "finish (searching works meanwhile), or use another --library"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"searchapp pid {os.getpid()}")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+
+class Library:
+    def __init__(self, directory: Path | str | None = None, db_url: str | None = None):
+        self.directory = Path(directory) if directory else default_library_dir()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SearchappError(
+                f"cannot create the library folder {self.directory}: {exc.strerror}; "
+                "pass --library DIR with a writable folder"
+            ) from exc
+        self.db_url = db_url or f"sqlite:///{(self.directory / 'catalog.db').absolute()}"
+        self.lock = WriteLock(self.directory)
+        self.catalog = Catalog(self.db_url)
+        self._indexes: IndexStore | None = None
+        self._encoder: ImageEncoder | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.lock.release()
+        self.catalog.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        already = self.lock.held
+        if not already:
+            self.lock.acquire()
+        try:
+            yield
+        finally:
+            if not already:
+                self.lock.release()
+
+    # ---- encoder ---------------------------------------------------------------------------
+
+    @property
+    def encoder_identity(self) -> EncoderIdentity | None:
+        return self.catalog.encoder_identity()
+
+    def resolve_encoder_name(self, requested: str | None, options: EncoderOptions) -> tuple[str, str]:
+        """(encoder name, why) for this library: its own, or the requested one for a new one."""
+        from searchapp.encoders.registry import AUTO, choose_auto, split_name
+
+        recorded = self.encoder_identity
+        if requested and requested != AUTO:
+            split_name(requested)  # unknown names fail here, before any model loads
+            if recorded and recorded.name != requested:
+                raise EncoderMismatchError(
+                    f"library {self.directory} holds vectors of {recorded.name}; mixing encoders "
+                    f"is refused. Run `searchapp reindex --encoder {requested}` to switch"
+                )
+            return requested, "as requested"
+        if recorded:
+            return recorded.name, "the library's encoder"
+        choice = choose_auto(options)
+        return choice.name, choice.reason
+
+    def encoder(self, name: str | None = None, options: EncoderOptions | None = None):  # type: ignore[no-untyped-def]
+        """The library's encoder, loaded once and checked against the recorded identity."""
+        from searchapp.encoders.registry import create_encoder
+
+        if self._encoder is None:
+            options = options or EncoderOptions(allow_download=False)
+            resolved, _ = self.resolve_encoder_name(name, options)
+            encoder = create_encoder(resolved, options)
+            recorded = self.encoder_identity
+            if recorded is None:
+                if self.lock.held:
+                    self.catalog.set_encoder_identity(encoder.identity)
+            elif (recorded.name, recorded.dim) != (encoder.identity.name, encoder.identity.dim):
+                raise EncoderMismatchError(
+                    f"library {self.directory} holds vectors of {recorded.describe()}, but the "
+                    f"encoder loaded is {encoder.identity.describe()}; pass the same weights, or "
+                    "`searchapp reindex` to switch"
+                )
+            self._encoder = encoder
+        return self._encoder
+
+    def indexes(self) -> IndexStore:
+        if self._indexes is None:
+            identity = self.encoder_identity
+            if identity is None:
+                raise SearchappError(
+                    f"library {self.directory} is empty; run `searchapp index PATH` first"
+                )
+            self._indexes = IndexStore(self.directory, self.catalog, identity.dim)
+        return self._indexes
+
+    # ---- operations ------------------------------------------------------------------------
+
+    def index(
+        self,
+        paths: list[str],
+        *,
+        encoder: str | None = None,
+        encoder_options: EncoderOptions | None = None,
+        options: IndexOptions | None = None,
+        callbacks: IndexCallbacks | None = None,
+        only: set[str] | None = None,
+    ) -> IndexSummary:
+        encoder_options = encoder_options or EncoderOptions()
+        with self.writing():
+            name, _ = self.resolve_encoder_name(encoder, encoder_options)
+            port = EncoderPort(lambda: self.encoder(name, encoder_options))
+            run = IndexRun(
+                self.catalog,
+                self.indexes,
+                port,
+                options or IndexOptions(),
+                callbacks or IndexCallbacks(),
+                only=only,
+            )
+            return run.run(paths)
+
+    def reindex(
+        self,
+        encoder: str | None,
+        *,
+        encoder_options: EncoderOptions | None = None,
+        options: IndexOptions | None = None,
+        callbacks: IndexCallbacks | None = None,
+    ) -> IndexSummary:
+        """Re-embed every indexed photo with another encoder (or resume an interrupted switch)."""
+        from searchapp.encoders.registry import split_name
+
+        encoder_options = encoder_options or EncoderOptions()
+        with self.writing():
+            pending = self.catalog.get_setting("reindex.pending")
+            if encoder is not None:
+                split_name(encoder)
+                paths = sorted(image.path for image in self.catalog.all_images())
+                if pending:
+                    paths = sorted(set(paths) | set(json.loads(pending)))
+                self.catalog.set_setting("reindex.pending", json.dumps(paths))
+                self.catalog.remove_all_vectors()
+                self.catalog.set_setting("encoder", "")
+                self.catalog.set_setting("index.scene", "")
+                self._encoder = None
+                self._indexes = None
+            elif pending:
+                paths = json.loads(pending)
+            else:
+                raise SearchappError("nothing to reindex; pass --encoder NAME to switch encoders")
+            summary = self.index(
+                roots_covering(paths),
+                encoder=encoder,
+                encoder_options=encoder_options,
+                options=options,
+                callbacks=callbacks,
+                only=set(paths),
+            )
+            if not summary.interrupted:
+                self.catalog.set_setting("reindex.pending", "")
+            return summary
+
+    def rebuild_index(self) -> int:
+        with self.writing():
+            self.indexes().rebuild_all(list(REGION_KINDS))
+            return sum(self.catalog.region_count(kind) for kind in REGION_KINDS)
+
+    def check_indexes(self) -> list[str]:
+        """Open every index, repairing stale ones (saved when we may write); report repairs."""
+        if self.encoder_identity is None:
+            return []
+        store = self.indexes()
+        try:
+            self.lock.acquire()
+            persist = True
+        except LibraryBusyError:
+            persist = False
+        try:
+            for kind in REGION_KINDS:
+                store.get(kind, persist=persist)
+        finally:
+            if persist:
+                self.lock.release()
+        return list(store.repairs)
+
+    def failures(self) -> list[KnownFailure]:
+        return self.catalog.all_failures()
+
+    def stats(self) -> LibraryStats:
+        n_images, by_kind, n_failures = self.catalog.counts()
+        db_path = self.catalog.database_path()
+        catalog_bytes = 0
+        if db_path is not None:
+            for suffix in ("", "-wal", "-shm"):
+                candidate = Path(str(db_path) + suffix)
+                if candidate.exists():
+                    catalog_bytes += candidate.stat().st_size
+        index_bytes = sum(p.stat().st_size for p in self.directory.glob("index-*.faiss"))
+        return LibraryStats(
+            images=n_images,
+            regions_by_kind=by_kind,
+            vectors=sum(by_kind.values()),
+            failures=n_failures,
+            encoder=self.encoder_identity,
+            bytes_on_disk=catalog_bytes + index_bytes,
+            catalog_bytes=catalog_bytes,
+            index_bytes=index_bytes,
+        )
+
+
+def roots_covering(paths: list[str]) -> list[str]:
+    """The fewest folders that contain all the paths (their parents, nested ones dropped)."""
+    parents = sorted({os.path.dirname(p) for p in paths})
+    roots: list[str] = []
+    for parent in parents:
+        if not any(parent == r or parent.startswith(r.rstrip("/") + "/") for r in roots):
+            roots.append(parent)
+    return roots
+
+
+def open_library(directory: Path | str | None = None, db_url: str | None = None) -> Library:
+    return Library(directory, db_url)

@@ -1,0 +1,161 @@
+"""Plain records passed between layers. The storage layer returns these, never ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BBox = tuple[int, int, int, int]  # x0, y0, x1, y1 in displayed-photo pixels
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    width: int  # as displayed, after EXIF orientation
+    height: int
+    format: str
+    taken_at: float  # unix seconds
+    taken_source: str  # "exif" or "mtime"
+    camera_make: str | None = None
+    camera_model: str | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+
+
+@dataclass
+class RegionData:
+    kind: str
+    bbox: BBox
+    vector: np.ndarray  # float32, L2-normalised
+    label: str | None = None
+    label_score: float | None = None
+    labels: list[tuple[str, float]] = field(default_factory=list)  # top classes, best first
+
+
+@dataclass(frozen=True)
+class FileStat:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class KnownImage:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    path: str
+    size: int
+    mtime_ns: int
+    reason: str
+
+
+@dataclass
+class NewImage:
+    stat: FileStat
+    content_hash: str
+    meta: ImageMeta
+    regions: list[RegionData]
+    replaces_id: int | None = None  # set when the file at this path changed
+
+
+@dataclass(frozen=True)
+class Move:
+    image_id: int
+    stat: FileStat
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A new path whose bytes equal an indexed image: its regions are cloned, not re-embedded."""
+
+    source_id: int
+    stat: FileStat
+    replaces_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    stat: FileStat
+    reason: str
+
+
+@dataclass
+class CatalogBatch:
+    """Everything one transaction writes. Applied all-or-nothing."""
+
+    new: list[NewImage] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+    copies: list[Copy] = field(default_factory=list)
+    touched: list[Move] = field(default_factory=list)  # same bytes, new mtime: update stat only
+    deleted_ids: list[int] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    cleared_failures: list[str] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.new
+            or self.moves
+            or self.copies
+            or self.touched
+            or self.deleted_ids
+            or self.failures
+            or self.cleared_failures
+        )
+
+
+@dataclass
+class VectorDelta:
+    """What a committed batch changed in the vector set, per region kind."""
+
+    added_ids: dict[str, list[int]] = field(default_factory=dict)
+    added_vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    removed_ids: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, kind: str, region_id: int, vector: np.ndarray) -> None:
+        self.added_ids.setdefault(kind, []).append(region_id)
+        self.added_vectors.setdefault(kind, []).append(vector)
+
+    def remove(self, kind: str, region_id: int) -> None:
+        self.removed_ids.setdefault(kind, []).append(region_id)
+
+
+@dataclass(frozen=True)
+class EncoderIdentity:
+    name: str  # registry name, e.g. "cnn:efficientnet-lite0"
+    weights: str  # weights tag or file identity
+    dim: int
+    preprocess: str  # short description of the input transform
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.weights}, dim {self.dim})"
+
+
+@dataclass(frozen=True)
+class RegionHit:
+    region_id: int
+    image_id: int
+    path: str
+    kind: str
+    bbox: BBox
+    label: str | None
+    taken_at: float
+    score: float
+
+
+@dataclass(frozen=True)
+class LibraryStats:
+    images: int
+    regions_by_kind: dict[str, int]
+    vectors: int
+    failures: int
+    encoder: EncoderIdentity | None
+    bytes_on_disk: int
+    catalog_bytes: int
+    index_bytes: int

@@ -1,0 +1,440 @@
+"""The catalog: the only module that speaks SQL.
+
+It owns the engine, applies migrations on open, and exposes plain records. The catalog is the
+source of truth; FAISS index files are caches rebuilt from the vectors kept here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+from searchapp.errors import LibraryBusyError, SchemaTooNewError, SearchappError
+from searchapp.records import (
+    CatalogBatch,
+    EncoderIdentity,
+    FileStat,
+    KnownFailure,
+    KnownImage,
+    RegionHit,
+    VectorDelta,
+)
+from searchapp.store.models import FailureRow, ImageRow, RegionLabelRow, RegionRow, Setting
+
+images = ImageRow.__table__
+regions = RegionRow.__table__
+labels = RegionLabelRow.__table__
+failures = FailureRow.__table__
+settings = Setting.__table__
+
+VECTOR_DTYPE = np.float16
+_CHUNK = 900  # stays under SQLite's bound-parameter limit
+
+
+def _script_location() -> str:
+    return str(resources.files("searchapp.migrations"))
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", _script_location())
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block on the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _chunks(items: list[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _under(column: Any, roots: Iterable[str]) -> Any:
+    """SQL condition: path equals a root or lies below it."""
+    from sqlalchemy import or_
+
+    conditions = []
+    for root in roots:
+        prefix = root.rstrip("/") + "/"
+        conditions.append(column == root)
+        # substr comparison instead of LIKE: paths may contain % and _
+        conditions.append(func.substr(column, 1, len(prefix)) == prefix)
+    return or_(*conditions)
+
+
+class Catalog:
+    def __init__(self, url: str, *, migrate: bool = True):
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            self._check_and_migrate(migrate)
+        except OperationalError as exc:
+            self.engine.dispose()
+            if "locked" in str(exc):
+                raise LibraryBusyError(
+                    f"the catalog {url} is locked by another process; wait for it to finish"
+                ) from exc
+            raise SearchappError(f"cannot open the catalog {url}: {exc.orig}") from exc
+
+    # ---- schema ----------------------------------------------------------------------------
+
+    def _check_and_migrate(self, migrate: bool) -> None:
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+            script = ScriptDirectory.from_config(_alembic_config(conn))
+            head = script.get_current_head()
+            known = {rev.revision for rev in script.walk_revisions()}
+            if current is not None and current not in known:
+                raise SchemaTooNewError(
+                    f"the catalog {self.url} has schema revision {current}, newer than this "
+                    f"searchapp knows (head {head}); upgrade searchapp "
+                    "(pip install -U searchapp) to open it"
+                )
+            if current != head and migrate:
+                command.upgrade(_alembic_config(conn), "head")
+                conn.commit()
+
+    def schema_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- settings --------------------------------------------------------------------------
+
+    def _get(self, conn: Connection, key: str) -> str | None:
+        return conn.execute(select(settings.c.value).where(settings.c.key == key)).scalar()
+
+    def _set(self, conn: Connection, key: str, value: str) -> None:
+        if self._get(conn, key) is None:
+            conn.execute(insert(settings).values(key=key, value=value))
+        else:
+            conn.execute(update(settings).where(settings.c.key == key).values(value=value))
+
+    def get_setting(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return self._get(conn, key)
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            self._set(conn, key, value)
+
+    def encoder_identity(self) -> EncoderIdentity | None:
+        raw = self.get_setting("encoder")
+        return EncoderIdentity(**json.loads(raw)) if raw else None
+
+    def set_encoder_identity(self, identity: EncoderIdentity) -> None:
+        self.set_setting("encoder", json.dumps(identity.__dict__, sort_keys=True))
+
+    def vector_generation(self) -> int:
+        return int(self.get_setting("vectors.generation") or 0)
+
+    def index_record(self, kind: str) -> tuple[int, int] | None:
+        """(generation, count) of the last index file saved for a region kind."""
+        raw = self.get_setting(f"index.{kind}")
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return int(data["generation"]), int(data["count"])
+
+    def set_index_record(self, kind: str, generation: int, count: int) -> None:
+        self.set_setting(f"index.{kind}", json.dumps({"generation": generation, "count": count}))
+
+    # ---- reads for the diff ----------------------------------------------------------------
+
+    def images_under(self, roots: list[str]) -> dict[str, KnownImage]:
+        query = select(
+            images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
+        ).where(_under(images.c.path, roots))
+        with self.engine.connect() as conn:
+            return {row.path: KnownImage(*row) for row in conn.execute(query)}
+
+    def images_by_hash(self, hashes: Iterable[str]) -> dict[str, list[KnownImage]]:
+        found: dict[str, list[KnownImage]] = {}
+        wanted = sorted(set(hashes))
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                query = select(
+                    images.c.id,
+                    images.c.path,
+                    images.c.size,
+                    images.c.mtime_ns,
+                    images.c.content_hash,
+                ).where(images.c.content_hash.in_(chunk))
+                for row in conn.execute(query):
+                    found.setdefault(row.content_hash, []).append(KnownImage(*row))
+        return found
+
+    def failures_under(self, roots: list[str]) -> dict[str, KnownFailure]:
+        query = select(failures.c.path, failures.c.size, failures.c.mtime_ns, failures.c.reason)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.where(_under(failures.c.path, roots)))
+            return {row.path: KnownFailure(*row) for row in rows}
+
+    def all_failures(self) -> list[KnownFailure]:
+        query = select(
+            failures.c.path, failures.c.size, failures.c.mtime_ns, failures.c.reason
+        ).order_by(failures.c.path)
+        with self.engine.connect() as conn:
+            return [KnownFailure(*row) for row in conn.execute(query)]
+
+    def all_hashes(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(images.c.content_hash)).scalars())
+
+    def all_images(self) -> list[KnownImage]:
+        query = select(
+            images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
+        ).order_by(images.c.id)
+        with self.engine.connect() as conn:
+            return [KnownImage(*row) for row in conn.execute(query)]
+
+    # ---- the one write path ----------------------------------------------------------------
+
+    def apply(self, batch: CatalogBatch) -> tuple[int, VectorDelta]:
+        """Write a batch in one transaction; return the new vector generation and the delta."""
+        delta = VectorDelta()
+        now = time.time()
+        with self.engine.begin() as conn:
+            doomed = list(batch.deleted_ids)
+            doomed += [item.replaces_id for item in batch.new if item.replaces_id is not None]
+            doomed += [item.replaces_id for item in batch.copies if item.replaces_id is not None]
+            self._delete_images(conn, doomed, delta)
+            for move in batch.moves + batch.touched:
+                conn.execute(
+                    update(images)
+                    .where(images.c.id == move.image_id)
+                    .values(path=move.stat.path, size=move.stat.size, mtime_ns=move.stat.mtime_ns)
+                )
+            for item in batch.new:
+                image_id = self._insert_image(conn, item.stat, item.content_hash, item.meta, now)
+                for region in item.regions:
+                    self._insert_region(conn, image_id, region, delta)
+            for copy in batch.copies:
+                self._clone_image(conn, copy.source_id, copy.stat, now, delta)
+            self._write_failures(conn, batch, now)
+            generation = int(self._get(conn, "vectors.generation") or 0)
+            if delta.added_ids or delta.removed_ids:
+                generation += 1
+                self._set(conn, "vectors.generation", str(generation))
+        return generation, delta
+
+    def _delete_images(self, conn: Connection, image_ids: list[int], delta: VectorDelta) -> None:
+        for chunk in _chunks(image_ids):
+            rows = conn.execute(
+                select(regions.c.id, regions.c.kind).where(regions.c.image_id.in_(chunk))
+            )
+            region_ids = []
+            for row in rows:
+                delta.remove(row.kind, row.id)
+                region_ids.append(row.id)
+            # explicit deletes: cascades are not enabled on every backend connection
+            for region_chunk in _chunks(region_ids):
+                conn.execute(delete(labels).where(labels.c.region_id.in_(region_chunk)))
+                conn.execute(delete(regions).where(regions.c.id.in_(region_chunk)))
+            conn.execute(delete(images).where(images.c.id.in_(chunk)))
+
+    def _insert_image(
+        self, conn: Connection, stat: FileStat, content_hash: str, meta: Any, now: float
+    ) -> int:
+        values = dict(meta.__dict__)
+        values.update(
+            path=stat.path,
+            size=stat.size,
+            mtime_ns=stat.mtime_ns,
+            content_hash=content_hash,
+            indexed_at=now,
+        )
+        return int(conn.execute(insert(images).values(**values)).inserted_primary_key[0])
+
+    def _insert_region(
+        self, conn: Connection, image_id: int, region: Any, delta: VectorDelta
+    ) -> None:
+        x0, y0, x1, y1 = region.bbox
+        stored = np.asarray(region.vector, dtype=VECTOR_DTYPE)
+        result = conn.execute(
+            insert(regions).values(
+                image_id=image_id,
+                kind=region.kind,
+                x0=x0,
+                y0=y0,
+                x1=x1,
+                y1=y1,
+                label=region.label,
+                label_score=region.label_score,
+                vector=stored.tobytes(),
+            )
+        )
+        region_id = int(result.inserted_primary_key[0])
+        if region.labels:
+            conn.execute(
+                insert(labels),
+                [
+                    {"region_id": region_id, "rank": rank, "name": name, "prob": float(prob)}
+                    for rank, (name, prob) in enumerate(region.labels)
+                ],
+            )
+        # the index gets the float16-rounded vector, so a rebuild reproduces it exactly
+        delta.add(region.kind, region_id, stored.astype(np.float32))
+
+    def _clone_image(
+        self, conn: Connection, source_id: int, stat: FileStat, now: float, delta: VectorDelta
+    ) -> None:
+        source = conn.execute(select(images).where(images.c.id == source_id)).mappings().one()
+        values = {k: v for k, v in source.items() if k != "id"}
+        values.update(path=stat.path, size=stat.size, mtime_ns=stat.mtime_ns, indexed_at=now)
+        image_id = int(conn.execute(insert(images).values(**values)).inserted_primary_key[0])
+        for region in conn.execute(select(regions).where(regions.c.image_id == source_id)).all():
+            region_values = {k: v for k, v in region._mapping.items() if k not in ("id",)}
+            region_values["image_id"] = image_id
+            new_id = int(conn.execute(insert(regions).values(**region_values)).inserted_primary_key[0])
+            label_rows = conn.execute(
+                select(labels.c.rank, labels.c.name, labels.c.prob).where(
+                    labels.c.region_id == region.id
+                )
+            ).all()
+            if label_rows:
+                conn.execute(
+                    insert(labels),
+                    [{"region_id": new_id, **row._mapping} for row in label_rows],
+                )
+            vector = np.frombuffer(region.vector, dtype=VECTOR_DTYPE).astype(np.float32)
+            delta.add(region.kind, new_id, vector)
+
+    def _write_failures(self, conn: Connection, batch: CatalogBatch, now: float) -> None:
+        cleared = list(batch.cleared_failures)
+        cleared += [item.stat.path for item in batch.new]
+        cleared += [item.stat.path for item in batch.moves + batch.copies + batch.touched]
+        cleared += [failure.stat.path for failure in batch.failures]
+        for chunk in _chunks(cleared):
+            conn.execute(delete(failures).where(failures.c.path.in_(chunk)))
+        if batch.failures:
+            conn.execute(
+                insert(failures),
+                [
+                    {
+                        "path": f.stat.path,
+                        "size": f.stat.size,
+                        "mtime_ns": f.stat.mtime_ns,
+                        "reason": f.reason,
+                        "failed_at": now,
+                    }
+                    for f in batch.failures
+                ],
+            )
+
+    def remove_all_vectors(self) -> None:
+        """Drop every image and region (used when switching encoders); failures are kept."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(labels))
+            conn.execute(delete(regions))
+            conn.execute(delete(images))
+            generation = int(self._get(conn, "vectors.generation") or 0) + 1
+            self._set(conn, "vectors.generation", str(generation))
+
+    # ---- vectors and hits ------------------------------------------------------------------
+
+    def region_vectors(
+        self, kind: str, dim: int, chunk_rows: int = 20000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids int64, vectors float32) for every region of a kind, in chunks."""
+        query = (
+            select(regions.c.id, regions.c.vector)
+            .where(regions.c.kind == kind)
+            .order_by(regions.c.id)
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(query)
+            while rows := result.fetchmany(chunk_rows):
+                ids = np.fromiter((row.id for row in rows), dtype=np.int64, count=len(rows))
+                blob = b"".join(row.vector for row in rows)
+                vectors = np.frombuffer(blob, dtype=VECTOR_DTYPE).reshape(len(rows), dim)
+                yield ids, vectors.astype(np.float32)
+
+    def region_count(self, kind: str) -> int:
+        with self.engine.connect() as conn:
+            query = select(func.count()).select_from(regions).where(regions.c.kind == kind)
+            return int(conn.execute(query).scalar_one())
+
+    def hydrate(self, scored: dict[int, float]) -> list[RegionHit]:
+        """Turn {region id: score} into hits joined with their image rows."""
+        hits: list[RegionHit] = []
+        ids = list(scored)
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids):
+                query = (
+                    select(
+                        regions.c.id,
+                        regions.c.image_id,
+                        images.c.path,
+                        regions.c.kind,
+                        regions.c.x0,
+                        regions.c.y0,
+                        regions.c.x1,
+                        regions.c.y1,
+                        regions.c.label,
+                        images.c.taken_at,
+                    )
+                    .join(images, images.c.id == regions.c.image_id)
+                    .where(regions.c.id.in_(chunk))
+                )
+                for row in conn.execute(query):
+                    hits.append(
+                        RegionHit(
+                            region_id=row.id,
+                            image_id=row.image_id,
+                            path=row.path,
+                            kind=row.kind,
+                            bbox=(row.x0, row.y0, row.x1, row.y1),
+                            label=row.label,
+                            taken_at=row.taken_at,
+                            score=scored[row.id],
+                        )
+                    )
+        return hits
+
+    def counts(self) -> tuple[int, dict[str, int], int]:
+        """(images, regions by kind, failures)."""
+        with self.engine.connect() as conn:
+            n_images = int(conn.execute(select(func.count()).select_from(images)).scalar_one())
+            by_kind = {
+                row.kind: int(row.n)
+                for row in conn.execute(
+                    select(regions.c.kind, func.count().label("n")).group_by(regions.c.kind)
+                )
+            }
+            n_failures = int(conn.execute(select(func.count()).select_from(failures)).scalar_one())
+        return n_images, by_kind, n_failures
+
+    def database_path(self) -> Path | None:
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+            return Path(database)
+        return None

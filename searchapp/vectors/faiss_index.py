@@ -1,0 +1,181 @@
+"""FAISS indexes keyed by catalog region id: one per region kind, saved atomically.
+
+Index files are caches. Each file is named after the catalog's vector generation it holds
+(`index-scene-g42.faiss`); the catalog records which generation and count it saved last. On open,
+a file that is missing, unreadable, of another generation or of the wrong size is rebuilt from the
+float16 vectors kept in the catalog, so nothing is ever re-embedded to repair an index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchapp.errors import DiskFullError, SearchappError
+from searchapp.store.catalog import Catalog
+
+FILE_PATTERN = re.compile(r"^index-(?P<kind>[a-z]+)-g(?P<gen>\d+)\.faiss$")
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def new_index(dim: int) -> Any:
+    faiss = _faiss()
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def add(index: Any, ids: np.ndarray, vectors: np.ndarray) -> None:
+    if len(ids):
+        index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+        )
+
+
+def remove(index: Any, ids: list[int]) -> None:
+    if ids:
+        index.remove_ids(np.asarray(ids, dtype=np.int64))
+
+
+def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-product kNN; rows of ids are -1 where fewer than k vectors exist."""
+    k = max(1, min(k, index.ntotal)) if index.ntotal else 1
+    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return scores, ids
+
+
+def save_atomic(index: Any, path: Path) -> None:
+    """Write to a temporary file, fsync, then rename over the target: never a torn file."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        _faiss().write_index(index, str(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if exc.errno == 28:
+            raise DiskFullError(
+                f"disk full while writing {path}; free space on {path.parent} and run "
+                "`searchapp rebuild-index`: the catalog is intact"
+            ) from exc
+        raise
+    except RuntimeError as exc:  # faiss reports its own I/O errors as RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise SearchappError(f"could not write {path}: {exc}") from exc
+
+
+def load(path: Path) -> Any:
+    return _faiss().read_index(str(path))
+
+
+class IndexStore:
+    """The FAISS indexes of one library, kept consistent with its catalog."""
+
+    def __init__(self, directory: Path, catalog: Catalog, dim: int):
+        self.directory = directory
+        self.catalog = catalog
+        self.dim = dim
+        self._indexes: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.repairs: list[str] = []  # what open() had to rebuild, for the CLI to report
+
+    def path_for(self, kind: str, generation: int) -> Path:
+        return self.directory / f"index-{kind}-g{generation}.faiss"
+
+    def get(self, kind: str, *, persist: bool) -> Any:
+        """The index of a kind, loaded or rebuilt. With persist, a rebuilt index is saved."""
+        with self._lock:
+            if kind not in self._indexes:
+                self._indexes[kind] = self._open(kind, persist=persist)
+            return self._indexes[kind]
+
+    def _open(self, kind: str, *, persist: bool) -> Any:
+        generation = self.catalog.vector_generation()
+        record = self.catalog.index_record(kind)
+        expected = self.catalog.region_count(kind)
+        problem = None
+        if record is None:
+            problem = "no index file recorded" if expected else None
+        else:
+            saved_gen, saved_count = record
+            path = self.path_for(kind, saved_gen)
+            if saved_gen != generation:
+                problem = f"index file is stale (generation {saved_gen}, catalog {generation})"
+            elif not path.exists():
+                problem = f"index file {path.name} is missing"
+            else:
+                try:
+                    index = load(path)
+                except RuntimeError as exc:
+                    problem = f"index file {path.name} is unreadable ({str(exc).splitlines()[0]})"
+                else:
+                    if index.ntotal == expected == saved_count and index.d == self.dim:
+                        return index
+                    problem = (
+                        f"index file {path.name} holds {index.ntotal} vectors of dim {index.d}, "
+                        f"catalog has {expected} of dim {self.dim}"
+                    )
+        index = self.rebuild_from_catalog(kind)
+        if problem:
+            self.repairs.append(f"{kind}: {problem}; rebuilt from the catalog")
+        if persist:
+            self.save(kind, index, generation)
+        return index
+
+    def rebuild_from_catalog(self, kind: str) -> Any:
+        index = new_index(self.dim)
+        for ids, vectors in self.catalog.region_vectors(kind, self.dim):
+            add(index, ids, vectors)
+        return index
+
+    def save(self, kind: str, index: Any, generation: int) -> None:
+        path = self.path_for(kind, generation)
+        save_atomic(index, path)
+        self.catalog.set_index_record(kind, generation, index.ntotal)
+        self._remove_other_files(kind, keep=path)
+
+    def save_all(self, generation: int) -> None:
+        with self._lock:
+            for kind, index in self._indexes.items():
+                self.save(kind, index, generation)
+
+    def _remove_other_files(self, kind: str, keep: Path) -> None:
+        for candidate in self.directory.glob(f"index-{kind}-g*.faiss"):
+            if candidate != keep:
+                with contextlib.suppress(OSError):
+                    candidate.unlink()
+
+    def apply_delta(self, kind: str, added: tuple[np.ndarray, np.ndarray], removed: list[int]):
+        index = self.get(kind, persist=True)
+        remove(index, removed)
+        add(index, *added)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._indexes.clear()
+
+    def rebuild_all(self, kinds: list[str], progress: Callable[[str], None] | None = None):
+        generation = self.catalog.vector_generation()
+        with self._lock:
+            for kind in kinds:
+                if progress:
+                    progress(kind)
+                index = self.rebuild_from_catalog(kind)
+                self.save(kind, index, generation)
+                self._indexes[kind] = index
+
+    def bytes_on_disk(self) -> int:
+        return sum(path.stat().st_size for path in self.directory.glob("index-*.faiss"))
