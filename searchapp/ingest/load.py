@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -170,6 +171,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _bomb_reason(size: str, limits: LoadLimits) -> str:
+    return (
+        f"decompression bomb refused: {size}, over the {limits.max_pixels / 1e6:.0f} MP limit "
+        "(raise it with --max-pixels)"
+    )
+
+
 def decode(
     data: bytes, stat: FileStat, *, min_side: int | None, limits: LoadLimits
 ) -> LoadedImage:
@@ -188,17 +196,15 @@ def decode(
                 path, "not an image: the content is no format Pillow reads (renamed or corrupt?)"
             ) from None
         except Image.DecompressionBombError as exc:
-            raise ImageLoadError(path, f"decompression bomb refused: {exc}") from None
+            claimed = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = int(claimed.group(1)) if claimed else 0
+            raise ImageLoadError(path, _bomb_reason(f"{pixels / 1e6:.0f} MP", limits)) from None
         except Exception as exc:
             raise ImageLoadError(path, f"corrupt image header: {exc}") from None
         stored_w, stored_h = image.size
         if stored_w * stored_h > limits.max_pixels:
-            raise ImageLoadError(
-                path,
-                f"decompression bomb refused: {stored_w}x{stored_h} is "
-                f"{stored_w * stored_h / 1e6:.0f} MP, over the {limits.max_pixels / 1e6:.0f} MP "
-                "limit (raise it with --max-pixels)",
-            )
+            size = f"{stored_w}x{stored_h} = {stored_w * stored_h / 1e6:.0f} MP"
+            raise ImageLoadError(path, _bomb_reason(size, limits))
         fmt = image.format or "UNKNOWN"
         orientation, facts = _exif_facts(image)
         if min_side and fmt == "JPEG":

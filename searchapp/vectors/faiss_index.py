@@ -89,6 +89,7 @@ class IndexStore:
         self.catalog = catalog
         self.dim = dim
         self._indexes: dict[str, Any] = {}
+        self._generations: dict[str, int] = {}  # catalog generation each loaded index reflects
         self._lock = threading.Lock()
         self.repairs: list[str] = []  # what open() had to rebuild, for the CLI to report
 
@@ -99,6 +100,7 @@ class IndexStore:
         """The index of a kind, loaded or rebuilt. With persist, a rebuilt index is saved."""
         with self._lock:
             if kind not in self._indexes:
+                self._generations[kind] = self.catalog.vector_generation()
                 self._indexes[kind] = self._open(kind, persist=persist)
             return self._indexes[kind]
 
@@ -158,14 +160,25 @@ class IndexStore:
                 with contextlib.suppress(OSError):
                     candidate.unlink()
 
-    def apply_delta(self, kind: str, added: tuple[np.ndarray, np.ndarray], removed: list[int]):
+    def apply_delta(
+        self,
+        kind: str,
+        added: tuple[np.ndarray, np.ndarray],
+        removed: list[int],
+        base_generation: int,
+        new_generation: int,
+    ) -> None:
+        """Follow a committed catalog batch that moved `base_generation` to `new_generation`."""
         index = self.get(kind, persist=True)
-        remove(index, removed)
-        add(index, *added)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._indexes.clear()
+        loaded_at = self._generations[kind]
+        if loaded_at == new_generation:
+            return  # loaded after the commit: the catalog already had these vectors
+        if loaded_at != base_generation:
+            index = self._indexes[kind] = self.rebuild_from_catalog(kind)
+        else:
+            remove(index, removed)
+            add(index, *added)
+        self._generations[kind] = new_generation
 
     def rebuild_all(self, kinds: list[str], progress: Callable[[str], None] | None = None):
         generation = self.catalog.vector_generation()
@@ -176,6 +189,7 @@ class IndexStore:
                 index = self.rebuild_from_catalog(kind)
                 self.save(kind, index, generation)
                 self._indexes[kind] = index
+                self._generations[kind] = generation
 
     def bytes_on_disk(self) -> int:
         return sum(path.stat().st_size for path in self.directory.glob("index-*.faiss"))

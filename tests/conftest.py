@@ -1,0 +1,83 @@
+"""Shared fixtures. Real photos come from scikit-image's bundled samples; nothing downloads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "camera", "motorcycle_left")
+SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
+
+
+def sample_image(name: str) -> Image.Image:
+    from skimage import data
+
+    if name == "motorcycle_left":
+        array = data.stereo_motorcycle()[0]
+    else:
+        array = getattr(data, name)()
+    return Image.fromarray(np.asarray(array)).convert("RGB")
+
+
+def write_samples(folder: Path, names: tuple[str, ...] = SAMPLES) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        path = folder / f"{name}.jpg"
+        sample_image(name).save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only set of real photos; copy it before changing anything."""
+    folder = tmp_path_factory.mktemp("samples")
+    write_samples(folder)
+    return folder
+
+
+@pytest.fixture
+def photos(tmp_path: Path, sample_dir: Path) -> Path:
+    """A private, writable copy of the sample photos in nested folders."""
+    root = tmp_path / "photos"
+    (root / "animals").mkdir(parents=True)
+    (root / "things" / "deep").mkdir(parents=True)
+    shutil.copy(sample_dir / "chelsea.jpg", root / "animals" / "cat.jpg")
+    shutil.copy(sample_dir / "coffee.jpg", root / "things" / "coffee.jpg")
+    shutil.copy(sample_dir / "rocket.jpg", root / "things" / "deep" / "rocket.jpg")
+    shutil.copy(sample_dir / "astronaut.jpg", root / "astronaut.jpg")
+    shutil.copy(sample_dir / "camera.jpg", root / "camera.jpg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cnn_encoder():
+    from searchapp.encoders.base import EncoderOptions
+    from searchapp.encoders.cnn import EfficientNetLite0Encoder
+
+    return EfficientNetLite0Encoder(EncoderOptions())
+
+
+@pytest.fixture
+def library(tmp_path: Path, cnn_encoder):
+    """A fresh CNN library whose encoder is the session's already-loaded one."""
+    from searchapp.library import Library
+
+    lib = Library(tmp_path / "lib")
+    lib._encoder = cnn_encoder
+    lib.catalog.set_encoder_identity(cnn_encoder.identity)
+    yield lib
+    lib.close()
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env.pop("SEARCHAPP_LIBRARY", None)
+    return env
