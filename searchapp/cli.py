@@ -88,6 +88,12 @@ def _index_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-file-mb", type=_positive_int, default=1024, help="refuse larger files (MiB)"
     )
+    parser.add_argument(
+        "--commit-every",
+        type=_positive_int,
+        default=256,
+        help="images per catalog transaction; a killed run loses at most this many (default 256)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -160,6 +166,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     options = IndexOptions(
         workers=workers,
         batch_size=args.batch_size,
+        commit_every=args.commit_every,
         limits=LoadLimits(max_pixels=args.max_pixels, max_file_bytes=args.max_file_mb << 20),
     )
     explicit = bool(args.encoder and args.encoder != "auto")

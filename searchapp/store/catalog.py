@@ -18,7 +18,12 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from searchapp.errors import LibraryBusyError, SchemaTooNewError, SearchappError
+from searchapp.errors import (
+    DiskFullError,
+    LibraryBusyError,
+    SchemaTooNewError,
+    SearchappError,
+)
 from searchapp.records import (
     CatalogBatch,
     EncoderIdentity,
@@ -220,6 +225,22 @@ class Catalog:
 
     def apply(self, batch: CatalogBatch) -> tuple[int, VectorDelta]:
         """Write a batch in one transaction; return the new vector generation and the delta."""
+        try:
+            return self._apply(batch)
+        except OperationalError as exc:
+            text = str(exc.orig).lower()
+            if "disk is full" in text or "disk full" in text:
+                raise DiskFullError(
+                    f"disk full while writing the catalog {self.url}; nothing of this batch was "
+                    "kept. Free some space and run the same command again to resume"
+                ) from exc
+            if "locked" in text:
+                raise LibraryBusyError(
+                    f"the catalog {self.url} is locked by another process; wait and retry"
+                ) from exc
+            raise
+
+    def _apply(self, batch: CatalogBatch) -> tuple[int, VectorDelta]:
         delta = VectorDelta()
         now = time.time()
         with self.engine.begin() as conn:

@@ -1,0 +1,178 @@
+"""The real CLI as a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from searchapp.library import Library, WriteLock
+from tests.conftest import cli_env, sample_image
+from tests.integration.helpers import assert_consistent
+
+
+def run(*args: str, env: dict[str, str] | None = None, check: bool = True):  # type: ignore[no-untyped-def]
+    result = subprocess.run(
+        [sys.executable, "-m", "searchapp", *args],
+        capture_output=True,
+        text=True,
+        env=env or cli_env(),
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> None:
+    lib = str(tmp_path / "lib")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    first = run("index", str(photos), "--library", lib, "--json", "--encoder", "cnn:efficientnet-lite0")
+    summary = json.loads(first.stdout)
+    assert {k: summary[k] for k in ("new", "changed", "moved", "deleted", "failed")} == {
+        "new": 5, "changed": 0, "moved": 0, "deleted": 0, "failed": 1,
+    }
+    assert summary["encoder"] == "cnn:efficientnet-lite0" and summary["images_per_second"] > 0
+    assert f"searchapp: skipped {photos / 'broken.jpg'}:" in first.stderr
+
+    second = json.loads(run("index", str(photos), "--library", lib, "--json").stdout)
+    assert (second["unchanged"], second["failed"], second["embedded"]) == (5, 1, 0)
+
+    (photos / "moved").mkdir()
+    shutil.move(photos / "camera.jpg", photos / "moved" / "camera.jpg")
+    third = json.loads(run("index", str(photos), "--library", lib, "--json").stdout)
+    assert (third["moved"], third["new"], third["embedded"]) == (1, 0, 0)
+
+    query = tmp_path / "query.jpg"
+    with Image.open(photos / "things" / "coffee.jpg") as image:
+        image.resize((200, 133)).save(query, quality=50)
+    results = json.loads(run("search", "--image", str(query), "-k", "3", "--library", lib, "--json").stdout)
+    top = results["results"][0]
+    assert top["path"] == str(photos / "things" / "coffee.jpg")
+    assert set(top) == {"path", "score", "region"}
+    assert top["region"] == {"kind": "scene", "bbox": [0, 0, 600, 400], "label": None}
+    assert len(results["results"]) == 3
+
+    table = run("search", "--image", str(query), "-k", "2", "--library", lib).stdout
+    assert table.splitlines()[0].split() == ["rank", "score", "path", "region"]
+
+    stats = json.loads(run("stats", "--library", lib, "--json").stdout)
+    assert (stats["images"], stats["regions"], stats["vectors"], stats["failures"]) == (5, {"scene": 5}, 5, 1)
+    assert stats["encoder"]["name"] == "cnn:efficientnet-lite0" and stats["bytes_on_disk"] > 0
+
+    errors = json.loads(run("errors", "--library", lib, "--json").stdout)["errors"]
+    assert [e["path"] for e in errors] == [str(photos / "broken.jpg")]
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, searchapp.cli as c\n"
+        "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'faiss', 'open_clip', 'cv2', 'PIL', 'numpy', 'sqlalchemy')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["index", "{photos}", "--encoder", "resnet"], 2, "valid: auto, cnn:efficientnet-lite0"),
+        (["index", "{photos}", "--workers", "0"], 2, "must be at least 1"),
+        (["search", "--image", "{photos}/nope.jpg"], 2, "does not exist"),
+        (["search", "--image", "{photos}/camera.jpg", "-k", "0"], 2, "-k must be at least 1"),
+        (["frobnicate"], 2, "invalid choice"),
+    ],
+)
+def test_bad_flags_get_clear_messages(photos: Path, tmp_path: Path, args, code, message) -> None:  # type: ignore[no-untyped-def]
+    filled = [a.replace("{photos}", str(photos)) for a in args]
+    result = run(*filled, "--library", str(tmp_path / "lib"), check=False)
+    assert result.returncode == code
+    assert message in result.stderr
+
+
+def test_explicit_clip_without_weights_names_the_fix(photos: Path, tmp_path: Path) -> None:
+    env = cli_env(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-hub"), HOME=str(tmp_path))
+    result = run(
+        "index", str(photos), "--library", str(tmp_path / "lib"),
+        "--encoder", "clip:ViT-B-32/laion2b_s34b_b79k", env=env, check=False,
+    )
+    assert result.returncode == 6
+    assert "--clip-weights" in result.stderr
+
+
+def test_busy_library_exits_non_zero(photos: Path, tmp_path: Path) -> None:
+    lock = WriteLock(tmp_path / "lib")
+    (tmp_path / "lib").mkdir()
+    lock.acquire()
+    try:
+        result = run("index", str(photos), "--library", str(tmp_path / "lib"), check=False)
+    finally:
+        lock.release()
+    assert result.returncode == 3 and "busy" in result.stderr
+
+
+def many_photos(folder: Path, count: int) -> None:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    base = np.asarray(sample_image("astronaut"))
+    for i in range(count):
+        y, x = rng.integers(0, 256, size=2)
+        Image.fromarray(base[y : y + 256, x : x + 256]).save(folder / f"p{i:03d}.jpg", quality=85)
+
+
+def committed(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return int(conn.execute("SELECT count(*) FROM images").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) -> None:
+    total = 150
+    many_photos(tmp_path / "many", total)
+    lib = tmp_path / "lib"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "searchapp", "index", str(tmp_path / "many"), "--library", str(lib),
+         "--commit-every", "4", "--workers", "1", "--batch-size", "4", "-q",
+         "--encoder", "cnn:efficientnet-lite0"],
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    while committed(lib / "catalog.db") < 12 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    at_kill = committed(lib / "catalog.db")
+    assert 12 <= at_kill < total, "the kill must land mid-run"
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+
+    opened = Library(lib)
+    try:
+        opened.check_indexes()
+        assert_consistent(opened)
+    finally:
+        opened.close()
+    resumed = json.loads(run("index", str(tmp_path / "many"), "--library", str(lib), "--json").stdout)
+    assert resumed["unchanged"] == at_kill
+    assert resumed["new"] == total - at_kill
+    final = Library(lib)
+    try:
+        assert final.stats().images == total
+        assert_consistent(final)
+    finally:
+        final.close()

@@ -1,0 +1,73 @@
+"""Catalog schema: migrations on fresh and old catalogs, models in step with migrations, refusal
+of a newer schema."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from searchapp.errors import SchemaTooNewError
+from searchapp.store.catalog import Catalog, _alembic_config
+from searchapp.store.models import Base
+
+
+def test_fresh_catalog_is_at_head_in_wal_mode(tmp_path: Path) -> None:
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    assert catalog.schema_revision() == "0002"
+    catalog.close()
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_models_match_migrations(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    with catalog.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    catalog.close()
+    assert diff == []
+
+
+def test_upgrade_keeps_data_of_an_old_catalog(tmp_path: Path) -> None:
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0001")
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute(
+            "INSERT INTO images (id, path, size, mtime_ns, content_hash, width, height, format,"
+            " taken_at, taken_source, indexed_at) VALUES"
+            " (1, '/p/a.jpg', 10, 5, 'h1', 4, 3, 'JPEG', 1.0, 'mtime', ?)",
+            (time.time(),),
+        )
+        conn.execute(
+            "INSERT INTO regions (id, image_id, kind, x0, y0, x1, y1, vector)"
+            " VALUES (7, 1, 'scene', 0, 0, 4, 3, x'0000')"
+        )
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "region_labels" not in tables
+    engine.dispose()
+
+    catalog = Catalog(url)  # opening migrates
+    assert catalog.schema_revision() == "0002"
+    assert [image.path for image in catalog.all_images()] == ["/p/a.jpg"]
+    assert catalog.region_count("scene") == 1
+    catalog.close()
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        assert conn.execute("SELECT count(*) FROM region_labels").fetchone()[0] == 0
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    Catalog(f"sqlite:///{tmp_path / 'c.db'}").close()
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    with pytest.raises(SchemaTooNewError, match="upgrade searchapp"):
+        Catalog(f"sqlite:///{tmp_path / 'c.db'}")

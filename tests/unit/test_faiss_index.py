@@ -1,0 +1,114 @@
+"""The FAISS layer against an exact numpy reference, and its repair of lost or stale files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from searchapp.records import CatalogBatch, FileStat, ImageMeta, NewImage, RegionData
+from searchapp.store.catalog import Catalog
+from searchapp.vectors import faiss_index
+from searchapp.vectors.faiss_index import IndexStore
+
+DIM = 16
+
+
+def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    rows = rng.normal(size=(n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_search_matches_exact_numpy_reference() -> None:
+    rng = np.random.default_rng(0)
+    vectors = unit_rows(rng, 500)
+    ids = np.arange(1000, 1500, dtype=np.int64)
+    index = faiss_index.new_index(DIM)
+    faiss_index.add(index, ids, vectors)
+    queries = unit_rows(rng, 5)
+    scores, found = faiss_index.search(index, queries, 10)
+    exact = queries @ vectors.T
+    for row in range(5):
+        expected = np.sort(exact[row])[::-1][:10]
+        np.testing.assert_allclose(scores[row], expected, atol=1e-5)
+        np.testing.assert_allclose(exact[row][found[row] - 1000], scores[row], atol=1e-5)
+    faiss_index.remove(index, [1000, 1001])
+    assert index.ntotal == 498
+
+
+def add_images(catalog: Catalog, rng: np.random.Generator, count: int, start: int = 0) -> None:
+    batch = CatalogBatch()
+    for i in range(start, start + count):
+        meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
+        region = RegionData("scene", (0, 0, 10, 10), unit_rows(rng, 1)[0])
+        batch.new.append(NewImage(FileStat(f"/p/{i}.jpg", 1, 1), f"h{i}", meta, [region]))
+    catalog.apply(batch)
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    add_images(catalog, np.random.default_rng(1), 20)
+    yield IndexStore(tmp_path, catalog, DIM)
+    catalog.close()
+
+
+def reopen(store: IndexStore) -> IndexStore:
+    return IndexStore(store.directory, store.catalog, DIM)
+
+
+def test_first_open_builds_and_saves(store: IndexStore) -> None:
+    index = store.get("scene", persist=True)
+    assert index.ntotal == 20
+    generation = store.catalog.vector_generation()
+    assert store.path_for("scene", generation).exists()
+    again = reopen(store)
+    assert again.get("scene", persist=True).ntotal == 20
+    assert again.repairs == []
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "truncated"])
+def test_damaged_file_is_rebuilt_from_the_catalog(store: IndexStore, damage: str) -> None:
+    store.get("scene", persist=True)
+    path = store.path_for("scene", store.catalog.vector_generation())
+    if damage == "missing":
+        path.unlink()
+    elif damage == "corrupt":
+        path.write_bytes(b"not a faiss index at all")
+    else:
+        path.write_bytes(path.read_bytes()[:200])
+    fresh = reopen(store)
+    index = fresh.get("scene", persist=True)
+    assert index.ntotal == 20
+    assert len(fresh.repairs) == 1 and "rebuilt" in fresh.repairs[0]
+
+
+def test_stale_file_is_rebuilt_and_vectors_equal_the_catalog(store: IndexStore) -> None:
+    store.get("scene", persist=True)
+    add_images(store.catalog, np.random.default_rng(2), 5, start=100)  # index file not updated
+    fresh = reopen(store)
+    index = fresh.get("scene", persist=False)
+    assert index.ntotal == 25 and "stale" in fresh.repairs[0]
+    ids, vectors = next(store.catalog.region_vectors("scene", DIM))
+    np.testing.assert_array_equal(
+        np.stack([index.reconstruct(int(i)) for i in ids]), vectors
+    )
+
+
+def test_delta_applies_only_on_its_base_generation(store: IndexStore) -> None:
+    store.get("scene", persist=True)
+    base = store.catalog.vector_generation()
+    rng = np.random.default_rng(3)
+    batch = CatalogBatch()
+    meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
+    region = RegionData("scene", (0, 0, 10, 10), unit_rows(rng, 1)[0])
+    batch.new.append(NewImage(FileStat("/p/new.jpg", 1, 1), "hn", meta, [region]))
+    new_generation, delta = store.catalog.apply(batch)
+    added = (np.asarray(delta.added_ids["scene"]), np.stack(delta.added_vectors["scene"]))
+    store.apply_delta("scene", added, [], base, new_generation)
+    assert store.get("scene", persist=True).ntotal == 21
+    # an index opened after the commit must not take the same delta twice
+    late = reopen(store)
+    late.apply_delta("scene", added, [], base, new_generation)
+    assert late.get("scene", persist=True).ntotal == 21
