@@ -11,9 +11,12 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from searchapp.library import Library
 
 EXIT_INTERRUPTED = 130
 
@@ -56,7 +59,9 @@ def _common() -> argparse.ArgumentParser:
         metavar="DIR",
         help="library folder (default: $SEARCHAPP_LIBRARY or indexes/default)",
     )
-    group.add_argument("--db", metavar="URL", help="SQLAlchemy URL of the catalog (default: SQLite)")
+    group.add_argument(
+        "--db", metavar="URL", help="SQLAlchemy URL of the catalog (default: SQLite)"
+    )
     verbosity = common.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
     verbosity.add_argument("-v", "--verbose", action="store_true", help="say more")
@@ -151,7 +156,7 @@ def _version() -> str:
 # ---- commands ------------------------------------------------------------------------------
 
 
-def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _open(args: argparse.Namespace) -> Library:
     from searchapp.library import Library
 
     return Library(args.library, args.db)
@@ -301,10 +306,12 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 def _human_bytes(n: int) -> str:

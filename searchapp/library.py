@@ -38,7 +38,7 @@ class WriteLock:
         self._handle: Any = None
 
     def acquire(self) -> None:
-        handle = open(self.path, "a+")
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -111,7 +111,9 @@ class Library:
     def encoder_identity(self) -> EncoderIdentity | None:
         return self.catalog.encoder_identity()
 
-    def resolve_encoder_name(self, requested: str | None, options: EncoderOptions) -> tuple[str, str]:
+    def resolve_encoder_name(
+        self, requested: str | None, options: EncoderOptions
+    ) -> tuple[str, str]:
         """(encoder name, why) for this library: its own, or the requested one for a new one."""
         from searchapp.encoders.registry import AUTO, choose_auto, split_name
 
@@ -129,7 +131,9 @@ class Library:
         choice = choose_auto(options)
         return choice.name, choice.reason
 
-    def encoder(self, name: str | None = None, options: EncoderOptions | None = None):  # type: ignore[no-untyped-def]
+    def encoder(
+        self, name: str | None = None, options: EncoderOptions | None = None
+    ) -> ImageEncoder:
         """The library's encoder, loaded once and checked against the recorded identity."""
         from searchapp.encoders.registry import create_encoder
 

@@ -17,10 +17,7 @@ SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photo
 def sample_image(name: str) -> Image.Image:
     from skimage import data
 
-    if name == "motorcycle_left":
-        array = data.stereo_motorcycle()[0]
-    else:
-        array = getattr(data, name)()
+    array = data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(data, name)()
     return Image.fromarray(np.asarray(array)).convert("RGB")
 
 

@@ -1,4 +1,4 @@
-"""The encoder protocol: preprocessing (runs beside decoding) and batched, L2-normalised encoding."""
+"""The encoder protocol: preprocessing (beside decoding), batched L2-normalised encoding."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class ImageEncoder(Protocol):
         ...
 
     def encode(self, batch: np.ndarray) -> EncodedBatch:
-        """(n, 3, s, s) float32 -> normalised vectors (and class labels where the model has them)."""
+        """(n, 3, s, s) float32 -> normalised vectors, plus class labels if the model has them."""
         ...
 
     @property

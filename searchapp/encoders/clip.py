@@ -136,7 +136,11 @@ class OpenClipEncoder:
         self.tokenizer = open_clip.get_tokenizer(arch)
         image_size = self.model.visual.image_size
         self.input_size = int(image_size[0] if isinstance(image_size, tuple | list) else image_size)
-        dim = int(self.model.text_projection.shape[1]) if hasattr(self.model, "text_projection") else 0
+        dim = (
+            int(self.model.text_projection.shape[1])
+            if hasattr(self.model, "text_projection")
+            else 0
+        )
         dim = dim or int(self._probe_dim())
         weights = tag or "custom"
         if options.clip_weights is not None:

@@ -75,7 +75,7 @@ class EfficientNetLite0Encoder:
         if options.threads:
             torch.set_num_threads(options.threads)
         path = weights_path or bundled_weights_path()
-        model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        model: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(map_state_dict(state, model.state_dict()))
         self.model = model.eval()
@@ -83,7 +83,7 @@ class EfficientNetLite0Encoder:
         self.identity = EncoderIdentity(
             name="cnn:efficientnet-lite0",
             weights=path.stem,
-            dim=int(model.num_features),
+            dim=int(self.model.num_features),
             preprocess=f"shorter side {INPUT_SIZE} bicubic, center crop, (x-127)/128",
         )
 

@@ -1,8 +1,8 @@
 """Encoder registry: `family:spec` names map to factories; unknown names get the list of valid ones.
 
-    cnn:efficientnet-lite0              offline, bundled ImageNet weights (no text tower)
-    clip:<arch>/<pretrained tag>        open_clip, e.g. clip:ViT-B-32/laion2b_s34b_b79k
-    auto                                CLIP when its weights are at hand, else the CNN
+cnn:efficientnet-lite0              offline, bundled ImageNet weights (no text tower)
+clip:<arch>/<pretrained tag>        open_clip, e.g. clip:ViT-B-32/laion2b_s34b_b79k
+auto                                CLIP when its weights are at hand, else the CNN
 """
 
 from __future__ import annotations

@@ -178,9 +178,7 @@ def _bomb_reason(size: str, limits: LoadLimits) -> str:
     )
 
 
-def decode(
-    data: bytes, stat: FileStat, *, min_side: int | None, limits: LoadLimits
-) -> LoadedImage:
+def decode(data: bytes, stat: FileStat, *, min_side: int | None, limits: LoadLimits) -> LoadedImage:
     """Decode bytes to an RGB image as displayed. With min_side, JPEGs decode at a reduced
     scale whose shorter side is still at least min_side (DCT-domain, several times faster)."""
     path = stat.path

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +36,10 @@ from searchapp.records import (
     NewImage,
     RegionData,
 )
+
+if TYPE_CHECKING:
+    from searchapp.store.catalog import Catalog
+    from searchapp.vectors.faiss_index import IndexStore
 
 
 @dataclass(frozen=True)
@@ -110,14 +115,14 @@ class _ReadResult:
 class EncoderPort:
     """What the pipeline needs from the library: a lazily loaded encoder, checked on first use."""
 
-    def __init__(self, loader: Callable[[], object]):
-        self._loader = loader
-        self._encoder: object | None = None
+    def __init__(self, loader: Callable[[], Any]):
         import threading
 
+        self._loader = loader
+        self._encoder: Any = None
         self._lock = threading.Lock()
 
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> Any:
         with self._lock:
             if self._encoder is None:
                 self._encoder = self._loader()
@@ -152,8 +157,8 @@ def _read(
 class IndexRun:
     def __init__(
         self,
-        catalog,  # searchapp.store.catalog.Catalog
-        indexes,  # searchapp.vectors.faiss_index.IndexStore factory holder
+        catalog: Catalog,
+        indexes: Callable[[], IndexStore],  # built lazily: its dim is known once the encoder is
         encoder: EncoderPort,
         options: IndexOptions,
         callbacks: IndexCallbacks,
@@ -177,7 +182,9 @@ class IndexRun:
 
     # ---- plan ------------------------------------------------------------------------------
 
-    def _plan(self, roots: list[str]) -> tuple[list[tuple[FileStat, KnownImage | None]], dict]:
+    def _plan(
+        self, roots: list[str]
+    ) -> tuple[list[tuple[FileStat, KnownImage | None]], dict[str, KnownImage]]:
         problems: list[ScanProblem] = []
         entries = list(scan(roots, problems.append))
         if self.only is not None:
@@ -214,9 +221,7 @@ class IndexRun:
             return any(path == u or path.startswith(u.rstrip("/") + "/") for u in unreachable)
 
         missing = {
-            path: image
-            for path, image in known.items()
-            if path not in seen and not shielded(path)
+            path: image for path, image in known.items() if path not in seen and not shielded(path)
         }
         self.batch.cleared_failures += [
             path for path in known_failures if path not in seen and not shielded(path)
@@ -401,7 +406,12 @@ class IndexRun:
                     future.cancel()
                 raise
 
-    def _handle(self, result: _ReadResult, missing: dict[str, KnownImage], retry: deque) -> None:
+    def _handle(
+        self,
+        result: _ReadResult,
+        missing: dict[str, KnownImage],
+        retry: deque[tuple[FileStat, KnownImage | None, set[str]]],
+    ) -> None:
         if result.error is not None:
             self._record_failure(result.stat, result.error, result.previous)
         elif result.meta is None:

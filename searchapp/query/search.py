@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from searchapp.errors import ImageLoadError, QueryError
 from searchapp.ingest.load import LoadLimits, load_image
 from searchapp.records import BBox, FileStat, RegionHit
 from searchapp.vectors import faiss_index
+
+if TYPE_CHECKING:
+    from searchapp.library import Library
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,9 @@ def aggregate(region_hits: list[RegionHit], k: int) -> list[SearchHit]:
     return [SearchHit(h.path, h.score, h.kind, h.bbox, h.label, h.taken_at) for h in ranked]
 
 
-def query_vector_from_image(library, path: str, limits: LoadLimits | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+def query_vector_from_image(
+    library: Library, path: str, limits: LoadLimits | None = None
+) -> np.ndarray:
     absolute = os.path.abspath(os.path.expanduser(path))
     try:
         st = os.stat(absolute)
@@ -65,7 +71,9 @@ def query_vector_from_image(library, path: str, limits: LoadLimits | None = None
     return encoder.encode(encoder.preprocess(loaded.image)[None]).vectors
 
 
-def search_vector(library, vector: np.ndarray, k: int, kinds: tuple[str, ...]) -> list[SearchHit]:  # type: ignore[no-untyped-def]
+def search_vector(
+    library: Library, vector: np.ndarray, k: int, kinds: tuple[str, ...]
+) -> list[SearchHit]:
     if k < 1:
         raise QueryError(f"-k must be at least 1 (got {k})")
     scored: dict[int, float] = {}

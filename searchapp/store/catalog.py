@@ -11,10 +11,20 @@ import time
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -35,11 +45,11 @@ from searchapp.records import (
 )
 from searchapp.store.models import FailureRow, ImageRow, RegionLabelRow, RegionRow, Setting
 
-images = ImageRow.__table__
-regions = RegionRow.__table__
-labels = RegionLabelRow.__table__
-failures = FailureRow.__table__
-settings = Setting.__table__
+images = cast(Table, ImageRow.__table__)
+regions = cast(Table, RegionRow.__table__)
+labels = cast(Table, RegionLabelRow.__table__)
+failures = cast(Table, FailureRow.__table__)
+settings = cast(Table, Setting.__table__)
 
 VECTOR_DTYPE = np.float16
 _CHUNK = 900  # stays under SQLite's bound-parameter limit
@@ -70,6 +80,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _chunks(items: list[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _insert_id(conn: Connection, statement: Any) -> int:
+    key = conn.execute(statement).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _under(column: Any, roots: Iterable[str]) -> Any:
@@ -293,14 +309,15 @@ class Catalog:
             content_hash=content_hash,
             indexed_at=now,
         )
-        return int(conn.execute(insert(images).values(**values)).inserted_primary_key[0])
+        return _insert_id(conn, insert(images).values(**values))
 
     def _insert_region(
         self, conn: Connection, image_id: int, region: Any, delta: VectorDelta
     ) -> None:
         x0, y0, x1, y1 = region.bbox
         stored = np.asarray(region.vector, dtype=VECTOR_DTYPE)
-        result = conn.execute(
+        region_id = _insert_id(
+            conn,
             insert(regions).values(
                 image_id=image_id,
                 kind=region.kind,
@@ -311,9 +328,8 @@ class Catalog:
                 label=region.label,
                 label_score=region.label_score,
                 vector=stored.tobytes(),
-            )
+            ),
         )
-        region_id = int(result.inserted_primary_key[0])
         if region.labels:
             conn.execute(
                 insert(labels),
@@ -331,11 +347,11 @@ class Catalog:
         source = conn.execute(select(images).where(images.c.id == source_id)).mappings().one()
         values = {k: v for k, v in source.items() if k != "id"}
         values.update(path=stat.path, size=stat.size, mtime_ns=stat.mtime_ns, indexed_at=now)
-        image_id = int(conn.execute(insert(images).values(**values)).inserted_primary_key[0])
+        image_id = _insert_id(conn, insert(images).values(**values))
         for region in conn.execute(select(regions).where(regions.c.image_id == source_id)).all():
             region_values = {k: v for k, v in region._mapping.items() if k not in ("id",)}
             region_values["image_id"] = image_id
-            new_id = int(conn.execute(insert(regions).values(**region_values)).inserted_primary_key[0])
+            new_id = _insert_id(conn, insert(regions).values(**region_values))
             label_rows = conn.execute(
                 select(labels.c.rank, labels.c.name, labels.c.prob).where(
                     labels.c.region_id == region.id

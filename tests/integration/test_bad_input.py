@@ -1,4 +1,4 @@
-"""Bad files are lines in the report, never crashes; whole-run failures leave a consistent library."""
+"""Bad files are lines in the report, not crashes; failed runs leave a consistent library."""
 
 from __future__ import annotations
 

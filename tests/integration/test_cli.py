@@ -36,10 +36,16 @@ def run(*args: str, env: dict[str, str] | None = None, check: bool = True):  # t
 def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> None:
     lib = str(tmp_path / "lib")
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    first = run("index", str(photos), "--library", lib, "--json", "--encoder", "cnn:efficientnet-lite0")
+    first = run(
+        "index", str(photos), "--library", lib, "--json", "--encoder", "cnn:efficientnet-lite0"
+    )
     summary = json.loads(first.stdout)
     assert {k: summary[k] for k in ("new", "changed", "moved", "deleted", "failed")} == {
-        "new": 5, "changed": 0, "moved": 0, "deleted": 0, "failed": 1,
+        "new": 5,
+        "changed": 0,
+        "moved": 0,
+        "deleted": 0,
+        "failed": 1,
     }
     assert summary["encoder"] == "cnn:efficientnet-lite0" and summary["images_per_second"] > 0
     assert f"searchapp: skipped {photos / 'broken.jpg'}:" in first.stderr
@@ -55,7 +61,9 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     query = tmp_path / "query.jpg"
     with Image.open(photos / "things" / "coffee.jpg") as image:
         image.resize((200, 133)).save(query, quality=50)
-    results = json.loads(run("search", "--image", str(query), "-k", "3", "--library", lib, "--json").stdout)
+    results = json.loads(
+        run("search", "--image", str(query), "-k", "3", "--library", lib, "--json").stdout
+    )
     top = results["results"][0]
     assert top["path"] == str(photos / "things" / "coffee.jpg")
     assert set(top) == {"path", "score", "region"}
@@ -66,7 +74,12 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     assert table.splitlines()[0].split() == ["rank", "score", "path", "region"]
 
     stats = json.loads(run("stats", "--library", lib, "--json").stdout)
-    assert (stats["images"], stats["regions"], stats["vectors"], stats["failures"]) == (5, {"scene": 5}, 5, 1)
+    assert (stats["images"], stats["regions"], stats["vectors"], stats["failures"]) == (
+        5,
+        {"scene": 5},
+        5,
+        1,
+    )
     assert stats["encoder"]["name"] == "cnn:efficientnet-lite0" and stats["bytes_on_disk"] > 0
 
     errors = json.loads(run("errors", "--library", lib, "--json").stdout)["errors"]
@@ -104,8 +117,14 @@ def test_bad_flags_get_clear_messages(photos: Path, tmp_path: Path, args, code, 
 def test_explicit_clip_without_weights_names_the_fix(photos: Path, tmp_path: Path) -> None:
     env = cli_env(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-hub"), HOME=str(tmp_path))
     result = run(
-        "index", str(photos), "--library", str(tmp_path / "lib"),
-        "--encoder", "clip:ViT-B-32/laion2b_s34b_b79k", env=env, check=False,
+        "index",
+        str(photos),
+        "--library",
+        str(tmp_path / "lib"),
+        "--encoder",
+        "clip:ViT-B-32/laion2b_s34b_b79k",
+        env=env,
+        check=False,
     )
     assert result.returncode == 6
     assert "--clip-weights" in result.stderr
@@ -145,10 +164,27 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
     many_photos(tmp_path / "many", total)
     lib = tmp_path / "lib"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "searchapp", "index", str(tmp_path / "many"), "--library", str(lib),
-         "--commit-every", "4", "--workers", "1", "--batch-size", "4", "-q",
-         "--encoder", "cnn:efficientnet-lite0"],
-        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "searchapp",
+            "index",
+            str(tmp_path / "many"),
+            "--library",
+            str(lib),
+            "--commit-every",
+            "4",
+            "--workers",
+            "1",
+            "--batch-size",
+            "4",
+            "-q",
+            "--encoder",
+            "cnn:efficientnet-lite0",
+        ],
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 240
     while committed(lib / "catalog.db") < 12 and time.monotonic() < deadline:
@@ -167,7 +203,9 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
         assert_consistent(opened)
     finally:
         opened.close()
-    resumed = json.loads(run("index", str(tmp_path / "many"), "--library", str(lib), "--json").stdout)
+    resumed = json.loads(
+        run("index", str(tmp_path / "many"), "--library", str(lib), "--json").stdout
+    )
     assert resumed["unchanged"] == at_kill
     assert resumed["new"] == total - at_kill
     final = Library(lib)

@@ -100,7 +100,9 @@ def test_indexing_a_subfolder_never_deletes_outside_it(library, photos: Path) ->
     assert len(paths_of(library)) == 5
 
 
-def test_missing_root_is_reported_and_deletes_nothing(library, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_root_is_reported_and_deletes_nothing(
+    library, photos: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     from tests.integration.helpers import Recorder
 
     index(library, photos)
@@ -110,7 +112,9 @@ def test_missing_root_is_reported_and_deletes_nothing(library, photos: Path, tmp
     assert "no such file or folder" in recorder.failures[0][1]
 
 
-def test_search_returns_the_original_of_a_resized_recompressed_copy(library, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_search_returns_the_original_of_a_resized_recompressed_copy(
+    library, photos: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     index(library, photos)
     original = photos / "astronaut.jpg"
     query = tmp_path / "small.jpg"

@@ -91,9 +91,7 @@ def test_stale_file_is_rebuilt_and_vectors_equal_the_catalog(store: IndexStore) 
     index = fresh.get("scene", persist=False)
     assert index.ntotal == 25 and "stale" in fresh.repairs[0]
     ids, vectors = next(store.catalog.region_vectors("scene", DIM))
-    np.testing.assert_array_equal(
-        np.stack([index.reconstruct(int(i)) for i in ids]), vectors
-    )
+    np.testing.assert_array_equal(np.stack([index.reconstruct(int(i)) for i in ids]), vectors)
 
 
 def test_delta_applies_only_on_its_base_generation(store: IndexStore) -> None:
