@@ -250,7 +250,7 @@ def cmd_index(args: argparse.Namespace, console: Console) -> int:
     options, encoder_options = _index_setup(args)
     with _open(args) as lib:
         name, why = lib.resolve_encoder_name(args.encoder, encoder_options)
-        console.note(f"encoder: {name} ({why})")
+        console.note(f"encoder: {name} - {why}")
         callbacks, close = _progress_callbacks(console)
         try:
             summary = lib.index(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 from PIL import Image
 
 SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "camera", "motorcycle_left")
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 
 
@@ -78,3 +85,19 @@ def cli_env(**extra: str) -> dict[str, str]:
     env.update(extra)
     env.pop("SEARCHAPP_LIBRARY", None)
     return env
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny open_clip model, registered as `tiny-test`."""
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    (folder / "tiny-test.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(folder / "tiny-test.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-test", pretrained=None)
+    checkpoint = folder / "tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return checkpoint

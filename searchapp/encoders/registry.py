@@ -87,8 +87,8 @@ def choose_auto(options: EncoderOptions) -> AutoChoice:
         return AutoChoice(name, "CLIP weights found in the local cache")
     return AutoChoice(
         DEFAULT_CNN,
-        f"offline default; CLIP weights for {DEFAULT_CLIP} are not cached "
-        "(pass --encoder clip:... to download them, or --clip-weights FILE)",
+        f"offline default; CLIP weights for {DEFAULT_CLIP} are not cached: pass "
+        f"--encoder clip:{DEFAULT_CLIP} to download them, or --clip-weights FILE",
     )
 
 

@@ -3,7 +3,6 @@ weights load through the same cache layout a user's machine has."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +12,6 @@ from searchapp.encoders.base import EncoderOptions
 from searchapp.encoders.registry import choose_auto, create_encoder, split_name
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
 from tests.conftest import sample_image
-
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
 
 
 def top5(encoder, name: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -69,21 +62,6 @@ def test_unknown_clip_tag_lists_the_known_tags() -> None:
 
 def test_split_name() -> None:
     assert split_name("clip:ViT-B-32/laion2b_s34b_b79k") == ("clip", "ViT-B-32/laion2b_s34b_b79k")
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import open_clip
-    import torch
-
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    (folder / "tiny-test.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(folder / "tiny-test.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model("tiny-test", pretrained=None)
-    checkpoint = folder / "tiny.pt"
-    torch.save(model.state_dict(), checkpoint)
-    return checkpoint
 
 
 def test_clip_parity_with_open_clip_pipeline(tiny_clip_checkpoint: Path) -> None:

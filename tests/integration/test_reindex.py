@@ -1,0 +1,50 @@
+"""Switching encoders: every photo re-embedded, identity recorded, an interrupted switch resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from searchapp.encoders.base import EncoderOptions
+from searchapp.query.search import query_vector_from_image, search_vector
+from tests.integration.helpers import OPTIONS, Recorder, assert_consistent, index, paths_of
+
+
+def test_reindex_switches_encoder_and_resumes(
+    library, photos: Path, tiny_clip_checkpoint: Path
+) -> None:  # type: ignore[no-untyped-def]
+    index(library, photos)
+    before = paths_of(library)
+    options = EncoderOptions(clip_weights=tiny_clip_checkpoint)
+    library._encoder = None
+
+    recorder = Recorder()
+    interrupted = library.reindex(
+        "clip:tiny-test",
+        encoder_options=options,
+        callbacks=recorder.callbacks(stop_after=2),
+        options=OPTIONS,
+    )
+    assert interrupted.interrupted
+    assert library.encoder_identity.name == "clip:tiny-test"  # type: ignore[union-attr]
+    assert len(paths_of(library)) < len(before)
+
+    resumed = library.reindex(None, encoder_options=options)  # no --encoder: finish the switch
+    assert not resumed.interrupted
+    assert paths_of(library) == before
+    assert library.encoder_identity.dim == 32  # type: ignore[union-attr]
+    assert library.catalog.get_setting("reindex.pending") == ""
+    assert_consistent(library)
+    hit = search_vector(
+        library, query_vector_from_image(library, str(photos / "camera.jpg")), 1, ("scene",)
+    )
+    assert hit[0].path == str(photos / "camera.jpg")
+
+
+def test_reindex_without_encoder_or_pending_work_is_an_error(library, photos: Path) -> None:  # type: ignore[no-untyped-def]
+    from searchapp.errors import SearchappError
+
+    index(library, photos)
+    with pytest.raises(SearchappError, match="--encoder"):
+        library.reindex(None)
