@@ -214,9 +214,7 @@ def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
         if "bar" in bar:
             bar["bar"].close()
 
-    callbacks = IndexCallbacks(
-        on_plan=on_plan, on_advance=on_advance, on_failure=on_failure, on_note=console.note
-    )
+    callbacks = IndexCallbacks(on_plan=on_plan, on_advance=on_advance, on_failure=on_failure)
     return callbacks, close
 
 

@@ -90,7 +90,6 @@ class IndexCallbacks:
     on_plan: Callable[[int, int], None] | None = None  # (files found, files to read)
     on_advance: Callable[[int], None] | None = None
     on_failure: Callable[[str, str], None] | None = None  # (path, reason)
-    on_note: Callable[[str], None] | None = None
 
 
 @dataclass

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,6 @@ import numpy as np
 
 from searchapp.errors import DiskFullError, SearchappError
 from searchapp.store.catalog import Catalog
-
-FILE_PATTERN = re.compile(r"^index-(?P<kind>[a-z]+)-g(?P<gen>\d+)\.faiss$")
 
 
 def _faiss() -> Any:
@@ -180,16 +176,11 @@ class IndexStore:
             add(index, *added)
         self._generations[kind] = new_generation
 
-    def rebuild_all(self, kinds: list[str], progress: Callable[[str], None] | None = None):
+    def rebuild_all(self, kinds: list[str]) -> None:
         generation = self.catalog.vector_generation()
         with self._lock:
             for kind in kinds:
-                if progress:
-                    progress(kind)
                 index = self.rebuild_from_catalog(kind)
                 self.save(kind, index, generation)
                 self._indexes[kind] = index
                 self._generations[kind] = generation
-
-    def bytes_on_disk(self) -> int:
-        return sum(path.stat().st_size for path in self.directory.glob("index-*.faiss"))
