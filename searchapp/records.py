@@ -159,3 +159,31 @@ class LibraryStats:
     bytes_on_disk: int
     catalog_bytes: int
     index_bytes: int
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which photos a search may return. Dates are unix seconds; folder is an absolute path."""
+
+    after: float | None = None  # taken at or after
+    before: float | None = None  # taken strictly before
+    folder: str | None = None
+    camera: str | None = None  # case-insensitive substring of make or model
+    min_width: int | None = None
+    min_pixels: int | None = None
+    formats: tuple[str, ...] = ()  # Pillow format names, upper case
+    min_score: float | None = None  # cut-off applied to scores, not to rows
+
+    def restricts_rows(self) -> bool:
+        return any(
+            value not in (None, ())
+            for value in (
+                self.after,
+                self.before,
+                self.folder,
+                self.camera,
+                self.min_width,
+                self.min_pixels,
+                self.formats,
+            )
+        )

@@ -11,12 +11,11 @@ import time
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
     Engine,
-    Table,
     create_engine,
     delete,
     event,
@@ -40,19 +39,19 @@ from searchapp.records import (
     FileStat,
     KnownFailure,
     KnownImage,
-    RegionHit,
     VectorDelta,
 )
-from searchapp.store.models import FailureRow, ImageRow, RegionLabelRow, RegionRow, Setting
-
-images = cast(Table, ImageRow.__table__)
-regions = cast(Table, RegionRow.__table__)
-labels = cast(Table, RegionLabelRow.__table__)
-failures = cast(Table, FailureRow.__table__)
-settings = cast(Table, Setting.__table__)
-
-VECTOR_DTYPE = np.float16
-_CHUNK = 900  # stays under SQLite's bound-parameter limit
+from searchapp.store.reads import SearchReads
+from searchapp.store.tables import (
+    VECTOR_DTYPE,
+    chunks,
+    failures,
+    images,
+    labels,
+    regions,
+    settings,
+    under,
+)
 
 
 def _script_location() -> str:
@@ -77,31 +76,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _chunks(items: list[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _insert_id(conn: Connection, statement: Any) -> int:
     key = conn.execute(statement).inserted_primary_key
     assert key is not None
     return int(key[0])
 
 
-def _under(column: Any, roots: Iterable[str]) -> Any:
-    """SQL condition: path equals a root or lies below it."""
-    from sqlalchemy import or_
-
-    conditions = []
-    for root in roots:
-        prefix = root.rstrip("/") + "/"
-        conditions.append(column == root)
-        # substr comparison instead of LIKE: paths may contain % and _
-        conditions.append(func.substr(column, 1, len(prefix)) == prefix)
-    return or_(*conditions)
-
-
-class Catalog:
+class Catalog(SearchReads):
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
         self.engine: Engine = create_engine(url, future=True)
@@ -193,7 +174,7 @@ class Catalog:
     def images_under(self, roots: list[str]) -> dict[str, KnownImage]:
         query = select(
             images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
-        ).where(_under(images.c.path, roots))
+        ).where(under(images.c.path, roots))
         with self.engine.connect() as conn:
             return {row.path: KnownImage(*row) for row in conn.execute(query)}
 
@@ -201,7 +182,7 @@ class Catalog:
         found: dict[str, list[KnownImage]] = {}
         wanted = sorted(set(hashes))
         with self.engine.connect() as conn:
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 query = select(
                     images.c.id,
                     images.c.path,
@@ -216,7 +197,7 @@ class Catalog:
     def failures_under(self, roots: list[str]) -> dict[str, KnownFailure]:
         query = select(failures.c.path, failures.c.size, failures.c.mtime_ns, failures.c.reason)
         with self.engine.connect() as conn:
-            rows = conn.execute(query.where(_under(failures.c.path, roots)))
+            rows = conn.execute(query.where(under(failures.c.path, roots)))
             return {row.path: KnownFailure(*row) for row in rows}
 
     def all_failures(self) -> list[KnownFailure]:
@@ -284,7 +265,7 @@ class Catalog:
         return generation, delta
 
     def _delete_images(self, conn: Connection, image_ids: list[int], delta: VectorDelta) -> None:
-        for chunk in _chunks(image_ids):
+        for chunk in chunks(image_ids):
             rows = conn.execute(
                 select(regions.c.id, regions.c.kind).where(regions.c.image_id.in_(chunk))
             )
@@ -293,7 +274,7 @@ class Catalog:
                 delta.remove(row.kind, row.id)
                 region_ids.append(row.id)
             # explicit deletes: cascades are not enabled on every backend connection
-            for region_chunk in _chunks(region_ids):
+            for region_chunk in chunks(region_ids):
                 conn.execute(delete(labels).where(labels.c.region_id.in_(region_chunk)))
                 conn.execute(delete(regions).where(regions.c.id.in_(region_chunk)))
             conn.execute(delete(images).where(images.c.id.in_(chunk)))
@@ -370,7 +351,7 @@ class Catalog:
         cleared += [item.stat.path for item in batch.new]
         cleared += [item.stat.path for item in batch.moves + batch.copies + batch.touched]
         cleared += [failure.stat.path for failure in batch.failures]
-        for chunk in _chunks(cleared):
+        for chunk in chunks(cleared):
             conn.execute(delete(failures).where(failures.c.path.in_(chunk)))
         if batch.failures:
             conn.execute(
@@ -419,43 +400,6 @@ class Catalog:
         with self.engine.connect() as conn:
             query = select(func.count()).select_from(regions).where(regions.c.kind == kind)
             return int(conn.execute(query).scalar_one())
-
-    def hydrate(self, scored: dict[int, float]) -> list[RegionHit]:
-        """Turn {region id: score} into hits joined with their image rows."""
-        hits: list[RegionHit] = []
-        ids = list(scored)
-        with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
-                query = (
-                    select(
-                        regions.c.id,
-                        regions.c.image_id,
-                        images.c.path,
-                        regions.c.kind,
-                        regions.c.x0,
-                        regions.c.y0,
-                        regions.c.x1,
-                        regions.c.y1,
-                        regions.c.label,
-                        images.c.taken_at,
-                    )
-                    .join(images, images.c.id == regions.c.image_id)
-                    .where(regions.c.id.in_(chunk))
-                )
-                for row in conn.execute(query):
-                    hits.append(
-                        RegionHit(
-                            region_id=row.id,
-                            image_id=row.image_id,
-                            path=row.path,
-                            kind=row.kind,
-                            bbox=(row.x0, row.y0, row.x1, row.y1),
-                            label=row.label,
-                            taken_at=row.taken_at,
-                            score=scored[row.id],
-                        )
-                    )
-        return hits
 
     def counts(self) -> tuple[int, dict[str, int], int]:
         """(images, regions by kind, failures)."""

@@ -1,0 +1,146 @@
+"""Search-side reads of the catalog: filters, label lookups, hydration of hits.
+
+Part of the storage layer (Catalog inherits this), kept apart so each module stays readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+
+from searchapp.records import Filters, KnownImage, RegionHit
+from searchapp.store.tables import VECTOR_DTYPE, chunks, images, labels, regions, under
+
+
+def _filter_conditions(filters: Filters) -> list[Any]:
+    """SQL conditions on the images table for the row-restricting filters."""
+    conditions: list[Any] = []
+    if filters.after is not None:
+        conditions.append(images.c.taken_at >= filters.after)
+    if filters.before is not None:
+        conditions.append(images.c.taken_at < filters.before)
+    if filters.folder:
+        conditions.append(under(images.c.path, [filters.folder]))
+    if filters.camera:
+        make_and_model = (
+            func.coalesce(images.c.camera_make, "") + " " + func.coalesce(images.c.camera_model, "")
+        )
+        conditions.append(func.instr(func.lower(make_and_model), filters.camera.lower()) > 0)
+    if filters.min_width is not None:
+        conditions.append(images.c.width >= filters.min_width)
+    if filters.min_pixels is not None:
+        conditions.append(images.c.width * images.c.height >= filters.min_pixels)
+    if filters.formats:
+        conditions.append(images.c.format.in_(list(filters.formats)))
+    return conditions
+
+
+class SearchReads:
+    engine: Engine
+
+    def region_ids_where(self, filters: Filters, kinds: Iterable[str]) -> np.ndarray:
+        """Ids of the regions of these kinds whose photos pass the filters."""
+        query = (
+            select(regions.c.id)
+            .join(images, images.c.id == regions.c.image_id)
+            .where(regions.c.kind.in_(list(kinds)), *_filter_conditions(filters))
+        )
+        with self.engine.connect() as conn:
+            return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
+
+    def image_by_path(self, path: str) -> KnownImage | None:
+        query = select(
+            images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
+        ).where(images.c.path == path)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return KnownImage(*row) if row else None
+
+    def region_vectors_of_image(self, image_id: int, kind: str, dim: int) -> np.ndarray:
+        query = select(regions.c.vector).where(
+            regions.c.image_id == image_id, regions.c.kind == kind
+        )
+        with self.engine.connect() as conn:
+            blobs = list(conn.execute(query).scalars())
+        return (
+            np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(-1, dim).astype(np.float32)
+        )
+
+    def label_scores(
+        self, names: Iterable[str], kinds: Iterable[str], filters: Filters
+    ) -> dict[int, float]:
+        """{region id: best probability among its labels with these names}, filters applied."""
+        wanted = sorted(set(names))
+        found: dict[int, float] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(wanted):
+                query = (
+                    select(labels.c.region_id, func.max(labels.c.prob))
+                    .join(regions, regions.c.id == labels.c.region_id)
+                    .join(images, images.c.id == regions.c.image_id)
+                    .where(
+                        labels.c.name.in_(chunk),
+                        regions.c.kind.in_(list(kinds)),
+                        *_filter_conditions(filters),
+                    )
+                    .group_by(labels.c.region_id)
+                )
+                for region_id, prob in conn.execute(query):
+                    found[region_id] = max(float(prob), found.get(region_id, 0.0))
+        return found
+
+    def image_labels(self, image_ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        """Top labels of each photo's scene region, best first."""
+        ids = sorted(set(image_ids))
+        result: dict[int, list[tuple[str, float]]] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids):
+                query = (
+                    select(regions.c.image_id, labels.c.name, labels.c.prob)
+                    .join(labels, labels.c.region_id == regions.c.id)
+                    .where(regions.c.image_id.in_(chunk), regions.c.kind == "scene")
+                    .order_by(regions.c.image_id, labels.c.rank)
+                )
+                for image_id, name, prob in conn.execute(query):
+                    result.setdefault(image_id, []).append((name, float(prob)))
+        return result
+
+    def hydrate(self, scored: dict[int, float]) -> list[RegionHit]:
+        """Turn {region id: score} into hits joined with their image rows."""
+        hits: list[RegionHit] = []
+        ids = list(scored)
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids):
+                query = (
+                    select(
+                        regions.c.id,
+                        regions.c.image_id,
+                        images.c.path,
+                        regions.c.kind,
+                        regions.c.x0,
+                        regions.c.y0,
+                        regions.c.x1,
+                        regions.c.y1,
+                        regions.c.label,
+                        images.c.taken_at,
+                    )
+                    .join(images, images.c.id == regions.c.image_id)
+                    .where(regions.c.id.in_(chunk))
+                )
+                for row in conn.execute(query):
+                    hits.append(
+                        RegionHit(
+                            region_id=row.id,
+                            image_id=row.image_id,
+                            path=row.path,
+                            kind=row.kind,
+                            bbox=(row.x0, row.y0, row.x1, row.y1),
+                            label=row.label,
+                            taken_at=row.taken_at,
+                            score=scored[row.id],
+                        )
+                    )
+        return hits

@@ -1,0 +1,36 @@
+"""Table handles and small SQL helpers shared by the storage modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import Table, func, or_
+
+from searchapp.store.models import FailureRow, ImageRow, RegionLabelRow, RegionRow, Setting
+
+images = cast(Table, ImageRow.__table__)
+regions = cast(Table, RegionRow.__table__)
+labels = cast(Table, RegionLabelRow.__table__)
+failures = cast(Table, FailureRow.__table__)
+settings = cast(Table, Setting.__table__)
+
+VECTOR_DTYPE = np.float16
+CHUNK = 900  # stays under SQLite's bound-parameter limit
+
+
+def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def under(column: Any, roots: Iterable[str]) -> Any:
+    """SQL condition: path equals a root or lies below it."""
+    conditions = []
+    for root in roots:
+        prefix = root.rstrip("/") + "/"
+        conditions.append(column == root)
+        # substr comparison instead of LIKE: paths may contain % and _
+        conditions.append(func.substr(column, 1, len(prefix)) == prefix)
+    return or_(*conditions)
