@@ -11,31 +11,17 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from searchapp.library import Library
 
+from searchapp.cli_search import add_search_parser, cmd_search
+from searchapp.console import Console, table
+
 EXIT_INTERRUPTED = 130
-
-
-class Console:
-    def __init__(self, quiet: bool, verbose: bool):
-        self.quiet = quiet
-        self.verbose = verbose
-
-    def note(self, message: str) -> None:
-        if not self.quiet:
-            print(message, file=sys.stderr)
-
-    def detail(self, message: str) -> None:
-        if self.verbose and not self.quiet:
-            print(message, file=sys.stderr)
-
-    def problem(self, path: str, reason: str) -> None:
-        print(f"searchapp: skipped {path}: {reason}", file=sys.stderr)
 
 
 # ---- argument parsing ----------------------------------------------------------------------
@@ -119,10 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _encoder_flags(index, default=None)
     _index_flags(index)
 
-    search = sub.add_parser("search", parents=[common], help="find photos like an image")
-    search.add_argument("--image", required=True, metavar="FILE", help="query image on disk")
-    search.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
-    search.add_argument("--json", action="store_true", help="JSON output")
+    add_search_parser(sub, common)
 
     stats = sub.add_parser("stats", parents=[common], help="what the library holds")
     stats.add_argument("--json", action="store_true", help="JSON output")
@@ -279,39 +262,6 @@ def cmd_reindex(args: argparse.Namespace, console: Console) -> int:
         return _print_summary(args, console, summary, lib)
 
 
-def cmd_search(args: argparse.Namespace, console: Console) -> int:
-    from searchapp.errors import QueryError
-    from searchapp.query.search import query_vector_from_image, search_vector
-
-    if args.k < 1:
-        raise QueryError(f"-k must be at least 1 (got {args.k})")
-    with _open(args) as lib:
-        for repair in lib.check_indexes():
-            console.note(f"searchapp: {repair}")
-        vector = query_vector_from_image(lib, args.image)
-        hits = search_vector(lib, vector, args.k, ("scene",))
-    if args.json:
-        print(json.dumps({"results": [hit.as_dict() for hit in hits]}))
-        return 0
-    if not hits:
-        console.note("no results: the library is empty")
-        return 0
-    rows = [
-        (str(rank), f"{hit.score:.3f}", hit.path, f"{hit.kind} {list(hit.bbox)}")
-        for rank, hit in enumerate(hits, 1)
-    ]
-    _table(("rank", "score", "path", "region"), rows)
-    return 0
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-
-
 def _human_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -341,7 +291,7 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(data))
         return 0
     regions = ", ".join(f"{k} {v}" for k, v in sorted(stats.regions_by_kind.items())) or "none"
-    _table(
+    table(
         ("", ""),
         [
             ("library", directory),

@@ -13,13 +13,16 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
 from searchapp.errors import EncoderMismatchError, LibraryBusyError, SearchappError
 from searchapp.ingest.pipeline import EncoderPort, IndexCallbacks, IndexOptions, IndexRun
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
 from searchapp.records import EncoderIdentity, KnownFailure, LibraryStats
+
+if TYPE_CHECKING:
+    from searchapp.query.search import SearchResults
 from searchapp.store.catalog import Catalog
 from searchapp.vectors.faiss_index import IndexStore
 
@@ -154,15 +157,49 @@ class Library:
             self._encoder = encoder
         return self._encoder
 
+    def require_identity(self) -> EncoderIdentity:
+        identity = self.encoder_identity
+        if identity is None:
+            raise SearchappError(
+                f"library {self.directory} is empty; run `searchapp index PATH` first"
+            )
+        return identity
+
     def indexes(self) -> IndexStore:
         if self._indexes is None:
-            identity = self.encoder_identity
-            if identity is None:
-                raise SearchappError(
-                    f"library {self.directory} is empty; run `searchapp index PATH` first"
-                )
-            self._indexes = IndexStore(self.directory, self.catalog, identity.dim)
+            self._indexes = IndexStore(self.directory, self.catalog, self.require_identity().dim)
         return self._indexes
+
+    def search(
+        self,
+        text: str | list[str] | None = None,
+        *,
+        image: str | Path | list[str | Path] | None = None,
+        like: str | Path | list[str | Path] | None = None,
+        minus: str | Path | list[str | Path] | None = None,
+        weights: list[float] | None = None,
+        k: int = 10,
+        include_self: bool = False,
+        kinds: tuple[str, ...] = REGION_KINDS,
+        **filters: Any,
+    ) -> SearchResults:
+        """Search by words, example images, indexed photos, or a weighted mix of them.
+
+        Filters: after, before (YYYY-MM-DD), folder, camera, min_width, min_pixels,
+        formats ("jpeg,png"), min_score. Terms are weighted in the order text, image, like, minus.
+        """
+        from searchapp.query.filters import build_filters
+        from searchapp.query.search import Query, search
+        from searchapp.query.terms import terms_from
+
+        query = Query(
+            terms=terms_from(text=text, image=image, like=like, minus=minus, weights=weights),
+            filters=build_filters(**filters),
+            k=k,
+            kinds=kinds,
+            include_self=include_self,
+        )
+        return search(self, query)
 
     # ---- operations ------------------------------------------------------------------------
 

@@ -56,6 +56,14 @@ FAMILIES: dict[str, Callable[[str, EncoderOptions], ImageEncoder]] = {
 }
 
 
+TEXT_FAMILIES = frozenset({"clip"})  # families whose models embed text into the image space
+
+
+def supports_text(name: str) -> bool:
+    """Whether an encoder name embeds text, decided without loading the model."""
+    return name.partition(":")[0] in TEXT_FAMILIES
+
+
 def valid_names() -> list[str]:
     from searchapp.encoders.clip import DEFAULT_CLIP
 

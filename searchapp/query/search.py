@@ -1,24 +1,58 @@
-"""Search: encode a query, kNN per region kind, hydrate, aggregate regions to photos.
+"""Search: turn weighted terms into one query vector, kNN over the regions that pass the filters,
+aggregate regions to photos.
 
-A photo's score is its best region's cosine similarity; that region's kind, bbox and label are
-returned with it.
+A photo's score is the cosine similarity of the query and its best region; that region's kind,
+bbox and label come with it. Filters become an exact FAISS ID selector built from SQL, so a filter
+that keeps 1% of the library still returns k hits when k exist. On a library whose encoder has no
+text tower (the offline CNN), words are matched against the ImageNet labels stored per photo
+instead (see labels.py).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from searchapp.errors import ImageLoadError, QueryError
-from searchapp.ingest.load import LoadLimits, load_image
-from searchapp.records import BBox, FileStat, RegionHit
+from searchapp.ingest.load import load_image
+from searchapp.query import labels as label_match
+from searchapp.records import BBox, FileStat, Filters, RegionHit
 from searchapp.vectors import faiss_index
 
 if TYPE_CHECKING:
     from searchapp.library import Library
+
+TERM_SOURCES = ("text", "image", "like")
+LABEL_MIN_PROB = 0.05  # a label this likely counts as present when words filter or exclude
+CLIP_HINT = (
+    "for free-text search, index with CLIP: searchapp reindex --encoder "
+    "clip:ViT-B-32/laion2b_s34b_b79k"
+)
+
+
+@dataclass(frozen=True)
+class Term:
+    source: str  # "text", "image" (a file on disk) or "like" (a photo already indexed)
+    value: str
+    weight: float = 1.0  # negative: subtract this term
+
+
+Matched = list[tuple[Term, dict[str, frozenset[str]]]]  # text terms with the labels they match
+
+
+@dataclass(frozen=True)
+class Query:
+    terms: tuple[Term, ...]
+    filters: Filters = field(default_factory=Filters)
+    k: int = 10
+    kinds: tuple[str, ...] = ("scene",)
+    include_self: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,29 +63,65 @@ class SearchHit:
     bbox: BBox
     label: str | None
     taken_at: float
+    labels: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def date(self) -> str:
+        return datetime.fromtimestamp(self.taken_at).isoformat(timespec="seconds")
 
     def as_dict(self) -> dict[str, object]:
         return {
             "path": self.path,
             "score": round(self.score, 6),
+            "date": self.date,
+            "labels": [{"name": name, "prob": round(prob, 4)} for name, prob in self.labels],
             "region": {"kind": self.kind, "bbox": list(self.bbox), "label": self.label},
         }
 
 
-def aggregate(region_hits: list[RegionHit], k: int) -> list[SearchHit]:
+@dataclass
+class SearchResults:
+    hits: list[SearchHit]
+    mode: str  # "vector" (embedding similarity) or "labels" (ImageNet label matching)
+    notes: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[SearchHit]:
+        return iter(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, index: int) -> SearchHit:
+        return self.hits[index]
+
+
+def aggregate(region_hits: list[RegionHit], k: int) -> list[RegionHit]:
     """Best region per photo, best photo first; ties broken by path for stable output."""
     best: dict[int, RegionHit] = {}
     for hit in region_hits:
         current = best.get(hit.image_id)
         if current is None or hit.score > current.score:
             best[hit.image_id] = hit
-    ranked = sorted(best.values(), key=lambda h: (-h.score, h.path))[:k]
-    return [SearchHit(h.path, h.score, h.kind, h.bbox, h.label, h.taken_at) for h in ranked]
+    return sorted(best.values(), key=lambda h: (-h.score, h.path))[:k]
 
 
-def query_vector_from_image(
-    library: Library, path: str, limits: LoadLimits | None = None
-) -> np.ndarray:
+def _validate(query: Query) -> None:
+    if query.k < 1:
+        raise QueryError(f"-k must be at least 1 (got {query.k})")
+    if not query.terms:
+        raise QueryError("nothing to search for: give text, --image FILE or --like PATH")
+    for term in query.terms:
+        if term.source not in TERM_SOURCES:
+            raise QueryError(f"unknown term source {term.source!r}; valid: {TERM_SOURCES}")
+        if not term.value or not term.value.strip():
+            raise QueryError("empty search text: say what to look for, e.g. searchapp search cat")
+        if not math.isfinite(term.weight) or term.weight == 0:
+            raise QueryError(f"weight {term.weight} of {term.value!r} must be a non-zero number")
+    if not any(term.weight > 0 for term in query.terms):
+        raise QueryError("every term is subtracted; give at least one positive term")
+
+
+def _image_file(path: str) -> tuple[str, FileStat]:
     absolute = os.path.abspath(os.path.expanduser(path))
     try:
         st = os.stat(absolute)
@@ -59,32 +129,176 @@ def query_vector_from_image(
         raise QueryError(f"query image {absolute} does not exist") from None
     except OSError as exc:
         raise QueryError(f"cannot read query image {absolute}: {exc.strerror}") from None
+    return absolute, FileStat(absolute, st.st_size, st.st_mtime_ns)
+
+
+def query_vector_from_image(library: Library, path: str) -> np.ndarray:
+    """Embed an image file on disk (1, dim)."""
+    absolute, stat = _image_file(path)
     encoder = library.encoder()
     try:
-        loaded = load_image(
-            FileStat(absolute, st.st_size, st.st_mtime_ns),
-            min_side=encoder.input_size,
-            limits=limits,
-        )
+        loaded = load_image(stat, min_side=encoder.input_size)
     except ImageLoadError as exc:
         raise QueryError(f"query image {absolute}: {exc.reason}") from None
     return encoder.encode(encoder.preprocess(loaded.image)[None]).vectors
 
 
-def search_vector(
-    library: Library, vector: np.ndarray, k: int, kinds: tuple[str, ...]
-) -> list[SearchHit]:
-    if k < 1:
-        raise QueryError(f"-k must be at least 1 (got {k})")
+def _like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
+    absolute = os.path.abspath(os.path.expanduser(path))
+    image = library.catalog.image_by_path(absolute)
+    if image is None:
+        raise QueryError(
+            f"--like {absolute}: that photo is not in the library; index it first, "
+            "or use --image FILE"
+        )
+    dim = library.require_identity().dim
+    vectors = library.catalog.region_vectors_of_image(image.id, "scene", dim)
+    return vectors[:1], image.id
+
+
+def _term_vector(library: Library, term: Term) -> tuple[np.ndarray, int | None]:
+    """(1, dim) vector of a term, and the id of the photo it came from, if indexed."""
+    if term.source == "text":
+        return library.encoder().encode_text([term.value.strip()]), None
+    if term.source == "like":
+        return _like_vector(library, term.value)
+    vector = query_vector_from_image(library, term.value)
+    indexed = library.catalog.image_by_path(_image_file(term.value)[0])
+    return vector, indexed.id if indexed else None
+
+
+def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Weighted sum of unit vectors, renormalised."""
+    total = np.zeros_like(vectors[0][0], dtype=np.float64)
+    for vector, weight in zip(vectors, weights, strict=True):
+        total += weight * vector[0]
+    norm = np.linalg.norm(total)
+    if norm < 1e-6:
+        raise QueryError("the terms cancel each other out; change the weights")
+    return (total / norm).astype(np.float32)[None]
+
+
+def _knn(
+    library: Library, vector: np.ndarray, query: Query, allowed: np.ndarray | None, extra: int
+) -> dict[int, float]:
     scored: dict[int, float] = {}
-    for kind in kinds:
+    for kind in query.kinds:
         index = library.indexes().get(kind, persist=False)
         if index.ntotal == 0:
             continue
-        # one scene region per photo, so k regions are k photos; object and tile kinds will
-        # need adaptive over-fetch (issue 4)
-        scores, ids = faiss_index.search(index, vector, k)
-        found = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
-        for region_id, score in found.items():
-            scored[region_id] = max(score, scored.get(region_id, -1.0))
-    return aggregate(library.catalog.hydrate(scored), k)
+        # one scene region per photo, so k + the excluded query photos is enough; object and
+        # tile kinds will need adaptive over-fetch when they arrive (issue 4)
+        scores, ids = faiss_index.search(index, vector, query.k + extra, allowed=allowed)
+        for region_id, score in zip(ids[0], scores[0], strict=True):
+            if region_id >= 0:
+                scored[int(region_id)] = max(float(score), scored.get(int(region_id), -1.0))
+    return scored
+
+
+def _finish(
+    library: Library, scored: dict[int, float], query: Query, excluded: set[int]
+) -> list[SearchHit]:
+    region_hits = [h for h in library.catalog.hydrate(scored) if h.image_id not in excluded]
+    if query.filters.min_score is not None:
+        region_hits = [h for h in region_hits if h.score >= query.filters.min_score]
+    best = aggregate(region_hits, query.k)
+    photo_labels = library.catalog.image_labels(h.image_id for h in best)
+    return [
+        SearchHit(
+            h.path,
+            h.score,
+            h.kind,
+            h.bbox,
+            h.label,
+            h.taken_at,
+            tuple(photo_labels.get(h.image_id, [])),
+        )
+        for h in best
+    ]
+
+
+def _label_terms(query: Query) -> tuple[Matched, str]:
+    matched = []
+    described = []
+    for term in query.terms:
+        if term.source != "text":
+            continue
+        matches = label_match.match_labels(term.value)
+        if not matches:
+            raise QueryError(
+                f"no ImageNet label matches {term.value!r}: this library's encoder has no text "
+                f"tower and can only match the 1000 ImageNet classes; {CLIP_HINT}"
+            )
+        matched.append((term, matches))
+        names = sorted({n.split(",")[0] for found in matches.values() for n in found})
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        described.append(f"{term.value!r} -> {shown}")
+    return matched, "; ".join(described)
+
+
+def _labels_only(library: Library, query: Query, matched: Matched) -> dict[int, float]:
+    """Score = weighted sum over the query's phrases of the best matching label probability."""
+    scores: dict[int, float] = {}
+    for term, matches in matched:
+        for names in matches.values():
+            for region_id, prob in library.catalog.label_scores(
+                names, query.kinds, query.filters
+            ).items():
+                scores[region_id] = scores.get(region_id, 0.0) + term.weight * prob
+    return {region_id: score for region_id, score in scores.items() if score > 0}
+
+
+def _label_filter(library: Library, query: Query, matched: Matched) -> np.ndarray:
+    """Region ids allowed when words filter an image query on a label-only library."""
+    allowed = set(library.catalog.region_ids_where(query.filters, query.kinds).tolist())
+    for term, matches in matched:
+        names = frozenset().union(*matches.values())
+        present = {
+            region_id
+            for region_id, prob in library.catalog.label_scores(
+                names, query.kinds, query.filters
+            ).items()
+            if prob >= LABEL_MIN_PROB
+        }
+        allowed = allowed & present if term.weight > 0 else allowed - present
+    return np.fromiter(sorted(allowed), dtype=np.int64)
+
+
+def search(library: Library, query: Query) -> SearchResults:
+    _validate(query)
+    identity = library.require_identity()
+    from searchapp.encoders.registry import supports_text
+
+    has_text = any(term.source == "text" for term in query.terms)
+    label_mode = has_text and not supports_text(identity.name)
+    notes: list[str] = []
+    matched: Matched = []
+    if label_mode:
+        matched, described = _label_terms(query)
+        notes.append(f"label matching ({identity.name} has no text tower): {described}")
+        notes.append(CLIP_HINT)
+
+    excluded: set[int] = set()
+    vector_terms = [t for t in query.terms if not (label_mode and t.source == "text")]
+    vectors, weights = [], []
+    for term in vector_terms:
+        vector, image_id = _term_vector(library, term)
+        vectors.append(vector)
+        weights.append(term.weight)
+        if image_id is not None and not query.include_self:
+            excluded.add(image_id)
+
+    if label_mode and not vectors:
+        scored = _labels_only(library, query, matched)
+        return SearchResults(_finish(library, scored, query, excluded), "labels", notes)
+
+    if label_mode:
+        allowed: np.ndarray | None = _label_filter(library, query, matched)
+    elif query.filters.restricts_rows():
+        allowed = library.catalog.region_ids_where(query.filters, query.kinds)
+    else:
+        allowed = None
+    if allowed is not None and len(allowed) == 0:
+        return SearchResults([], "vector", notes)
+    scored = _knn(library, combine(vectors, weights), query, allowed, len(excluded))
+    return SearchResults(_finish(library, scored, query, excluded), "vector", notes)

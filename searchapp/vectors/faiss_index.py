@@ -43,11 +43,19 @@ def remove(index: Any, ids: list[int]) -> None:
         index.remove_ids(np.asarray(ids, dtype=np.int64))
 
 
-def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inner-product kNN; rows of ids are -1 where fewer than k vectors exist."""
-    k = max(1, min(k, index.ntotal)) if index.ntotal else 1
-    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return scores, ids
+def search(
+    index: Any, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product kNN, restricted to the `allowed` ids when given (a FAISS selector, so
+    a restrictive filter still yields k hits when k exist). Ids are -1 past the available hits."""
+    available = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
+    k = max(1, min(k, available))
+    params = None
+    if allowed is not None:
+        selector = _faiss().IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        params = _faiss().SearchParameters(sel=selector)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    return index.search(queries, k, params=params)
 
 
 def save_atomic(index: Any, path: Path) -> None:

@@ -1,0 +1,126 @@
+"""`searchapp search`: words, example images, indexed photos, weighted mixes, filters.
+
+Terms keep the order they are given on the command line (the positional text first), and
+--weights applies to them in that order:
+
+    searchapp search "beach" --image ref.jpg --minus people --weights 1,0.5,0.7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from searchapp.console import Console, table
+
+
+class _TermAction(argparse.Action):
+    """Collect --text/--image/--like/--minus in command-line order."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        ordered = list(getattr(namespace, "terms", None) or [])
+        ordered.append((self.const, values))
+        namespace.terms = ordered
+
+
+def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    search = sub.add_parser(
+        "search",
+        parents=[common],
+        help="find photos by words, example images or indexed photos",
+        description="Find photos by words, example images or indexed photos, or a weighted mix: "
+        'searchapp search "beach" --image ref.jpg --minus people --weights 1,0.5,0.7. '
+        "Terms keep their command-line order (the positional TEXT first); --weights follows it.",
+    )
+    search.add_argument("query", nargs="?", metavar="TEXT", help="what to look for, in words")
+    terms = search.add_argument_group("query terms (combine freely; weights follow their order)")
+    for flag, source, helptext in (
+        ("--text", "text", "words (same as the positional TEXT)"),
+        ("--image", "image", "an image file on disk"),
+        ("--like", "like", "a photo already in the library: its stored vector is used"),
+        ("--minus", "minus", "subtract this: an image file if one exists at that path, else words"),
+    ):
+        terms.add_argument(
+            flag, action=_TermAction, const=source, dest="terms", metavar="X", help=helptext
+        )
+    terms.add_argument("--weights", metavar="W,W,...", help="one positive weight per term")
+    terms.add_argument(
+        "--include-self", action="store_true", help="keep the query photos in the results"
+    )
+    filters = search.add_argument_group("filters (never cost results)")
+    filters.add_argument("--after", metavar="DATE", help="taken on or after (YYYY-MM-DD)")
+    filters.add_argument("--before", metavar="DATE", help="taken before (YYYY-MM-DD)")
+    filters.add_argument("--folder", metavar="DIR", help="only photos under this folder")
+    filters.add_argument("--camera", metavar="NAME", help="camera make or model contains this")
+    filters.add_argument("--min-width", type=int, metavar="PX", help="at least this wide")
+    filters.add_argument("--min-pixels", type=int, metavar="N", help="at least this many pixels")
+    filters.add_argument("--format", metavar="FMT,...", help="e.g. jpeg,png,heif")
+    filters.add_argument("--min-score", type=float, metavar="S", help="drop hits scoring below S")
+    output = search.add_argument_group("output")
+    output.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
+    shape = output.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="JSON output")
+    shape.add_argument("--paths-only", action="store_true", help="one path per line, for pipes")
+
+
+def _query_from_args(args: argparse.Namespace) -> Any:
+    from searchapp.query.filters import build_filters
+    from searchapp.query.search import Query, Term
+    from searchapp.query.terms import apply_weights, minus_term, parse_weights
+
+    terms = [Term("text", args.query)] if args.query is not None else []
+    for source, value in args.terms or []:
+        terms.append(minus_term(value) if source == "minus" else Term(source, value))
+    weights = parse_weights(args.weights) if args.weights else None
+    return Query(
+        terms=apply_weights(terms, weights),
+        filters=build_filters(
+            after=args.after,
+            before=args.before,
+            folder=args.folder,
+            camera=args.camera,
+            min_width=args.min_width,
+            min_pixels=args.min_pixels,
+            formats=args.format,
+            min_score=args.min_score,
+        ),
+        k=args.k,
+        include_self=args.include_self,
+    )
+
+
+def _region_text(hit: Any) -> str:
+    label = f" {hit.label}" if hit.label else ""
+    return f"{hit.kind} {list(hit.bbox)}{label}"
+
+
+def cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from searchapp.library import Library
+    from searchapp.query.search import search
+
+    query = _query_from_args(args)  # bad flags fail before the library opens
+    with Library(args.library, args.db) as lib:
+        for repair in lib.check_indexes():
+            console.note(f"searchapp: {repair}")
+        results = search(lib, query)
+    for note in results.notes:
+        console.note(f"searchapp: {note}")
+    if args.json:
+        payload = {"mode": results.mode, "results": [hit.as_dict() for hit in results]}
+        print(json.dumps(payload))
+        return 0
+    if args.paths_only:
+        for hit in results:
+            print(hit.path)
+        return 0
+    if not results.hits:
+        console.note("no results: nothing matched (check the filters, or index more photos)")
+        return 0
+    score_name = "prob" if results.mode == "labels" else "score"
+    rows = [
+        (str(rank), f"{hit.score:.3f}", hit.date[:10], hit.path, _region_text(hit))
+        for rank, hit in enumerate(results, 1)
+    ]
+    table(("rank", score_name, "date", "path", "region"), rows)
+    return 0

@@ -1,0 +1,31 @@
+"""Terminal output helpers shared by the CLI modules."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+class Console:
+    def __init__(self, quiet: bool, verbose: bool):
+        self.quiet = quiet
+        self.verbose = verbose
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr)
+
+    def detail(self, message: str) -> None:
+        if self.verbose and not self.quiet:
+            print(message, file=sys.stderr)
+
+    def problem(self, path: str, reason: str) -> None:
+        print(f"searchapp: skipped {path}: {reason}", file=sys.stderr)
+
+
+def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
