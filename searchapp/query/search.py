@@ -117,6 +117,8 @@ def _validate(query: Query) -> None:
             raise QueryError("empty search text: say what to look for, e.g. searchapp search cat")
         if not math.isfinite(term.weight) or term.weight == 0:
             raise QueryError(f"weight {term.weight} of {term.value!r} must be a non-zero number")
+        if term.source == "image":
+            _image_file(term.value)  # a missing file is a bad query, whatever the library
     if not any(term.weight > 0 for term in query.terms):
         raise QueryError("every term is subtracted; give at least one positive term")
 

@@ -66,12 +66,15 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     )
     top = results["results"][0]
     assert top["path"] == str(photos / "things" / "coffee.jpg")
-    assert set(top) == {"path", "score", "region"}
+    assert results["mode"] == "vector"
+    assert set(top) == {"path", "score", "date", "labels", "region"}
+    assert len(top["labels"]) == 5 and set(top["labels"][0]) == {"name", "prob"}
+    assert top["date"][:4].isdigit() and "T" in top["date"]
     assert top["region"] == {"kind": "scene", "bbox": [0, 0, 600, 400], "label": None}
     assert len(results["results"]) == 3
 
     table = run("search", "--image", str(query), "-k", "2", "--library", lib).stdout
-    assert table.splitlines()[0].split() == ["rank", "score", "path", "region"]
+    assert table.splitlines()[0].split() == ["rank", "score", "date", "path", "region"]
 
     stats = json.loads(run("stats", "--library", lib, "--json").stdout)
     assert (stats["images"], stats["regions"], stats["vectors"], stats["failures"]) == (

@@ -11,13 +11,12 @@ import pytest
 from PIL import Image
 
 from searchapp.errors import EncoderMismatchError
-from searchapp.query.search import query_vector_from_image, search_vector
 from tests.conftest import sample_image
 from tests.integration.helpers import assert_consistent, index, index_ids, paths_of
 
 
 def search(lib, image: Path, k: int = 5):  # type: ignore[no-untyped-def]
-    return search_vector(lib, query_vector_from_image(lib, str(image)), k, ("scene",))
+    return lib.search(image=str(image), k=k, include_self=True).hits
 
 
 def test_first_run_then_rerun_embeds_nothing_and_reads_nothing(
@@ -147,14 +146,14 @@ def test_another_encoder_is_refused_with_the_reindex_hint(library, photos: Path)
 
 def test_rebuild_index_reproduces_the_vectors_without_the_encoder(library, photos: Path) -> None:  # type: ignore[no-untyped-def]
     index(library, photos)
-    query = query_vector_from_image(library, str(photos / "camera.jpg"))
-    before = search_vector(library, query, 5, ("scene",))
+    like = str(photos / "camera.jpg")
+    before = library.search(like=like, k=5, include_self=True).hits
     for path in library.directory.glob("index-*.faiss"):
         path.unlink()
     library._indexes = None
     library._encoder = None  # rebuilding must not need the model
     assert library.rebuild_index() == 5
-    after = search_vector(library, query, 5, ("scene",))
+    after = library.search(like=like, k=5, include_self=True).hits
     assert [(h.path, round(h.score, 5)) for h in after] == [
         (h.path, round(h.score, 5)) for h in before
     ]

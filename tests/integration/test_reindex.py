@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from searchapp.encoders.base import EncoderOptions
-from searchapp.query.search import query_vector_from_image, search_vector
 from tests.integration.helpers import OPTIONS, Recorder, assert_consistent, index, paths_of
 
 
@@ -36,9 +35,7 @@ def test_reindex_switches_encoder_and_resumes(
     assert library.encoder_identity.dim == 32  # type: ignore[union-attr]
     assert library.catalog.get_setting("reindex.pending") == ""
     assert_consistent(library)
-    hit = search_vector(
-        library, query_vector_from_image(library, str(photos / "camera.jpg")), 1, ("scene",)
-    )
+    hit = library.search(image=str(photos / "camera.jpg"), k=1, include_self=True).hits
     assert hit[0].path == str(photos / "camera.jpg")
 
 
