@@ -84,6 +84,7 @@ class Library:
         self.catalog = Catalog(self.db_url)
         self._indexes: IndexStore | None = None
         self._encoder: ImageEncoder | None = None
+        self._identity: EncoderIdentity | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -112,7 +113,17 @@ class Library:
 
     @property
     def encoder_identity(self) -> EncoderIdentity | None:
-        return self.catalog.encoder_identity()
+        # cached: every search asks, and only this object's writes change it
+        if self._identity is None:
+            self._identity = self.catalog.encoder_identity()
+        return self._identity
+
+    def _set_identity(self, identity: EncoderIdentity | None) -> None:
+        if identity is None:
+            self.catalog.set_setting("encoder", "")
+        else:
+            self.catalog.set_encoder_identity(identity)
+        self._identity = identity
 
     def resolve_encoder_name(
         self, requested: str | None, options: EncoderOptions
@@ -141,13 +152,20 @@ class Library:
         from searchapp.encoders.registry import create_encoder
 
         if self._encoder is None:
-            options = options or EncoderOptions(allow_download=False)
+            recorded_file = self.catalog.get_setting("encoder.weights_file") or None
+            options = options or EncoderOptions(
+                allow_download=False, clip_weights=Path(recorded_file) if recorded_file else None
+            )
             resolved, _ = self.resolve_encoder_name(name, options)
             encoder = create_encoder(resolved, options)
             recorded = self.encoder_identity
             if recorded is None:
                 if self.lock.held:
-                    self.catalog.set_encoder_identity(encoder.identity)
+                    self._set_identity(encoder.identity)
+                    weights_file = options.clip_weights
+                    self.catalog.set_setting(
+                        "encoder.weights_file", str(weights_file.absolute()) if weights_file else ""
+                    )
             elif (recorded.name, recorded.dim) != (encoder.identity.name, encoder.identity.dim):
                 raise EncoderMismatchError(
                     f"library {self.directory} holds vectors of {recorded.describe()}, but the "
@@ -248,7 +266,7 @@ class Library:
                     paths = sorted(set(paths) | set(json.loads(pending)))
                 self.catalog.set_setting("reindex.pending", json.dumps(paths))
                 self.catalog.remove_all_vectors()
-                self.catalog.set_setting("encoder", "")
+                self._set_identity(None)
                 self.catalog.set_setting("index.scene", "")
                 self._encoder = None
                 self._indexes = None

@@ -132,6 +132,7 @@ class OpenClipEncoder:
             **extra,
         )
         self.model = model.eval()
+        self._fast_text: Any = None
         self.transform = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
         image_size = self.model.visual.image_size
@@ -176,6 +177,54 @@ class OpenClipEncoder:
     def encode_text(self, texts: list[str]) -> np.ndarray:
         import torch
 
+        from searchapp.encoders.clip_text import FastTextTower
+
+        if self._fast_text is None:  # built on the first query: indexing never pays for it
+            self._fast_text = FastTextTower.build(self.model) or False
+        tokens = self.tokenizer(texts)
+        if self._fast_text:
+            return l2_normalise(self._fast_text.encode(tokens.numpy()))
         with torch.inference_mode():
-            features = self.model.encode_text(self.tokenizer(texts))
+            if truncatable(self.model):
+                features = encode_text_truncated(self.model, tokens)
+            else:
+                features = self.model.encode_text(tokens)
         return l2_normalise(features.float().numpy())
+
+
+def truncatable(model: Any) -> bool:
+    """Whether the text tower is the classic causal one, pooled at the end-of-text token."""
+    return (
+        getattr(model, "attn_mask", None) is not None
+        and getattr(model, "text_pool_type", "argmax") == "argmax"
+        and hasattr(model, "token_embedding")
+        and hasattr(model, "positional_embedding")
+        and hasattr(model, "transformer")
+    )
+
+
+def encode_text_truncated(model: Any, tokens: Any) -> Any:
+    """open_clip's encode_text, run only up to the last end-of-text token of the batch.
+
+    The attention mask is causal, so a position never sees what comes after it; the pooled
+    feature is read at the end-of-text token (the highest token id), so the padding behind it
+    cannot change the result. A short query runs on ~8 positions instead of 77. Parity with
+    model.encode_text is tested to 1e-5.
+    """
+    import torch
+
+    eot = tokens.argmax(dim=-1)
+    length = int(eot.max()) + 1
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0]), eot]
+    projection = model.text_projection
+    if projection is None:
+        return x
+    if isinstance(projection, torch.nn.Linear):
+        return projection(x)
+    return x @ projection

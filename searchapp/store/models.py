@@ -37,7 +37,7 @@ class ImageRow(Base):
     width: Mapped[int] = mapped_column(Integer, nullable=False)
     height: Mapped[int] = mapped_column(Integer, nullable=False)
     format: Mapped[str] = mapped_column(String(16), nullable=False)
-    taken_at: Mapped[float] = mapped_column(Float, nullable=False)  # unix seconds
+    taken_at: Mapped[float] = mapped_column(Float, nullable=False, index=True)  # unix seconds
     taken_source: Mapped[str] = mapped_column(String(8), nullable=False)  # "exif" or "mtime"
     camera_make: Mapped[str | None] = mapped_column(String(128))
     camera_model: Mapped[str | None] = mapped_column(String(128))

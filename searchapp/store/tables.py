@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, func, or_
+from sqlalchemy import Table, and_, or_
 
 from searchapp.store.models import FailureRow, ImageRow, RegionLabelRow, RegionRow, Setting
 
@@ -26,11 +26,14 @@ def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
 
 
 def under(column: Any, roots: Iterable[str]) -> Any:
-    """SQL condition: path equals a root or lies below it."""
+    """SQL condition: path equals a root or lies below it.
+
+    A range on the path instead of LIKE or substr: it uses the path index, and paths may hold
+    % and _. Everything below "root/" sorts before "root0", '0' being the character after '/'.
+    """
     conditions = []
     for root in roots:
-        prefix = root.rstrip("/") + "/"
-        conditions.append(column == root)
-        # substr comparison instead of LIKE: paths may contain % and _
-        conditions.append(func.substr(column, 1, len(prefix)) == prefix)
+        base = root.rstrip("/")
+        conditions.append(column == base)
+        conditions.append(and_(column >= base + "/", column < base + "0"))
     return or_(*conditions)

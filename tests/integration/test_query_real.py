@@ -108,3 +108,8 @@ def test_clip_text_search_ranks_by_text_image_cosine(
         )
     finally:
         lib.close()
+    reopened = Library(tmp_path / "clip-lib")  # remembers --clip-weights: no flag needed again
+    try:
+        assert reopened.search("a photo of a rocket", k=5)[0].path == results[0].path
+    finally:
+        reopened.close()

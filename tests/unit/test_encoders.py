@@ -140,3 +140,49 @@ def test_clip_default_loads_from_the_hugging_face_cache(
         torch.nn.functional.normalize(reference, dim=-1).numpy(),
         atol=1e-5,
     )
+
+
+def test_truncated_text_tower_equals_the_full_one(tiny_clip_checkpoint: Path) -> None:
+    import open_clip
+    import torch
+
+    from searchapp.encoders.clip import encode_text_truncated, truncatable
+
+    model = open_clip.create_model("tiny-test", pretrained=str(tiny_clip_checkpoint)).eval()
+    assert truncatable(model)
+    tokens = open_clip.get_tokenizer("tiny-test")(
+        ["cat", "a red bicycle by a canal", "a photo of a dog on the beach at sunset, " * 3]
+    )
+    with torch.no_grad():
+        full = model.encode_text(tokens)
+        short = encode_text_truncated(model, tokens)
+    assert int(tokens.argmax(dim=-1).max()) + 1 < tokens.shape[1]  # it really was shorter
+    np.testing.assert_allclose(short.numpy(), full.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("quick_gelu", [False, True])
+def test_fast_text_tower_equals_open_clip(tiny_clip_checkpoint: Path, quick_gelu: bool) -> None:
+    import open_clip
+    import torch
+
+    from searchapp.encoders.clip_text import FastTextTower
+
+    model = open_clip.create_model(
+        "tiny-test", pretrained=str(tiny_clip_checkpoint), force_quick_gelu=quick_gelu
+    ).eval()
+    tower = FastTextTower.build(model)
+    assert tower is not None
+    texts = ["cat", "a red bicycle by a canal", "a photo of a dog on the beach at sunset, " * 3]
+    tokens = open_clip.get_tokenizer("tiny-test")(texts)
+    with torch.no_grad():
+        reference = model.encode_text(tokens).numpy()
+    np.testing.assert_allclose(tower.encode(tokens.numpy()), reference, atol=1e-5)
+
+
+def test_fast_text_tower_declines_other_shapes() -> None:
+    from searchapp.encoders.clip_text import FastTextTower
+
+    class NotClip:
+        pass
+
+    assert FastTextTower.build(NotClip()) is None
