@@ -217,3 +217,60 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
         assert_consistent(final)
     finally:
         final.close()
+
+
+def test_search_words_like_combined_filters_and_paths_only(photos: Path, tmp_path: Path) -> None:
+    lib = str(tmp_path / "lib")
+    run("index", str(photos), "--library", lib, "-q", "--encoder", "cnn:efficientnet-lite0")
+
+    cat = run("search", "cat", "--library", lib, "--json")
+    payload = json.loads(cat.stdout)
+    assert payload["mode"] == "labels"
+    assert payload["results"][0]["path"] == str(photos / "animals" / "cat.jpg")
+    assert "label matching" in cat.stderr and "reindex --encoder clip:" in cat.stderr
+
+    like = run(
+        "search", "--like", str(photos / "camera.jpg"), "-k", "2", "--paths-only", "--library", lib
+    )
+    lines = like.stdout.splitlines()
+    assert len(lines) == 2 and str(photos / "camera.jpg") not in lines
+    assert all(Path(line).is_file() for line in lines)
+
+    combined = run(
+        "search",
+        "cat",
+        "--like",
+        str(photos / "astronaut.jpg"),
+        "--weights",
+        "1,0.5",
+        "--folder",
+        str(photos / "animals"),
+        "--library",
+        lib,
+        "--json",
+    )
+    assert [r["path"] for r in json.loads(combined.stdout)["results"]] == [
+        str(photos / "animals" / "cat.jpg")
+    ]
+
+    future = run(
+        "search",
+        "--like",
+        str(photos / "camera.jpg"),
+        "--after",
+        "2999-01-01",
+        "--library",
+        lib,
+        "--json",
+    )
+    assert json.loads(future.stdout)["results"] == []
+
+    for args, message in (
+        (["--like", str(photos / "camera.jpg"), "--after", "yesterday"], "wrong format"),
+        (["kayak"], "no ImageNet label matches 'kayak'"),
+        ([""], "empty search text"),
+        (["cat", "--weights", "1,2"], "one per term"),
+    ):
+        result = run("search", *args, "--library", lib, check=False)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr
