@@ -80,6 +80,13 @@ def _index_flags(parser: argparse.ArgumentParser) -> None:
         "--max-file-mb", type=_positive_int, default=1024, help="refuse larger files (MiB)"
     )
     parser.add_argument(
+        "--regions",
+        default="scene,tile",
+        metavar="KINDS",
+        help="region kinds to embed: scene (whole photo) and tile (grid at 1/2 and 1/3 of the "
+        "shorter side, for photos large enough); default scene,tile",
+    )
+    parser.add_argument(
         "--commit-every",
         type=_positive_int,
         default=256,
@@ -149,9 +156,11 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     from searchapp.encoders.base import EncoderOptions
     from searchapp.ingest.load import LoadLimits
     from searchapp.ingest.pipeline import IndexOptions
+    from searchapp.ingest.regions import RegionOptions, parse_kinds
 
     workers = args.workers or max(1, os.cpu_count() or 1)
     options = IndexOptions(
+        regions=RegionOptions(kinds=parse_kinds(args.regions)),
         workers=workers,
         batch_size=args.batch_size,
         commit_every=args.commit_every,

@@ -57,14 +57,24 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     filters.add_argument("--min-pixels", type=int, metavar="N", help="at least this many pixels")
     filters.add_argument("--format", metavar="FMT,...", help="e.g. jpeg,png,heif")
     filters.add_argument("--min-score", type=float, metavar="S", help="drop hits scoring below S")
+    terms.add_argument(
+        "--kind",
+        default="any",
+        choices=("any", "scene", "tile"),
+        help="match only this region kind (default any: the best region of each photo wins)",
+    )
     output = search.add_argument_group("output")
     output.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
     shape = output.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="JSON output")
     shape.add_argument("--paths-only", action="store_true", help="one path per line, for pipes")
+    output.add_argument(
+        "--regions", action="store_true", help="list the best region hits, not aggregated"
+    )
 
 
 def _query_from_args(args: argparse.Namespace) -> Any:
+    from searchapp.ingest.regions import REGION_KINDS
     from searchapp.query.filters import build_filters
     from searchapp.query.search import Query, Term
     from searchapp.query.terms import apply_weights, minus_term, parse_weights
@@ -87,12 +97,36 @@ def _query_from_args(args: argparse.Namespace) -> Any:
         ),
         k=args.k,
         include_self=args.include_self,
+        kinds=REGION_KINDS if args.kind == "any" else (args.kind,),
     )
 
 
 def _region_text(hit: Any) -> str:
     label = f" {hit.label}" if hit.label else ""
     return f"{hit.kind} {list(hit.bbox)}{label}"
+
+
+def _print_regions(args: argparse.Namespace, results: Any) -> int:
+    regions = [
+        {
+            "path": h.path,
+            "score": round(h.score, 6),
+            "region": {"kind": h.kind, "bbox": list(h.bbox), "label": h.label},
+        }
+        for h in results.region_hits
+    ]
+    if args.json:
+        print(json.dumps({"mode": results.mode, "regions": regions}))
+    elif args.paths_only:
+        for region in regions:
+            print(region["path"])
+    else:
+        rows = [
+            (str(rank), f"{r['score']:.3f}", str(r["path"]), _region_text(hit))
+            for rank, (r, hit) in enumerate(zip(regions, results.region_hits, strict=True), 1)
+        ]
+        table(("rank", "score", "path", "region"), rows)
+    return 0
 
 
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
@@ -106,6 +140,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         results = search(lib, query)
     for note in results.notes:
         console.note(f"searchapp: {note}")
+    if args.regions:
+        return _print_regions(args, results)
     if args.json:
         payload = {"mode": results.mode, "results": [hit.as_dict() for hit in results]}
         print(json.dumps(payload))

@@ -19,6 +19,7 @@ from searchapp.encoders.base import EncoderOptions, ImageEncoder
 from searchapp.errors import EncoderMismatchError, LibraryBusyError, SearchappError
 from searchapp.ingest.pipeline import EncoderPort, IndexCallbacks, IndexOptions, IndexRun
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
+from searchapp.ingest.regions import REGION_KINDS
 from searchapp.records import EncoderIdentity, KnownFailure, LibraryStats
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ from searchapp.vectors.faiss_index import IndexStore
 
 DEFAULT_LIBRARY = Path("indexes") / "default"
 LIBRARY_ENV = "SEARCHAPP_LIBRARY"
-REGION_KINDS = ("scene",)
 
 
 def default_library_dir() -> Path:
@@ -267,7 +267,8 @@ class Library:
                 self.catalog.set_setting("reindex.pending", json.dumps(paths))
                 self.catalog.remove_all_vectors()
                 self._set_identity(None)
-                self.catalog.set_setting("index.scene", "")
+                for kind in REGION_KINDS:
+                    self.catalog.set_setting(f"index.{kind}", "")
                 self._encoder = None
                 self._indexes = None
             elif pending:

@@ -22,7 +22,7 @@ import numpy as np
 
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.load import LoadLimits, content_hash, decode, read_bytes
-from searchapp.ingest.regions import cut_regions
+from searchapp.ingest.regions import RegionOptions, cut_regions
 from searchapp.ingest.scan import ScanProblem, scan
 from searchapp.records import (
     BBox,
@@ -50,7 +50,13 @@ class IndexOptions:
     commit_seconds: float = 15.0
     index_save_seconds: float = 120.0
     limits: LoadLimits = field(default_factory=LoadLimits)
-    region_kinds: tuple[str, ...] = ("scene",)
+    regions: RegionOptions = field(default_factory=RegionOptions)
+
+    def decode_side(self, input_size: int) -> int:
+        """Decode big enough for every region kind produced, and no bigger."""
+        if "tile" in self.regions.kinds:
+            return max(input_size, self.regions.tiles.decode_side(input_size))
+        return input_size
 
 
 @dataclass
@@ -141,10 +147,11 @@ def _read(
         if digest in known_hashes:
             return _ReadResult(stat, previous, digest)
         model = encoder.get()
-        loaded = decode(data, stat, min_side=model.input_size, limits=options.limits)
+        side = options.decode_side(model.input_size)
+        loaded = decode(data, stat, min_side=side, limits=options.limits)
         cuts = [
             _Cut(c.kind, c.bbox, c.label, c.label_score, model.preprocess(c.image))
-            for c in cut_regions(loaded, options.region_kinds)
+            for c in cut_regions(loaded, options.regions)
         ]
         return _ReadResult(stat, previous, digest, loaded.meta, cuts)
     except ImageLoadError as exc:

@@ -1,11 +1,21 @@
-"""Regions cut from a decoded photo. Every photo has one scene region covering it whole; object
-and tile producers register here as they arrive (hybrid N+1 storage)."""
+"""Regions cut from a decoded photo (hybrid N+1 storage): one scene region covering it whole,
+tiles on a grid for photos large enough to hold detail the scene embedding cannot see, and
+objects from a detector. Producers are looked up by kind in REGION_PRODUCERS.
+
+Tile sizes are fractions of the photo's shorter side. The scene embedding sees the photo at the
+encoder's input size (224 px) on its shorter side, centre-cropped to a square, so a tile of half
+the shorter side shows its content at twice that resolution, and a third at three times. Those
+two scales are the defaults. Tiles overlap by 20% so an object on a grid line is whole in some
+tile. A photo is tiled only when its tiles would still have at least the encoder's input size in
+real pixels: upsampling adds no detail.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
 from searchapp.ingest.load import LoadedImage
@@ -21,17 +31,98 @@ class RegionCut:
     label_score: float | None = None
 
 
-def scene_regions(loaded: LoadedImage) -> list[RegionCut]:
+@dataclass(frozen=True)
+class TileOptions:
+    scales: tuple[float, ...] = (1 / 2, 1 / 3)  # tile side as a fraction of the shorter side
+    overlap: float = 0.2
+    min_tile_px: int = 224  # real pixels a tile must have on its side: no upsampled tiles
+    max_tiles: int = 32  # per photo, over all scales
+    min_std: float = 6.0  # grey-level standard deviation below which a tile is blank
+
+    def decode_side(self, input_size: int) -> int:
+        """Shorter side to decode at so the finest tiles keep their real pixels."""
+        return round(input_size / min(self.scales)) if self.scales else input_size
+
+
+@dataclass(frozen=True)
+class RegionOptions:
+    kinds: tuple[str, ...] = ("scene", "tile")
+    tiles: TileOptions = field(default_factory=TileOptions)
+
+
+def tile_boxes(width: int, height: int, options: TileOptions) -> list[BBox]:
+    """Grid boxes in displayed pixels, coarse scale first, each scale covering the whole photo."""
+    short = min(width, height)
+    boxes: list[BBox] = []
+    for scale in options.scales:
+        side = round(short * scale)
+        if side < options.min_tile_px or side >= short:
+            continue
+        stride = max(1, round(side * (1 - options.overlap)))
+        for y0 in _starts(height, side, stride):
+            for x0 in _starts(width, side, stride):
+                boxes.append((x0, y0, x0 + side, y0 + side))
+    return boxes
+
+
+def _starts(length: int, side: int, stride: int) -> list[int]:
+    """Evenly spread start offsets, the last flush with the far edge."""
+    if side >= length:
+        return [0]
+    count = int(np.ceil((length - side) / stride)) + 1
+    return sorted({round(i * (length - side) / (count - 1)) for i in range(count)})
+
+
+def _informative(crop: Image.Image, min_std: float) -> bool:
+    grey = np.asarray(crop.convert("L").resize((32, 32)), dtype=np.float32)
+    return float(grey.std()) >= min_std
+
+
+def tile_regions(loaded: LoadedImage, options: RegionOptions) -> list[RegionCut]:
+    width, height = loaded.meta.width, loaded.meta.height
+    scale = loaded.scale  # displayed pixels per decoded pixel
+    cuts: list[RegionCut] = []
+    for box in tile_boxes(width, height, options.tiles):
+        x0, y0, x1, y1 = box
+        crop = loaded.image.crop(
+            (round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale))
+        )
+        if not _informative(crop, options.tiles.min_std):
+            continue  # sky, borders, nodata: nothing to find there
+        cuts.append(RegionCut("tile", box, crop))
+        if len(cuts) >= options.tiles.max_tiles:
+            break
+    return cuts
+
+
+def scene_regions(loaded: LoadedImage, options: RegionOptions) -> list[RegionCut]:
     return [RegionCut("scene", (0, 0, loaded.meta.width, loaded.meta.height), loaded.image)]
 
 
-REGION_PRODUCERS: dict[str, Callable[[LoadedImage], list[RegionCut]]] = {
+REGION_PRODUCERS: dict[str, Callable[[LoadedImage, RegionOptions], list[RegionCut]]] = {
     "scene": scene_regions,
+    "tile": tile_regions,
 }
+REGION_KINDS = tuple(REGION_PRODUCERS)
 
 
-def cut_regions(loaded: LoadedImage, kinds: tuple[str, ...]) -> list[RegionCut]:
+def parse_kinds(text: str) -> tuple[str, ...]:
+    from searchapp.errors import UsageError
+
+    kinds = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [kind for kind in kinds if kind not in REGION_PRODUCERS]
+    if unknown or not kinds:
+        raise UsageError(
+            f"--regions {text!r}: unknown kind {', '.join(unknown) or '(none)'}; "
+            f"valid: {', '.join(REGION_KINDS)}"
+        )
+    if "scene" not in kinds:
+        raise UsageError("--regions must include scene: every photo keeps its scene embedding")
+    return kinds
+
+
+def cut_regions(loaded: LoadedImage, options: RegionOptions) -> list[RegionCut]:
     cuts: list[RegionCut] = []
-    for kind in kinds:
-        cuts.extend(REGION_PRODUCERS[kind](loaded))
+    for kind in options.kinds:
+        cuts.extend(REGION_PRODUCERS[kind](loaded, options))
     return cuts

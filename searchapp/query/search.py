@@ -84,6 +84,7 @@ class SearchResults:
     hits: list[SearchHit]
     mode: str  # "vector" (embedding similarity) or "labels" (ImageNet label matching)
     notes: list[str] = field(default_factory=list)
+    region_hits: list[RegionHit] = field(default_factory=list)  # best regions, unaggregated
 
     def __iter__(self) -> Iterator[SearchHit]:
         return iter(self.hits)
@@ -181,31 +182,46 @@ def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
 
 
 def _knn(
-    library: Library, vector: np.ndarray, query: Query, allowed: np.ndarray | None, extra: int
-) -> dict[int, float]:
-    scored: dict[int, float] = {}
+    library: Library,
+    vector: np.ndarray,
+    query: Query,
+    allowed: np.ndarray | None,
+    excluded: set[int],
+) -> list[RegionHit]:
+    """Region hits of every kind, enough to hold k distinct photos when they exist.
+
+    A photo has one scene region but many tiles and objects, so k regions may be a handful of
+    photos: fetch more regions, four times as many each round, until k photos are in hand or the
+    index has nothing more to give."""
+    hits: list[RegionHit] = []
     for kind in query.kinds:
         index = library.indexes().get(kind, persist=False)
-        if index.ntotal == 0:
+        available = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
+        if available == 0:
             continue
-        # one scene region per photo, so k + the excluded query photos is enough; object and
-        # tile kinds will need adaptive over-fetch when they arrive (issue 4)
-        scores, ids = faiss_index.search(index, vector, query.k + extra, allowed=allowed)
-        for region_id, score in zip(ids[0], scores[0], strict=True):
-            if region_id >= 0:
-                scored[int(region_id)] = max(float(score), scored.get(int(region_id), -1.0))
-    return scored
+        fetch = query.k + len(excluded) if kind == "scene" else 8 * (query.k + len(excluded))
+        while True:
+            scores, ids = faiss_index.search(index, vector, fetch, allowed=allowed)
+            found = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
+            kind_hits = library.catalog.hydrate(found)
+            photos = {h.image_id for h in kind_hits} - excluded
+            if len(photos) >= query.k or fetch >= available:
+                break
+            fetch *= 4
+        hits.extend(kind_hits)
+    return hits
 
 
 def _finish(
-    library: Library, scored: dict[int, float], query: Query, excluded: set[int]
-) -> list[SearchHit]:
-    region_hits = [h for h in library.catalog.hydrate(scored) if h.image_id not in excluded]
+    library: Library, region_hits: list[RegionHit], query: Query, excluded: set[int]
+) -> tuple[list[SearchHit], list[RegionHit]]:
+    region_hits = [h for h in region_hits if h.image_id not in excluded]
     if query.filters.min_score is not None:
         region_hits = [h for h in region_hits if h.score >= query.filters.min_score]
+    region_hits.sort(key=lambda h: (-h.score, h.path, h.region_id))
     best = aggregate(region_hits, query.k)
     photo_labels = library.catalog.image_labels(h.image_id for h in best)
-    return [
+    photos = [
         SearchHit(
             h.path,
             h.score,
@@ -217,6 +233,7 @@ def _finish(
         )
         for h in best
     ]
+    return photos, region_hits[: query.k]
 
 
 def _label_terms(query: Query) -> tuple[Matched, str]:
@@ -292,7 +309,8 @@ def search(library: Library, query: Query) -> SearchResults:
 
     if label_mode and not vectors:
         scored = _labels_only(library, query, matched)
-        return SearchResults(_finish(library, scored, query, excluded), "labels", notes)
+        photos, regions = _finish(library, library.catalog.hydrate(scored), query, excluded)
+        return SearchResults(photos, "labels", notes, regions)
 
     if label_mode:
         allowed: np.ndarray | None = _label_filter(library, query, matched)
@@ -302,5 +320,6 @@ def search(library: Library, query: Query) -> SearchResults:
         allowed = None
     if allowed is not None and len(allowed) == 0:
         return SearchResults([], "vector", notes)
-    scored = _knn(library, combine(vectors, weights), query, allowed, len(excluded))
-    return SearchResults(_finish(library, scored, query, excluded), "vector", notes)
+    region_hits = _knn(library, combine(vectors, weights), query, allowed, excluded)
+    photos, regions = _finish(library, region_hits, query, excluded)
+    return SearchResults(photos, "vector", notes, regions)

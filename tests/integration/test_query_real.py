@@ -93,7 +93,7 @@ def test_clip_text_search_ranks_by_text_image_cosine(
     try:
         options = EncoderOptions(clip_weights=tiny_clip_checkpoint)
         index(lib, photos, encoder="clip:tiny-test", encoder_options=options)
-        results = lib.search("a photo of a rocket", k=5)
+        results = lib.search("a photo of a rocket", k=5, kinds=("scene",))
         assert results.mode == "vector" and not results.notes
         text = lib.encoder().encode_text(["a photo of a rocket"])[0]
         stored = {}
@@ -110,6 +110,8 @@ def test_clip_text_search_ranks_by_text_image_cosine(
         lib.close()
     reopened = Library(tmp_path / "clip-lib")  # remembers --clip-weights: no flag needed again
     try:
-        assert reopened.search("a photo of a rocket", k=5)[0].path == results[0].path
+        assert (
+            reopened.search("a photo of a rocket", k=5, kinds=("scene",))[0].path == results[0].path
+        )
     finally:
         reopened.close()
