@@ -87,6 +87,11 @@ def _index_flags(parser: argparse.ArgumentParser) -> None:
         "shorter side, for photos large enough); default scene,tile",
     )
     parser.add_argument(
+        "--skip-low-quality",
+        action="store_true",
+        help="keep blurry, dark, washed-out or flat photos out of the vectors (still listed)",
+    )
+    parser.add_argument(
         "--commit-every",
         type=_positive_int,
         default=256,
@@ -161,6 +166,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     workers = args.workers or max(1, os.cpu_count() or 1)
     options = IndexOptions(
         regions=RegionOptions(kinds=parse_kinds(args.regions)),
+        skip_low_quality=args.skip_low_quality,
         workers=workers,
         batch_size=args.batch_size,
         commit_every=args.commit_every,
@@ -285,6 +291,12 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
         stats = lib.stats()
         directory = str(lib.directory.absolute())
     encoder = stats.encoder
+    bytes_per_photo = round(stats.bytes_on_disk / stats.images) if stats.images else 0
+    per_photo = (
+        {kind: round(count / stats.images, 2) for kind, count in stats.regions_by_kind.items()}
+        if stats.images
+        else {}
+    )
     data = {
         "library": directory,
         "images": stats.images,
@@ -295,18 +307,30 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
         "bytes_on_disk": stats.bytes_on_disk,
         "catalog_bytes": stats.catalog_bytes,
         "index_bytes": stats.index_bytes,
+        "regions_per_photo": per_photo,
+        "bytes_per_photo": bytes_per_photo,
+        "quality": stats.quality,
+        "low_quality": stats.low_quality,
     }
     if args.json:
         print(json.dumps(data))
         return 0
     regions = ", ".join(f"{k} {v}" for k, v in sorted(stats.regions_by_kind.items())) or "none"
+    per_photo_text = ", ".join(f"{k} {v}" for k, v in sorted(per_photo.items())) or "none"
+    quality = "; ".join(
+        f"{name} p10 {q['p10']} / p50 {q['p50']} / p90 {q['p90']}"
+        for name, q in stats.quality.items()
+    )
     table(
         ("", ""),
         [
             ("library", directory),
             ("images", str(stats.images)),
             ("regions", regions),
+            ("per photo", f"{per_photo_text}; {_human_bytes(bytes_per_photo)} on disk"),
             ("vectors", str(stats.vectors)),
+            ("quality", quality or "not measured"),
+            ("low quality", f"{stats.low_quality} kept out of the vectors"),
             ("failures", str(stats.failures)),
             ("encoder", encoder.describe() if encoder else "none yet"),
             (

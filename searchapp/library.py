@@ -323,6 +323,7 @@ class Library:
                 if candidate.exists():
                     catalog_bytes += candidate.stat().st_size
         index_bytes = sum(p.stat().st_size for p in self.directory.glob("index-*.faiss"))
+        quality, low_quality = self.catalog.quality_summary()
         return LibraryStats(
             images=n_images,
             regions_by_kind=by_kind,
@@ -332,6 +333,8 @@ class Library:
             bytes_on_disk=catalog_bytes + index_bytes,
             catalog_bytes=catalog_bytes,
             index_bytes=index_bytes,
+            quality=quality,
+            low_quality=low_quality,
         )
 
 

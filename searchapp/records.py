@@ -20,6 +20,10 @@ class ImageMeta:
     camera_model: str | None = None
     gps_lat: float | None = None
     gps_lon: float | None = None
+    blur: float | None = None
+    brightness: float | None = None
+    contrast: float | None = None
+    quality_flag: str | None = None  # set when --skip-low-quality kept it out of the vectors
 
 
 @dataclass
@@ -159,6 +163,8 @@ class LibraryStats:
     bytes_on_disk: int
     catalog_bytes: int
     index_bytes: int
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> percentiles
+    low_quality: int = 0  # photos kept out of the vectors by --skip-low-quality
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.load import LoadLimits, content_hash, decode, read_bytes
+from searchapp.ingest.quality import measure
 from searchapp.ingest.regions import RegionOptions, cut_regions
 from searchapp.ingest.scan import ScanProblem, scan
 from searchapp.records import (
@@ -51,6 +52,7 @@ class IndexOptions:
     index_save_seconds: float = 120.0
     limits: LoadLimits = field(default_factory=LoadLimits)
     regions: RegionOptions = field(default_factory=RegionOptions)
+    skip_low_quality: bool = False  # flagged photos are listed but get no vectors
 
     def decode_side(self, input_size: int) -> int:
         """Decode big enough for every region kind produced, and no bigger."""
@@ -149,11 +151,22 @@ def _read(
         model = encoder.get()
         side = options.decode_side(model.input_size)
         loaded = decode(data, stat, min_side=side, limits=options.limits)
+        quality = measure(loaded.image)
+        flag = quality.flag if options.skip_low_quality else None
+        meta = replace(
+            loaded.meta,
+            blur=quality.blur,
+            brightness=quality.brightness,
+            contrast=quality.contrast,
+            quality_flag=flag,
+        )
+        if flag is not None:
+            return _ReadResult(stat, previous, digest, meta, [])
         cuts = [
             _Cut(c.kind, c.bbox, c.label, c.label_score, model.preprocess(c.image))
             for c in cut_regions(loaded, options.regions)
         ]
-        return _ReadResult(stat, previous, digest, loaded.meta, cuts)
+        return _ReadResult(stat, previous, digest, meta, cuts)
     except ImageLoadError as exc:
         return _ReadResult(stat, previous, error=exc.reason)
     except MemoryError:

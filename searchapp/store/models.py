@@ -44,6 +44,10 @@ class ImageRow(Base):
     gps_lat: Mapped[float | None] = mapped_column(Float)
     gps_lon: Mapped[float | None] = mapped_column(Float)
     indexed_at: Mapped[float] = mapped_column(Float, nullable=False)
+    blur: Mapped[float | None] = mapped_column(Float)
+    brightness: Mapped[float | None] = mapped_column(Float)
+    contrast: Mapped[float | None] = mapped_column(Float)
+    quality_flag: Mapped[str | None] = mapped_column(String(64))  # kept out of the vectors
 
 
 class RegionRow(Base):

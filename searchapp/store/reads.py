@@ -144,3 +144,23 @@ class SearchReads:
                         )
                     )
         return hits
+
+    def quality_summary(self) -> tuple[dict[str, dict[str, float]], int]:
+        """(p10/p50/p90 of each quality metric, number of photos flagged low quality)."""
+        summary: dict[str, dict[str, float]] = {}
+        with self.engine.connect() as conn:
+            for name in ("blur", "brightness", "contrast"):
+                column = images.c[name]
+                query = select(column).where(column.is_not(None))
+                values = np.fromiter(conn.execute(query).scalars(), dtype=float)
+                if len(values):
+                    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+                    summary[name] = {
+                        "p10": round(float(p10), 1),
+                        "p50": round(float(p50), 1),
+                        "p90": round(float(p90), 1),
+                    }
+            flagged = conn.execute(
+                select(func.count()).select_from(images).where(images.c.quality_flag.is_not(None))
+            ).scalar_one()
+        return summary, int(flagged)
