@@ -63,6 +63,11 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=("any", "scene", "tile"),
         help="match only this region kind (default any: the best region of each photo wins)",
     )
+    terms.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the geometric re-ranking of an image query's top 10 (ORB + RANSAC)",
+    )
     output = search.add_argument_group("output")
     output.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
     shape = output.add_mutually_exclusive_group()
@@ -98,6 +103,7 @@ def _query_from_args(args: argparse.Namespace) -> Any:
         k=args.k,
         include_self=args.include_self,
         kinds=REGION_KINDS if args.kind == "any" else (args.kind,),
+        verify=not args.no_verify,
     )
 
 

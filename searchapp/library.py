@@ -199,6 +199,7 @@ class Library:
         k: int = 10,
         include_self: bool = False,
         kinds: tuple[str, ...] = REGION_KINDS,
+        verify: bool = True,
         **filters: Any,
     ) -> SearchResults:
         """Search by words, example images, indexed photos, or a weighted mix of them.
@@ -216,6 +217,7 @@ class Library:
             k=k,
             kinds=kinds,
             include_self=include_self,
+            verify=verify,
         )
         return search(self, query)
 

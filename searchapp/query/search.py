@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from searchapp.errors import ImageLoadError, QueryError
-from searchapp.ingest.load import load_image
+from searchapp.ingest.load import LoadedImage, load_image
 from searchapp.query import labels as label_match
 from searchapp.records import BBox, FileStat, Filters, RegionHit
 from searchapp.vectors import faiss_index
@@ -53,6 +53,7 @@ class Query:
     k: int = 10
     kinds: tuple[str, ...] = ("scene",)
     include_self: bool = False
+    verify: bool = True  # re-rank a pure image query's top hits geometrically (verify.py)
 
 
 @dataclass(frozen=True)
@@ -135,14 +136,18 @@ def _image_file(path: str) -> tuple[str, FileStat]:
     return absolute, FileStat(absolute, st.st_size, st.st_mtime_ns)
 
 
-def query_vector_from_image(library: Library, path: str) -> np.ndarray:
-    """Embed an image file on disk (1, dim)."""
+def _load_query(path: str, min_side: int | None) -> LoadedImage:
     absolute, stat = _image_file(path)
-    encoder = library.encoder()
     try:
-        loaded = load_image(stat, min_side=encoder.input_size)
+        return load_image(stat, min_side=min_side)
     except ImageLoadError as exc:
         raise QueryError(f"query image {absolute}: {exc.reason}") from None
+
+
+def query_vector_from_image(library: Library, path: str) -> np.ndarray:
+    """Embed an image file on disk (1, dim)."""
+    encoder = library.encoder()
+    loaded = _load_query(path, encoder.input_size)
     return encoder.encode(encoder.preprocess(loaded.image)[None]).vectors
 
 
@@ -320,6 +325,17 @@ def search(library: Library, query: Query) -> SearchResults:
         allowed = None
     if allowed is not None and len(allowed) == 0:
         return SearchResults([], "vector", notes)
+    verify = query.verify and [t.source for t in query.terms] == ["image"]
+    if verify:
+        from searchapp.query.verify import CANDIDATES
+
+        wanted = query.k
+        query = replace(query, k=max(query.k, CANDIDATES))
     region_hits = _knn(library, combine(vectors, weights), query, allowed, excluded)
     photos, regions = _finish(library, region_hits, query, excluded)
+    if verify:
+        from searchapp.query.verify import rerank
+
+        photos = rerank(_load_query(query.terms[0].value, 1200).image, photos)[:wanted]
+        regions = regions[:wanted]
     return SearchResults(photos, "vector", notes, regions)

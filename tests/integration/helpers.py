@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexSummary
+from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
 
 
@@ -26,7 +27,11 @@ class Recorder:
         )
 
 
-OPTIONS = IndexOptions(workers=2, batch_size=4, commit_every=2)
+# scene-only unless a test is about tiles: tiles multiply the encoder work of every test
+OPTIONS = IndexOptions(
+    workers=2, batch_size=4, commit_every=2, regions=RegionOptions(kinds=("scene",))
+)
+HYBRID = IndexOptions(workers=2, batch_size=16, commit_every=8)
 
 
 def index(lib: Library, *paths: object, recorder: Recorder | None = None, **kw) -> IndexSummary:  # type: ignore[no-untyped-def]

@@ -179,6 +179,8 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
             "--batch-size",
             "4",
             "-q",
+            "--regions",
+            "scene",
             "--encoder",
             "cnn:efficientnet-lite0",
         ],
@@ -204,7 +206,9 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
     finally:
         opened.close()
     resumed = json.loads(
-        run("index", str(tmp_path / "many"), "--library", str(lib), "--json").stdout
+        run(
+            "index", str(tmp_path / "many"), "--library", str(lib), "--json", "--regions", "scene"
+        ).stdout
     )
     assert resumed["unchanged"] == at_kill
     assert resumed["new"] == total - at_kill
@@ -218,7 +222,17 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
 
 def test_search_words_like_combined_filters_and_paths_only(photos: Path, tmp_path: Path) -> None:
     lib = str(tmp_path / "lib")
-    run("index", str(photos), "--library", lib, "-q", "--encoder", "cnn:efficientnet-lite0")
+    run(
+        "index",
+        str(photos),
+        "--library",
+        lib,
+        "-q",
+        "--encoder",
+        "cnn:efficientnet-lite0",
+        "--regions",
+        "scene",
+    )
 
     cat = run("search", "cat", "--library", lib, "--json")
     payload = json.loads(cat.stdout)

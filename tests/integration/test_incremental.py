@@ -12,7 +12,7 @@ from PIL import Image
 
 from searchapp.errors import EncoderMismatchError
 from tests.conftest import sample_image
-from tests.integration.helpers import assert_consistent, index, index_ids, paths_of
+from tests.integration.helpers import HYBRID, assert_consistent, index, index_ids, paths_of
 
 
 def search(lib, image: Path, k: int = 5):  # type: ignore[no-untyped-def]
@@ -145,7 +145,7 @@ def test_another_encoder_is_refused_with_the_reindex_hint(library, photos: Path)
 
 
 def test_rebuild_index_reproduces_the_vectors_without_the_encoder(library, photos: Path) -> None:  # type: ignore[no-untyped-def]
-    index(library, photos)
+    index(library, photos, options=HYBRID)  # several region kinds to rebuild
     like = str(photos / "camera.jpg")
     before = library.search(like=like, k=5, include_self=True).hits
     for path in library.directory.glob("index-*.faiss"):

@@ -1,0 +1,70 @@
+"""Crop search on real photos: tiles find the source of a crop, with a bbox over the crop, and
+geometric verification tells the source from other photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from searchapp.query.search import SearchHit
+from searchapp.query.verify import MIN_INLIERS, Verifier, rerank
+from tests.conftest import sample_image
+from tests.integration.helpers import HYBRID, index
+
+
+def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over the area of b."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    return width * height / ((b[2] - b[0]) * (b[3] - b[1]))
+
+
+def test_a_crop_finds_its_photo_through_a_tile_over_the_crop(
+    library, photos: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    index(library, photos, options=HYBRID)
+    assert library.stats().regions_by_kind.get("tile", 0) > 0
+    box = (280, 40, 480, 240)  # 15% of the 512x512 astronaut photo
+    query = tmp_path / "crop.jpg"
+    with Image.open(photos / "astronaut.jpg") as image:
+        image.crop(box).save(query, quality=90)
+    results = library.search(image=str(query), k=3)
+    top = results[0]
+    assert top.path == str(photos / "astronaut.jpg")
+    assert top.kind == "tile"
+    assert overlap(top.bbox, box) > 0.5  # the returned tile shows the cropped part
+    scene_only = library.search(image=str(query), k=3, kinds=("scene",))
+    assert scene_only[0].kind == "scene"
+
+
+def test_verifier_counts_many_inliers_on_the_source_and_few_elsewhere() -> None:
+    astronaut = sample_image("astronaut")
+    crop = astronaut.crop((100, 60, 330, 290))
+    verifier = Verifier(crop)
+    import numpy as np
+
+    on_source = verifier.inliers(np.asarray(astronaut.convert("L")))
+    elsewhere = verifier.inliers(np.asarray(sample_image("coffee").convert("L")))
+    assert on_source >= 40
+    assert elsewhere < MIN_INLIERS
+
+
+def test_rerank_moves_the_verified_source_first(tmp_path: Path) -> None:
+    paths = {}
+    for name in ("coffee", "astronaut", "rocket"):
+        paths[name] = tmp_path / f"{name}.jpg"
+        sample_image(name).save(paths[name], quality=92)
+
+    def hit(name: str, score: float) -> SearchHit:
+        with Image.open(paths[name]) as image:
+            width, height = image.size
+        return SearchHit(str(paths[name]), score, "scene", (0, 0, width, height), None, 0.0)
+
+    hits = [hit("coffee", 0.9), hit("rocket", 0.8), hit("astronaut", 0.7)]
+    crop = sample_image("astronaut").crop((100, 60, 330, 290))
+    ranked = rerank(crop, hits)
+    assert [Path(h.path).stem for h in ranked] == ["astronaut", "coffee", "rocket"]
+    assert ranked[0].score == 0.7  # order changes, scores do not
