@@ -43,6 +43,29 @@ class ImageEncoder(Protocol):
     def encode_text(self, texts: list[str]) -> np.ndarray: ...
 
 
+def keep_freed_memory() -> None:
+    """Stop glibc from returning freed activation buffers to the OS after every forward pass.
+
+    Each pass allocates and frees tens of megabytes; with glibc's defaults those go back to the
+    kernel and fault in again next pass. On the reference VM that was half the encode time
+    (560k page faults per 160 images, 15 ms/image against 7.4 ms with this). A no-op elsewhere.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return  # not glibc (musl has no mallopt)
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's ceiling for this setting
+    mallopt(m_trim_threshold, 256 << 20)
+
+
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from searchapp.encoders.base import EncodedBatch, EncoderOptions, l2_normalise
+from searchapp.encoders.base import (
+    EncodedBatch,
+    EncoderOptions,
+    keep_freed_memory,
+    l2_normalise,
+)
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
 from searchapp.records import EncoderIdentity
 
@@ -113,6 +118,7 @@ class OpenClipEncoder:
 
         if options.threads:
             torch.set_num_threads(options.threads)
+        keep_freed_memory()
         arch, tag = parse_spec(spec)
         _check_arch(arch)
         cfg = pretrained_cfg(arch, tag)

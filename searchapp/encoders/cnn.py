@@ -18,6 +18,7 @@ from PIL import Image
 from searchapp.encoders.base import (
     EncodedBatch,
     EncoderOptions,
+    keep_freed_memory,
     l2_normalise,
     resize_shorter_and_center_crop,
 )
@@ -26,6 +27,10 @@ from searchapp.records import EncoderIdentity
 
 INPUT_SIZE = 224
 TOP_LABELS = 5
+# Rows per forward pass. On the 2-core reference VM a channels-last pass of 4 images costs 6 ms
+# per image, against 18 ms for 1 image and 55 ms for 32 in the default layout: activations of a
+# few images stay in cache, and the depthwise convolutions are fast only channels-last.
+MICRO_BATCH = 4
 
 
 def bundled_weights_path() -> Path:
@@ -74,11 +79,12 @@ class EfficientNetLite0Encoder:
 
         if options.threads:
             torch.set_num_threads(options.threads)
+        keep_freed_memory()
         path = weights_path or bundled_weights_path()
         model: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(map_state_dict(state, model.state_dict()))
-        self.model = model.eval()
+        self.model = model.eval().to(memory_format=torch.channels_last)
         self.class_names = imagenet_class_names()
         self.identity = EncoderIdentity(
             name="cnn:efficientnet-lite0",
@@ -95,11 +101,17 @@ class EfficientNetLite0Encoder:
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
+        pooled_parts, prob_parts = [], []
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-            pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-            logits = self.model.get_classifier()(pooled)
-            return pooled.numpy(), logits.softmax(dim=-1).numpy()
+            for start in range(0, len(batch), MICRO_BATCH):
+                x = torch.from_numpy(
+                    np.ascontiguousarray(batch[start : start + MICRO_BATCH], dtype=np.float32)
+                ).contiguous(memory_format=torch.channels_last)
+                pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+                logits = self.model.get_classifier()(pooled)
+                pooled_parts.append(pooled.numpy())
+                prob_parts.append(logits.softmax(dim=-1).numpy())
+        return np.concatenate(pooled_parts), np.concatenate(prob_parts)
 
     def encode(self, batch: np.ndarray) -> EncodedBatch:
         pooled, probs = self._forward(batch)

@@ -197,6 +197,7 @@ class IndexRun:
         self.claimed: set[int] = set()  # image ids already taken by a move
         self.doomed: set[int] = set()  # image ids the uncommitted batch deletes
         self.to_encode: list[_ReadResult] = []
+        self.pending_cuts = 0  # model inputs waiting in to_encode
         self.generation = catalog.vector_generation()
 
     # ---- plan ------------------------------------------------------------------------------
@@ -340,6 +341,7 @@ class IndexRun:
             self.summary.embedded += 1
             self.batch_images += 1
         self.to_encode = []
+        self.pending_cuts = 0
 
     def _commit(self, force_save: bool = False) -> None:
         self._encode_pending()
@@ -363,7 +365,9 @@ class IndexRun:
 
     def _maybe_commit(self) -> None:
         pending = self.batch_images + len(self.to_encode)
-        if len(self.to_encode) >= self.options.batch_size:
+        # Encode once a batch of model inputs is waiting: with tiles that is every photo or two,
+        # which keeps memory flat and the encoder busy while the readers decode.
+        if self.pending_cuts >= self.options.batch_size:
             self._encode_pending()
         overdue = time.monotonic() - self.last_commit > self.options.commit_seconds
         if pending >= self.options.commit_every or (pending and overdue):
@@ -440,5 +444,6 @@ class IndexRun:
             self.batch_images += 1
         else:
             self.to_encode.append(result)
+            self.pending_cuts += max(1, len(result.cuts))
         if self.cb.on_advance:
             self.cb.on_advance(1)
