@@ -1,8 +1,11 @@
-"""Crop-to-source recall: scene-only against hybrid (scene + tiles), side by side.
+"""Crop-to-source recall: scene-only against hybrid (scene + objects + tiles), side by side.
 
     python benchmarks/crop_eval.py [FOLDER] [--crops 2] [--seed 0]
 
-FOLDER defaults to ../shared/data/photos. Both libraries are built from it with the offline CNN.
+FOLDER defaults to ../shared/data/photos. Two libraries are built from it with the offline CNN:
+scene-only, to time it, and hybrid. The region-kind configurations are then compared on the hybrid
+library by restricting the kinds a search may match, which gives the same scene vectors as a
+scene-only library. Each configuration is queried with and without geometric verification.
 For every indexed photo, random crops covering 3-10% and 10-30% of its area (aspect 3:4 to 4:3)
 are cut from the displayed photo, saved as JPEG and used as --image queries. A query is right at
 rank r if one of the top r photos is its source, or a photo of the same picture: identical bytes,
@@ -37,7 +40,13 @@ from searchapp.ingest.regions import RegionOptions, TileOptions  # noqa: E402
 from searchapp.library import Library  # noqa: E402
 
 BANDS = {"3-10%": (0.03, 0.10), "10-30%": (0.10, 0.30)}
-CONFIGS = {"scene-only": ("scene",), "hybrid": ("scene", "tile")}
+CONFIGS = {
+    "scene-only": ("scene",),
+    "scene+tile": ("scene", "tile"),
+    "scene+object": ("scene", "object"),
+    "hybrid": ("scene", "object", "tile"),
+}
+BUILDS = {"scene-only": ("scene",), "hybrid": ("scene", "object", "tile")}
 
 
 def same_picture_key(path: str, root: Path, content_hash: str) -> str:
@@ -96,6 +105,7 @@ def main() -> int:
     parser.add_argument("--min-tile", type=int, help="smallest tile side in pixels")
     parser.add_argument("--max-tiles", type=int, help="tiles per photo at most")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/crop_eval.json")
+    parser.add_argument("--details", type=Path, help="write every query's top 5 here (JSON)")
     args = parser.parse_args()
     folder = args.folder.resolve()
     work = Path(tempfile.mkdtemp(prefix="searchapp-crops-"))
@@ -108,12 +118,14 @@ def main() -> int:
     if args.max_tiles:
         tiles = replace(tiles, max_tiles=args.max_tiles)
     libraries, infos = {}, {}
-    for name, kinds in CONFIGS.items():
+    for name, kinds in BUILDS.items():
         started = time.perf_counter()
         libraries[name], infos[name] = build(folder, work, name, kinds, tiles)
         print(f"indexed {name}: {infos[name]} ({time.perf_counter() - started:.0f} s)")
+    libraries["scene-only"].close()
+    hybrid = libraries["hybrid"]
 
-    images = libraries["scene-only"].catalog.all_images()
+    images = hybrid.catalog.all_images()
     key_of = {img.path: same_picture_key(img.path, folder, img.content_hash) for img in images}
     rng = np.random.default_rng(args.seed)
     queries = []  # (band, crop file, source key)
@@ -128,19 +140,33 @@ def main() -> int:
                 queries.append((band_name, str(path), key_of[image.path]))
 
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for name, lib in libraries.items():
-        results[name] = {}
-        for band_name in BANDS:
-            band_queries = [q for q in queries if q[0] == band_name]
-            top1 = top5 = 0
-            for _, path, key in band_queries:
-                hits = lib.search(image=path, k=5, include_self=True).hits
-                keys = [key_of.get(h.path) for h in hits]
-                top1 += bool(keys) and keys[0] == key
-                top5 += key in keys
-            n = len(band_queries)
-            results[name][band_name] = {"recall@1": top1 / n, "recall@5": top5 / n, "n": n}
-        lib.close()
+    details = []
+    for verify in (False, True):
+        for name, kinds in CONFIGS.items():
+            label = name + (" verified" if verify else "")
+            results[label] = {}
+            for band_name in BANDS:
+                band_queries = [q for q in queries if q[0] == band_name]
+                top1 = top5 = by_object = 0
+                for _, path, key in band_queries:
+                    hits = hybrid.search(
+                        image=path, k=5, include_self=True, kinds=kinds, verify=verify
+                    ).hits
+                    keys = [key_of.get(h.path) for h in hits]
+                    right = bool(keys) and keys[0] == key
+                    top1 += right
+                    top5 += key in keys
+                    by_object += right and hits[0].kind == "object"
+                    details.append((label, band_name, path, key, [h.path for h in hits]))
+                n = len(band_queries)
+                results[label][band_name] = {
+                    "recall@1": top1 / n,
+                    "recall@5": top5 / n,
+                    "top1_won_by_object": by_object / n,
+                    "n": n,
+                }
+                print(label, band_name, results[label][band_name], flush=True)
+    hybrid.close()
 
     record = {
         "date": datetime.now().isoformat(timespec="seconds"),
@@ -161,18 +187,24 @@ def main() -> int:
     args.out.write_text(json.dumps(record, indent=2) + "\n")
 
     print(f"\n{len(images)} photos, {len(queries)} crop queries")
-    print(f"{'crop area':10s} {'scene-only R@1':>15s} {'R@5':>6s} {'hybrid R@1':>11s} {'R@5':>6s}")
-    for band_name in BANDS:
-        s, h = results["scene-only"][band_name], results["hybrid"][band_name]
-        print(
-            f"{band_name:10s} {s['recall@1']:15.3f} {s['recall@5']:6.3f} "
-            f"{h['recall@1']:11.3f} {h['recall@5']:6.3f}"
-        )
+    for verify in ("", " verified"):
+        print(f"\nrecall@1 / recall@5{verify or ' (embeddings alone)'}")
+        print(f"{'crop area':10s}" + "".join(f"{name:>16s}" for name in CONFIGS))
+        for band_name in BANDS:
+            cells = [results[name + verify][band_name] for name in CONFIGS]
+            print(
+                f"{band_name:10s}"
+                + "".join(
+                    f"{c['recall@1']:9.3f} / {c['recall@5']:.3f}"[-16:].rjust(16) for c in cells
+                )
+            )
     for name, info in infos.items():
         print(
             f"{name}: {info['regions_per_photo']} regions/photo, {info['bytes_per_photo']} "
             f"bytes/photo, {info['images_per_second']} images/s"
         )
+    if args.details:
+        args.details.write_text(json.dumps(details, indent=1))
     print(f"wrote {args.out}")
     return 0
 

@@ -81,10 +81,24 @@ def _index_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--regions",
-        default="scene,tile",
+        default="scene,object,tile",
         metavar="KINDS",
-        help="region kinds to embed: scene (whole photo) and tile (grid at 1/2 and 1/3 of the "
-        "shorter side, for photos large enough); default scene,tile",
+        help="region kinds to embed: scene (whole photo), object (boxes from --detector) and tile "
+        "(grid at 1/2 and 1/3 of the shorter side, for photos large enough); default all three",
+    )
+    parser.add_argument(
+        "--detector",
+        default="cam",
+        metavar="NAME",
+        help="object detector: cam (offline default: attention maps of the bundled CNN), "
+        "torchvision:NAME with COCO weights (e.g. torchvision:fasterrcnn_mobilenet_v3_large_fpn), "
+        "or none",
+    )
+    parser.add_argument(
+        "--detector-weights",
+        metavar="FILE",
+        type=Path,
+        help="local checkpoint for a torchvision detector instead of the torch hub cache",
     )
     parser.add_argument(
         "--skip-low-quality",
@@ -158,14 +172,23 @@ def _open(args: argparse.Namespace) -> Library:
 
 
 def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
+    from searchapp.detect.base import DetectorOptions
+    from searchapp.detect.registry import check_name
     from searchapp.encoders.base import EncoderOptions
     from searchapp.ingest.load import LoadLimits
     from searchapp.ingest.pipeline import IndexOptions
     from searchapp.ingest.regions import RegionOptions, parse_kinds
 
     workers = args.workers or max(1, os.cpu_count() or 1)
+    regions = RegionOptions(
+        kinds=parse_kinds(args.regions),
+        detector=check_name(args.detector),
+        detector_options=DetectorOptions(
+            weights=args.detector_weights, allow_download=args.detector != "cam"
+        ),
+    )
     options = IndexOptions(
-        regions=RegionOptions(kinds=parse_kinds(args.regions)),
+        regions=regions,
         skip_low_quality=args.skip_low_quality,
         workers=workers,
         batch_size=args.batch_size,

@@ -60,7 +60,7 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     terms.add_argument(
         "--kind",
         default="any",
-        choices=("any", "scene", "tile"),
+        choices=("any", "scene", "object", "tile"),
         help="match only this region kind (default any: the best region of each photo wins)",
     )
     terms.add_argument(

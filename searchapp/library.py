@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
 from searchapp.errors import EncoderMismatchError, LibraryBusyError, SearchappError
-from searchapp.ingest.pipeline import EncoderPort, IndexCallbacks, IndexOptions, IndexRun
+from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexRun, LazyModel
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
 from searchapp.ingest.regions import REGION_KINDS
 from searchapp.records import EncoderIdentity, KnownFailure, LibraryStats
@@ -236,7 +236,7 @@ class Library:
         encoder_options = encoder_options or EncoderOptions()
         with self.writing():
             name, _ = self.resolve_encoder_name(encoder, encoder_options)
-            port = EncoderPort(lambda: self.encoder(name, encoder_options))
+            port = LazyModel(lambda: self.encoder(name, encoder_options))
             run = IndexRun(
                 self.catalog,
                 self.indexes,

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from searchapp.detect.registry import create_detector
 from searchapp.errors import ImageLoadError
-from searchapp.ingest.load import LoadLimits, content_hash, decode, read_bytes
+from searchapp.ingest.load import LoadedImage, LoadLimits, content_hash, decode, read_bytes
 from searchapp.ingest.quality import measure
-from searchapp.ingest.regions import RegionOptions, cut_regions
+from searchapp.ingest.regions import RegionCut, RegionOptions, cut_regions, object_regions
 from searchapp.ingest.scan import ScanProblem, scan
 from searchapp.records import (
     BBox,
@@ -56,9 +57,7 @@ class IndexOptions:
 
     def decode_side(self, input_size: int) -> int:
         """Decode big enough for every region kind produced, and no bigger."""
-        if "tile" in self.regions.kinds:
-            return max(input_size, self.regions.tiles.decode_side(input_size))
-        return input_size
+        return self.regions.decode_side(input_size)
 
 
 @dataclass
@@ -117,10 +116,11 @@ class _ReadResult:
     meta: ImageMeta | None = None
     cuts: list[_Cut] = field(default_factory=list)
     error: str | None = None
+    awaiting_detection: LoadedImage | None = None  # decoded pixels, kept until objects are cut
 
 
-class EncoderPort:
-    """What the pipeline needs from the library: a lazily loaded encoder, checked on first use."""
+class LazyModel:
+    """A model loaded on first use (a run with nothing new loads none), once across threads."""
 
     def __init__(self, loader: Callable[[], Any]):
         import threading
@@ -136,11 +136,15 @@ class EncoderPort:
             return self._encoder
 
 
+def _prepare(cut: RegionCut, model: Any) -> _Cut:
+    return _Cut(cut.kind, cut.bbox, cut.label, cut.label_score, model.preprocess(cut.image))
+
+
 def _read(
     stat: FileStat,
     previous: KnownImage | None,
     known_hashes: set[str],
-    encoder: EncoderPort,
+    encoder: LazyModel,
     options: IndexOptions,
 ) -> _ReadResult:
     try:
@@ -162,11 +166,9 @@ def _read(
         )
         if flag is not None:
             return _ReadResult(stat, previous, digest, meta, [])
-        cuts = [
-            _Cut(c.kind, c.bbox, c.label, c.label_score, model.preprocess(c.image))
-            for c in cut_regions(loaded, options.regions)
-        ]
-        return _ReadResult(stat, previous, digest, meta, cuts)
+        cuts = [_prepare(c, model) for c in cut_regions(loaded, options.regions)]
+        detect = "object" in options.regions.kinds and options.regions.detector != "none"
+        return _ReadResult(stat, previous, digest, meta, cuts, None, loaded if detect else None)
     except ImageLoadError as exc:
         return _ReadResult(stat, previous, error=exc.reason)
     except MemoryError:
@@ -178,7 +180,7 @@ class IndexRun:
         self,
         catalog: Catalog,
         indexes: Callable[[], IndexStore],  # built lazily: its dim is known once the encoder is
-        encoder: EncoderPort,
+        encoder: LazyModel,
         options: IndexOptions,
         callbacks: IndexCallbacks,
         only: set[str] | None = None,
@@ -187,6 +189,10 @@ class IndexRun:
         self.catalog = catalog
         self.indexes = indexes
         self.encoder = encoder
+        regions = options.regions
+        self.detector = LazyModel(
+            lambda: create_detector(regions.detector, regions.detector_options)
+        )
         self.options = options
         self.cb = callbacks
         self.summary = IndexSummary()
@@ -308,6 +314,7 @@ class IndexRun:
         if not self.to_encode:
             return
         model = self.encoder.get()
+        self._cut_objects(model)
         arrays = [cut.array for result in self.to_encode for cut in result.cuts]
         vectors: list[np.ndarray] = []
         labels: list[list[tuple[str, float]]] = []
@@ -342,6 +349,20 @@ class IndexRun:
             self.batch_images += 1
         self.to_encode = []
         self.pending_cuts = 0
+
+    def _cut_objects(self, model: Any) -> None:
+        """Detect objects in the waiting photos and add their regions, one detector call."""
+        waiting = [(r, r.awaiting_detection) for r in self.to_encode if r.awaiting_detection]
+        if not waiting:
+            return
+        detector = self.detector.get()
+        if detector is not None:
+            found = detector.detect([loaded.image for _, loaded in waiting])
+            for (result, loaded), detections in zip(waiting, found, strict=True):
+                cuts = object_regions(loaded, detections)
+                result.cuts.extend(_prepare(cut, model) for cut in cuts)
+        for result, _ in waiting:
+            result.awaiting_detection = None
 
     def _commit(self, force_save: bool = False) -> None:
         self._encode_pending()

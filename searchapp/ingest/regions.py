@@ -1,6 +1,8 @@
 """Regions cut from a decoded photo (hybrid N+1 storage): one scene region covering it whole,
 tiles on a grid for photos large enough to hold detail the scene embedding cannot see, and
-objects from a detector. Producers are looked up by kind in REGION_PRODUCERS.
+objects from a detector. Producers are looked up by kind in REGION_PRODUCERS; objects are not
+among them, because the detector runs batched in the encode stage: object_regions() takes its
+detections.
 
 Tile sizes are fractions of the photo's shorter side. The scene embedding sees the photo at the
 encoder's input size (224 px) on its shorter side, centre-cropped to a square, so a tile of half
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from searchapp.detect.base import Detection, DetectorOptions, clip_box
 from searchapp.ingest.load import LoadedImage
 from searchapp.records import BBox
 
@@ -49,8 +52,22 @@ class TileOptions:
 
 @dataclass(frozen=True)
 class RegionOptions:
-    kinds: tuple[str, ...] = ("scene", "tile")
+    kinds: tuple[str, ...] = ("scene", "object", "tile")
     tiles: TileOptions = field(default_factory=TileOptions)
+    detector: str = "cam"
+    detector_options: DetectorOptions = field(default_factory=DetectorOptions)
+
+    def decode_side(self, input_size: int) -> int:
+        """Shorter side to decode at so every kind produced keeps real pixels."""
+        side = input_size
+        if "object" in self.kinds:
+            side = max(side, OBJECT_DECODE_FACTOR * input_size)
+        if "tile" in self.kinds:
+            side = max(side, self.tiles.decode_side(input_size))
+        return side
+
+
+OBJECT_DECODE_FACTOR = 2  # an object of a quarter of the photo still gets ~the encoder's input
 
 
 def tile_boxes(width: int, height: int, options: TileOptions) -> list[BBox]:
@@ -98,6 +115,31 @@ def tile_regions(loaded: LoadedImage, options: RegionOptions) -> list[RegionCut]
     return cuts
 
 
+def _square_around(box: BBox, width: int, height: int) -> BBox:
+    """The square the encoder sees for a box: its centre crop would cut a long box in half."""
+    x0, y0, x1, y1 = box
+    side = min(max(x1 - x0, y1 - y0), width, height)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(min(max(0, round(cx - side / 2)), width - side))
+    top = int(min(max(0, round(cy - side / 2)), height - side))
+    return (left, top, left + side, top + side)
+
+
+def object_regions(loaded: LoadedImage, detections: list[Detection]) -> list[RegionCut]:
+    """One region per detection: its box (displayed pixels) and label, a square around it embedded.
+
+    Detections are in decoded pixels: the detector ran on loaded.image.
+    """
+    scale = loaded.scale
+    width, height = loaded.image.size
+    cuts = []
+    for det in detections:
+        square = _square_around(det.bbox, width, height)
+        bbox = clip_box(tuple(v * scale for v in det.bbox), (loaded.meta.width, loaded.meta.height))
+        cuts.append(RegionCut("object", bbox, loaded.image.crop(square), det.label, det.score))
+    return cuts
+
+
 def scene_regions(loaded: LoadedImage, options: RegionOptions) -> list[RegionCut]:
     return [RegionCut("scene", (0, 0, loaded.meta.width, loaded.meta.height), loaded.image)]
 
@@ -106,14 +148,14 @@ REGION_PRODUCERS: dict[str, Callable[[LoadedImage, RegionOptions], list[RegionCu
     "scene": scene_regions,
     "tile": tile_regions,
 }
-REGION_KINDS = tuple(REGION_PRODUCERS)
+REGION_KINDS = ("scene", "object", "tile")  # objects: object_regions(), after detection
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
     from searchapp.errors import UsageError
 
     kinds = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [kind for kind in kinds if kind not in REGION_PRODUCERS]
+    unknown = [kind for kind in kinds if kind not in REGION_KINDS]
     if unknown or not kinds:
         raise UsageError(
             f"--regions {text!r}: unknown kind {', '.join(unknown) or '(none)'}; "
@@ -125,7 +167,10 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 
 
 def cut_regions(loaded: LoadedImage, options: RegionOptions) -> list[RegionCut]:
+    """Regions of every per-photo kind asked for (objects come later, from the detector)."""
     cuts: list[RegionCut] = []
     for kind in options.kinds:
-        cuts.extend(REGION_PRODUCERS[kind](loaded, options))
+        producer = REGION_PRODUCERS.get(kind)
+        if producer is not None:
+            cuts.extend(producer(loaded, options))
     return cuts

@@ -105,6 +105,23 @@ def test_help_imports_nothing_heavy() -> None:
         (["search", "--image", "{photos}/nope.jpg"], 2, "does not exist"),
         (["search", "--image", "{photos}/camera.jpg", "-k", "0"], 2, "-k must be at least 1"),
         (["frobnicate"], 2, "invalid choice"),
+        (["index", "{photos}", "--detector", "yolo"], 2, "valid: cam, torchvision:<name>, none"),
+        (["index", "{photos}", "--regions", "scene,face"], 2, "valid: scene, object, tile"),
+        (
+            [
+                "index",
+                "{photos}",
+                "--regions",
+                "scene,object",
+                "--detector",
+                "torchvision:ssdlite320_mobilenet_v3_large",
+                "--detector-weights",
+                "{photos}/no.pth",
+            ],
+            6,
+            "no.pth",
+        ),
+        (["search", "cat", "--kind", "face"], 2, "invalid choice: 'face'"),
     ],
 )
 def test_bad_flags_get_clear_messages(photos: Path, tmp_path: Path, args, code, message) -> None:  # type: ignore[no-untyped-def]

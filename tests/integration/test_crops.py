@@ -3,10 +3,12 @@ geometric verification tells the source from other photos."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
+from searchapp.ingest.regions import RegionOptions
 from searchapp.query.search import SearchHit
 from searchapp.query.verify import MIN_INLIERS, Verifier, rerank
 from tests.conftest import sample_image
@@ -38,6 +40,28 @@ def test_a_crop_finds_its_photo_through_a_tile_over_the_crop(
     assert overlap(top.bbox, box) > 0.5  # the returned tile shows the cropped part
     scene_only = library.search(image=str(query), k=3, kinds=("scene",))
     assert scene_only[0].kind == "scene"
+
+
+def test_an_object_crop_finds_its_photo_through_the_object_box(
+    library, photos: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    options = replace(HYBRID, regions=RegionOptions(kinds=("scene", "object")))
+    index(library, photos, options=options)
+    cup = (165, 15, 415, 245)  # the espresso cup, 24% of the coffee photo
+    query = tmp_path / "cup.jpg"
+    with Image.open(photos / "things" / "coffee.jpg") as image:
+        image.crop(cup).save(query, quality=90)
+    for kinds in (("object",), ("scene", "object")):
+        top = library.search(image=str(query), k=3, kinds=kinds)[0]
+        assert top.path == str(photos / "things" / "coffee.jpg")
+        assert top.kind == "object" and top.label in {"espresso", "cup", "coffee mug"}
+        assert overlap(top.bbox, cup) > 0.5
+
+
+def test_detector_none_stores_no_objects(library, photos: Path) -> None:  # type: ignore[no-untyped-def]
+    regions = RegionOptions(kinds=("scene", "object"), detector="none")
+    index(library, photos, options=replace(HYBRID, regions=regions))
+    assert set(library.stats().regions_by_kind) == {"scene"}
 
 
 def test_verifier_counts_many_inliers_on_the_source_and_few_elsewhere() -> None:

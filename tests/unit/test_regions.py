@@ -109,7 +109,7 @@ def test_tiles_of_an_exif_rotated_photo_are_in_displayed_pixels(tmp_path: Path) 
 
 def test_region_kinds_are_checked() -> None:
     assert parse_kinds("scene, tile") == ("scene", "tile")
-    with pytest.raises(UsageError, match="valid: scene, tile"):
+    with pytest.raises(UsageError, match="valid: scene, object, tile"):
         parse_kinds("scene,sky")
     with pytest.raises(UsageError, match="must include scene"):
         parse_kinds("tile")
