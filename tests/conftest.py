@@ -24,7 +24,8 @@ SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photo
 def sample_image(name: str) -> Image.Image:
     from skimage import data
 
-    array = data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(data, name)()
+    stereo = {"motorcycle_left": 0, "motorcycle_right": 1}
+    array = data.stereo_motorcycle()[stereo[name]] if name in stereo else getattr(data, name)()
     return Image.fromarray(np.asarray(array)).convert("RGB")
 
 

@@ -13,6 +13,7 @@ crop-to-source recall@1 by about 0.1; it costs ~20 ms per candidate photo.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,28 +28,55 @@ if TYPE_CHECKING:
 
 CANDIDATES = 10
 MIN_INLIERS = 15  # unrelated photos reach 8-12 by chance; sources median 30
-FULL_PHOTO_SIDE = 1600  # candidates up to this size are matched whole, larger ones near the hit
+SAME_PIXELS = 0.8  # aligned NCC at or above which a candidate shows the query's very pixels
+MIN_COVERED = 0.5  # of the query, that the aligned candidate must cover to be compared
+MIN_TEXTURE = 4.0  # grey-level std below which a query is too flat to slide as a template
 MIN_QUERY_SIDE = 320  # small crops are upscaled: ORB needs pixels to find keypoints
+MAX_CANDIDATE_SIDE = 1600  # candidate pixels are matched at most this large
+REGION_MARGIN = 0.5  # around a winning tile or object, this much of its size on each side
 
 
 def _grey(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"))
 
 
-def _candidate_pixels(path: str, bbox: BBox) -> np.ndarray | None:
+def _candidate_pixels(path: str, bbox: BBox, query_scale: float) -> np.ndarray | None:
+    """The candidate's pixels near its winning region, at the query's scale.
+
+    A tile or object that won tells where the crop lies: matching there puts all of ORB's
+    keypoints where they can match, where over the whole photo a 3% crop would get 3% of them.
+    The query was upscaled by query_scale, and a crop is taken to show the photo's displayed
+    pixels 1:1, so the candidate is resized to the same scale.
+    """
     try:
         st = os.stat(path)
         loaded = load_image(FileStat(path, st.st_size, st.st_mtime_ns), min_side=1200)
     except (OSError, ImageLoadError):
         return None  # moved or unreadable since indexing: it simply is not verified
     pixels = _grey(loaded.image)
-    if max(loaded.meta.width, loaded.meta.height) <= FULL_PHOTO_SIDE:
-        return pixels
-    scale = loaded.scale
-    x0, y0, x1, y1 = (v / scale for v in bbox)
-    width, height = x1 - x0, y1 - y0
-    top, left = max(0, int(y0 - height)), max(0, int(x0 - width))
-    return pixels[top : int(y1 + height), left : int(x1 + width)]
+    scale = loaded.scale  # displayed pixels per decoded pixel
+    x0, y0, x1, y1 = bbox
+    if (x1 - x0) * (y1 - y0) < 0.5 * loaded.meta.width * loaded.meta.height:
+        margin_x, margin_y = (x1 - x0) * REGION_MARGIN, (y1 - y0) * REGION_MARGIN
+        top, left = max(0, int((y0 - margin_y) / scale)), max(0, int((x0 - margin_x) / scale))
+        pixels = pixels[
+            top : int((y1 + margin_y) / scale) + 1, left : int((x1 + margin_x) / scale) + 1
+        ]
+    factor = min(scale * query_scale, MAX_CANDIDATE_SIDE / max(1, *pixels.shape))
+    if pixels.size and abs(factor - 1) > 0.05:
+        import cv2
+
+        size = (max(1, round(pixels.shape[1] * factor)), max(1, round(pixels.shape[0] * factor)))
+        pixels = cv2.resize(
+            pixels, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+        )
+    return pixels
+
+
+@dataclass(frozen=True)
+class Match:
+    inliers: int  # RANSAC homography inliers among ORB matches
+    agreement: float  # normalised cross-correlation of the aligned pixels, -1..1
 
 
 class Verifier:
@@ -57,47 +85,99 @@ class Verifier:
 
         self.cv2: Any = cv2
         self.orb = self.cv2.ORB_create(nfeatures=1500)
-        self.matcher = self.cv2.BFMatcher(self.cv2.NORM_HAMMING)
+        self.matcher = self.cv2.BFMatcher(cv2.NORM_HAMMING)
         grey = _grey(query)
         self.upscale = max(1.0, MIN_QUERY_SIDE / max(1, min(grey.shape)))
-        self.query = self._resize(grey)
-        self.keypoints, self.descriptors = self.orb.detectAndCompute(self.query, None)
+        if self.upscale > 1.0:
+            grey = cv2.resize(
+                grey, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC
+            )
+        self.query = grey
+        self.smooth_query = _smooth(cv2, grey)
+        self.keypoints, self.descriptors = self.orb.detectAndCompute(grey, None)
 
-    def _resize(self, grey: np.ndarray) -> np.ndarray:
-        if self.upscale == 1.0:
-            return grey
-        cv2 = self.cv2
-        return cv2.resize(
-            grey, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC
-        )
+    def match(self, candidate: np.ndarray) -> Match:
+        if candidate.size == 0:
+            return Match(0, 0.0)
+        homography, inliers = self._homography(candidate)
+        if homography is not None and inliers >= MIN_INLIERS:
+            return Match(inliers, self._aligned_agreement(candidate, homography))
+        return Match(inliers, self._template_agreement(candidate))
 
     def inliers(self, candidate: np.ndarray) -> int:
+        return self._homography(candidate)[1]
+
+    def _homography(self, candidate: np.ndarray) -> tuple[np.ndarray | None, int]:
         cv2 = self.cv2
         if self.descriptors is None or len(self.keypoints) < 8 or candidate.size == 0:
-            return 0
-        keypoints, descriptors = self.orb.detectAndCompute(self._resize(candidate), None)
+            return None, 0
+        keypoints, descriptors = self.orb.detectAndCompute(candidate, None)
         if descriptors is None or len(keypoints) < 8:
-            return 0
+            return None, 0
         pairs = self.matcher.knnMatch(self.descriptors, descriptors, k=2)
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
         if len(good) < 8:
-            return 0
+            return None, 0
         source = np.array([self.keypoints[m.queryIdx].pt for m in good], dtype=np.float32)
         target = np.array([keypoints[m.trainIdx].pt for m in good], dtype=np.float32)
-        _, mask = cv2.findHomography(source, target, cv2.RANSAC, 4.0)
-        return int(mask.sum()) if mask is not None else 0
+        homography, mask = cv2.findHomography(source, target, cv2.RANSAC, 4.0)
+        return homography, int(mask.sum()) if mask is not None else 0
+
+    def _aligned_agreement(self, candidate: np.ndarray, homography: np.ndarray) -> float:
+        """NCC of the query with the candidate warped onto it, over the part both cover."""
+        cv2 = self.cv2
+        height, width = self.query.shape
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        warped = cv2.warpPerspective(
+            _smooth(cv2, candidate), homography, (width, height), flags=flags
+        )
+        inside = cv2.warpPerspective(
+            np.ones_like(candidate, dtype=np.uint8), homography, (width, height), flags=flags
+        ).astype(bool)
+        if inside.mean() < MIN_COVERED:
+            return 0.0
+        return _ncc(self.smooth_query[inside], warped[inside])
+
+    def _template_agreement(self, candidate: np.ndarray) -> float:
+        """Where keypoints are too few (sky, haze, water): the query slid over the candidate at
+        the same scale, best NCC. Catches unresized crops, which is what people usually post."""
+        cv2 = self.cv2
+        query = self.smooth_query
+        too_big = query.shape[0] > candidate.shape[0] or query.shape[1] > candidate.shape[1]
+        if too_big or query.std() < MIN_TEXTURE:
+            return 0.0
+        scores = cv2.matchTemplate(_smooth(cv2, candidate), query, cv2.TM_CCOEFF_NORMED)
+        return float(np.nan_to_num(scores).max())
+
+
+def _smooth(cv2: Any, grey: np.ndarray) -> np.ndarray:
+    """Blur away JPEG blocks and resampling noise, which differ between copies of one picture."""
+    return cv2.GaussianBlur(grey, (5, 5), 1.2).astype(np.float32)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
 def rerank(query: Image.Image, hits: list[SearchHit]) -> list[SearchHit]:
-    """Hits reordered: geometrically verified ones first, by inliers; the rest as they were."""
+    """Hits reordered: those the pixels confirm first, most alike first; then those with a
+    homography, by inliers; the rest as they were."""
     if len(hits) < 2:
         return hits
     verifier = Verifier(query)
     head, tail = hits[:CANDIDATES], hits[CANDIDATES:]
-    counted = []
+    ranked = []
     for position, hit in enumerate(head):
-        pixels = _candidate_pixels(hit.path, hit.bbox)
-        count = verifier.inliers(pixels) if pixels is not None else 0
-        counted.append((-(count if count >= MIN_INLIERS else 0), position, hit))
-    counted.sort(key=lambda item: (item[0], item[1]))
-    return [hit for _, _, hit in counted] + tail
+        pixels = _candidate_pixels(hit.path, hit.bbox, verifier.upscale)
+        match = verifier.match(pixels) if pixels is not None else Match(0, 0.0)
+        if match.agreement >= SAME_PIXELS:
+            key: tuple[float, ...] = (0, -match.agreement, position)
+        elif match.inliers >= MIN_INLIERS:
+            key = (1, -match.inliers, position)
+        else:
+            key = (2, position)
+        ranked.append((key, hit))
+    ranked.sort(key=lambda item: item[0])
+    return [hit for _, hit in ranked] + tail

@@ -10,7 +10,7 @@ from PIL import Image
 
 from searchapp.ingest.regions import RegionOptions
 from searchapp.query.search import SearchHit
-from searchapp.query.verify import MIN_INLIERS, Verifier, rerank
+from searchapp.query.verify import MIN_INLIERS, SAME_PIXELS, Verifier, rerank
 from tests.conftest import sample_image
 from tests.integration.helpers import HYBRID, index
 
@@ -92,3 +92,46 @@ def test_rerank_moves_the_verified_source_first(tmp_path: Path) -> None:
     ranked = rerank(crop, hits)
     assert [Path(h.path).stem for h in ranked] == ["astronaut", "coffee", "rocket"]
     assert ranked[0].score == 0.7  # order changes, scores do not
+
+
+def _scene_hit(path: Path, score: float) -> SearchHit:
+    with Image.open(path) as image:
+        width, height = image.size
+    return SearchHit(str(path), score, "scene", (0, 0, width, height), None, 0.0)
+
+
+def test_rerank_tells_the_source_from_a_second_view_of_the_scene(tmp_path: Path) -> None:
+    """The stereo pair shows one scene from two viewpoints: both fit a homography on the
+    motorcycle, only the source agrees pixel for pixel."""
+    left, right = tmp_path / "left.jpg", tmp_path / "right.jpg"
+    sample_image("motorcycle_left").save(left, quality=92)
+    sample_image("motorcycle_right").save(right, quality=92)
+    crop = sample_image("motorcycle_left").crop((250, 150, 500, 350))
+    verifier = Verifier(crop)
+    import numpy as np
+
+    on_source = verifier.match(np.asarray(Image.open(left).convert("L")))
+    on_sibling = verifier.match(np.asarray(Image.open(right).convert("L")))
+    assert on_source.agreement > SAME_PIXELS > on_sibling.agreement
+    ranked = rerank(crop, [_scene_hit(right, 0.9), _scene_hit(left, 0.8)])
+    assert Path(ranked[0].path) == left
+
+
+def test_a_crop_too_flat_for_keypoints_is_confirmed_by_its_pixels(tmp_path: Path) -> None:
+    """Haze, sky, water: too few keypoints for a homography, but the pixels still match."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:600, 0:800].astype(np.float32)
+    clouds = 120 + 40 * np.sin(x / 90) * np.cos(y / 70) + 15 * np.sin((x + 2 * y) / 40)
+    sky = Image.fromarray(np.clip(clouds + rng.normal(0, 1, clouds.shape), 0, 255).astype(np.uint8))
+    other = Image.fromarray(np.clip(255 - clouds.T[:600, :800], 0, 255).astype(np.uint8))
+    paths = [tmp_path / "sky.png", tmp_path / "other.png"]
+    sky.convert("RGB").save(paths[0])
+    other.convert("RGB").save(paths[1])
+    crop = sky.crop((200, 150, 560, 490)).convert("RGB")  # over 320 px: not upscaled
+    verifier = Verifier(crop)
+    assert verifier.inliers(np.asarray(sky)) < MIN_INLIERS  # no homography to be had
+    assert verifier.match(np.asarray(sky)).agreement > SAME_PIXELS
+    ranked = rerank(crop, [_scene_hit(paths[1], 0.9), _scene_hit(paths[0], 0.8)])
+    assert Path(ranked[0].path) == paths[0]
