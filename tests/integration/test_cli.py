@@ -122,6 +122,8 @@ def test_help_imports_nothing_heavy() -> None:
             "no.pth",
         ),
         (["search", "cat", "--kind", "face"], 2, "invalid choice: 'face'"),
+        (["index", "{photos}", "--tile-scales", "0.5,2"], 2, "each scale must be between 0 and 1"),
+        (["index", "{photos}", "--tile-overlap", "0.9"], 2, "must be between 0 and 0.75"),
     ],
 )
 def test_bad_flags_get_clear_messages(photos: Path, tmp_path: Path, args, code, message) -> None:  # type: ignore[no-untyped-def]
@@ -302,3 +304,20 @@ def test_search_words_like_combined_filters_and_paths_only(photos: Path, tmp_pat
         result = run("search", *args, "--library", lib, check=False)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr
+
+
+def test_tile_flags_reach_the_tiles(photos: Path, tmp_path: Path) -> None:
+    lib = str(tmp_path / "lib")
+    tiles = [
+        "--regions",
+        "scene,tile",
+        "--tile-scales",
+        "0.5",
+        "--tile-overlap",
+        "0",
+        "--max-tiles",
+    ]
+    run("index", str(photos), "--library", lib, *tiles, "2", "--encoder", "cnn:efficientnet-lite0")
+    stats = json.loads(run("stats", "--library", lib, "--json").stdout)
+    assert stats["regions"]["scene"] == 5
+    assert 0 < stats["regions"]["tile"] <= 2 * 5  # a 2x2 grid at 1/2 without overlap, capped at 2
