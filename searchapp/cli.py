@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +103,6 @@ def _index_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--regions",
-        default="scene,object,tile",
         metavar="KINDS",
         help="region kinds to embed: scene (whole photo), object (boxes from --detector) and tile "
         "(grid at 1/2 and 1/3 of the shorter side, for photos large enough); default all three",
@@ -110,24 +110,21 @@ def _index_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile-scales",
         type=_tile_scales,
-        default=(1 / 2, 1 / 3),
         metavar="F,F",
         help="tile sides as fractions of the shorter side (default 0.5,0.333)",
     )
     parser.add_argument(
         "--tile-overlap",
         type=_tile_overlap,
-        default=0.2,
         metavar="F",
         help="overlap of neighbouring tiles (default 0.2; 0.5 finds 3-10%% crops more often "
         "for 1.7x the tiles, see benchmarks/README.md)",
     )
     parser.add_argument(
-        "--max-tiles", type=_positive_int, default=32, help="tiles per photo at most (default 32)"
+        "--max-tiles", type=_positive_int, help="tiles per photo at most (default 32)"
     )
     parser.add_argument(
         "--detector",
-        default="cam",
         metavar="NAME",
         help="object detector: cam (offline default: attention maps of the bundled CNN), "
         "torchvision:NAME with COCO weights (e.g. torchvision:fasterrcnn_mobilenet_v3_large_fpn), "
@@ -211,22 +208,26 @@ def _open(args: argparse.Namespace) -> Library:
 
 
 def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
-    from searchapp.detect.base import DetectorOptions
     from searchapp.detect.registry import check_name
     from searchapp.encoders.base import EncoderOptions
     from searchapp.ingest.load import LoadLimits
     from searchapp.ingest.pipeline import IndexOptions
-    from searchapp.ingest.regions import RegionOptions, TileOptions, parse_kinds
+    from searchapp.ingest.regions import RegionOptions, parse_kinds
 
     workers = args.workers or max(1, os.cpu_count() or 1)
-    regions = RegionOptions(
-        kinds=parse_kinds(args.regions),
-        tiles=TileOptions(
-            scales=args.tile_scales, overlap=args.tile_overlap, max_tiles=args.max_tiles
-        ),
-        detector=check_name(args.detector),
-        detector_options=DetectorOptions(
-            weights=args.detector_weights, allow_download=args.detector != "cam"
+    # unset flags keep the defaults of RegionOptions and TileOptions, which say why they are
+    defaults = RegionOptions()
+    given = {"scales": args.tile_scales, "overlap": args.tile_overlap, "max_tiles": args.max_tiles}
+    detector = check_name(args.detector or defaults.detector)
+    regions = replace(
+        defaults,
+        kinds=parse_kinds(args.regions) if args.regions else defaults.kinds,
+        tiles=replace(defaults.tiles, **{k: v for k, v in given.items() if v is not None}),
+        detector=detector,
+        detector_options=replace(
+            defaults.detector_options,
+            weights=args.detector_weights,
+            allow_download=detector != defaults.detector,  # an explicit choice may download
         ),
     )
     options = IndexOptions(

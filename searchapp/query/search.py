@@ -26,6 +26,8 @@ from searchapp.records import BBox, FileStat, Filters, RegionHit
 from searchapp.vectors import faiss_index
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from searchapp.library import Library
 
 TERM_SOURCES = ("text", "image", "like")
@@ -144,11 +146,14 @@ def _load_query(path: str, min_side: int | None) -> LoadedImage:
         raise QueryError(f"query image {absolute}: {exc.reason}") from None
 
 
-def query_vector_from_image(library: Library, path: str) -> np.ndarray:
-    """Embed an image file on disk (1, dim)."""
+def query_vector_from_image(
+    library: Library, path: str, min_side: int = 0
+) -> tuple[np.ndarray, Image.Image]:
+    """Embed an image file on disk: (1, dim), and the pixels, decoded once at min_side or the
+    encoder's input size, whichever is larger, for verification to reuse."""
     encoder = library.encoder()
-    loaded = _load_query(path, encoder.input_size)
-    return encoder.encode(encoder.preprocess(loaded.image)[None]).vectors
+    loaded = _load_query(path, max(min_side, encoder.input_size))
+    return encoder.encode(encoder.preprocess(loaded.image)[None]).vectors, loaded.image
 
 
 def _like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
@@ -164,15 +169,18 @@ def _like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
     return vectors[:1], image.id
 
 
-def _term_vector(library: Library, term: Term) -> tuple[np.ndarray, int | None]:
-    """(1, dim) vector of a term, and the id of the photo it came from, if indexed."""
+def _term_vector(
+    library: Library, term: Term, image_side: int
+) -> tuple[np.ndarray, int | None, Image.Image | None]:
+    """(1, dim) vector of a term, the id of the photo it came from if indexed, and the pixels of
+    an image term (decoded at image_side at least)."""
     if term.source == "text":
-        return library.encoder().encode_text([term.value.strip()]), None
+        return library.encoder().encode_text([term.value.strip()]), None, None
     if term.source == "like":
-        return _like_vector(library, term.value)
-    vector = query_vector_from_image(library, term.value)
+        return (*_like_vector(library, term.value), None)
+    vector, pixels = query_vector_from_image(library, term.value, image_side)
     indexed = library.catalog.image_by_path(_image_file(term.value)[0])
-    return vector, indexed.id if indexed else None
+    return vector, indexed.id if indexed else None, pixels
 
 
 def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -304,9 +312,17 @@ def search(library: Library, query: Query) -> SearchResults:
 
     excluded: set[int] = set()
     vector_terms = [t for t in query.terms if not (label_mode and t.source == "text")]
-    vectors, weights = [], []
+    verify = query.verify and [t.source for t in query.terms] == ["image"]
+    image_side = 0
+    if verify:
+        from searchapp.query.verify import DECODE_SIDE
+
+        image_side = DECODE_SIDE
+    vectors, weights, query_pixels = [], [], None
     for term in vector_terms:
-        vector, image_id = _term_vector(library, term)
+        vector, image_id, pixels = _term_vector(library, term, image_side)
+        if query_pixels is None:
+            query_pixels = pixels
         vectors.append(vector)
         weights.append(term.weight)
         if image_id is not None and not query.include_self:
@@ -325,7 +341,6 @@ def search(library: Library, query: Query) -> SearchResults:
         allowed = None
     if allowed is not None and len(allowed) == 0:
         return SearchResults([], "vector", notes)
-    verify = query.verify and [t.source for t in query.terms] == ["image"]
     if verify:
         from searchapp.query.verify import CANDIDATES
 
@@ -336,6 +351,7 @@ def search(library: Library, query: Query) -> SearchResults:
     if verify:
         from searchapp.query.verify import rerank
 
-        photos = rerank(_load_query(query.terms[0].value, 1200).image, photos)[:wanted]
+        assert query_pixels is not None  # a pure image query decoded its image above
+        photos = rerank(query_pixels, photos)[:wanted]
         regions = regions[:wanted]
     return SearchResults(photos, "vector", notes, regions)

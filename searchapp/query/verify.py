@@ -32,6 +32,7 @@ SAME_PIXELS = 0.8  # aligned NCC at or above which a candidate shows the query's
 MIN_COVERED = 0.5  # of the query, that the aligned candidate must cover to be compared
 MIN_TEXTURE = 4.0  # grey-level std below which a query is too flat to slide as a template
 MIN_QUERY_SIDE = 320  # small crops are upscaled: ORB needs pixels to find keypoints
+DECODE_SIDE = 1200  # query and candidates decode at least this large on the shorter side
 MAX_CANDIDATE_SIDE = 1600  # candidate pixels are matched at most this large
 REGION_MARGIN = 0.5  # around a winning tile or object, this much of its size on each side
 
@@ -50,7 +51,7 @@ def _candidate_pixels(path: str, bbox: BBox, query_scale: float) -> np.ndarray |
     """
     try:
         st = os.stat(path)
-        loaded = load_image(FileStat(path, st.st_size, st.st_mtime_ns), min_side=1200)
+        loaded = load_image(FileStat(path, st.st_size, st.st_mtime_ns), min_side=DECODE_SIDE)
     except (OSError, ImageLoadError):
         return None  # moved or unreadable since indexing: it simply is not verified
     pixels = _grey(loaded.image)
