@@ -11,24 +11,31 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
-from searchapp.errors import EncoderMismatchError, LibraryBusyError, SearchappError
+from searchapp.errors import (
+    EncoderMismatchError,
+    ImageLoadError,
+    LibraryBusyError,
+    SearchappError,
+)
 from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexRun, LazyModel
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
 from searchapp.ingest.regions import REGION_KINDS
-from searchapp.records import EncoderIdentity, KnownFailure, LibraryStats
+from searchapp.records import EncoderIdentity, FileStat, KnownFailure, LibraryStats
 
 if TYPE_CHECKING:
+    from searchapp.dupes.find import DupeOptions, DupeReport
     from searchapp.query.search import SearchResults
 from searchapp.store.catalog import Catalog
 from searchapp.vectors.faiss_index import IndexStore
 
 DEFAULT_LIBRARY = Path("indexes") / "default"
 LIBRARY_ENV = "SEARCHAPP_LIBRARY"
+HASH_DECODE_SIDE = 256  # a pHash needs 32 px; a reduced JPEG decode this large is cheap
 
 
 def default_library_dir() -> Path:
@@ -311,6 +318,52 @@ class Library:
             if persist:
                 self.lock.release()
         return list(store.repairs)
+
+    def backfill_hashes(self, on_progress: Callable[[int, int], None] | None = None) -> int:
+        """Compute the duplicate hashes that photos indexed by an older searchapp lack. Needs the
+        write lock; a file that cannot be read now keeps NULLs (it is found by exact tiers only)."""
+        from searchapp.dupes.hashes import phash_variants, pixel_hash
+        from searchapp.ingest.load import load_image
+
+        missing = self.catalog.images_without_phash()
+        if not missing:
+            return 0
+        with self.writing():
+            updates: list[tuple[int, bytes | None, str | None]] = []
+            for done, image in enumerate(missing, 1):
+                try:
+                    stat = FileStat(image.path, image.size, image.mtime_ns)
+                    loaded = load_image(stat, min_side=HASH_DECODE_SIDE)
+                except ImageLoadError:
+                    continue
+                full = pixel_hash(loaded.image) if loaded.scale == 1 else None
+                updates.append((image.id, phash_variants(loaded.image), full))
+                if len(updates) >= 256:
+                    self.catalog.set_hashes(updates)
+                    updates = []
+                if on_progress:
+                    on_progress(done, len(missing))
+            self.catalog.set_hashes(updates)
+        return len(missing)
+
+    def dupes(
+        self,
+        options: DupeOptions | None = None,
+        *,
+        keep: set[str] | None = None,
+        on_check: Callable[[int, int], None] | None = None,
+    ) -> DupeReport:
+        """Duplicate groups of the library (see searchapp.dupes.find for the tiers)."""
+        from searchapp.dupes.find import DupeOptions, find_duplicates
+
+        identity = self.encoder_identity
+        return find_duplicates(
+            self.catalog,
+            identity.dim if identity else None,
+            options or DupeOptions(),
+            keep_paths={os.path.abspath(path) for path in keep or set()},
+            on_check=on_check,
+        )
 
     def failures(self) -> list[KnownFailure]:
         return self.catalog.all_failures()

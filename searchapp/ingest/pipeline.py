@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from searchapp.detect.registry import create_detector
+from searchapp.dupes.hashes import phash_variants, pixel_hash
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.load import LoadedImage, LoadLimits, content_hash, decode, read_bytes
 from searchapp.ingest.quality import measure
@@ -163,6 +164,8 @@ def _read(
             brightness=quality.brightness,
             contrast=quality.contrast,
             quality_flag=flag,
+            phash=phash_variants(loaded.image),
+            pixel_hash=pixel_hash(loaded.image) if loaded.scale == 1 else None,
         )
         if flag is not None:
             return _ReadResult(stat, previous, digest, meta, [])

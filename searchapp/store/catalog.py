@@ -41,6 +41,7 @@ from searchapp.records import (
     KnownImage,
     VectorDelta,
 )
+from searchapp.store.dupe_reads import DupeReads
 from searchapp.store.reads import SearchReads
 from searchapp.store.tables import (
     VECTOR_DTYPE,
@@ -82,7 +83,7 @@ def _insert_id(conn: Connection, statement: Any) -> int:
     return int(key[0])
 
 
-class Catalog(SearchReads):
+class Catalog(SearchReads, DupeReads):
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
         self.engine: Engine = create_engine(url, future=True)

@@ -48,6 +48,8 @@ class ImageRow(Base):
     brightness: Mapped[float | None] = mapped_column(Float)
     contrast: Mapped[float | None] = mapped_column(Float)
     quality_flag: Mapped[str | None] = mapped_column(String(64))  # kept out of the vectors
+    phash: Mapped[bytes | None] = mapped_column(LargeBinary)  # 8 pHashes: rotations and flips
+    pixel_hash: Mapped[str | None] = mapped_column(String(32), index=True)  # decoded pixels
 
 
 class RegionRow(Base):

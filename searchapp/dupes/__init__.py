@@ -1,0 +1,1 @@
+"""Duplicate detection: exact, near, crop and similar tiers, grouped by union-find."""

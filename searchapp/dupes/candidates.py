@@ -1,0 +1,141 @@
+"""Candidate pairs, without an all-pairs loop: perceptual hashes through a FAISS multi-index
+hash, embeddings through FAISS nearest-neighbour search.
+
+Multi-index hashing splits the 64 bits into 4 chunks of 16; two hashes within Hamming distance 7
+agree on some chunk up to one flipped bit (pigeonhole), so probing each chunk's bucket and its
+16 one-bit neighbours finds every such pair exactly. Rotated and flipped copies are found by
+querying with the other seven stored variants of every photo against the upright hashes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+HASH_CHUNKS = 4
+MAX_RADIUS = 7  # what 4 chunks with one flipped bit each guarantee
+EXACT_SEARCH_LIMIT = 4e11  # query x base x dim multiply-adds above which search goes approximate
+PROJECTED_DIM = 64
+IVF_PROBES = 16
+
+
+@dataclass
+class HashPairs:
+    a: np.ndarray  # row of the photo whose variant matched (int64)
+    b: np.ndarray  # row of the photo whose upright hash it matched
+    distance: np.ndarray
+    variant: np.ndarray  # index into dupes.hashes.VARIANTS, applied to photo a
+
+
+def hash_pairs(phashes: np.ndarray, usable: np.ndarray, radius: int) -> HashPairs:
+    """Pairs of rows whose hashes lie within `radius` under some rotation or flip; the nearest
+    variant per unordered pair."""
+    import faiss
+
+    radius = min(radius, MAX_RADIUS)
+    rows = np.flatnonzero(usable)
+    empty = np.zeros(0, dtype=np.int64)
+    if len(rows) < 2:
+        return HashPairs(empty, empty, empty, empty)
+    variants = phashes[rows].reshape(len(rows), 8, 8)
+    index = faiss.IndexBinaryMultiHash(64, HASH_CHUNKS, 16)
+    index.nflip = 1 if radius >= HASH_CHUNKS else 0
+    index.add(np.ascontiguousarray(variants[:, 0]))
+    found_a, found_b, found_d, found_v = [], [], [], []
+    for variant in range(8):
+        queries = np.ascontiguousarray(variants[:, variant])
+        limits, distances, labels = index.range_search(queries, radius + 1)
+        counts = np.diff(limits).astype(np.int64)
+        query_rows = np.repeat(np.arange(len(rows)), counts)
+        keep = labels != query_rows
+        found_a.append(rows[query_rows[keep]])
+        found_b.append(rows[labels[keep]])
+        found_d.append(distances[keep].astype(np.int64))
+        found_v.append(np.full(int(keep.sum()), variant, dtype=np.int64))
+    a, b = np.concatenate(found_a), np.concatenate(found_b)
+    distance, variant = np.concatenate(found_d), np.concatenate(found_v)
+    # one entry per unordered pair: the smallest distance, upright before turned
+    order = np.lexsort((variant, distance, np.maximum(a, b), np.minimum(a, b)))
+    a, b, distance, variant = a[order], b[order], distance[order], variant[order]
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = (low[1:] != low[:-1]) | (high[1:] != high[:-1])
+    return HashPairs(a[first], b[first], distance[first], variant[first])
+
+
+def neighbour_pairs(
+    queries: np.ndarray, base: np.ndarray, k: int, min_score: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query row, base row, cosine) for each query's k nearest base vectors scoring at least
+    min_score. Exact inner product while that is cheap; above, an IVF index over a PCA
+    projection proposes neighbours and the full vectors rescore them."""
+    import faiss
+
+    if len(queries) == 0 or len(base) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    k = min(k, len(base))
+    dim = base.shape[1]
+    if float(len(queries)) * len(base) * dim <= EXACT_SEARCH_LIMIT:
+        index: faiss.Index = faiss.IndexFlatIP(dim)
+        _add_chunked(index, base)
+        scores, labels = _search_chunked(index, queries, k)
+    else:
+        labels = _approximate_neighbours(queries, base, k)
+        scores = _rescore(queries, base, labels)
+    query_rows = np.repeat(np.arange(len(queries)), k)
+    labels, scores = labels.reshape(-1), scores.reshape(-1)
+    keep = (labels >= 0) & (scores >= min_score)
+    return query_rows[keep], labels[keep].astype(np.int64), scores[keep]
+
+
+def _add_chunked(index: object, vectors: np.ndarray, chunk: int = 50000) -> None:
+    for start in range(0, len(vectors), chunk):
+        index.add(np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32))  # type: ignore[attr-defined]
+
+
+def _search_chunked(
+    index: object, queries: np.ndarray, k: int, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    scores, labels = [], []
+    for start in range(0, len(queries), chunk):
+        block = np.ascontiguousarray(queries[start : start + chunk], dtype=np.float32)
+        found_scores, found_labels = index.search(block, k)  # type: ignore[attr-defined]
+        scores.append(found_scores)
+        labels.append(found_labels)
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def _approximate_neighbours(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
+    import faiss
+
+    rng = np.random.default_rng(0)
+    sample = base[rng.choice(len(base), size=min(len(base), 50000), replace=False)]
+    pca = faiss.PCAMatrix(base.shape[1], PROJECTED_DIM)
+    pca.train(np.ascontiguousarray(sample, dtype=np.float32))
+    lists = int(np.clip(4 * np.sqrt(len(base)), 16, 65536))
+    quantizer = faiss.IndexFlatIP(PROJECTED_DIM)
+    ivf = faiss.IndexIVFFlat(quantizer, PROJECTED_DIM, lists, faiss.METRIC_INNER_PRODUCT)
+    projected_sample = pca.apply(np.ascontiguousarray(sample, dtype=np.float32))
+    ivf.train(projected_sample)
+    for start in range(0, len(base), 50000):
+        block = np.ascontiguousarray(base[start : start + 50000], dtype=np.float32)
+        ivf.add(pca.apply(block))
+    ivf.nprobe = IVF_PROBES
+    labels = []
+    for start in range(0, len(queries), 4096):
+        block = np.ascontiguousarray(queries[start : start + 4096], dtype=np.float32)
+        labels.append(ivf.search(pca.apply(block), k)[1])
+    return np.concatenate(labels)
+
+
+def _rescore(queries: np.ndarray, base: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    scores = np.full(labels.shape, -1.0, dtype=np.float32)
+    for start in range(0, len(queries), 4096):
+        block = labels[start : start + 4096]
+        safe = np.where(block >= 0, block, 0)
+        q = queries[start : start + 4096].astype(np.float32)[:, None, :]
+        found = np.einsum("qkd,qkd->qk", q, base[safe].astype(np.float32))
+        scores[start : start + 4096] = np.where(block >= 0, found, -1.0)
+    return scores

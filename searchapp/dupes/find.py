@@ -1,0 +1,289 @@
+"""Find duplicates in a library: tiers, evidence, groups.
+
+exact    same bytes (content hash) or same decoded pixels (pixel hash);
+near     the same picture resized, recompressed, relit, turned, flipped or slightly cropped:
+         proposed by a pHash within Hamming 7 under any rotation or flip, or by a scene
+         embedding at cosine 0.85 or more, and confirmed by the pixels (dupes.pixels);
+crop     one photo is a crop of another: proposed by a tile or object region of the larger photo
+         (or its scene) matching the smaller photo's scene, confirmed by the pixels;
+similar  the same moment or subject (bursts, retakes): scene cosine 0.92 or more; only on request.
+
+Proposals are cheap and many, confirmations cost a decode and a match (~40 ms), so a pair whose
+photos are already grouped through other confirmed pairs is not checked again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from searchapp.dupes.candidates import hash_pairs, neighbour_pairs
+from searchapp.dupes.groups import DupeGroup, DupePair, UnionFind, build_groups
+from searchapp.dupes.hashes import VARIANTS
+from searchapp.dupes.pixels import PixelComparer, PixelEvidence
+from searchapp.errors import UsageError
+from searchapp.store.dupe_reads import PhotoTable
+
+TIERS = ("exact", "near", "crop", "similar")
+DEFAULT_TIERS = ("exact", "near", "crop")
+REGION_KINDS_FOR_CROPS = ("tile", "object")
+
+
+@dataclass(frozen=True)
+class DupeOptions:
+    tiers: tuple[str, ...] = DEFAULT_TIERS
+    hash_radius: int = 7  # Hamming bits, at most 7
+    near_cosine: float = 0.85  # scene embeddings close enough to be worth a pixel check
+    crop_cosine: float = 0.75  # a region of the larger photo against the smaller's scene
+    similar_cosine: float = 0.92
+    neighbours: int = 8  # nearest embeddings looked at per photo
+
+    def __post_init__(self) -> None:
+        unknown = [tier for tier in self.tiers if tier not in TIERS]
+        if unknown or not self.tiers:
+            raise UsageError(
+                f"unknown tier {', '.join(unknown) or '(none)'}; choose from {', '.join(TIERS)}"
+            )
+        if not 0 <= self.hash_radius <= 7:
+            raise UsageError("--hash-radius must be between 0 and 7 bits")
+        for name in ("near_cosine", "crop_cosine", "similar_cosine"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise UsageError(f"--{name.replace('_', '-')} must be between -1 and 1")
+
+
+@dataclass
+class DupeReport:
+    table: PhotoTable
+    groups: list[DupeGroup]
+    pairs: list[DupePair]
+    checked: int = 0  # candidate pairs whose pixels were compared
+    proposed: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Candidate:
+    a: int
+    b: int
+    variant: int = 0
+    hamming: int | None = None
+    cosine: float | None = None
+    region: str | None = None  # the region kind that proposed a crop
+
+
+class VectorSource:
+    """Scene and region vectors as arrays aligned with the photo table's rows."""
+
+    def __init__(self, catalog: object, table: PhotoTable, dim: int):
+        self.catalog, self.table, self.dim = catalog, table, dim
+
+    def rows_of(self, image_ids: np.ndarray) -> np.ndarray:
+        positions = np.searchsorted(self.table.ids, image_ids)
+        positions = np.clip(positions, 0, max(0, len(self.table.ids) - 1))
+        found = self.table.ids[positions] == image_ids if len(self.table.ids) else positions < 0
+        return np.where(found, positions, -1)
+
+    def load(self, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(owner rows, float16 vectors) of every region of these kinds."""
+        owners, vectors = [], []
+        for image_ids, block in self.catalog.region_vectors_by_image(kinds, self.dim):  # type: ignore[attr-defined]
+            owners.append(self.rows_of(image_ids))
+            vectors.append(block)
+        if not owners:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float16)
+        return np.concatenate(owners), np.concatenate(vectors)
+
+    def scenes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row -> position in the matrix or -1, scene matrix float16)."""
+        owners, vectors = self.load(("scene",))
+        lookup = np.full(len(self.table), -1, dtype=np.int64)
+        valid = owners >= 0
+        lookup[owners[valid]] = np.flatnonzero(valid)
+        return lookup, vectors
+
+
+def find_duplicates(
+    catalog: object,
+    dim: int | None,
+    options: DupeOptions,
+    keep_paths: set[str] | None = None,
+    on_check: Callable[[int, int], None] | None = None,
+) -> DupeReport:
+    clock = time.monotonic()
+    table: PhotoTable = catalog.photo_table()  # type: ignore[attr-defined]
+    report = DupeReport(table, [], [])
+    sets = UnionFind(len(table))
+
+    def add(pair: DupePair) -> None:
+        report.pairs.append(pair)
+        sets.union(pair.a, pair.b)
+
+    if "exact" in options.tiers:
+        for pair in _exact_pairs(table):
+            add(pair)
+    report.seconds["exact"] = time.monotonic() - clock
+    wants_pixels = {"near", "crop"} & set(options.tiers)
+    scene_lookup = np.full(len(table), -1, dtype=np.int64)
+    scenes = np.zeros((0, dim or 1), dtype=np.float16)
+    if dim and (wants_pixels or "similar" in options.tiers):
+        source = VectorSource(catalog, table, dim)
+        scene_lookup, scenes = source.scenes()
+    if wants_pixels:
+        clock = time.monotonic()
+        candidates = _propose(table, options, scene_lookup, scenes, dim, catalog)
+        report.proposed = len(candidates)
+        report.seconds["propose"] = time.monotonic() - clock
+        clock = time.monotonic()
+        comparer = PixelComparer()
+        for done, candidate in enumerate(candidates, 1):
+            if sets.find(candidate.a) != sets.find(candidate.b):
+                evidence = comparer.compare(
+                    table.paths[candidate.a], table.paths[candidate.b], candidate.variant
+                )
+                report.checked += 1
+                pair = _confirmed(candidate, evidence, options)
+                if pair is not None:
+                    add(pair)
+            if on_check:
+                on_check(done, len(candidates))
+        report.seconds["verify"] = time.monotonic() - clock
+    if "similar" in options.tiers and len(scenes):
+        clock = time.monotonic()
+        for pair in _similar_pairs(scene_lookup, scenes, options):
+            if sets.find(pair.a) != sets.find(pair.b):
+                add(pair)
+        report.seconds["similar"] = time.monotonic() - clock
+    report.groups = build_groups(table, report.pairs, keep_paths)
+    return report
+
+
+def _exact_pairs(table: PhotoTable) -> list[DupePair]:
+    pairs: list[DupePair] = []
+    seen_bytes: dict[str, int] = {}
+    for row, digest in enumerate(table.content_hashes):
+        first = seen_bytes.setdefault(digest, row)
+        if first != row:
+            pairs.append(DupePair(first, row, "exact", 1.0, "exact: same bytes"))
+    seen_pixels: dict[str, int] = {}
+    for row, digest in enumerate(table.pixel_hashes):
+        if digest is None:
+            continue
+        first = seen_pixels.setdefault(digest, row)
+        if first != row and table.content_hashes[first] != table.content_hashes[row]:
+            pairs.append(
+                DupePair(
+                    first, row, "exact", 1.0, "exact: same pixels, other file format or metadata"
+                )
+            )
+    return pairs
+
+
+def _propose(
+    table: PhotoTable,
+    options: DupeOptions,
+    scene_lookup: np.ndarray,
+    scenes: np.ndarray,
+    dim: int | None,
+    catalog: object,
+) -> list[_Candidate]:
+    """Every pair worth a pixel check, strongest first, one entry per unordered pair."""
+    found: dict[tuple[int, int], _Candidate] = {}
+
+    def cosine(a: int, b: int) -> float | None:
+        i, j = scene_lookup[a], scene_lookup[b]
+        if i < 0 or j < 0:
+            return None
+        return float(scenes[i].astype(np.float32) @ scenes[j].astype(np.float32))
+
+    hashes = hash_pairs(table.phashes, table.has_phash, options.hash_radius)
+    for a, b, distance, variant in zip(
+        hashes.a.tolist(),
+        hashes.b.tolist(),
+        hashes.distance.tolist(),
+        hashes.variant.tolist(),
+        strict=True,
+    ):
+        key = (min(a, b), max(a, b))
+        found[key] = _Candidate(a, b, variant, distance, cosine(a, b) if variant == 0 else None)
+    if len(scenes):
+        scene_rows = np.flatnonzero(scene_lookup >= 0)
+        order = scene_lookup[scene_rows]
+        matrix = scenes[order]
+        threshold = min(options.near_cosine, options.crop_cosine)
+        queries, neighbours, scores = neighbour_pairs(
+            matrix, matrix, options.neighbours + 1, threshold
+        )
+        for q, n, score in zip(queries.tolist(), neighbours.tolist(), scores.tolist(), strict=True):
+            a, b = int(scene_rows[q]), int(scene_rows[n])
+            if a != b and (score >= options.near_cosine or "crop" in options.tiers):
+                found.setdefault((min(a, b), max(a, b)), _Candidate(a, b, cosine=score))
+        if "crop" in options.tiers and dim:
+            owners, regions = VectorSource(catalog, table, dim).load(REGION_KINDS_FOR_CROPS)
+            if len(regions):
+                queries, hits, scores = neighbour_pairs(
+                    matrix, regions, options.neighbours, options.crop_cosine
+                )
+                for q, h, score in zip(
+                    queries.tolist(), hits.tolist(), scores.tolist(), strict=True
+                ):
+                    a, b = int(scene_rows[q]), int(owners[h])
+                    if a != b and b >= 0:
+                        found.setdefault(
+                            (min(a, b), max(a, b)), _Candidate(a, b, cosine=score, region="region")
+                        )
+    return sorted(
+        found.values(),
+        key=lambda c: (
+            c.hamming if c.hamming is not None else 99,
+            -(c.cosine if c.cosine is not None else -1.0),
+        ),
+    )
+
+
+def _confirmed(
+    candidate: _Candidate, evidence: PixelEvidence, options: DupeOptions
+) -> DupePair | None:
+    tier = evidence.tier
+    if tier is None or tier not in options.tiers:
+        return None
+    facts = []
+    if candidate.hamming is not None:
+        turned = f" ({VARIANTS[candidate.variant]})" if candidate.variant else ""
+        facts.append(f"hamming {candidate.hamming}/64{turned}")
+    if candidate.cosine is not None:
+        facts.append(f"cosine {candidate.cosine:.2f}")
+    facts.append(f"residual {evidence.residual:.2f} px")
+    if tier == "crop":
+        facts.insert(0, f"covers {evidence.covers:.0%} of the larger")
+        score = evidence.covers
+    else:
+        score = (
+            1 - candidate.hamming / 64 if candidate.hamming is not None else candidate.cosine or 0.0
+        )
+    # the smaller photo first, so a crop reads "a is a crop of b"
+    a, b = (candidate.a, candidate.b) if evidence.smaller_is_a else (candidate.b, candidate.a)
+    return DupePair(a, b, tier, round(float(score), 4), f"{tier}: {', '.join(facts)}")
+
+
+def _similar_pairs(
+    scene_lookup: np.ndarray, scenes: np.ndarray, options: DupeOptions
+) -> list[DupePair]:
+    scene_rows = np.flatnonzero(scene_lookup >= 0)
+    matrix = scenes[scene_lookup[scene_rows]]
+    queries, neighbours, scores = neighbour_pairs(
+        matrix, matrix, options.neighbours + 1, options.similar_cosine
+    )
+    pairs, seen = [], set()
+    for q, n, score in zip(queries.tolist(), neighbours.tolist(), scores.tolist(), strict=True):
+        a, b = int(scene_rows[q]), int(scene_rows[n])
+        if a != b and (min(a, b), max(a, b)) not in seen:
+            seen.add((min(a, b), max(a, b)))
+            pairs.append(
+                DupePair(
+                    min(a, b), max(a, b), "similar", round(score, 4), f"similar: cosine {score:.2f}"
+                )
+            )
+    return sorted(pairs, key=lambda p: -p.score)

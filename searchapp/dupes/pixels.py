@@ -1,0 +1,210 @@
+"""Is one photo an edited copy of another, a crop of it, or a second shot of the same scene?
+
+Perceptual hashes and embeddings cannot tell: a burst shot a step to the side has a Hamming
+distance of 6 and a cosine of 0.97, as close as a re-saved copy. The pixels can. ORB keypoints
+and a RANSAC homography align the two photos; then the aligned pair is cut into patches and each
+patch's remaining shift is measured by phase correlation, with the best affine drift removed.
+A copy (resized, recompressed, relit, watermarked, turned) is left with under 0.25 px; a second
+shot keeps its parallax, 0.9 px and more (measured on ../shared/data/photos: BoofCV triplets,
+Lund views, HDR pairs; see benchmarks/README.md). Where the aligned photo lies inside the other
+and covers only part of it, the pair is a crop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from searchapp.errors import ImageLoadError
+from searchapp.ingest.load import load_image
+from searchapp.records import FileStat
+
+COMPARE_SIDE = 640  # both photos are compared at most this large, never upscaled
+MIN_INLIERS = 15
+MAX_RESIDUAL = 0.75  # px, 75th percentile of patch shifts; copies <= 0.45, second shots >= 1.7
+MIN_PATCHES = 6
+MIN_PATCH_TEXTURE = 8.0  # grey-level std below which a patch cannot show a shift
+CONTAINED = 0.95  # of the smaller photo that must fall inside the other
+SAME_FRAME = 0.9  # of the larger photo the smaller must cover to be a copy, not a crop
+CACHE_PHOTOS = 256
+RESIDUAL_PERCENTILE = 75  # parallax may touch only the foreground; a watermark, few patches
+
+# Image.transpose steps for VARIANTS in dupes.hashes (numpy rot90 turns counter-clockwise)
+_TURNS = {
+    0: [],
+    1: [Image.Transpose.ROTATE_90],
+    2: [Image.Transpose.ROTATE_180],
+    3: [Image.Transpose.ROTATE_270],
+    4: [Image.Transpose.FLIP_LEFT_RIGHT],
+    5: [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90],
+    6: [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_180],
+    7: [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_270],
+}
+
+
+@dataclass(frozen=True)
+class PixelEvidence:
+    inliers: int
+    residual: float  # px; inf when it could not be measured
+    contained: float  # share of the smaller photo that lies inside the larger
+    covers: float  # share of the larger photo that the smaller covers
+    smaller_is_a: bool
+
+    @property
+    def same_picture(self) -> bool:
+        return (
+            self.inliers >= MIN_INLIERS
+            and self.residual <= MAX_RESIDUAL
+            and self.contained >= CONTAINED
+        )
+
+    @property
+    def tier(self) -> str | None:
+        """near, crop, or None when the pixels say these are different shots."""
+        if not self.same_picture:
+            return None
+        return "near" if self.covers >= SAME_FRAME else "crop"
+
+
+class PixelComparer:
+    """Compares photo pairs, caching each photo's grey pixels and keypoints across pairs."""
+
+    def __init__(self) -> None:
+        import cv2
+
+        self.cv2: Any = cv2
+        self.orb = cv2.ORB_create(nfeatures=2000)
+        self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
+
+    def _photo(self, path: str, variant: int) -> tuple[np.ndarray, Any, Any] | None:
+        key = (path, variant)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]  # type: ignore[no-any-return]
+        try:
+            st = os.stat(path)
+            image = load_image(
+                FileStat(path, st.st_size, st.st_mtime_ns), min_side=COMPARE_SIDE
+            ).image
+        except (OSError, ImageLoadError):
+            entry = None  # gone or unreadable since indexing: such a pair is not confirmed
+        else:
+            for step in _TURNS[variant]:
+                image = image.transpose(step)
+            factor = min(1.0, COMPARE_SIDE / max(image.size))
+            if factor < 1.0:
+                size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+                image = image.resize(size, Image.Resampling.BOX)
+            grey = np.asarray(image.convert("L"))
+            keypoints, descriptors = self.orb.detectAndCompute(grey, None)
+            entry = (grey, keypoints, descriptors)
+        self._cache[key] = entry
+        if len(self._cache) > CACHE_PHOTOS:
+            self._cache.popitem(last=False)
+        return entry
+
+    def compare(self, path_a: str, path_b: str, variant: int = 0) -> PixelEvidence:
+        """Evidence for the pair; `variant` turns photo A as a pHash match found it turned."""
+        a, b = self._photo(path_a, variant), self._photo(path_b, 0)
+        if a is None or b is None:
+            return PixelEvidence(0, float("inf"), 0.0, 0.0, True)
+        homography, inliers = self._homography(a, b)
+        if homography is None:
+            return PixelEvidence(inliers, float("inf"), 0.0, 0.0, True)
+        a_in_b, b_in_a = self._overlap(a[0], b[0], homography)
+        smaller_is_a = a_in_b >= b_in_a
+        if smaller_is_a:
+            residual = self._residual(a[0], b[0], homography)
+            return PixelEvidence(inliers, residual, a_in_b, b_in_a, True)
+        residual = self._residual(b[0], a[0], np.linalg.inv(homography))
+        return PixelEvidence(inliers, residual, b_in_a, a_in_b, False)
+
+    def _homography(self, a: Any, b: Any) -> tuple[np.ndarray | None, int]:
+        """The homography taking A's pixels to B's, and its RANSAC inliers."""
+        cv2 = self.cv2
+        (_, kp_s, desc_s), (_, kp_l, desc_l) = a, b
+        if desc_s is None or desc_l is None or len(kp_s) < 8 or len(kp_l) < 8:
+            return None, 0
+        pairs = self.matcher.knnMatch(desc_s, desc_l, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+        if len(good) < MIN_INLIERS:
+            return None, len(good)
+        source = np.array([kp_s[m.queryIdx].pt for m in good], dtype=np.float32)
+        target = np.array([kp_l[m.trainIdx].pt for m in good], dtype=np.float32)
+        homography, mask = cv2.findHomography(source, target, cv2.RANSAC, 3.0)
+        inliers = int(mask.sum()) if mask is not None else 0
+        if homography is None or inliers < MIN_INLIERS:
+            return None, inliers
+        return homography, inliers
+
+    def _overlap(self, a: np.ndarray, b: np.ndarray, homography: np.ndarray) -> tuple[float, float]:
+        """(share of A that lies inside B, share of B that lies inside A). Masks, not polygon
+        clipping: the coincident edges of identical frames trip the clipping."""
+        cv2 = self.cv2
+        (a_h, a_w), (b_h, b_w) = a.shape, b.shape
+        inverse = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        b_over_a = cv2.warpPerspective(np.ones_like(b), homography, (a_w, a_h), flags=inverse)
+        a_over_b = cv2.warpPerspective(
+            np.ones_like(a), homography, (b_w, b_h), flags=cv2.INTER_NEAREST
+        )
+        return float(b_over_a.mean()), float(a_over_b.mean())
+
+    def _residual(self, small: np.ndarray, large: np.ndarray, homography: np.ndarray) -> float:
+        """Median patch shift left after alignment and after removing an affine drift, in px
+        of the smaller photo."""
+        cv2 = self.cv2
+        h, w = small.shape
+        scale = float(np.sqrt(abs(np.linalg.det(homography[:2, :2]))))  # large px per small px
+        source = large.astype(np.float32)
+        if scale > 1.2:  # shrink the large photo by area first: warping it down would alias
+            source = cv2.resize(
+                source, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_AREA
+            )
+            homography = np.diag([1 / scale, 1 / scale, 1.0]) @ homography
+            large = np.ones(source.shape, dtype=np.uint8)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        warped = cv2.warpPerspective(source, homography, (w, h), flags=flags)
+        inside = cv2.warpPerspective(
+            np.ones_like(large, dtype=np.uint8),
+            homography,
+            (w, h),
+            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+        ).astype(bool)
+        mine = cv2.GaussianBlur(small.astype(np.float32), (3, 3), 0.8)
+        theirs = cv2.GaussianBlur(warped, (3, 3), 0.8)
+        side = int(np.clip(min(h, w) // 6, 16, 48))
+        window = cv2.createHanningWindow((side, side), cv2.CV_32F)
+        shifts = []
+        for y in range(0, h - side + 1, side):
+            for x in range(0, w - side + 1, side):
+                patch = mine[y : y + side, x : x + side]
+                if not inside[y : y + side, x : x + side].all() or patch.std() < MIN_PATCH_TEXTURE:
+                    continue
+                (dx, dy), _ = cv2.phaseCorrelate(patch, theirs[y : y + side, x : x + side], window)
+                shifts.append((x + side / 2, y + side / 2, dx, dy))
+        if len(shifts) < MIN_PATCHES:
+            return float("inf")
+        return _refit_residual(cv2, np.array(shifts, dtype=np.float32))
+
+
+def _refit_residual(cv2: Any, shifts: np.ndarray) -> float:
+    """Median patch shift once the keypoint homography is refined on the patches themselves:
+    a copy's shifts are a slightly-off homography, and vanish; parallax does not fit one.
+    Refit once without the worst third, so a watermark or a moving object does not bend it."""
+    points, moved = shifts[:, :2], shifts[:, :2] + shifts[:, 2:]
+    keep = np.ones(len(points), dtype=bool)
+    left = np.hypot(*shifts[:, 2:].T)
+    for _ in range(2):
+        refined, _ = cv2.findHomography(points[keep], moved[keep], 0)
+        if refined is None:
+            return float(np.percentile(left, RESIDUAL_PERCENTILE))
+        fitted = cv2.perspectiveTransform(points[None], refined)[0]
+        left = np.hypot(*(moved - fitted).T)
+        keep = left <= np.percentile(left, 67)
+    return float(np.percentile(left, RESIDUAL_PERCENTILE))

@@ -1,0 +1,121 @@
+"""Catalog reads and writes for duplicate detection: per-photo facts as arrays, region vectors
+with their photos, and the hashes that older libraries lack.
+
+Part of the storage layer (Catalog inherits this), kept apart so each module stays readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Engine, select, update
+
+from searchapp.records import KnownImage
+from searchapp.store.tables import VECTOR_DTYPE, images, regions
+
+PHASH_BYTES = 64
+
+
+@dataclass
+class PhotoTable:
+    """Every indexed photo, one array entry each, in image-id order."""
+
+    ids: np.ndarray  # int64
+    paths: list[str]
+    sizes: np.ndarray  # bytes on disk
+    widths: np.ndarray
+    heights: np.ndarray
+    blur: np.ndarray  # NaN where unknown
+    taken_at: np.ndarray
+    content_hashes: list[str]
+    pixel_hashes: list[str | None]
+    phashes: np.ndarray  # (n, 64) uint8; rows of zeros where has_phash is False
+    has_phash: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class DupeReads:
+    engine: Engine
+
+    def photo_table(self) -> PhotoTable:
+        query = select(
+            images.c.id,
+            images.c.path,
+            images.c.size,
+            images.c.width,
+            images.c.height,
+            images.c.blur,
+            images.c.taken_at,
+            images.c.content_hash,
+            images.c.pixel_hash,
+            images.c.phash,
+        ).order_by(images.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        n = len(rows)
+        phashes = np.zeros((n, PHASH_BYTES), dtype=np.uint8)
+        has = np.zeros(n, dtype=bool)
+        for i, row in enumerate(rows):
+            if row.phash is not None and len(row.phash) == PHASH_BYTES:
+                phashes[i] = np.frombuffer(row.phash, dtype=np.uint8)
+                has[i] = True
+        return PhotoTable(
+            ids=np.fromiter((r.id for r in rows), dtype=np.int64, count=n),
+            paths=[r.path for r in rows],
+            sizes=np.fromiter((r.size for r in rows), dtype=np.int64, count=n),
+            widths=np.fromiter((r.width for r in rows), dtype=np.int64, count=n),
+            heights=np.fromiter((r.height for r in rows), dtype=np.int64, count=n),
+            blur=np.fromiter(
+                (np.nan if r.blur is None else r.blur for r in rows), dtype=float, count=n
+            ),
+            taken_at=np.fromiter((r.taken_at for r in rows), dtype=float, count=n),
+            content_hashes=[r.content_hash for r in rows],
+            pixel_hashes=[r.pixel_hash for r in rows],
+            phashes=phashes,
+            has_phash=has,
+        )
+
+    def images_without_phash(self) -> list[KnownImage]:
+        query = (
+            select(
+                images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
+            )
+            .where(images.c.phash.is_(None))
+            .order_by(images.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [KnownImage(*row) for row in conn.execute(query)]
+
+    def set_hashes(self, updates: Iterable[tuple[int, bytes | None, str | None]]) -> None:
+        """(image id, phash or None to leave, pixel hash or None to leave), one transaction."""
+        with self.engine.begin() as conn:
+            for image_id, phash, pixel in updates:
+                values: dict[str, object] = {}
+                if phash is not None:
+                    values["phash"] = phash
+                if pixel is not None:
+                    values["pixel_hash"] = pixel
+                if values:
+                    conn.execute(update(images).where(images.c.id == image_id).values(**values))
+
+    def region_vectors_by_image(
+        self, kinds: Iterable[str], dim: int, chunk_rows: int = 20000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (image ids int64, vectors float16) for every region of these kinds, in chunks."""
+        query = (
+            select(regions.c.image_id, regions.c.vector)
+            .where(regions.c.kind.in_(list(kinds)))
+            .order_by(regions.c.id)
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(query)
+            while rows := result.fetchmany(chunk_rows):
+                owners = np.fromiter(
+                    (row.image_id for row in rows), dtype=np.int64, count=len(rows)
+                )
+                blob = b"".join(row.vector for row in rows)
+                yield owners, np.frombuffer(blob, dtype=VECTOR_DTYPE).reshape(len(rows), dim)
