@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from searchapp.library import Library
 
+from searchapp.cli_dupes import add_dupes_parser, cmd_dupes
 from searchapp.cli_search import add_search_parser, cmd_search
 from searchapp.console import Console, table
 
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _index_flags(index)
 
     add_search_parser(sub, common)
+    add_dupes_parser(sub, common)
 
     stats = sub.add_parser("stats", parents=[common], help="what the library holds")
     stats.add_argument("--json", action="store_true", help="JSON output")
@@ -432,6 +434,7 @@ def cmd_rebuild_index(args: argparse.Namespace, console: Console) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "index": cmd_index,
     "search": cmd_search,
+    "dupes": cmd_dupes,
     "stats": cmd_stats,
     "errors": cmd_errors,
     "rebuild-index": cmd_rebuild_index,

@@ -29,6 +29,7 @@ from searchapp.records import EncoderIdentity, FileStat, KnownFailure, LibrarySt
 
 if TYPE_CHECKING:
     from searchapp.dupes.find import DupeOptions, DupeReport
+    from searchapp.dupes.moves import MoveOutcome
     from searchapp.query.search import SearchResults
 from searchapp.store.catalog import Catalog
 from searchapp.vectors.faiss_index import IndexStore
@@ -364,6 +365,23 @@ class Library:
             keep_paths={os.path.abspath(path) for path in keep or set()},
             on_check=on_check,
         )
+
+    def move_duplicates(
+        self, paths: list[str], folder: Path, on_progress: Callable[[int, int], None] | None = None
+    ) -> MoveOutcome:
+        """Move these photos below `folder`, journalled; the catalog follows."""
+        from searchapp.dupes.moves import apply_moves, plan_moves
+
+        with self.writing():
+            return apply_moves(self.catalog, plan_moves(paths, folder), folder, on_progress)
+
+    def undo_moves(
+        self, journal: Path, on_progress: Callable[[int, int], None] | None = None
+    ) -> MoveOutcome:
+        from searchapp.dupes.moves import undo_moves
+
+        with self.writing():
+            return undo_moves(self.catalog, journal, on_progress)
 
     def failures(self) -> list[KnownFailure]:
         return self.catalog.all_failures()

@@ -43,8 +43,8 @@ def hash_pairs(phashes: np.ndarray, usable: np.ndarray, radius: int) -> HashPair
     index.nflip = 1 if radius >= HASH_CHUNKS else 0
     index.add(np.ascontiguousarray(variants[:, 0]))
     found_a, found_b, found_d, found_v = [], [], [], []
-    for variant in range(8):
-        queries = np.ascontiguousarray(variants[:, variant])
+    for turn in range(8):
+        queries = np.ascontiguousarray(variants[:, turn])
         limits, distances, labels = index.range_search(queries, radius + 1)
         counts = np.diff(limits).astype(np.int64)
         query_rows = np.repeat(np.arange(len(rows)), counts)
@@ -52,7 +52,7 @@ def hash_pairs(phashes: np.ndarray, usable: np.ndarray, radius: int) -> HashPair
         found_a.append(rows[query_rows[keep]])
         found_b.append(rows[labels[keep]])
         found_d.append(distances[keep].astype(np.int64))
-        found_v.append(np.full(int(keep.sum()), variant, dtype=np.int64))
+        found_v.append(np.full(int(keep.sum()), turn, dtype=np.int64))
     a, b = np.concatenate(found_a), np.concatenate(found_b)
     distance, variant = np.concatenate(found_d), np.concatenate(found_v)
     # one entry per unordered pair: the smallest distance, upright before turned

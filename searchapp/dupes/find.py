@@ -144,9 +144,9 @@ def find_duplicates(
                     table.paths[candidate.a], table.paths[candidate.b], candidate.variant
                 )
                 report.checked += 1
-                pair = _confirmed(candidate, evidence, options)
-                if pair is not None:
-                    add(pair)
+                confirmed = _confirmed(candidate, evidence, options)
+                if confirmed is not None:
+                    add(confirmed)
             if on_check:
                 on_check(done, len(candidates))
         report.seconds["verify"] = time.monotonic() - clock
@@ -168,10 +168,10 @@ def _exact_pairs(table: PhotoTable) -> list[DupePair]:
         if first != row:
             pairs.append(DupePair(first, row, "exact", 1.0, "exact: same bytes"))
     seen_pixels: dict[str, int] = {}
-    for row, digest in enumerate(table.pixel_hashes):
-        if digest is None:
+    for row, pixels in enumerate(table.pixel_hashes):
+        if pixels is None:
             continue
-        first = seen_pixels.setdefault(digest, row)
+        first = seen_pixels.setdefault(pixels, row)
         if first != row and table.content_hashes[first] != table.content_hashes[row]:
             pairs.append(
                 DupePair(

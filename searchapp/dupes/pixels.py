@@ -78,15 +78,15 @@ class PixelComparer:
         import cv2
 
         self.cv2: Any = cv2
-        self.orb = cv2.ORB_create(nfeatures=2000)
-        self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        self.orb = self.cv2.ORB_create(nfeatures=2000)
+        self.matcher = self.cv2.BFMatcher(cv2.NORM_HAMMING)
         self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
 
     def _photo(self, path: str, variant: int) -> tuple[np.ndarray, Any, Any] | None:
         key = (path, variant)
         if key in self._cache:
             self._cache.move_to_end(key)
-            return self._cache[key]  # type: ignore[no-any-return]
+            return self._cache[key]
         try:
             st = os.stat(path)
             image = load_image(
