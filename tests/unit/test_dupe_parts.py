@@ -1,0 +1,127 @@
+"""The parts of duplicate detection: hashes under rotation, candidate search against brute
+force, the pixel check on a real stereo pair, union-find and the keep rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from searchapp.dupes import candidates
+from searchapp.dupes.candidates import hash_pairs, neighbour_pairs
+from searchapp.dupes.groups import UnionFind, choose_keeper
+from searchapp.dupes.hashes import VARIANTS, hamming, phash_variants
+from searchapp.dupes.pixels import PixelComparer
+from searchapp.store.dupe_reads import PhotoTable
+from tests.conftest import sample_image
+
+
+def _hash(image: Image.Image, variant: int = 0) -> bytes:
+    return phash_variants(image)[8 * variant : 8 * variant + 8]
+
+
+def test_turned_copy_matches_the_stored_variant() -> None:
+    cat = sample_image("chelsea")
+    turned = cat.transpose(Image.Transpose.ROTATE_90)
+    assert hamming(_hash(turned), _hash(cat, VARIANTS.index("rot90"))) <= 2
+    mirrored = cat.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert hamming(_hash(mirrored), _hash(cat, VARIANTS.index("flip"))) <= 2
+    assert hamming(_hash(turned), _hash(cat)) > 16  # the upright hash alone would miss it
+
+
+def test_hash_pairs_equal_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    hashes = rng.integers(0, 256, (400, 64), dtype=np.uint8)
+    for row in range(0, 40, 2):  # plant near copies at 0..9 bits, some turned
+        copy = hashes[row, :8].copy()
+        flips = rng.choice(64, size=row // 4, replace=False)
+        bits = np.unpackbits(copy)
+        bits[flips] ^= 1
+        variant = row % 8
+        hashes[row + 1, 8 * variant : 8 * variant + 8] = np.packbits(bits)
+    found = hash_pairs(hashes, np.ones(400, dtype=bool), 7)
+    got = {(min(a, b), max(a, b)) for a, b in zip(found.a, found.b, strict=True)}
+    expected = set()
+    for a in range(400):
+        for b in range(400):
+            if (
+                a != b
+                and min(
+                    hamming(hashes[a, 8 * v : 8 * v + 8].tobytes(), hashes[b, :8].tobytes())
+                    for v in range(8)
+                )
+                <= 7
+            ):
+                expected.add((min(a, b), max(a, b)))
+    assert got == expected and len(expected) >= 15
+
+
+def test_approximate_neighbours_find_the_planted_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clustered vectors (like real embeddings) with 100 planted near-copies: the IVF path that
+    large libraries take finds what exact search finds."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 128)).astype(np.float32)
+    vectors = centres[rng.integers(0, 40, 4000)] + 0.8 * rng.normal(size=(4000, 128))
+    vectors[2000:2100] = vectors[:100] + 0.05 * rng.normal(size=(100, 128))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+    def pairs(found: tuple[np.ndarray, np.ndarray, np.ndarray]) -> set[tuple[int, int]]:
+        return {(a, b) for a, b in zip(found[0].tolist(), found[1].tolist(), strict=True) if a != b}
+
+    exact = pairs(neighbour_pairs(vectors, vectors, 5, 0.95))
+    assert {(i, 2000 + i) for i in range(100)} <= exact
+    monkeypatch.setattr(candidates, "EXACT_SEARCH_LIMIT", 0)
+    approximate = pairs(neighbour_pairs(vectors, vectors, 5, 0.95))
+    assert len(exact & approximate) >= 0.95 * len(exact)
+    assert approximate <= exact  # rescored with the full vectors: no pair below the threshold
+
+
+def test_pixels_tell_a_second_shot_from_a_copy(tmp_path: Path) -> None:
+    left, right = sample_image("motorcycle_left"), sample_image("motorcycle_right")
+    left.save(tmp_path / "left.jpg", quality=92)
+    right.save(tmp_path / "right.jpg", quality=92)
+    small = left.resize((left.width // 2, left.height // 2), Image.Resampling.LANCZOS)
+    small.save(tmp_path / "small.jpg", quality=50)
+    comparer = PixelComparer()
+    second_shot = comparer.compare(str(tmp_path / "left.jpg"), str(tmp_path / "right.jpg"))
+    assert second_shot.inliers >= 15 and second_shot.tier is None  # aligned, yet parallax stays
+    copy = comparer.compare(str(tmp_path / "small.jpg"), str(tmp_path / "left.jpg"))
+    assert copy.tier == "near" and copy.residual < 0.5
+    missing = comparer.compare(str(tmp_path / "gone.jpg"), str(tmp_path / "left.jpg"))
+    assert missing.tier is None
+
+
+def _table(widths: list[int], blur: list[float], taken: list[float]) -> PhotoTable:
+    n = len(widths)
+    return PhotoTable(
+        ids=np.arange(n),
+        paths=[f"/p/{i}.jpg" for i in range(n)],
+        sizes=np.ones(n, int),
+        widths=np.array(widths),
+        heights=np.array(widths),
+        blur=np.array(blur),
+        taken_at=np.array(taken),
+        content_hashes=[str(i) for i in range(n)],
+        pixel_hashes=[None] * n,
+        phashes=np.zeros((n, 64), np.uint8),
+        has_phash=np.ones(n, bool),
+    )
+
+
+def test_keep_rule_order() -> None:
+    table = _table([100, 200, 200], [50.0, 10.0, 90.0], [3.0, 2.0, 1.0])
+    assert choose_keeper(table, [0, 1], set()) == (1, "highest resolution (200x200)")
+    keep, why = choose_keeper(table, [1, 2], set())
+    assert keep == 2 and "sharpest" in why
+    same = _table([200, 200], [50.0, 50.0], [5.0, 1.0])
+    keep, why = choose_keeper(same, [0, 1], set())
+    assert keep == 1 and "taken first" in why
+    assert choose_keeper(same, [0, 1], {"/p/0.jpg"}) == (0, "chosen with --keep")
+
+
+def test_union_find_joins_transitively() -> None:
+    sets = UnionFind(6)
+    assert sets.union(0, 1) and sets.union(1, 2) and not sets.union(0, 2)
+    assert sets.find(2) == sets.find(0) != sets.find(3)
