@@ -79,8 +79,12 @@ def picture_key(rel: str) -> str | None:
 
 def look_alike_key(rel: str) -> str | None:
     """Photos that are alike but not copies: same scene or same category."""
-    for pattern in (r"boofcv/triple/(.+)_\d+\.jpg", r"boofcv/stitch/(.+?)_\d+\.jpg",
-                    r"boofcv/pixabay/([a-z]+)\d+\.jpg", r"opensfm/(lund|berlin)/"):
+    for pattern in (
+        r"boofcv/triple/(.+)_\d+\.jpg",
+        r"boofcv/stitch/(.+?)_\d+\.jpg",
+        r"boofcv/pixabay/([a-z]+)\d+\.jpg",
+        r"opensfm/(lund|berlin)/",
+    ):
         matched = re.match(pattern, rel)
         if matched:
             return matched.group(1)
@@ -89,15 +93,21 @@ def look_alike_key(rel: str) -> str | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", nargs="?", type=Path,
-                        default=ROOT.parent / "shared" / "data" / "photos")
+    parser.add_argument(
+        "folder", nargs="?", type=Path, default=ROOT.parent / "shared" / "data" / "photos"
+    )
     parser.add_argument("--sources", type=int, default=40, help="photos to copy")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--regions", default="scene",
-                        help="region kinds indexed (scene is quick; scene,object,tile is the "
-                        "default of `searchapp index`)")
+    parser.add_argument(
+        "--regions",
+        default="scene",
+        help="region kinds indexed (scene is quick; scene,object,tile is the "
+        "default of `searchapp index`)",
+    )
     parser.add_argument("--work", type=Path, help="keep the copies and library here")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dupes_eval.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "dupes_eval.json"
+    )
     args = parser.parse_args()
     folder = args.folder.resolve()
     if not folder.is_dir():
@@ -105,20 +115,28 @@ def main() -> int:
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="searchapp-dupes-"))
     originals = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-        and "corrupt" not in p.name and picture_key(str(p.relative_to(folder)))
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and "corrupt" not in p.name
+        and picture_key(str(p.relative_to(folder)))
     )
     rng = np.random.default_rng(args.seed)
-    sources = [originals[i] for i in sorted(rng.choice(len(originals), args.sources, replace=False))]
+    sources = [
+        originals[i] for i in sorted(rng.choice(len(originals), args.sources, replace=False))
+    ]
     copies_dir = work / "copies"
     made = make_copies(sources, folder, copies_dir, seed=args.seed)
     print(f"{len(made)} copies of {len(sources)} photos in {copies_dir}", file=sys.stderr)
 
     lib = Library(work / "library")
     started = time.monotonic()
-    lib.index([str(folder), str(copies_dir)], encoder="cnn:efficientnet-lite0",
-              encoder_options=EncoderOptions(allow_download=False),
-              options=IndexOptions(regions=RegionOptions(kinds=parse_kinds(args.regions))))
+    lib.index(
+        [str(folder), str(copies_dir)],
+        encoder="cnn:efficientnet-lite0",
+        encoder_options=EncoderOptions(allow_download=False),
+        options=IndexOptions(regions=RegionOptions(kinds=parse_kinds(args.regions))),
+    )
     index_seconds = time.monotonic() - started
     started = time.monotonic()
     report = lib.dupes(DupeOptions())
@@ -142,8 +160,11 @@ def main() -> int:
     f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
     per_transform = {}
     for name in TRANSFORMS:
-        pairs = [tuple(sorted((str(c), str(s)))) for c, (s, _) in made.items()
-                 if c.parent.name == name and key(str(s)) is not None]
+        pairs = [
+            tuple(sorted((str(c), str(s))))
+            for c, (s, _) in made.items()
+            if c.parent.name == name and key(str(s)) is not None
+        ]
         found = sum(pair in predicted for pair in pairs)
         per_transform[name] = {"pairs": len(pairs), "recall": round(found / len(pairs), 3)}
     tiers = Counter()
@@ -156,8 +177,14 @@ def main() -> int:
         wrong_by_tier[pair.tier] += key(a) != key(b)
     false_pairs = sorted(predicted - truth)
     look_alike_false = [
-        pair for pair in false_pairs
-        if all(look_alike_key(os.path.relpath(key(p) and str(made.get(Path(p), (Path(p),))[0]), folder)) for p in pair)
+        pair
+        for pair in false_pairs
+        if all(
+            look_alike_key(
+                os.path.relpath(key(p) and str(made.get(Path(p), (Path(p),))[0]), folder)
+            )
+            for p in pair
+        )
     ]
     result = {
         "date": datetime.now().strftime("%Y-%m-%d"),
@@ -175,16 +202,24 @@ def main() -> int:
         "recall": round(recall, 4),
         "f1": round(f1, 4),
         "per_transform_recall": per_transform,
-        "reported_pairs_by_tier": {t: {"pairs": n, "wrong": wrong_by_tier[t]} for t, n in tiers.items()},
-        "false_pairs": [[os.path.relpath(a, work), os.path.relpath(b, work)] for a, b in false_pairs[:50]],
+        "reported_pairs_by_tier": {
+            t: {"pairs": n, "wrong": wrong_by_tier[t]} for t, n in tiers.items()
+        },
+        "false_pairs": [
+            [os.path.relpath(a, work), os.path.relpath(b, work)] for a, b in false_pairs[:50]
+        ],
         "false_pairs_among_look_alikes": len(look_alike_false),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"photos {len(paths)} (copies {len(made)}), dupes in {dupes_seconds:.1f} s, "
-          f"{report.checked} of {report.proposed} proposed pairs checked")
-    print(f"pairs: precision {precision:.3f}  recall {recall:.3f}  F1 {f1:.3f} "
-          f"({hits} of {len(truth)} true, {len(predicted)} predicted)")
+    print(
+        f"photos {len(paths)} (copies {len(made)}), dupes in {dupes_seconds:.1f} s, "
+        f"{report.checked} of {report.proposed} proposed pairs checked"
+    )
+    print(
+        f"pairs: precision {precision:.3f}  recall {recall:.3f}  F1 {f1:.3f} "
+        f"({hits} of {len(truth)} true, {len(predicted)} predicted)"
+    )
     print("transform    pairs  recall")
     for name, row in per_transform.items():
         print(f"{name:<12} {row['pairs']:>5}  {row['recall']:.3f}")

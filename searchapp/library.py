@@ -325,12 +325,14 @@ class Library:
         write lock; a file that cannot be read now keeps NULLs (it is found by exact tiers only)."""
         from searchapp.dupes.hashes import phash_variants, pixel_hash
         from searchapp.ingest.load import load_image
+        from searchapp.ingest.quality import measure
+        from searchapp.store.dupe_reads import HashUpdate
 
         missing = self.catalog.images_without_phash()
         if not missing:
             return 0
         with self.writing():
-            updates: list[tuple[int, bytes | None, str | None]] = []
+            updates: list[HashUpdate] = []
             for done, image in enumerate(missing, 1):
                 try:
                     stat = FileStat(image.path, image.size, image.mtime_ns)
@@ -338,7 +340,8 @@ class Library:
                 except ImageLoadError:
                     continue
                 full = pixel_hash(loaded.image) if loaded.scale == 1 else None
-                updates.append((image.id, phash_variants(loaded.image), full))
+                colour = measure(loaded.image).colourfulness
+                updates.append(HashUpdate(image.id, phash_variants(loaded.image), full, colour))
                 if len(updates) >= 256:
                     self.catalog.set_hashes(updates)
                     updates = []

@@ -68,8 +68,12 @@ def build_groups(
     return groups
 
 
+GREYSCALE_BELOW = 3.0  # colourfulness of a greyscale copy is 0-1; of a dull colour photo 10+
+
+
 def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> tuple[int, str]:
-    """The highest resolution, then the sharpest, then the oldest date taken; --keep wins."""
+    """The highest resolution, then the best quality (colour over greyscale, then the sharpest),
+    then the oldest date taken; --keep wins."""
     chosen = [row for row in rows if table.paths[row] in keep_paths]
     if chosen:
         return chosen[0], "chosen with --keep"
@@ -81,16 +85,26 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
         value = float(table.blur[row])
         return -1.0 if np.isnan(value) else value
 
+    def in_colour(row: int) -> bool:
+        value = float(table.colourfulness[row])
+        return bool(np.isnan(value) or value >= GREYSCALE_BELOW)
+
     ranked = sorted(
-        rows, key=lambda r: (-pixels(r), -sharpness(r), table.taken_at[r], table.paths[r])
+        rows,
+        key=lambda r: (-pixels(r), -in_colour(r), -sharpness(r), table.taken_at[r], table.paths[r]),
     )
     best, runner_up = ranked[0], ranked[1]
     size = f"{table.widths[best]}x{table.heights[best]}"
     if pixels(best) > pixels(runner_up):
         return best, f"highest resolution ({size})"
-    if sharpness(best) > sharpness(runner_up) * 1.05:
-        return best, f"same resolution ({size}), sharpest (blur score {sharpness(best):.0f})"
+    if in_colour(best) and not in_colour(runner_up):
+        return best, f"same resolution ({size}), in colour where a copy is greyscale"
+    if sharpness(best) > sharpness(runner_up):
+        return best, (
+            f"same resolution ({size}), sharpest (blur score {sharpness(best):.0f} against "
+            f"{sharpness(runner_up):.0f})"
+        )
     if table.taken_at[best] < table.taken_at[runner_up]:
         taken = time.strftime("%Y-%m-%d %H:%M", time.localtime(table.taken_at[best]))
-        return best, f"same resolution and sharpness, taken first ({taken})"
-    return best, "same resolution, sharpness and date; first by path"
+        return best, f"same resolution ({size}) and sharpness, taken first ({taken})"
+    return best, f"same resolution ({size}), sharpness and date; first by path"

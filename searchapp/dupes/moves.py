@@ -9,6 +9,7 @@ as completely as a finished one. The catalog follows every move, in small transa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -153,4 +154,7 @@ def undo_moves(
         (move, "not at its moved place (already back?)") for move in back if move not in present
     ]
     moved, skipped = _run_moves(catalog, present, on_progress)
+    for move in moved:  # the folders the move made below DIR, now empty; the journal stays
+        with contextlib.suppress(OSError):
+            os.removedirs(os.path.dirname(move.source))
     return MoveOutcome(moved, skipped + absent, journal)

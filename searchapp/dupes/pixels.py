@@ -2,12 +2,12 @@
 
 Perceptual hashes and embeddings cannot tell: a burst shot a step to the side has a Hamming
 distance of 6 and a cosine of 0.97, as close as a re-saved copy. The pixels can. ORB keypoints
-and a RANSAC homography align the two photos; then the aligned pair is cut into patches and each
-patch's remaining shift is measured by phase correlation, with the best affine drift removed.
-A copy (resized, recompressed, relit, watermarked, turned) is left with under 0.25 px; a second
-shot keeps its parallax, 0.9 px and more (measured on ../shared/data/photos: BoofCV triplets,
-Lund views, HDR pairs; see benchmarks/README.md). Where the aligned photo lies inside the other
-and covers only part of it, the pair is a crop.
+and a RANSAC homography align the two photos; the aligned pair is cut into patches, each patch's
+remaining shift is measured by phase correlation, and the homography is refined on those shifts.
+What is left, at the 75th percentile of the patches: a copy (resized, recompressed, relit,
+watermarked, turned) under 0.45 px; a second shot keeps its parallax, 1.7 px and more (measured
+on ../shared/data/photos: BoofCV triplets, Lund views, HDR pairs; see benchmarks/README.md).
+Where the aligned photo lies inside the other and covers only part of it, the pair is a crop.
 """
 
 from __future__ import annotations

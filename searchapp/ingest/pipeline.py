@@ -163,6 +163,7 @@ def _read(
             blur=quality.blur,
             brightness=quality.brightness,
             contrast=quality.contrast,
+            colourfulness=quality.colourfulness,
             quality_flag=flag,
             phash=phash_variants(loaded.image),
             pixel_hash=pixel_hash(loaded.image) if loaded.scale == 1 else None,

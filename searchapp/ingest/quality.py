@@ -3,7 +3,9 @@ that photos of any size compare:
 
 - blur: variance of the Laplacian (sharp edges give large second derivatives);
 - brightness: mean grey level, 0-255;
-- contrast: standard deviation of the grey levels.
+- contrast: standard deviation of the grey levels;
+- colourfulness: Hasler and Suesstrunk's measure on the RGB pixels, 0 for a greyscale photo
+  (used to suggest keeping the colour original of a greyscale copy).
 
 A photo is flagged as low quality when it is blurry, nearly black, washed out or flat. Measured on
 the 224 real photos in ../shared/data/photos: blur p5 122 and median 548, brightness 32-197.
@@ -33,6 +35,7 @@ class Quality:
     blur: float
     brightness: float
     contrast: float
+    colourfulness: float
 
     @property
     def flag(self) -> str | None:
@@ -51,17 +54,25 @@ class Quality:
 def measure(image: Image.Image) -> Quality:
     import cv2
 
-    grey = image.convert("L")
-    scale = MEASURE_SIDE / max(grey.size)
+    scale = MEASURE_SIDE / max(image.size)
     if scale < 1:
-        grey = grey.resize(
-            (max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
             Image.Resampling.BILINEAR,
         )
-    pixels = np.asarray(grey, dtype=np.uint8)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    pixels = np.asarray(image.convert("L"), dtype=np.uint8)
     laplacian = cv2.Laplacian(pixels, cv2.CV_64F)
     return Quality(
         blur=round(float(laplacian.var()), 2),
         brightness=round(float(pixels.mean()), 2),
         contrast=round(float(pixels.std()), 2),
+        colourfulness=round(colourfulness(rgb), 2),
     )
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    red_green, yellow_blue = red - green, 0.5 * (red + green) - blue
+    spread = np.hypot(red_green.std(), yellow_blue.std())
+    return float(spread + 0.3 * np.hypot(red_green.mean(), yellow_blue.mean()))

@@ -18,6 +18,14 @@ from searchapp.store.tables import VECTOR_DTYPE, images, regions
 PHASH_BYTES = 64
 
 
+@dataclass(frozen=True)
+class HashUpdate:
+    image_id: int
+    phash: bytes | None
+    pixel_hash: str | None
+    colourfulness: float | None
+
+
 @dataclass
 class PhotoTable:
     """Every indexed photo, one array entry each, in image-id order."""
@@ -28,6 +36,7 @@ class PhotoTable:
     widths: np.ndarray
     heights: np.ndarray
     blur: np.ndarray  # NaN where unknown
+    colourfulness: np.ndarray  # NaN where unknown
     taken_at: np.ndarray
     content_hashes: list[str]
     pixel_hashes: list[str | None]
@@ -49,6 +58,7 @@ class DupeReads:
             images.c.width,
             images.c.height,
             images.c.blur,
+            images.c.colourfulness,
             images.c.taken_at,
             images.c.content_hash,
             images.c.pixel_hash,
@@ -72,6 +82,11 @@ class DupeReads:
             blur=np.fromiter(
                 (np.nan if r.blur is None else r.blur for r in rows), dtype=float, count=n
             ),
+            colourfulness=np.fromiter(
+                (np.nan if r.colourfulness is None else r.colourfulness for r in rows),
+                dtype=float,
+                count=n,
+            ),
             taken_at=np.fromiter((r.taken_at for r in rows), dtype=float, count=n),
             content_hashes=[r.content_hash for r in rows],
             pixel_hashes=[r.pixel_hash for r in rows],
@@ -90,17 +105,20 @@ class DupeReads:
         with self.engine.connect() as conn:
             return [KnownImage(*row) for row in conn.execute(query)]
 
-    def set_hashes(self, updates: Iterable[tuple[int, bytes | None, str | None]]) -> None:
-        """(image id, phash or None to leave, pixel hash or None to leave), one transaction."""
+    def set_hashes(self, updates: Iterable[HashUpdate]) -> None:
+        """Write backfilled hashes in one transaction; None leaves a column as it is."""
         with self.engine.begin() as conn:
-            for image_id, phash, pixel in updates:
+            for item in updates:
                 values: dict[str, object] = {}
-                if phash is not None:
-                    values["phash"] = phash
-                if pixel is not None:
-                    values["pixel_hash"] = pixel
+                if item.phash is not None:
+                    values["phash"] = item.phash
+                if item.pixel_hash is not None:
+                    values["pixel_hash"] = item.pixel_hash
+                if item.colourfulness is not None:
+                    values["colourfulness"] = item.colourfulness
                 if values:
-                    conn.execute(update(images).where(images.c.id == image_id).values(**values))
+                    query = update(images).where(images.c.id == item.image_id).values(**values)
+                    conn.execute(query)
 
     def region_vectors_by_image(
         self, kinds: Iterable[str], dim: int, chunk_rows: int = 20000

@@ -50,6 +50,7 @@ class ImageRow(Base):
     quality_flag: Mapped[str | None] = mapped_column(String(64))  # kept out of the vectors
     phash: Mapped[bytes | None] = mapped_column(LargeBinary)  # 8 pHashes: rotations and flips
     pixel_hash: Mapped[str | None] = mapped_column(String(32), index=True)  # decoded pixels
+    colourfulness: Mapped[float | None] = mapped_column(Float)  # 0 for greyscale
 
 
 class RegionRow(Base):

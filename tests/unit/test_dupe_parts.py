@@ -93,7 +93,9 @@ def test_pixels_tell_a_second_shot_from_a_copy(tmp_path: Path) -> None:
     assert missing.tier is None
 
 
-def _table(widths: list[int], blur: list[float], taken: list[float]) -> PhotoTable:
+def _table(
+    widths: list[int], blur: list[float], taken: list[float], colour: list[float] | None = None
+) -> PhotoTable:
     n = len(widths)
     return PhotoTable(
         ids=np.arange(n),
@@ -102,6 +104,7 @@ def _table(widths: list[int], blur: list[float], taken: list[float]) -> PhotoTab
         widths=np.array(widths),
         heights=np.array(widths),
         blur=np.array(blur),
+        colourfulness=np.array(colour or [40.0] * n),
         taken_at=np.array(taken),
         content_hashes=[str(i) for i in range(n)],
         pixel_hashes=[None] * n,
@@ -119,6 +122,9 @@ def test_keep_rule_order() -> None:
     keep, why = choose_keeper(same, [0, 1], set())
     assert keep == 1 and "taken first" in why
     assert choose_keeper(same, [0, 1], {"/p/0.jpg"}) == (0, "chosen with --keep")
+    grey_sharper = _table([200, 200], [90.0, 50.0], [1.0, 2.0], colour=[0.4, 35.0])
+    keep, why = choose_keeper(grey_sharper, [0, 1], set())
+    assert keep == 1 and "in colour" in why
 
 
 def test_union_find_joins_transitively() -> None:
