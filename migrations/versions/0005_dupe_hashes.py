@@ -1,6 +1,5 @@
 """Hashes for duplicate detection: the perceptual hash of each photo under its eight rotations
-and flips (64 bytes), a hash of its decoded pixels, and its colourfulness (so that a greyscale
-copy is not the one suggested for keeping). Older rows get NULLs; `searchapp dupes`
+and flips (64 bytes), and a hash of its decoded pixels. Older rows get NULLs; `searchapp dupes`
 computes them from the files the first time it runs.
 
 Revision ID: 0005
@@ -22,13 +21,11 @@ def upgrade() -> None:
     with op.batch_alter_table("images") as batch:
         batch.add_column(sa.Column("phash", sa.LargeBinary()))
         batch.add_column(sa.Column("pixel_hash", sa.String(32)))
-        batch.add_column(sa.Column("colourfulness", sa.Float()))
     op.create_index("ix_images_pixel_hash", "images", ["pixel_hash"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_images_pixel_hash", "images")
     with op.batch_alter_table("images") as batch:
-        batch.drop_column("colourfulness")
         batch.drop_column("pixel_hash")
         batch.drop_column("phash")

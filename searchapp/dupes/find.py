@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from searchapp.dupes.candidates import hash_pairs, neighbour_pairs
+from searchapp.dupes.confirm import check_all
 from searchapp.dupes.groups import DupeGroup, DupePair, UnionFind, build_groups
 from searchapp.dupes.hashes import VARIANTS
-from searchapp.dupes.pixels import PixelComparer, PixelEvidence
+from searchapp.dupes.pixels import CONTAINED, PixelEvidence
 from searchapp.errors import UsageError
 from searchapp.store.dupe_reads import PhotoTable
 
@@ -131,26 +134,25 @@ def find_duplicates(
     scene_lookup = np.full(len(table), -1, dtype=np.int64)
     scenes = np.zeros((0, dim or 1), dtype=np.float32)
     if dim and (wants_pixels or "similar" in options.tiers):
-        source = VectorSource(catalog, table, dim)
-        scene_lookup, scenes = source.scenes()
+        clock = time.monotonic()
+        scene_lookup, scenes = VectorSource(catalog, table, dim).scenes()
+        report.seconds["vectors"] = time.monotonic() - clock
     if wants_pixels:
         clock = time.monotonic()
         candidates = _propose(table, options, scene_lookup, scenes, dim, catalog)
         report.proposed = len(candidates)
         report.seconds["propose"] = time.monotonic() - clock
         clock = time.monotonic()
-        comparer = PixelComparer()
-        for done, candidate in enumerate(candidates, 1):
-            if sets.find(candidate.a) != sets.find(candidate.b):
-                evidence = comparer.compare(
-                    table.paths[candidate.a], table.paths[candidate.b], candidate.variant
-                )
-                report.checked += 1
-                confirmed = _confirmed(candidate, evidence, options)
-                if confirmed is not None:
-                    add(confirmed)
-            if on_check:
-                on_check(done, len(candidates))
+
+        def on_result(candidate: Any, evidence: PixelEvidence) -> None:
+            confirmed = _confirmed(candidate, evidence, options)
+            if confirmed is not None and sets.find(confirmed.a) != sets.find(confirmed.b):
+                add(confirmed)
+
+        known = catalog.pixel_evidence()  # type: ignore[attr-defined]
+        report.checked, fresh = check_all(table, candidates, sets, known, on_result, on_check)
+        if fresh:
+            catalog.keep_pixel_evidence(fresh)  # type: ignore[attr-defined]
         report.seconds["verify"] = time.monotonic() - clock
     if "similar" in options.tiers and len(scenes):
         clock = time.monotonic()
@@ -158,7 +160,9 @@ def find_duplicates(
             if sets.find(pair.a) != sets.find(pair.b):
                 add(pair)
         report.seconds["similar"] = time.monotonic() - clock
+    clock = time.monotonic()
     report.groups = build_groups(table, report.pairs, keep_paths)
+    report.seconds["groups"] = time.monotonic() - clock
     return report
 
 
@@ -200,7 +204,11 @@ def _propose(
             return None
         return float(scenes[i] @ scenes[j])
 
-    hashes = hash_pairs(table.phashes, table.has_phash, options.hash_radius)
+    # the hash search runs beside the embedding search: FAISS releases the GIL in both
+    with ThreadPoolExecutor(1, thread_name_prefix="dupes-hash") as pool:
+        pending = pool.submit(hash_pairs, table.phashes, table.has_phash, options.hash_radius)
+        embedded = _embedding_candidates(table, options, scene_lookup, scenes, dim, catalog)
+        hashes = pending.result()
     for a, b, distance, variant in zip(
         hashes.a.tolist(),
         hashes.b.tolist(),
@@ -210,33 +218,8 @@ def _propose(
     ):
         key = (min(a, b), max(a, b))
         found[key] = _Candidate(a, b, variant, distance, cosine(a, b) if variant == 0 else None)
-    if len(scenes):
-        scene_rows = np.flatnonzero(scene_lookup >= 0)
-        order = scene_lookup[scene_rows]
-        in_place = len(order) == len(scenes) and bool(np.all(order == np.arange(len(order))))
-        matrix = scenes if in_place else scenes[order]  # a copy costs 0.5 GB at 100k photos
-        threshold = min(options.near_cosine, options.crop_cosine)
-        queries, neighbours, scores = neighbour_pairs(
-            matrix, matrix, options.neighbours + 1, threshold
-        )
-        for q, n, score in zip(queries.tolist(), neighbours.tolist(), scores.tolist(), strict=True):
-            a, b = int(scene_rows[q]), int(scene_rows[n])
-            if a != b and (score >= options.near_cosine or "crop" in options.tiers):
-                found.setdefault((min(a, b), max(a, b)), _Candidate(a, b, cosine=score))
-        if "crop" in options.tiers and dim:
-            owners, regions = VectorSource(catalog, table, dim).load(REGION_KINDS_FOR_CROPS)
-            if len(regions):
-                queries, hits, scores = neighbour_pairs(
-                    matrix, regions, options.neighbours, options.crop_cosine
-                )
-                for q, h, score in zip(
-                    queries.tolist(), hits.tolist(), scores.tolist(), strict=True
-                ):
-                    a, b = int(scene_rows[q]), int(owners[h])
-                    if a != b and b >= 0:
-                        found.setdefault(
-                            (min(a, b), max(a, b)), _Candidate(a, b, cosine=score, region="region")
-                        )
+    for candidate in embedded:
+        found.setdefault((min(candidate.a, candidate.b), max(candidate.a, candidate.b)), candidate)
     return sorted(
         found.values(),
         key=lambda c: (
@@ -244,6 +227,42 @@ def _propose(
             -(c.cosine if c.cosine is not None else -1.0),
         ),
     )
+
+
+def _embedding_candidates(
+    table: PhotoTable,
+    options: DupeOptions,
+    scene_lookup: np.ndarray,
+    scenes: np.ndarray,
+    dim: int | None,
+    catalog: object,
+) -> list[_Candidate]:
+    """Pairs whose scenes are close, and photos whose scene is close to another's tile or
+    object (the larger photo may hold the smaller as a crop)."""
+    if not len(scenes):
+        return []
+    found: list[_Candidate] = []
+    scene_rows = np.flatnonzero(scene_lookup >= 0)
+    order = scene_lookup[scene_rows]
+    in_place = len(order) == len(scenes) and bool(np.all(order == np.arange(len(order))))
+    matrix = scenes if in_place else scenes[order]  # a copy costs 0.5 GB at 100k photos
+    threshold = min(options.near_cosine, options.crop_cosine)
+    queries, neighbours, scores = neighbour_pairs(matrix, matrix, options.neighbours + 1, threshold)
+    for q, n, score in zip(queries.tolist(), neighbours.tolist(), scores.tolist(), strict=True):
+        a, b = int(scene_rows[q]), int(scene_rows[n])
+        if a != b and (score >= options.near_cosine or "crop" in options.tiers):
+            found.append(_Candidate(a, b, cosine=score))
+    if "crop" in options.tiers and dim:
+        owners, regions = VectorSource(catalog, table, dim).load(REGION_KINDS_FOR_CROPS)
+        if len(regions):
+            queries, hits, scores = neighbour_pairs(
+                matrix, regions, options.neighbours, options.crop_cosine
+            )
+            for q, h, score in zip(queries.tolist(), hits.tolist(), scores.tolist(), strict=True):
+                a, b = int(scene_rows[q]), int(owners[h])
+                if a != b and b >= 0:
+                    found.append(_Candidate(a, b, cosine=score, region="region"))
+    return found
 
 
 def _confirmed(
@@ -259,6 +278,8 @@ def _confirmed(
     if candidate.cosine is not None:
         facts.append(f"cosine {candidate.cosine:.2f}")
     facts.append(f"residual {evidence.residual:.2f} px")
+    if tier == "near" and evidence.contained < CONTAINED:
+        facts.append(f"turned {abs(evidence.turn):.0f} degrees")
     if tier == "crop":
         facts.insert(0, f"covers {evidence.covers:.0%} of the larger")
         score = evidence.covers

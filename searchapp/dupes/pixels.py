@@ -31,6 +31,9 @@ MIN_PATCHES = 6
 MIN_PATCH_TEXTURE = 8.0  # grey-level std below which a patch cannot show a shift
 CONTAINED = 0.95  # of the smaller photo that must fall inside the other
 SAME_FRAME = 0.9  # of the larger photo the smaller must cover to be a copy, not a crop
+MIN_TURN = 3.0  # degrees: a pan between two shots turns the frame less
+TURNED_OVERLAP = 0.7  # a 30-degree turn of a 4:3 photo keeps 0.8 of it in frame
+FILL_STD = 6.0  # grey spread of corners an editor fills; a rolled camera sees more scene there
 CACHE_PHOTOS = 256
 RESIDUAL_PERCENTILE = 75  # parallax may touch only the foreground; a watermark, few patches
 
@@ -54,21 +57,33 @@ class PixelEvidence:
     contained: float  # share of the smaller photo that lies inside the larger
     covers: float  # share of the larger photo that the smaller covers
     smaller_is_a: bool
+    turn: float = 0.0  # degrees the alignment turns the picture in its plane
+    filled_corners: bool = False  # what one photo shows beyond the other is flat fill
+    unreadable: bool = False  # a photo could not be read: nothing was measured
 
     @property
-    def same_picture(self) -> bool:
+    def aligned(self) -> bool:
+        return self.inliers >= MIN_INLIERS and self.residual <= MAX_RESIDUAL
+
+    @property
+    def turned_edit(self) -> bool:
+        """Turned by an odd angle, corners filled: neither photo lies inside the other, yet
+        most of each is the other's pixels, turned about its middle."""
         return (
-            self.inliers >= MIN_INLIERS
-            and self.residual <= MAX_RESIDUAL
-            and self.contained >= CONTAINED
+            abs(self.turn) >= MIN_TURN
+            and self.filled_corners
+            and self.contained >= TURNED_OVERLAP
+            and self.covers >= TURNED_OVERLAP
         )
 
     @property
     def tier(self) -> str | None:
         """near, crop, or None when the pixels say these are different shots."""
-        if not self.same_picture:
+        if not self.aligned:
             return None
-        return "near" if self.covers >= SAME_FRAME else "crop"
+        if self.contained >= CONTAINED:
+            return "near" if self.covers >= SAME_FRAME else "crop"
+        return "near" if self.turned_edit else None
 
 
 class PixelComparer:
@@ -113,17 +128,19 @@ class PixelComparer:
         """Evidence for the pair; `variant` turns photo A as a pHash match found it turned."""
         a, b = self._photo(path_a, variant), self._photo(path_b, 0)
         if a is None or b is None:
-            return PixelEvidence(0, float("inf"), 0.0, 0.0, True)
+            return PixelEvidence(0, float("inf"), 0.0, 0.0, True, unreadable=True)
         homography, inliers = self._homography(a, b)
         if homography is None:
             return PixelEvidence(inliers, float("inf"), 0.0, 0.0, True)
-        a_in_b, b_in_a = self._overlap(a[0], b[0], homography)
-        smaller_is_a = a_in_b >= b_in_a
-        if smaller_is_a:
+        b_over_a, a_over_b = self._overlap(a[0], b[0], homography)
+        a_in_b, b_in_a = float(b_over_a.mean()), float(a_over_b.mean())
+        turn = float(np.degrees(np.arctan2(homography[1, 0], homography[0, 0])))
+        filled = _flat_beyond(a[0], b_over_a) or _flat_beyond(b[0], a_over_b)
+        if a_in_b >= b_in_a:
             residual = self._residual(a[0], b[0], homography)
-            return PixelEvidence(inliers, residual, a_in_b, b_in_a, True)
+            return PixelEvidence(inliers, residual, a_in_b, b_in_a, True, turn, filled)
         residual = self._residual(b[0], a[0], np.linalg.inv(homography))
-        return PixelEvidence(inliers, residual, b_in_a, a_in_b, False)
+        return PixelEvidence(inliers, residual, b_in_a, a_in_b, False, turn, filled)
 
     def _homography(self, a: Any, b: Any) -> tuple[np.ndarray | None, int]:
         """The homography taking A's pixels to B's, and its RANSAC inliers."""
@@ -143,8 +160,10 @@ class PixelComparer:
             return None, inliers
         return homography, inliers
 
-    def _overlap(self, a: np.ndarray, b: np.ndarray, homography: np.ndarray) -> tuple[float, float]:
-        """(share of A that lies inside B, share of B that lies inside A). Masks, not polygon
+    def _overlap(
+        self, a: np.ndarray, b: np.ndarray, homography: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Masks of (A's pixels that B covers, B's pixels that A covers). Masks, not polygon
         clipping: the coincident edges of identical frames trip the clipping."""
         cv2 = self.cv2
         (a_h, a_w), (b_h, b_w) = a.shape, b.shape
@@ -153,7 +172,7 @@ class PixelComparer:
         a_over_b = cv2.warpPerspective(
             np.ones_like(a), homography, (b_w, b_h), flags=cv2.INTER_NEAREST
         )
-        return float(b_over_a.mean()), float(a_over_b.mean())
+        return b_over_a.astype(bool), a_over_b.astype(bool)
 
     def _residual(self, small: np.ndarray, large: np.ndarray, homography: np.ndarray) -> float:
         """Median patch shift left after alignment and after removing an affine drift, in px
@@ -191,6 +210,17 @@ class PixelComparer:
         if len(shifts) < MIN_PATCHES:
             return float("inf")
         return _refit_residual(cv2, np.array(shifts, dtype=np.float32))
+
+
+def _flat_beyond(grey: np.ndarray, covered: np.ndarray) -> bool:
+    """Is what this photo shows beyond the other one flat fill (the corners of a turned edit)?"""
+    beyond = ~covered
+    if beyond.mean() < 0.05:
+        return False
+    import cv2
+
+    inner = cv2.erode(beyond.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return bool(inner.any() and grey[inner].std() < FILL_STD)
 
 
 def _refit_residual(cv2: Any, shifts: np.ndarray) -> float:

@@ -6,14 +6,17 @@ Part of the storage layer (Catalog inherits this), kept apart so each module sta
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from searchapp.records import KnownImage
-from searchapp.store.tables import VECTOR_DTYPE, images, regions
+from searchapp.store.tables import VECTOR_DTYPE, chunks, evidence, images, regions
 
 PHASH_BYTES = 64
 
@@ -137,3 +140,31 @@ class DupeReads:
                 )
                 blob = b"".join(row.vector for row in rows)
                 yield owners, np.frombuffer(blob, dtype=VECTOR_DTYPE).reshape(len(rows), dim)
+
+    def pixel_evidence(self) -> dict[tuple[str, str, int], dict[str, Any]]:
+        """Every kept pixel-check result, by (content hash a, content hash b, method)."""
+        query = select(evidence.c.hash_a, evidence.c.hash_b, evidence.c.method, evidence.c.evidence)
+        with self.engine.connect() as conn:
+            return {(a, b, m): json.loads(e) for a, b, m, e in conn.execute(query)}
+
+    def keep_pixel_evidence(self, found: dict[tuple[str, str, int], dict[str, Any]]) -> bool:
+        """Store check results; a cache, so a locked or full catalog only means no keeping."""
+        rows = [
+            {"hash_a": a, "hash_b": b, "method": m, "evidence": json.dumps(e)}
+            for (a, b, m), e in found.items()
+        ]
+        try:
+            with self.engine.begin() as conn:
+                for chunk in chunks(rows, 300):
+                    for row in chunk:
+                        conn.execute(
+                            delete(evidence).where(
+                                evidence.c.hash_a == row["hash_a"],
+                                evidence.c.hash_b == row["hash_b"],
+                                evidence.c.method == row["method"],
+                            )
+                        )
+                    conn.execute(insert(evidence), chunk)
+        except OperationalError:
+            return False
+        return True

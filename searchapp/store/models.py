@@ -87,6 +87,16 @@ class FailureRow(Base):
     failed_at: Mapped[float] = mapped_column(Float, nullable=False)
 
 
+class PixelEvidenceRow(Base):
+    """What a `dupes` pixel check measured for two files (by content hash), kept for next time."""
+
+    __tablename__ = "pixel_evidence"
+    hash_a: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hash_b: Mapped[str] = mapped_column(String(64), primary_key=True)
+    method: Mapped[int] = mapped_column(Integer, primary_key=True)  # variant and check version
+    evidence: Mapped[str] = mapped_column(Text, nullable=False)  # JSON of PixelEvidence
+
+
 class RegionLabelRow(Base):
     """Top classes of a region from a classifier encoder (the offline CNN), for label search."""
 

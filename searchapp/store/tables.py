@@ -8,13 +8,21 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy import Table, and_, or_
 
-from searchapp.store.models import FailureRow, ImageRow, RegionLabelRow, RegionRow, Setting
+from searchapp.store.models import (
+    FailureRow,
+    ImageRow,
+    PixelEvidenceRow,
+    RegionLabelRow,
+    RegionRow,
+    Setting,
+)
 
 images = cast(Table, ImageRow.__table__)
 regions = cast(Table, RegionRow.__table__)
 labels = cast(Table, RegionLabelRow.__table__)
 failures = cast(Table, FailureRow.__table__)
 settings = cast(Table, Setting.__table__)
+evidence = cast(Table, PixelEvidenceRow.__table__)
 
 VECTOR_DTYPE = np.float16
 CHUNK = 900  # stays under SQLite's bound-parameter limit

@@ -131,3 +131,21 @@ def test_union_find_joins_transitively() -> None:
     sets = UnionFind(6)
     assert sets.union(0, 1) and sets.union(1, 2) and not sets.union(0, 2)
     assert sets.find(2) == sets.find(0) != sets.find(3)
+
+
+def test_turned_edit_is_a_copy_but_a_rolled_camera_is_not(tmp_path: Path) -> None:
+    photo = sample_image("astronaut")
+    photo.save(tmp_path / "photo.jpg", quality=92)
+    # an editor's turn: the corners it opens are filled flat
+    photo.rotate(25, resample=Image.Resampling.BICUBIC).save(tmp_path / "edit.jpg", quality=90)
+    # a camera rolled 25 degrees between two shots: beyond the overlap, more of the scene
+    middle = (106, 106, 406, 406)
+    photo.crop(middle).save(tmp_path / "shot_a.jpg", quality=92)
+    photo.rotate(25, resample=Image.Resampling.BICUBIC).crop(middle).save(
+        tmp_path / "shot_b.jpg", quality=92
+    )
+    comparer = PixelComparer()
+    edit = comparer.compare(str(tmp_path / "edit.jpg"), str(tmp_path / "photo.jpg"))
+    assert edit.tier == "near" and edit.filled_corners and 20 < abs(edit.turn) < 30
+    rolled = comparer.compare(str(tmp_path / "shot_a.jpg"), str(tmp_path / "shot_b.jpg"))
+    assert rolled.aligned and not rolled.filled_corners and rolled.tier is None
