@@ -270,3 +270,12 @@ def test_cli_refuses_bad_flags(tmp_path: Path) -> None:
     assert result.returncode == 2 and "unknown tier" in result.stderr
     result = _run("dupes", "--library", str(tmp_path / "lib"), "--undo", str(tmp_path / "x.json"))
     assert result.returncode != 0 and "no journal" in result.stderr
+
+
+def test_second_run_reuses_the_pixel_checks(dupe_library: Library) -> None:
+    first = dupe_library.dupes()
+    assert first.checked > 0
+    second = dupe_library.dupes()
+    assert second.checked == 0  # every check's evidence was kept, by content hash
+    assert _groups(second) == _groups(first)
+    assert [p.reason for p in second.pairs] == [p.reason for p in first.pairs]
