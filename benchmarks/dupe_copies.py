@@ -56,6 +56,15 @@ def _watermark(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return marked
 
 
+def _turn_25(image: Image.Image, _rng: np.random.Generator) -> Image.Image:
+    return image.rotate(25, resample=Image.Resampling.BICUBIC)  # corners filled black
+
+
+def _square(image: Image.Image, _rng: np.random.Generator) -> Image.Image:
+    side = min(image.size)
+    return image.resize((side, side), Image.Resampling.LANCZOS)  # aspect ratio changed
+
+
 def _same(image: Image.Image, _rng: np.random.Generator) -> Image.Image:
     return image
 
@@ -76,6 +85,10 @@ TRANSFORMS: dict[str, Transform] = {
     "format": Transform("exact", _same, save="png"),
     "exif": Transform("near", _same, save="exif-rotated"),
     "watermark": Transform("near", _watermark),
+    # imagededup's "transformed" benchmark adds these three
+    "vflip": Transform("near", _turn(Image.Transpose.FLIP_TOP_BOTTOM)),
+    "rot25": Transform("near", _turn_25),
+    "square": Transform("near", _square),
 }
 
 ORIENTATION_TAG = 0x0112

@@ -4,9 +4,11 @@
 
 FOLDER defaults to ../shared/data/photos. A seeded sample of its photos is copied with every
 transform in dupe_copies.TRANSFORMS (resize, low-quality recompression, 60-95% crops, brightness
-and contrast, quarter turns, a flip, PNG, EXIF orientation, a text watermark). One library holds
-the whole folder and the copies; every other photo is a distractor, among them what merely looks
-alike: the BoofCV triplets and stitch views, 29 views of one cathedral, the pixabay categories.
+and contrast, quarter turns, flips, PNG, EXIF orientation, a text watermark, and three more from
+imagededup's "transformed" benchmark: a vertical flip, a 25-degree turn, a squash to 1:1). One
+library holds the whole folder and the copies; every other photo is a distractor, among them what
+merely looks alike: the BoofCV triplets and stitch views, 29 views of one cathedral, the pixabay
+categories.
 
 Ground truth: a copy belongs with its source; originals belong together where
 ../shared/data/MANIFEST.md says they are one picture (the EXIF orientation set, copies/ beside
@@ -89,6 +91,11 @@ def look_alike_key(rel: str) -> str | None:
         if matched:
             return matched.group(1)
     return None
+
+
+def _scores(precision: float, recall: float) -> dict[str, float]:
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
 
 
 def main() -> int:
@@ -176,16 +183,16 @@ def main() -> int:
         tiers[pair.tier] += 1
         wrong_by_tier[pair.tier] += key(a) != key(b)
     false_pairs = sorted(predicted - truth)
+
+    def source_rel(path: str) -> str:
+        return os.path.relpath(made[Path(path)][0] if Path(path) in made else path, folder)
+
     look_alike_false = [
-        pair
-        for pair in false_pairs
-        if all(
-            look_alike_key(
-                os.path.relpath(key(p) and str(made.get(Path(p), (Path(p),))[0]), folder)
-            )
-            for p in pair
-        )
+        pair for pair in false_pairs if all(look_alike_key(source_rel(p)) for p in pair)
     ]
+    by_tier: dict[str, list[float]] = {}
+    for name, row in per_transform.items():
+        by_tier.setdefault(TRANSFORMS[name].tier, []).extend([row["recall"]] * row["pairs"])
     result = {
         "date": datetime.now().strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} CPU cores",
@@ -209,6 +216,13 @@ def main() -> int:
             [os.path.relpath(a, work), os.path.relpath(b, work)] for a, b in false_pairs[:50]
         ],
         "false_pairs_among_look_alikes": len(look_alike_false),
+        "by_expected_tier": {
+            tier: _scores(
+                1 - wrong_by_tier[tier] / tiers[tier] if tiers[tier] else 1.0,
+                float(np.mean(recalls)),
+            )
+            for tier, recalls in by_tier.items()
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -226,6 +240,9 @@ def main() -> int:
     print("tier     reported  wrong")
     for tier, row in result["reported_pairs_by_tier"].items():
         print(f"{tier:<8} {row['pairs']:>8}  {row['wrong']:>5}")
+    print("expected tier  precision  recall  F1   (recall: its copies found, in any tier)")
+    for tier, row in result["by_expected_tier"].items():
+        print(f"{tier:<14} {row['precision']:>9.3f}  {row['recall']:.3f}  {row['f1']:.3f}")
     print(f"false pairs among look-alikes: {len(look_alike_false)}")
     print(f"wrote {args.out}")
     return 0
