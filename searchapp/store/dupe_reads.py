@@ -70,12 +70,14 @@ class DupeReads:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         n = len(rows)
-        phashes = np.zeros((n, PHASH_BYTES), dtype=np.uint8)
-        has = np.zeros(n, dtype=bool)
-        for i, row in enumerate(rows):
-            if row.phash is not None and len(row.phash) == PHASH_BYTES:
-                phashes[i] = np.frombuffer(row.phash, dtype=np.uint8)
-                has[i] = True
+        blank = bytes(PHASH_BYTES)
+        has = np.fromiter(
+            (row.phash is not None and len(row.phash) == PHASH_BYTES for row in rows),
+            dtype=bool,
+            count=n,
+        )
+        joined = b"".join(row.phash if ok else blank for row, ok in zip(rows, has, strict=True))
+        phashes = np.frombuffer(joined, dtype=np.uint8).reshape(n, PHASH_BYTES).copy()
         return PhotoTable(
             ids=np.fromiter((r.id for r in rows), dtype=np.int64, count=n),
             paths=[r.path for r in rows],
