@@ -22,6 +22,28 @@ def _tiers(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+# `--threshold NAME=VALUE` names: the option each sets and how its value is read.
+THRESHOLDS: dict[str, tuple[str, type]] = {
+    "hash": ("hash_radius", int),
+    "near": ("near_cosine", float),
+    "crop": ("crop_cosine", float),
+    "similar": ("similar_cosine", float),
+}
+
+
+def _threshold(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    if name not in THRESHOLDS or not value:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give NAME=VALUE with NAME one of {', '.join(THRESHOLDS)}"
+        )
+    field, kind = THRESHOLDS[name]
+    try:
+        return field, kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a {kind.__name__}") from None
+
+
 def add_dupes_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     dupes = sub.add_parser(
         "dupes",
@@ -69,6 +91,15 @@ def add_dupes_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="scene similarity for the similar tier (default 0.92)",
     )
     dupes.add_argument(
+        "--threshold",
+        type=_threshold,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the same thresholds in one flag: hash=BITS, near=X, crop=X, similar=X "
+        "(repeatable; e.g. --threshold near=0.9)",
+    )
+    dupes.add_argument(
         "--keep",
         action="append",
         default=[],
@@ -103,7 +134,9 @@ def _options(args: argparse.Namespace) -> Any:
         "crop_cosine": args.crop_cosine,
         "similar_cosine": args.similar_cosine,
     }
-    return replace(DupeOptions(), **{k: v for k, v in chosen.items() if v is not None})
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    chosen.update(dict(args.threshold))
+    return replace(DupeOptions(), **chosen)
 
 
 def _bar(console: Console, desc: str, unit: str) -> tuple[Any, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from searchapp.dupes.candidates import hash_pairs, neighbour_pairs
+from searchapp.dupes.candidates import HashPairs, hash_pairs, neighbour_pairs
 from searchapp.dupes.confirm import check_all
 from searchapp.dupes.groups import DupeGroup, DupePair, UnionFind, build_groups
 from searchapp.dupes.hashes import VARIANTS
@@ -51,10 +51,11 @@ class DupeOptions:
                 f"unknown tier {', '.join(unknown) or '(none)'}; choose from {', '.join(TIERS)}"
             )
         if not 0 <= self.hash_radius <= 7:
-            raise UsageError("--hash-radius must be between 0 and 7 bits")
+            raise UsageError("--hash-radius (--threshold hash=) must be between 0 and 7 bits")
         for name in ("near_cosine", "crop_cosine", "similar_cosine"):
             if not -1.0 <= getattr(self, name) <= 1.0:
-                raise UsageError(f"--{name.replace('_', '-')} must be between -1 and 1")
+                flag, short = name.replace("_", "-"), name.split("_")[0]
+                raise UsageError(f"--{flag} (--threshold {short}=) must be between -1 and 1")
 
 
 @dataclass
@@ -133,15 +134,25 @@ def find_duplicates(
     wants_pixels = {"near", "crop"} & set(options.tiers)
     scene_lookup = np.full(len(table), -1, dtype=np.int64)
     scenes = np.zeros((0, dim or 1), dtype=np.float32)
-    if dim and (wants_pixels or "similar" in options.tiers):
-        clock = time.monotonic()
-        scene_lookup, scenes = VectorSource(catalog, table, dim).scenes()
-        report.seconds["vectors"] = time.monotonic() - clock
+    # the hash search needs only the table: it runs while the vectors are read and searched
+    # (FAISS and SQLite release the GIL)
+    with ThreadPoolExecutor(1, thread_name_prefix="dupes-hash") as pool:
+        hashes = (
+            pool.submit(hash_pairs, table.phashes, table.has_phash, options.hash_radius)
+            if wants_pixels
+            else None
+        )
+        if dim and (wants_pixels or "similar" in options.tiers):
+            clock = time.monotonic()
+            scene_lookup, scenes = VectorSource(catalog, table, dim).scenes()
+            report.seconds["vectors"] = time.monotonic() - clock
+        if hashes is not None:
+            clock = time.monotonic()
+            embedded = _embedding_candidates(table, options, scene_lookup, scenes, dim, catalog)
+            candidates = _merge(scene_lookup, scenes, hashes.result(), embedded)
+            report.proposed = len(candidates)
+            report.seconds["propose"] = time.monotonic() - clock
     if wants_pixels:
-        clock = time.monotonic()
-        candidates = _propose(table, options, scene_lookup, scenes, dim, catalog)
-        report.proposed = len(candidates)
-        report.seconds["propose"] = time.monotonic() - clock
         clock = time.monotonic()
 
         def on_result(candidate: Any, evidence: PixelEvidence) -> None:
@@ -187,13 +198,11 @@ def _exact_pairs(table: PhotoTable) -> list[DupePair]:
     return pairs
 
 
-def _propose(
-    table: PhotoTable,
-    options: DupeOptions,
+def _merge(
     scene_lookup: np.ndarray,
     scenes: np.ndarray,
-    dim: int | None,
-    catalog: object,
+    hashes: HashPairs,
+    embedded: list[_Candidate],
 ) -> list[_Candidate]:
     """Every pair worth a pixel check, strongest first, one entry per unordered pair."""
     found: dict[tuple[int, int], _Candidate] = {}
@@ -204,11 +213,6 @@ def _propose(
             return None
         return float(scenes[i] @ scenes[j])
 
-    # the hash search runs beside the embedding search: FAISS releases the GIL in both
-    with ThreadPoolExecutor(1, thread_name_prefix="dupes-hash") as pool:
-        pending = pool.submit(hash_pairs, table.phashes, table.has_phash, options.hash_radius)
-        embedded = _embedding_candidates(table, options, scene_lookup, scenes, dim, catalog)
-        hashes = pending.result()
     for a, b, distance, variant in zip(
         hashes.a.tolist(),
         hashes.b.tolist(),

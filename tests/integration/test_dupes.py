@@ -268,6 +268,10 @@ def test_cli_refuses_bad_flags(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--move-to" in result.stderr
     result = _run("dupes", "--library", str(tmp_path / "lib"), "--tier", "nearish")
     assert result.returncode == 2 and "unknown tier" in result.stderr
+    result = _run("dupes", "--library", str(tmp_path / "lib"), "--threshold", "nearish=0.9")
+    assert result.returncode == 2 and "NAME=VALUE" in result.stderr
+    result = _run("dupes", "--library", str(tmp_path / "lib"), "--threshold", "near=1.5")
+    assert result.returncode == 2 and "between -1 and 1" in result.stderr
     result = _run("dupes", "--library", str(tmp_path / "lib"), "--undo", str(tmp_path / "x.json"))
     assert result.returncode != 0 and "no journal" in result.stderr
 

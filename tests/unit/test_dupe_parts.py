@@ -149,3 +149,20 @@ def test_turned_edit_is_a_copy_but_a_rolled_camera_is_not(tmp_path: Path) -> Non
     assert edit.tier == "near" and edit.filled_corners and 20 < abs(edit.turn) < 30
     rolled = comparer.compare(str(tmp_path / "shot_a.jpg"), str(tmp_path / "shot_b.jpg"))
     assert rolled.aligned and not rolled.filled_corners and rolled.tier is None
+
+
+def test_threshold_flag_sets_the_same_options_as_the_long_flags() -> None:
+    from searchapp.cli import build_parser
+    from searchapp.cli_dupes import _options
+
+    parser = build_parser()
+    one_flag = parser.parse_args(
+        ["dupes", "--threshold", "hash=3", "--threshold", "near=0.9", "--threshold", "similar=0.8"]
+    )
+    long_flags = parser.parse_args(
+        ["dupes", "--hash-radius", "3", "--near-cosine", "0.9", "--similar-cosine", "0.8"]
+    )
+    options = _options(one_flag)
+    assert options == _options(long_flags)
+    assert (options.hash_radius, options.near_cosine, options.similar_cosine) == (3, 0.9, 0.8)
+    assert options.crop_cosine == 0.75  # untouched thresholds keep their defaults
