@@ -206,6 +206,9 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
         env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # a shell starts background jobs with SIGINT ignored, which Python then keeps: give the
+        # child the terminal's default, as a user pressing Ctrl-C has
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     while committed(lib / "catalog.db") < 12 and time.monotonic() < deadline:
