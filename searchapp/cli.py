@@ -379,6 +379,7 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
         "bytes_per_photo": bytes_per_photo,
         "quality": stats.quality,
         "low_quality": stats.low_quality,
+        "set_aside": stats.set_aside,
     }
     if args.json:
         print(json.dumps(data))
@@ -399,6 +400,7 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
             ("vectors", str(stats.vectors)),
             ("quality", quality or "not measured"),
             ("low quality", f"{stats.low_quality} kept out of the vectors"),
+            ("set aside", f"{stats.set_aside} copies moved away by `dupes --move-to`"),
             ("failures", str(stats.failures)),
             ("encoder", encoder.describe() if encoder else "none yet"),
             (

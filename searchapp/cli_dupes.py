@@ -253,7 +253,7 @@ def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
             finally:
                 close()
             data["moved"] = [{"from": m.source, "to": m.target} for m in outcome.moved]
-            data["journal"] = str(outcome.journal)
+            data["journal"] = str(outcome.journal) if outcome.journal else None
         elif args.move_to:
             from searchapp.dupes.moves import plan_moves
 
@@ -268,7 +268,9 @@ def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
             print(f"would move {move['from']} -> {move['to']}")
         if "would_move" in data:
             console.note("dry run: nothing moved. Add --apply to move them")
-        if "journal" in data:
+        if "moved" in data and not data["moved"]:
+            console.note("nothing to move")
+        elif "journal" in data:
             print(
                 f"moved {len(data['moved'])} files; undo with: searchapp dupes --undo "
                 f"{data['journal']}"

@@ -25,7 +25,13 @@ from searchapp.errors import (
 from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexRun, LazyModel
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
 from searchapp.ingest.regions import REGION_KINDS
-from searchapp.records import EncoderIdentity, FileStat, KnownFailure, LibraryStats
+from searchapp.records import (
+    CatalogBatch,
+    EncoderIdentity,
+    FileStat,
+    KnownFailure,
+    LibraryStats,
+)
 
 if TYPE_CHECKING:
     from searchapp.dupes.find import DupeOptions, DupeReport
@@ -376,7 +382,11 @@ class Library:
         from searchapp.dupes.moves import apply_moves, plan_moves
 
         with self.writing():
-            return apply_moves(self.catalog, plan_moves(paths, folder), folder, on_progress)
+            try:
+                plan = plan_moves(paths, folder)
+                return apply_moves(self.catalog, self._commit, plan, folder, on_progress)
+            finally:
+                self._save_indexes()
 
     def undo_moves(
         self, journal: Path, on_progress: Callable[[int, int], None] | None = None
@@ -384,13 +394,27 @@ class Library:
         from searchapp.dupes.moves import undo_moves
 
         with self.writing():
-            return undo_moves(self.catalog, journal, on_progress)
+            try:
+                return undo_moves(self.catalog, self._commit, journal, on_progress)
+            finally:
+                self._save_indexes()
+
+    def _commit(self, batch: CatalogBatch) -> None:
+        """Write a batch outside an indexing run; the loaded indexes follow it."""
+        base = self.catalog.vector_generation()
+        generation, delta = self.catalog.apply(batch)
+        if delta.added_ids or delta.removed_ids:
+            self.indexes().follow(delta, base, generation)
+
+    def _save_indexes(self) -> None:
+        if self._indexes is not None:
+            self._indexes.save_all(self.catalog.vector_generation())
 
     def failures(self) -> list[KnownFailure]:
         return self.catalog.all_failures()
 
     def stats(self) -> LibraryStats:
-        n_images, by_kind, n_failures = self.catalog.counts()
+        n_images, n_aside, by_kind, n_failures = self.catalog.counts()
         db_path = self.catalog.database_path()
         catalog_bytes = 0
         if db_path is not None:
@@ -411,6 +435,7 @@ class Library:
             index_bytes=index_bytes,
             quality=quality,
             low_quality=low_quality,
+            set_aside=n_aside,
         )
 
 

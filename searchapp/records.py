@@ -9,6 +9,9 @@ import numpy as np
 BBox = tuple[int, int, int, int]  # x0, y0, x1, y1 in displayed-photo pixels
 
 
+REGION_KINDS = ("scene", "object", "tile")  # one FAISS index each
+
+
 @dataclass(frozen=True)
 class ImageMeta:
     width: int  # as displayed, after EXIF orientation
@@ -101,6 +104,8 @@ class CatalogBatch:
     moves: list[Move] = field(default_factory=list)
     copies: list[Copy] = field(default_factory=list)
     touched: list[Move] = field(default_factory=list)  # same bytes, new mtime: update stat only
+    set_aside: list[Move] = field(default_factory=list)  # moved away by `dupes`: out of search
+    restored: list[Move] = field(default_factory=list)  # moved back by `dupes --undo`
     deleted_ids: list[int] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     cleared_failures: list[str] = field(default_factory=list)
@@ -111,6 +116,8 @@ class CatalogBatch:
             or self.moves
             or self.copies
             or self.touched
+            or self.set_aside
+            or self.restored
             or self.deleted_ids
             or self.failures
             or self.cleared_failures
@@ -168,6 +175,7 @@ class LibraryStats:
     index_bytes: int
     quality: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> percentiles
     low_quality: int = 0  # photos kept out of the vectors by --skip-low-quality
+    set_aside: int = 0  # copies moved away by `dupes --move-to`, out of search until undone
 
 
 @dataclass(frozen=True)

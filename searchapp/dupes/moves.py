@@ -4,7 +4,9 @@ Nothing is ever deleted. A move keeps the file's absolute path below the target 
 (/photos/a.jpg -> DIR/photos/a.jpg), so names never clash and the way back is plain. Before the
 first file moves, the whole plan is written to a journal in DIR; `undo` reads it and moves back
 every file that is at its target and whose old place is free, so a run killed halfway is undone
-as completely as a finished one. The catalog follows every move, in small transactions.
+as completely as a finished one. The catalog follows every move, in small transactions: a moved
+copy is set aside (its row follows the file, its vectors leave search and `dupes`), and undo
+brings it back without re-embedding.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from searchapp.records import CatalogBatch, FileStat, Move
 
 JOURNAL_VERSION = 1
 CATALOG_EVERY = 50  # moves per catalog transaction
+
+Commit = Callable[[CatalogBatch], None]  # writes a batch; the library's indexes follow it
 
 
 @dataclass(frozen=True)
@@ -47,16 +51,17 @@ def plan_moves(paths_to_move: list[str], folder: Path) -> list[PlannedMove]:
     return [PlannedMove(path, target_for(path, folder)) for path in sorted(set(paths_to_move))]
 
 
-def _catalog_moves(catalog: object, moves: list[PlannedMove]) -> None:
+def _catalog_moves(catalog: object, commit: Commit, moves: list[PlannedMove], aside: bool) -> None:
     batch = CatalogBatch()
+    placed = batch.set_aside if aside else batch.restored
     for move in moves:
         known = catalog.image_by_path(move.source)  # type: ignore[attr-defined]
         if known is None:
             continue
         st = os.stat(move.target)
-        batch.moves.append(Move(known.id, FileStat(move.target, st.st_size, st.st_mtime_ns)))
+        placed.append(Move(known.id, FileStat(move.target, st.st_size, st.st_mtime_ns)))
     if not batch.is_empty():
-        catalog.apply(batch)  # type: ignore[attr-defined]
+        commit(batch)
 
 
 def _move_file(source: str, target: str) -> str | None:
@@ -75,7 +80,9 @@ def _move_file(source: str, target: str) -> str | None:
 
 def _run_moves(
     catalog: object,
+    commit: Commit,
     plan: list[PlannedMove],
+    aside: bool,
     on_progress: Callable[[int, int], None] | None,
 ) -> tuple[list[PlannedMove], list[tuple[PlannedMove, str]]]:
     moved: list[PlannedMove] = []
@@ -90,21 +97,26 @@ def _run_moves(
             else:
                 skipped.append((move, problem))
             if len(pending) >= CATALOG_EVERY:
-                _catalog_moves(catalog, pending)
+                _catalog_moves(catalog, commit, pending, aside)
                 pending = []
             if on_progress:
                 on_progress(done, len(plan))
     finally:
-        _catalog_moves(catalog, pending)  # an interrupted run still records what moved
+        _catalog_moves(
+            catalog, commit, pending, aside
+        )  # an interrupted run still records what moved
     return moved, skipped
 
 
 def apply_moves(
     catalog: object,
+    commit: Commit,
     plan: list[PlannedMove],
     folder: Path,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> MoveOutcome:
+    if not plan:
+        return MoveOutcome([], [], None)  # no journal for a move of nothing
     folder = folder.expanduser().absolute()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -126,7 +138,7 @@ def apply_moves(
             f"cannot write the journal in {folder}: {exc.strerror or exc}; nothing was moved. "
             "Pass a writable --move-to folder"
         ) from exc
-    moved, skipped = _run_moves(catalog, plan, on_progress)
+    moved, skipped = _run_moves(catalog, commit, plan, True, on_progress)
     return MoveOutcome(moved, skipped, journal)
 
 
@@ -145,7 +157,10 @@ def read_journal(path: Path) -> list[PlannedMove]:
 
 
 def undo_moves(
-    catalog: object, journal: Path, on_progress: Callable[[int, int], None] | None = None
+    catalog: object,
+    commit: Commit,
+    journal: Path,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> MoveOutcome:
     """Move back every journalled file that sits at its target; newest move first."""
     back = [PlannedMove(m.target, m.source) for m in reversed(read_journal(journal))]
@@ -153,7 +168,7 @@ def undo_moves(
     absent = [
         (move, "not at its moved place (already back?)") for move in back if move not in present
     ]
-    moved, skipped = _run_moves(catalog, present, on_progress)
+    moved, skipped = _run_moves(catalog, commit, present, False, on_progress)
     for move in moved:  # the folders the move made below DIR, now empty; the journal stays
         with contextlib.suppress(OSError):
             os.removedirs(os.path.dirname(move.source))

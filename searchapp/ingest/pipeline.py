@@ -373,12 +373,8 @@ class IndexRun:
         if not self.batch.is_empty():
             base = self.generation
             self.generation, delta = self.catalog.apply(self.batch)
-            for kind in set(delta.added_ids) | set(delta.removed_ids):
-                ids = np.asarray(delta.added_ids.get(kind, []), dtype=np.int64)
-                vectors = delta.added_vectors.get(kind, [])
-                stacked = np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)
-                removed = delta.removed_ids.get(kind, [])
-                self.indexes().apply_delta(kind, (ids, stacked), removed, base, self.generation)
+            if delta.added_ids or delta.removed_ids:
+                self.indexes().follow(delta, base, self.generation)
         self.batch = CatalogBatch()
         self.batch_images = 0
         self.doomed.clear()

@@ -25,6 +25,7 @@ from PIL import Image
 
 from searchapp.detect.base import Detection, DetectorOptions, clip_box
 from searchapp.ingest.load import LoadedImage
+from searchapp.records import REGION_KINDS as REGION_KINDS  # objects: object_regions()
 from searchapp.records import BBox
 
 
@@ -148,7 +149,6 @@ REGION_PRODUCERS: dict[str, Callable[[LoadedImage, RegionOptions], list[RegionCu
     "scene": scene_regions,
     "tile": tile_regions,
 }
-REGION_KINDS = ("scene", "object", "tile")  # objects: object_regions(), after detection
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ from searchapp.records import (
     FileStat,
     KnownFailure,
     KnownImage,
+    Move,
     VectorDelta,
 )
 from searchapp.store.dupe_reads import DupeReads
@@ -50,6 +51,7 @@ from searchapp.store.tables import (
     images,
     labels,
     regions,
+    set_aside_images,
     settings,
     under,
 )
@@ -213,9 +215,14 @@ class Catalog(SearchReads, DupeReads):
             return set(conn.execute(select(images.c.content_hash)).scalars())
 
     def all_images(self) -> list[KnownImage]:
-        query = select(
-            images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
-        ).order_by(images.c.id)
+        """Every image in search (not those set aside by `dupes --move-to`)."""
+        query = (
+            select(
+                images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
+            )
+            .where(images.c.set_aside.is_(False))
+            .order_by(images.c.id)
+        )
         with self.engine.connect() as conn:
             return [KnownImage(*row) for row in conn.execute(query)]
 
@@ -261,12 +268,20 @@ class Catalog(SearchReads, DupeReads):
             doomed += [item.replaces_id for item in batch.new if item.replaces_id is not None]
             doomed += [item.replaces_id for item in batch.copies if item.replaces_id is not None]
             self._delete_images(conn, doomed, delta)
-            for move in batch.moves + batch.touched:
+            for move in batch.touched:
                 conn.execute(
                     update(images)
                     .where(images.c.id == move.image_id)
                     .values(path=move.stat.path, size=move.stat.size, mtime_ns=move.stat.mtime_ns)
                 )
+            # a photo found again in the library (moved back by hand, say) is no longer aside
+            for moves, aside in (
+                (batch.moves, False),
+                (batch.set_aside, True),
+                (batch.restored, False),
+            ):
+                for move in moves:
+                    self._place(conn, move, aside, delta)
             for item in batch.new:
                 image_id = self._insert_image(conn, item.stat, item.content_hash, item.meta, now)
                 for region in item.regions:
@@ -294,6 +309,34 @@ class Catalog(SearchReads, DupeReads):
                 conn.execute(delete(labels).where(labels.c.region_id.in_(region_chunk)))
                 conn.execute(delete(regions).where(regions.c.id.in_(region_chunk)))
             conn.execute(delete(images).where(images.c.id.in_(chunk)))
+
+    def _place(self, conn: Connection, move: Move, aside: bool, delta: VectorDelta) -> None:
+        """Point an image at its file; its vectors leave the indexes while it is set aside."""
+        was = conn.execute(
+            select(images.c.set_aside).where(images.c.id == move.image_id)
+        ).scalar_one_or_none()
+        if was is None:
+            return
+        stat = move.stat
+        conn.execute(
+            update(images)
+            .where(images.c.id == move.image_id)
+            .values(path=stat.path, size=stat.size, mtime_ns=stat.mtime_ns, set_aside=aside)
+        )
+        if bool(was) == aside:
+            return
+        rows = conn.execute(
+            select(regions.c.id, regions.c.kind, regions.c.vector).where(
+                regions.c.image_id == move.image_id
+            )
+        )
+        for row in rows:
+            if aside:
+                delta.remove(row.kind, row.id)
+            else:
+                delta.add(
+                    row.kind, row.id, np.frombuffer(row.vector, VECTOR_DTYPE).astype(np.float32)
+                )
 
     def _insert_image(
         self, conn: Connection, stat: FileStat, content_hash: str, meta: Any, now: float
@@ -344,6 +387,7 @@ class Catalog(SearchReads, DupeReads):
         source = conn.execute(select(images).where(images.c.id == source_id)).mappings().one()
         values = {k: v for k, v in source.items() if k != "id"}
         values.update(path=stat.path, size=stat.size, mtime_ns=stat.mtime_ns, indexed_at=now)
+        values["set_aside"] = False  # a copy in the library is searchable, wherever its source is
         image_id = _insert_id(conn, insert(images).values(**values))
         for region in conn.execute(select(regions).where(regions.c.image_id == source_id)).all():
             region_values = {k: v for k, v in region._mapping.items() if k not in ("id",)}
@@ -401,7 +445,7 @@ class Catalog(SearchReads, DupeReads):
         """Yield (ids int64, vectors float32) for every region of a kind, in chunks."""
         query = (
             select(regions.c.id, regions.c.vector)
-            .where(regions.c.kind == kind)
+            .where(regions.c.kind == kind, regions.c.image_id.not_in(set_aside_images()))
             .order_by(regions.c.id)
         )
         with self.engine.connect() as conn:
@@ -414,21 +458,32 @@ class Catalog(SearchReads, DupeReads):
 
     def region_count(self, kind: str) -> int:
         with self.engine.connect() as conn:
-            query = select(func.count()).select_from(regions).where(regions.c.kind == kind)
+            query = (
+                select(func.count())
+                .select_from(regions)
+                .where(regions.c.kind == kind, regions.c.image_id.not_in(set_aside_images()))
+            )
             return int(conn.execute(query).scalar_one())
 
-    def counts(self) -> tuple[int, dict[str, int], int]:
-        """(images, regions by kind, failures)."""
+    def counts(self) -> tuple[int, int, dict[str, int], int]:
+        """(images in search, images set aside, regions in search by kind, failures)."""
+
+        def count(query: Any) -> int:
+            return int(conn.execute(query).scalar_one())
+
         with self.engine.connect() as conn:
-            n_images = int(conn.execute(select(func.count()).select_from(images)).scalar_one())
+            n_images = count(select(func.count()).select_from(images))
+            n_aside = count(select(func.count()).select_from(set_aside_images().subquery()))
             by_kind = {
                 row.kind: int(row.n)
                 for row in conn.execute(
-                    select(regions.c.kind, func.count().label("n")).group_by(regions.c.kind)
+                    select(regions.c.kind, func.count().label("n"))
+                    .where(regions.c.image_id.not_in(set_aside_images()))
+                    .group_by(regions.c.kind)
                 )
             }
-            n_failures = int(conn.execute(select(func.count()).select_from(failures)).scalar_one())
-        return n_images, by_kind, n_failures
+            n_failures = count(select(func.count()).select_from(failures))
+        return n_images - n_aside, n_aside, by_kind, n_failures
 
     def database_path(self) -> Path | None:
         database = self.engine.url.database

@@ -16,7 +16,14 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from searchapp.records import KnownImage
-from searchapp.store.tables import VECTOR_DTYPE, chunks, evidence, images, regions
+from searchapp.store.tables import (
+    VECTOR_DTYPE,
+    chunks,
+    evidence,
+    images,
+    regions,
+    set_aside_images,
+)
 
 PHASH_BYTES = 64
 
@@ -54,19 +61,23 @@ class DupeReads:
     engine: Engine
 
     def photo_table(self) -> PhotoTable:
-        query = select(
-            images.c.id,
-            images.c.path,
-            images.c.size,
-            images.c.width,
-            images.c.height,
-            images.c.blur,
-            images.c.colourfulness,
-            images.c.taken_at,
-            images.c.content_hash,
-            images.c.pixel_hash,
-            images.c.phash,
-        ).order_by(images.c.id)
+        query = (
+            select(
+                images.c.id,
+                images.c.path,
+                images.c.size,
+                images.c.width,
+                images.c.height,
+                images.c.blur,
+                images.c.colourfulness,
+                images.c.taken_at,
+                images.c.content_hash,
+                images.c.pixel_hash,
+                images.c.phash,
+            )
+            .where(images.c.set_aside.is_(False))
+            .order_by(images.c.id)
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         n = len(rows)
@@ -104,7 +115,7 @@ class DupeReads:
             select(
                 images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
             )
-            .where(images.c.phash.is_(None))
+            .where(images.c.phash.is_(None), images.c.set_aside.is_(False))
             .order_by(images.c.id)
         )
         with self.engine.connect() as conn:
@@ -131,7 +142,7 @@ class DupeReads:
         """Yield (image ids int64, vectors float16) for every region of these kinds, in chunks."""
         query = (
             select(regions.c.image_id, regions.c.vector)
-            .where(regions.c.kind.in_(list(kinds)))
+            .where(regions.c.kind.in_(list(kinds)), regions.c.image_id.not_in(set_aside_images()))
             .order_by(regions.c.id)
         )
         with self.engine.connect() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -11,6 +12,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -51,6 +53,10 @@ class ImageRow(Base):
     phash: Mapped[bytes | None] = mapped_column(LargeBinary)  # 8 pHashes: rotations and flips
     pixel_hash: Mapped[str | None] = mapped_column(String(32), index=True)  # decoded pixels
     colourfulness: Mapped[float | None] = mapped_column(Float)  # 0 for greyscale
+    # moved away by `dupes --move-to`: its row follows the file, its vectors leave the indexes
+    set_aside: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
 
 
 class RegionRow(Base):

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, and_, or_
+from sqlalchemy import Select, Table, and_, or_, select
 
 from searchapp.store.models import (
     FailureRow,
@@ -45,3 +45,9 @@ def under(column: Any, roots: Iterable[str]) -> Any:
         conditions.append(column == base)
         conditions.append(and_(column >= base + "/", column < base + "0"))
     return or_(*conditions)
+
+
+def set_aside_images() -> Select[Any]:
+    """Ids of the images `dupes --move-to` set aside: out of search and `dupes`. A NOT IN over
+    this (usually empty) set costs nothing, where an IN over every image would."""
+    return select(images.c.id).where(images.c.set_aside.is_(True))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from searchapp.errors import DiskFullError, SearchappError
+from searchapp.records import REGION_KINDS, VectorDelta
 from searchapp.store.catalog import Catalog
 
 
@@ -114,25 +115,29 @@ class IndexStore:
     def path_for(self, kind: str, generation: int) -> Path:
         return self.directory / f"index-{kind}-g{generation}.faiss"
 
-    def get(self, kind: str, *, persist: bool) -> Any:
-        """The index of a kind, loaded or rebuilt. With persist, a rebuilt index is saved."""
+    def get(self, kind: str, *, persist: bool, at_generation: int | None = None) -> Any:
+        """The index of a kind, loaded or rebuilt. With persist, a rebuilt index is saved. With
+        at_generation, the file of that generation is taken as it is (a batch committed since
+        is about to be applied to it), so that following a batch never rebuilds."""
         with self._lock:
             if kind not in self._indexes:
-                self._generations[kind] = self.catalog.vector_generation()
-                self._indexes[kind] = self._open(kind, persist=persist)
+                index, generation = self._open(kind, persist=persist, at_generation=at_generation)
+                self._indexes[kind], self._generations[kind] = index, generation
             return self._indexes[kind]
 
-    def _open(self, kind: str, *, persist: bool) -> Any:
+    def _open(self, kind: str, *, persist: bool, at_generation: int | None) -> tuple[Any, int]:
         generation = self.catalog.vector_generation()
+        wanted = generation if at_generation is None else at_generation
         record = self.catalog.index_record(kind)
-        expected = self.catalog.region_count(kind)
+        # a file of an earlier generation cannot be counted against the catalog of now
+        expected = self.catalog.region_count(kind) if wanted == generation else None
         problem = None
         if record is None:
             problem = "no index file recorded" if expected else None
         else:
             saved_gen, saved_count = record
             path = self.path_for(kind, saved_gen)
-            if saved_gen != generation:
+            if saved_gen != wanted:
                 problem = f"index file is stale (generation {saved_gen}, catalog {generation})"
             elif not path.exists():
                 problem = f"index file {path.name} is missing"
@@ -142,18 +147,20 @@ class IndexStore:
                 except RuntimeError as exc:
                     problem = f"index file {path.name} is unreadable ({str(exc).splitlines()[0]})"
                 else:
-                    if index.ntotal == expected == saved_count and index.d == self.dim:
-                        return index
+                    counted = expected is None or index.ntotal == expected
+                    if index.ntotal == saved_count and counted and index.d == self.dim:
+                        return index, wanted
                     problem = (
                         f"index file {path.name} holds {index.ntotal} vectors of dim {index.d}, "
-                        f"catalog has {expected} of dim {self.dim}"
+                        f"catalog has {expected if expected is not None else saved_count} "
+                        f"of dim {self.dim}"
                     )
         index = self.rebuild_from_catalog(kind)
         if problem:
             self.repairs.append(f"{kind}: {problem}; rebuilt from the catalog")
         if persist:
             self.save(kind, index, generation)
-        return index
+        return index, generation
 
     def rebuild_from_catalog(self, kind: str) -> Any:
         index = new_index(self.dim)
@@ -187,7 +194,7 @@ class IndexStore:
         new_generation: int,
     ) -> None:
         """Follow a committed catalog batch that moved `base_generation` to `new_generation`."""
-        index = self.get(kind, persist=True)
+        index = self.get(kind, persist=True, at_generation=base_generation)
         loaded_at = self._generations[kind]
         if loaded_at == new_generation:
             return  # loaded after the commit: the catalog already had these vectors
@@ -197,6 +204,35 @@ class IndexStore:
             remove(index, removed)
             add(index, *added)
         self._generations[kind] = new_generation
+
+    def follow(self, delta: VectorDelta, base_generation: int, new_generation: int) -> None:
+        """Follow one committed catalog batch: apply it to the kinds it touched, and carry the
+        others to the new generation unchanged, so that none is rebuilt for being untouched."""
+        touched = set(delta.added_ids) | set(delta.removed_ids)
+        for kind in touched:
+            ids = np.asarray(delta.added_ids.get(kind, []), dtype=np.int64)
+            vectors = delta.added_vectors.get(kind, [])
+            stacked = np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)
+            removed = delta.removed_ids.get(kind, [])
+            self.apply_delta(kind, (ids, stacked), removed, base_generation, new_generation)
+        with self._lock:
+            for kind in set(REGION_KINDS) - touched:
+                if kind in self._indexes:
+                    if self._generations[kind] == base_generation:
+                        self._generations[kind] = new_generation
+                else:
+                    self._carry_file(kind, base_generation, new_generation)
+
+    def _carry_file(self, kind: str, base_generation: int, new_generation: int) -> None:
+        """Rename an unloaded kind's file of the base generation to the new one. A crash between
+        the rename and the record leaves a missing file, which the next open rebuilds."""
+        record = self.catalog.index_record(kind)
+        if record is None or record[0] != base_generation:
+            return
+        source = self.path_for(kind, base_generation)
+        if source.exists():
+            os.replace(source, self.path_for(kind, new_generation))
+            self.catalog.set_index_record(kind, new_generation, record[1])
 
     def rebuild_all(self, kinds: list[str]) -> None:
         generation = self.catalog.vector_generation()

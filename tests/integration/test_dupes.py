@@ -214,12 +214,20 @@ def test_cli_json_move_and_undo_restore_the_folder(
     outcome = json.loads(moved.stdout)
     assert len(outcome["moved"]) == 8
     assert len(_snapshot(dupe_folder)) == len(before) - 8
-    with Library(lib) as reopened:  # the catalog followed the files
+    with Library(lib) as reopened:  # the catalog followed the files, and set them aside
         for move in outcome["moved"]:
             assert reopened.catalog.image_by_path(move["to"]) is not None
             assert reopened.catalog.image_by_path(move["from"]) is None
+        assert reopened.stats().set_aside == 8
     after_move = _run("dupes", "--library", lib, "--json", "-q")
-    assert len(json.loads(after_move.stdout)["groups"]) == 4  # still indexed, at their new place
+    assert json.loads(after_move.stdout)["groups"] == []  # nothing left to clean up
+    again = _run("dupes", "--library", lib, "--move-to", str(trash), "--apply", "--json", "-q")
+    assert json.loads(again.stdout)["moved"] == []  # the moved copies are not moved twice
+    kept = [group["keep"] for group in data["groups"]]
+    found = _run("search", "--library", lib, "--like", kept[0], "-k", "50", "--json")
+    assert found.returncode == 0 and "rebuilt" not in found.stderr  # the indexes followed
+    found_paths = {hit["path"] for hit in json.loads(found.stdout)["results"]}
+    assert found_paths and not any(path.startswith(str(trash)) for path in found_paths)
 
     undo = _run("dupes", "--library", lib, "--undo", outcome["journal"])
     assert undo.returncode == 0, undo.stderr
@@ -228,6 +236,14 @@ def test_cli_json_move_and_undo_restore_the_folder(
     with Library(lib) as reopened:
         for move in outcome["moved"]:
             assert reopened.catalog.image_by_path(move["from"]) is not None
+        assert reopened.stats().set_aside == 0
+    restored = _run("dupes", "--library", lib, "--json", "-q")
+    assert len(json.loads(restored.stdout)["groups"]) == 4  # back in search, not re-embedded
+    found = _run("search", "--library", lib, "--like", kept[0], "-k", "50", "--json")
+    assert "rebuilt" not in found.stderr
+    assert {move["from"] for move in outcome["moved"]} <= {
+        hit["path"] for hit in json.loads(found.stdout)["results"]
+    }
 
 
 def test_interrupted_move_is_undone(
