@@ -72,6 +72,7 @@ class IndexSummary:
     embedded: int = 0
     reused: int = 0  # copies whose vectors were cloned from identical bytes
     seconds: float = 0.0
+    model_seconds: float = 0.0  # of `seconds`, loading the encoder and the detector
     interrupted: bool = False
 
     @property
@@ -87,6 +88,7 @@ class IndexSummary:
             embedded=self.embedded,
             reused=self.reused,
             seconds=round(self.seconds, 3),
+            model_seconds=round(self.model_seconds, 3),
             images_per_second=round(self.images_per_second, 2),
             interrupted=self.interrupted,
         )
@@ -129,11 +131,14 @@ class LazyModel:
         self._loader = loader
         self._encoder: Any = None
         self._lock = threading.Lock()
+        self.seconds = 0.0  # spent loading, reported apart from the run's throughput
 
     def get(self) -> Any:
         with self._lock:
             if self._encoder is None:
+                started = time.monotonic()
                 self._encoder = self._loader()
+                self.seconds = time.monotonic() - started
             return self._encoder
 
 
@@ -413,6 +418,7 @@ class IndexRun:
             self._commit(force_save=True)
         finally:
             self.summary.seconds = time.monotonic() - started
+            self.summary.model_seconds = self.encoder.seconds + self.detector.seconds
         return self.summary
 
     def _process(

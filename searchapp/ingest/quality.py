@@ -52,6 +52,8 @@ class Quality:
 
 
 def measure(image: Image.Image) -> Quality:
+    """OpenCV's integer kernels and one-pass mean/deviation: exact on 8-bit pixels, and half
+    the time of float arrays (it runs for every photo indexed)."""
     import cv2
 
     scale = MEASURE_SIDE / max(image.size)
@@ -60,19 +62,23 @@ def measure(image: Image.Image) -> Quality:
             (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
             Image.Resampling.BILINEAR,
         )
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    pixels = np.asarray(image.convert("L"), dtype=np.uint8)
-    laplacian = cv2.Laplacian(pixels, cv2.CV_64F)
+    grey = np.asarray(image.convert("L"))
+    _, laplacian_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
+    mean, std = cv2.meanStdDev(grey)
     return Quality(
-        blur=round(float(laplacian.var()), 2),
-        brightness=round(float(pixels.mean()), 2),
-        contrast=round(float(pixels.std()), 2),
-        colourfulness=round(colourfulness(rgb), 2),
+        blur=round(float(laplacian_std[0, 0]) ** 2, 2),
+        brightness=round(float(mean[0, 0]), 2),
+        contrast=round(float(std[0, 0]), 2),
+        colourfulness=round(colourfulness(np.asarray(image.convert("RGB"))), 2),
     )
 
 
 def colourfulness(rgb: np.ndarray) -> float:
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    red_green, yellow_blue = red - green, 0.5 * (red + green) - blue
-    spread = np.hypot(red_green.std(), yellow_blue.std())
-    return float(spread + 0.3 * np.hypot(red_green.mean(), yellow_blue.mean()))
+    """Hasler and Suesstrunk: spread and mean of the red-green and yellow-blue opponents."""
+    import cv2
+
+    red, green, blue = (rgb[..., channel].astype(np.int16) for channel in range(3))
+    # yellow-blue is (r + g) / 2 - b; twice it is exact in 16 bits
+    opponents = np.dstack((red - green, red + green - 2 * blue))
+    means, stds = (values.ravel() / (1.0, 2.0) for values in cv2.meanStdDev(opponents))
+    return float(np.hypot(*stds) + 0.3 * np.hypot(*means))

@@ -48,6 +48,7 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
         "failed": 1,
     }
     assert summary["encoder"] == "cnn:efficientnet-lite0" and summary["images_per_second"] > 0
+    assert 0 < summary["model_seconds"] < summary["seconds"]  # reported apart from the rate
     assert f"searchapp: skipped {photos / 'broken.jpg'}:" in first.stderr
 
     second = json.loads(run("index", str(photos), "--library", lib, "--json").stdout)
@@ -57,6 +58,7 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     shutil.move(photos / "camera.jpg", photos / "moved" / "camera.jpg")
     third = json.loads(run("index", str(photos), "--library", lib, "--json").stdout)
     assert (third["moved"], third["new"], third["embedded"]) == (1, 0, 0)
+    assert third["model_seconds"] == 0  # a move is followed by its hash: no model is loaded
 
     query = tmp_path / "query.jpg"
     with Image.open(photos / "things" / "coffee.jpg") as image:
