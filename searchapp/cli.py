@@ -88,6 +88,13 @@ def _encoder_flags(parser: argparse.ArgumentParser, *, default: str | None) -> N
     parser.add_argument(
         "--clip-weights", metavar="FILE", type=Path, help="local open_clip checkpoint to load"
     )
+    parser.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="image encoder runtime: auto (ONNX Runtime where it measured faster, if "
+        "installed), torch, or onnx (default auto)",
+    )
 
 
 def _index_flags(parser: argparse.ArgumentParser) -> None:
@@ -243,6 +250,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     explicit = bool(args.encoder and args.encoder != "auto")
     encoder_options = EncoderOptions(
         clip_weights=args.clip_weights,
+        runtime=args.runtime,
         allow_download=explicit,
         threads=max(1, os.cpu_count() or 1),
     )

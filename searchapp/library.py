@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from searchapp.dupes.find import DupeOptions, DupeReport
     from searchapp.dupes.moves import MoveOutcome
     from searchapp.query.search import SearchResults
+from searchapp.interrupts import held_interrupts
 from searchapp.store.catalog import Catalog
 from searchapp.vectors.faiss_index import IndexStore
 
@@ -401,10 +402,11 @@ class Library:
 
     def _commit(self, batch: CatalogBatch) -> None:
         """Write a batch outside an indexing run; the loaded indexes follow it."""
-        base = self.catalog.vector_generation()
-        generation, delta = self.catalog.apply(batch)
-        if delta.added_ids or delta.removed_ids:
-            self.indexes().follow(delta, base, generation)
+        with held_interrupts():  # the catalog and the indexes move as one
+            base = self.catalog.vector_generation()
+            generation, delta = self.catalog.apply(batch)
+            if delta.added_ids or delta.removed_ids:
+                self.indexes().follow(delta, base, generation)
 
     def _save_indexes(self) -> None:
         if self._indexes is not None:

@@ -17,6 +17,7 @@ class EncoderOptions:
     clip_weights: Path | None = None  # a local open_clip checkpoint instead of the hub cache
     allow_download: bool = True  # an explicit clip: choice may download; auto never does
     threads: int | None = None  # torch intra-op threads
+    runtime: str = "auto"  # image towers: auto (ONNX Runtime where faster), torch or onnx
 
 
 @dataclass

@@ -20,6 +20,7 @@ from searchapp.encoders.base import (
     keep_freed_memory,
     l2_normalise,
 )
+from searchapp.encoders.onnx_runtime import onnx_tower
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
 from searchapp.records import EncoderIdentity
 
@@ -138,11 +139,22 @@ class OpenClipEncoder:
             **extra,
         )
         self.model = model.eval()
+        image_size = self.model.visual.image_size
+        self.input_size = int(image_size[0] if isinstance(image_size, tuple | list) else image_size)
+        self._onnx = onnx_tower(
+            self.model.visual,
+            lambda batch: [self._torch_encode(batch)],
+            weights=checkpoint,
+            name=f"clip-{arch}-visual",
+            input_size=self.input_size,
+            outputs=["features"],
+            runtime=options.runtime,
+            threads=options.threads,
+        )
+        self.runtime = "onnx" if self._onnx else "torch"
         self._fast_text: Any = None
         self.transform = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
-        image_size = self.model.visual.image_size
-        self.input_size = int(image_size[0] if isinstance(image_size, tuple | list) else image_size)
         dim = (
             int(self.model.text_projection.shape[1])
             if hasattr(self.model, "text_projection")
@@ -170,11 +182,16 @@ class OpenClipEncoder:
         return np.ascontiguousarray(self.transform(image.convert("RGB")).numpy())
 
     def encode(self, batch: np.ndarray) -> EncodedBatch:
+        if self._onnx is not None:
+            return EncodedBatch(vectors=l2_normalise(self._onnx(batch)[0]))
+        return EncodedBatch(vectors=l2_normalise(self._torch_encode(batch)))
+
+    def _torch_encode(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             features = self.model.encode_image(torch.from_numpy(np.ascontiguousarray(batch)))
-        return EncodedBatch(vectors=l2_normalise(features.float().numpy()))
+        return np.asarray(features.float().numpy())
 
     @property
     def supports_text(self) -> bool:

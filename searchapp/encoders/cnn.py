@@ -22,6 +22,7 @@ from searchapp.encoders.base import (
     l2_normalise,
     resize_shorter_and_center_crop,
 )
+from searchapp.encoders.onnx_runtime import onnx_tower
 from searchapp.errors import WeightsUnavailableError
 from searchapp.records import EncoderIdentity
 
@@ -63,6 +64,22 @@ def map_state_dict(source: dict[str, Any], target: dict[str, Any]) -> dict[str, 
     return mapped
 
 
+def _PooledAndProbs(model: Any) -> Any:
+    """The pooled feature and the class probabilities in one forward pass, for export."""
+    import torch
+
+    class PooledAndProbs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixels: Any) -> tuple[Any, Any]:
+            pooled = self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
+            return pooled, self.model.get_classifier()(pooled).softmax(dim=-1)
+
+    return PooledAndProbs().eval()
+
+
 def imagenet_class_names() -> list[str]:
     from timm.data import ImageNetInfo
 
@@ -85,6 +102,17 @@ class EfficientNetLite0Encoder:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(map_state_dict(state, model.state_dict()))
         self.model = model.eval().to(memory_format=torch.channels_last)
+        self._onnx = onnx_tower(
+            _PooledAndProbs(self.model),
+            lambda batch: list(self._torch_forward(batch)),
+            weights=path,
+            name="efficientnet-lite0",
+            input_size=INPUT_SIZE,
+            outputs=["pooled", "probs"],
+            runtime=options.runtime,
+            threads=options.threads,
+        )
+        self.runtime = "onnx" if self._onnx else "torch"
         self.class_names = imagenet_class_names()
         self.identity = EncoderIdentity(
             name="cnn:efficientnet-lite0",
@@ -99,6 +127,12 @@ class EfficientNetLite0Encoder:
         return np.ascontiguousarray(((pixels - 127.0) / 128.0).transpose(2, 0, 1))
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._onnx is not None:
+            pooled, probs = self._onnx(batch)
+            return pooled, probs
+        return self._torch_forward(batch)
+
+    def _torch_forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         pooled_parts, prob_parts = [], []

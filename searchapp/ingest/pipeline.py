@@ -27,6 +27,7 @@ from searchapp.ingest.load import LoadedImage, LoadLimits, content_hash, decode,
 from searchapp.ingest.quality import measure
 from searchapp.ingest.regions import RegionCut, RegionOptions, cut_regions, object_regions
 from searchapp.ingest.scan import ScanProblem, scan
+from searchapp.interrupts import held_interrupts
 from searchapp.records import (
     BBox,
     CatalogBatch,
@@ -375,19 +376,20 @@ class IndexRun:
 
     def _commit(self, force_save: bool = False) -> None:
         self._encode_pending()
-        if not self.batch.is_empty():
-            base = self.generation
-            self.generation, delta = self.catalog.apply(self.batch)
-            if delta.added_ids or delta.removed_ids:
-                self.indexes().follow(delta, base, self.generation)
-        self.batch = CatalogBatch()
-        self.batch_images = 0
-        self.doomed.clear()
-        self.last_commit = time.monotonic()
-        due = time.monotonic() - self.last_save > self.options.index_save_seconds
-        if force_save or due:
-            self.indexes().save_all(self.generation)
-            self.last_save = time.monotonic()
+        with held_interrupts():  # the catalog and the indexes move as one
+            if not self.batch.is_empty():
+                base = self.generation
+                self.generation, delta = self.catalog.apply(self.batch)
+                if delta.added_ids or delta.removed_ids:
+                    self.indexes().follow(delta, base, self.generation)
+            self.batch = CatalogBatch()
+            self.batch_images = 0
+            self.doomed.clear()
+            self.last_commit = time.monotonic()
+            due = time.monotonic() - self.last_save > self.options.index_save_seconds
+            if force_save or due:
+                self.indexes().save_all(self.generation)
+                self.last_save = time.monotonic()
 
     def _maybe_commit(self) -> None:
         pending = self.batch_images + len(self.to_encode)

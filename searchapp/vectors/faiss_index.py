@@ -176,7 +176,10 @@ class IndexStore:
 
     def save_all(self, generation: int) -> None:
         with self._lock:
-            for kind, index in self._indexes.items():
+            for kind, index in list(self._indexes.items()):
+                if self._generations[kind] != generation:  # did not follow every batch
+                    index = self._indexes[kind] = self.rebuild_from_catalog(kind)
+                    self._generations[kind] = generation
                 self.save(kind, index, generation)
 
     def _remove_other_files(self, kind: str, keep: Path) -> None:

@@ -221,7 +221,7 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
     at_kill = committed(lib / "catalog.db")
     assert 12 <= at_kill < total, "the kill must land mid-run"
     if sig == signal.SIGINT:
-        assert proc.returncode == 130
+        assert proc.returncode == 130, proc.stderr.read()  # type: ignore[union-attr]
 
     opened = Library(lib)
     try:

@@ -1,0 +1,44 @@
+"""A signal during a held block lands after it, so a commit and its index follow are never split."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from searchapp.interrupts import held_interrupts
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_the_block_is_raised_after_it(number: int) -> None:
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    steps = []
+    try:
+        with pytest.raises(KeyboardInterrupt), held_interrupts():
+            os.kill(os.getpid(), number)
+            steps.append("after the signal")  # still runs: the block is whole
+        assert steps == ["after the signal"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_no_signal_raises_nothing_and_other_threads_pass_through() -> None:
+    with held_interrupts():
+        pass
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with held_interrupts():  # signal.signal would raise outside the main thread
+                pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert errors == []

@@ -1,0 +1,94 @@
+"""ONNX Runtime against PyTorch, the reference: the same embeddings to 1e-4 on real photos, an
+export made once and reused, and `auto` following the timing it recorded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from searchapp.encoders.base import EncoderOptions
+from searchapp.encoders.cnn import EfficientNetLite0Encoder, bundled_weights_path
+from searchapp.encoders.registry import create_encoder
+from searchapp.errors import UsageError
+from tests.conftest import sample_image
+
+PHOTOS = ("chelsea", "astronaut", "coffee", "rocket", "motorcycle_left")
+
+
+@pytest.fixture(scope="module")
+def cnn_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real weights, copied so that the export lands in a temporary folder."""
+    folder = tmp_path_factory.mktemp("cnn")
+    return Path(shutil.copy(bundled_weights_path(), folder / "efficientnet_lite0.pth"))
+
+
+def _batch(encoder: object, names: tuple[str, ...] = PHOTOS) -> np.ndarray:
+    return np.stack([encoder.preprocess(sample_image(name)) for name in names])  # type: ignore[attr-defined]
+
+
+def test_cnn_onnx_gives_the_torch_embeddings_and_labels(cnn_weights: Path) -> None:
+    reference = EfficientNetLite0Encoder(EncoderOptions(runtime="torch"), cnn_weights)
+    onnx = EfficientNetLite0Encoder(EncoderOptions(runtime="onnx"), cnn_weights)
+    assert (reference.runtime, onnx.runtime) == ("torch", "onnx")
+    batch = _batch(reference)
+    expected, got = reference.encode(batch), onnx.encode(batch)
+    np.testing.assert_allclose(got.vectors, expected.vectors, atol=1e-4)
+    assert [row[0][0] for row in got.labels] == [row[0][0] for row in expected.labels]
+    assert expected.labels[0][0][0].startswith(("tabby", "tiger cat", "Egyptian cat"))
+    exported = list(cnn_weights.parent.glob("*.onnx"))
+    assert len(exported) == 1  # beside the weights
+    stamp = exported[0].stat().st_mtime_ns
+    EfficientNetLite0Encoder(EncoderOptions(runtime="onnx"), cnn_weights)
+    assert exported[0].stat().st_mtime_ns == stamp  # exported once, then reused
+
+
+def test_clip_onnx_gives_the_torch_embeddings(tiny_clip_checkpoint: Path) -> None:
+    def encoder(runtime: str) -> object:
+        options = EncoderOptions(clip_weights=tiny_clip_checkpoint, runtime=runtime)
+        return create_encoder("clip:tiny-test", options)
+
+    reference, onnx = encoder("torch"), encoder("onnx")
+    assert (reference.runtime, onnx.runtime) == ("torch", "onnx")  # type: ignore[attr-defined]
+    batch = _batch(reference)
+    np.testing.assert_allclose(
+        onnx.encode(batch).vectors,  # type: ignore[attr-defined]
+        reference.encode(batch).vectors,  # type: ignore[attr-defined]
+        atol=1e-4,
+    )
+
+
+def test_auto_follows_the_recorded_timing(cnn_weights: Path) -> None:
+    EfficientNetLite0Encoder(EncoderOptions(runtime="auto"), cnn_weights)
+    verdicts = list(cnn_weights.parent.glob("*.json"))
+    assert len(verdicts) == 1
+    timing = json.loads(verdicts[0].read_text())
+    assert timing["torch_seconds"] > 0 and timing["onnx_seconds"] > 0
+    for onnx_seconds, chosen in ((0.001, "onnx"), (1000.0, "torch")):
+        verdicts[0].write_text(json.dumps({"torch_seconds": 1.0, "onnx_seconds": onnx_seconds}))
+        assert EfficientNetLite0Encoder(EncoderOptions(), cnn_weights).runtime == chosen
+
+
+def test_unknown_runtime_is_refused(cnn_weights: Path) -> None:
+    with pytest.raises(UsageError, match="unknown runtime"):
+        EfficientNetLite0Encoder(EncoderOptions(runtime="tensorrt"), cnn_weights)
+
+
+def test_a_failed_export_falls_back_to_torch_unless_onnx_was_asked_for(
+    cnn_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from searchapp.encoders import onnx_runtime
+    from searchapp.errors import SearchappError
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("operator not supported")
+
+    weights = Path(shutil.copy(cnn_weights, tmp_path / "fresh.pth"))  # nothing exported yet
+    monkeypatch.setattr(onnx_runtime, "_export", broken)
+    assert EfficientNetLite0Encoder(EncoderOptions(), weights).runtime == "torch"
+    with pytest.raises(SearchappError, match="--runtime torch"):
+        EfficientNetLite0Encoder(EncoderOptions(runtime="onnx"), weights)
+    assert list(tmp_path.glob("*.onnx")) == []
