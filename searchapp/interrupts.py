@@ -22,7 +22,7 @@ def held_interrupts() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for number in HELD:
         handler = signal.getsignal(number)
         if callable(handler):  # not ignored, not the C default: Python would raise
@@ -30,7 +30,7 @@ def held_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for held, handler in previous.items():
+            signal.signal(held, handler)
     if caught:
         raise KeyboardInterrupt

@@ -169,7 +169,9 @@ class Library:
         if self._encoder is None:
             recorded_file = self.catalog.get_setting("encoder.weights_file") or None
             options = options or EncoderOptions(
-                allow_download=False, clip_weights=Path(recorded_file) if recorded_file else None
+                allow_download=False,
+                clip_weights=Path(recorded_file) if recorded_file else None,
+                quick_start=True,  # a query: start from an ONNX export where there is one
             )
             resolved, _ = self.resolve_encoder_name(name, options)
             encoder = create_encoder(resolved, options)

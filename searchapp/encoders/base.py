@@ -18,6 +18,7 @@ class EncoderOptions:
     allow_download: bool = True  # an explicit clip: choice may download; auto never does
     threads: int | None = None  # torch intra-op threads
     runtime: str = "auto"  # image towers: auto (ONNX Runtime where faster), torch or onnx
+    quick_start: bool = False  # a query process: an earlier ONNX export over importing torch
 
 
 @dataclass

@@ -9,6 +9,8 @@ classes come for free from the same forward pass and are stored as labels.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,13 @@ from searchapp.encoders.base import (
     l2_normalise,
     resize_shorter_and_center_crop,
 )
-from searchapp.encoders.onnx_runtime import onnx_tower
+from searchapp.encoders.onnx_runtime import check_runtime, export_path, exported_tower, onnx_tower
 from searchapp.errors import WeightsUnavailableError
 from searchapp.records import EncoderIdentity
 
 INPUT_SIZE = 224
+FEATURES = 1280  # the pooled feature's size
+TOWER = "efficientnet-lite0"
 TOP_LABELS = 5
 # Rows per forward pass. On the 2-core reference VM a channels-last pass of 4 images costs 6 ms
 # per image, against 18 ms for 1 image and 55 ms for 32 in the default layout: activations of a
@@ -80,6 +84,10 @@ def _PooledAndProbs(model: Any) -> Any:
     return PooledAndProbs().eval()
 
 
+def _class_names_file(weights: Path) -> Path:
+    return export_path(weights, TOWER).with_suffix(".classes.json")
+
+
 def imagenet_class_names() -> list[str]:
     from timm.data import ImageNetInfo
 
@@ -91,13 +99,34 @@ class EfficientNetLite0Encoder:
     input_size = INPUT_SIZE
 
     def __init__(self, options: EncoderOptions, weights_path: Path | None = None):
+        check_runtime(options.runtime)
+        path = weights_path or bundled_weights_path()
+        self.model: Any = None
+        self.identity = EncoderIdentity(
+            name="cnn:efficientnet-lite0",
+            weights=path.stem,
+            dim=FEATURES,
+            preprocess=f"shorter side {INPUT_SIZE} bicubic, center crop, (x-127)/128",
+        )
+        names = _class_names_file(path)
+        if options.quick_start and options.runtime != "torch" and names.exists():
+            self._onnx = exported_tower(path, TOWER, options.threads)
+            if self._onnx is not None:
+                self.runtime = "onnx"
+                self.class_names = json.loads(names.read_text())
+                return
+        self._load_torch(options, path)
+        self.class_names = imagenet_class_names()
+        with contextlib.suppress(OSError):  # for quick starts, which do not import timm
+            names.write_text(json.dumps(self.class_names))
+
+    def _load_torch(self, options: EncoderOptions, path: Path) -> None:
         import timm
         import torch
 
         if options.threads:
             torch.set_num_threads(options.threads)
         keep_freed_memory()
-        path = weights_path or bundled_weights_path()
         model: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(map_state_dict(state, model.state_dict()))
@@ -106,20 +135,13 @@ class EfficientNetLite0Encoder:
             _PooledAndProbs(self.model),
             lambda batch: list(self._torch_forward(batch)),
             weights=path,
-            name="efficientnet-lite0",
+            name=TOWER,
             input_size=INPUT_SIZE,
             outputs=["pooled", "probs"],
             runtime=options.runtime,
             threads=options.threads,
         )
         self.runtime = "onnx" if self._onnx else "torch"
-        self.class_names = imagenet_class_names()
-        self.identity = EncoderIdentity(
-            name="cnn:efficientnet-lite0",
-            weights=path.stem,
-            dim=int(self.model.num_features),
-            preprocess=f"shorter side {INPUT_SIZE} bicubic, center crop, (x-127)/128",
-        )
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         image = resize_shorter_and_center_crop(image.convert("RGB"), INPUT_SIZE)

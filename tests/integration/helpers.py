@@ -9,6 +9,7 @@ import numpy as np
 from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexSummary
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
+from searchapp.vectors import ann
 
 
 @dataclass
@@ -46,11 +47,7 @@ def index(lib: Library, *paths: object, recorder: Recorder | None = None, **kw) 
 
 def index_ids(lib: Library, kind: str = "scene") -> set[int]:
     index = lib.indexes().get(kind, persist=False)
-    if index.ntotal == 0:
-        return set()
-    import faiss
-
-    return set(faiss.vector_to_array(index.id_map).tolist())
+    return set(ann.stored_ids(index).tolist())
 
 
 def catalog_ids(lib: Library, kind: str = "scene") -> set[int]:

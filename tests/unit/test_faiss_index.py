@@ -9,7 +9,7 @@ import pytest
 
 from searchapp.records import CatalogBatch, FileStat, ImageMeta, NewImage, RegionData
 from searchapp.store.catalog import Catalog
-from searchapp.vectors import faiss_index
+from searchapp.vectors import ann, faiss_index
 from searchapp.vectors.faiss_index import IndexStore
 
 DIM = 16
@@ -25,7 +25,7 @@ def test_search_matches_exact_numpy_reference() -> None:
     rng = np.random.default_rng(0)
     vectors = unit_rows(rng, 500).astype(np.float16).astype(np.float32)
     ids = np.arange(1000, 1500, dtype=np.int64)
-    index = faiss_index.new_index(DIM)
+    index = ann.exact_index(DIM)
     faiss_index.add(index, ids, vectors)
     queries = unit_rows(rng, 5)
     scores, found = faiss_index.search(index, queries, 10)

@@ -1,0 +1,189 @@
+"""Which FAISS index a region kind gets, by its size, and how an IVF index is trained and tuned.
+
+Up to EXACT_LIMIT vectors a kind is searched exactly: at 50k x 512 an fp16 flat scan takes about
+2 ms on one core, and at 1M about 45 ms, too slow for a query. Above it the kind gets an IVF
+index over the same fp16 codes, which can delete ids (moves and deletes need that; HNSW cannot),
+builds in about a minute at 1M (HNSW32: 212 s) and answers in about 1 ms.
+
+- Lists: the power of two nearest 2*sqrt(N), trained on 40 stored vectors per list (FAISS warns
+  below 39). benchmarks/ann_scale.py compared 1024, 2048 and 4096 lists at 1M.
+- Probes: chosen at build time by measured recall, not guessed. TUNING_QUERIES stored vectors are
+  searched for their 10 nearest others, exactly and through the index, and the fewest probes
+  reaching RECALL_TARGET are kept (FAISS saves them in the index file).
+- Growth: an index is rebuilt from the catalog's vectors when the size calls for twice or half its
+  lists, that is when the library has grown or shrunk about 4x, and goes back to exact below half
+  the limit. The catalog keeps every vector, so nothing is re-embedded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+EXACT_LIMIT = 50_000
+RECALL_TARGET = 0.97
+NEIGHBOURS = 10
+TUNING_QUERIES = 200
+TRAIN_PER_LIST = 40
+PROBES = (4, 8, 16, 32, 64, 128, 256, 512)
+
+Chunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]  # (ids, vectors), re-iterable
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def lists_for(count: int) -> int:
+    """IVF lists for a kind of `count` vectors; 0 means exact search."""
+    if count <= EXACT_LIMIT:
+        return 0
+    return int(2 ** round(math.log2(2 * math.sqrt(count))))
+
+
+def lists_of(index: Any) -> int:
+    """The IVF lists of an index, 0 for an exact one."""
+    ivf = _faiss().try_extract_index_ivf(index)
+    return int(ivf.nlist) if ivf is not None else 0
+
+
+def needs_rebuild(index: Any) -> bool:
+    """True when the index's layout no longer suits its size (with hysteresis, so that a library
+    hovering at a boundary is not rebuilt on every save)."""
+    count, have = int(index.ntotal), lists_of(index)
+    if have == 0:
+        return count > EXACT_LIMIT
+    if count < EXACT_LIMIT // 2:
+        return True
+    want = lists_for(max(count, EXACT_LIMIT + 1))
+    return want >= 2 * have or 4 * want <= have
+
+
+def exact_index(dim: int) -> Any:
+    """Exact inner-product search over fp16 codes. The catalog keeps vectors as float16, so this
+    loses nothing against a float32 flat index, and reads half the memory per query."""
+    faiss = _faiss()
+    quantizer = faiss.ScalarQuantizer.QT_fp16
+    return faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dim, quantizer, faiss.METRIC_INNER_PRODUCT))
+
+
+def _add(index: Any, ids: np.ndarray, vectors: np.ndarray) -> None:
+    if len(ids):
+        index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+        )
+
+
+def build(dim: int, count: int, chunks: Chunks, seed: int = 0) -> Any:
+    """The index for `count` vectors read from `chunks`: exact, or IVF trained and tuned on them."""
+    lists = lists_for(count)
+    if lists == 0:
+        index = exact_index(dim)
+        for ids, vectors in chunks():
+            _add(index, ids, vectors)
+        return index
+    faiss = _faiss()
+    rng = np.random.default_rng(seed)
+    train_share = min(1.0, TRAIN_PER_LIST * lists / count)
+    query_share = min(1.0, TUNING_QUERIES / count)
+    sample, query_ids, queries = [], [], []
+    for ids, vectors in chunks():  # first pass: a training sample and the tuning queries
+        sample.append(np.asarray(vectors[rng.random(len(ids)) < train_share], np.float32))
+        chosen = rng.random(len(ids)) < query_share
+        query_ids.append(np.asarray(ids)[chosen])
+        queries.append(np.asarray(vectors[chosen], np.float32))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
+    index.train(np.concatenate(sample))
+    del sample
+    tuning = _ExactNeighbours(np.concatenate(query_ids), np.concatenate(queries))
+    for ids, vectors in chunks():  # second pass: fill the lists, and find the true neighbours
+        _add(index, ids, vectors)
+        tuning.see(np.asarray(ids), np.asarray(vectors, np.float32))
+    index.nprobe = tuning.fewest_probes(index)
+    return index
+
+
+class _ExactNeighbours:
+    """The exact nearest stored neighbours of a few stored vectors, gathered chunk by chunk."""
+
+    def __init__(self, ids: np.ndarray, queries: np.ndarray):
+        self.ids, self.queries = ids, queries
+        self.scores = np.full((len(ids), NEIGHBOURS), -np.inf, np.float32)
+        self.found = np.full((len(ids), NEIGHBOURS), -1, np.int64)
+
+    def see(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if not len(self.ids) or not len(ids):
+            return
+        scores = self.queries @ vectors.T
+        scores[self.ids[:, None] == ids[None, :]] = -np.inf  # a vector is not its own neighbour
+        keep = min(NEIGHBOURS, scores.shape[1])
+        best = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+        merged_scores = np.concatenate([self.scores, np.take_along_axis(scores, best, 1)], axis=1)
+        merged_ids = np.concatenate([self.found, ids[best]], axis=1)
+        top = np.argsort(-merged_scores, axis=1)[:, :NEIGHBOURS]
+        self.scores = np.take_along_axis(merged_scores, top, axis=1)
+        self.found = np.take_along_axis(merged_ids, top, axis=1)
+
+    def recall(self, index: Any, probes: int) -> float:
+        index.nprobe = probes
+        _, got = index.search(self.queries, NEIGHBOURS + 1)
+        hits = 0
+        for own, truth, row in zip(self.ids, self.found, got, strict=True):
+            hits += len(set(truth.tolist()) & (set(row.tolist()) - {int(own)}))
+        return hits / max(1, self.found.size)
+
+    def fewest_probes(self, index: Any) -> int:
+        for probes in PROBES:
+            if probes >= index.nlist or self.recall(index, probes) >= RECALL_TARGET:
+                return min(probes, int(index.nlist))
+        return int(index.nlist)
+
+
+def search_parameters(index: Any, k: int, allowed: np.ndarray | None) -> Any:
+    """FAISS search parameters: the id filter, and for IVF enough probes that a large k or a
+    narrow filter still finds its hits (probes scale with k/10 and with the filtered-out share)."""
+    faiss = _faiss()
+    selector = None
+    if allowed is not None:
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
+    widen = max(1.0, k / NEIGHBOURS)
+    if allowed is not None and len(allowed):
+        widen *= max(1.0, index.ntotal / len(allowed))
+    probes = min(int(ivf.nlist), math.ceil(ivf.nprobe * widen))
+    return faiss.SearchParametersIVF(sel=selector, nprobe=probes)
+
+
+def stored_ids(index: Any) -> np.ndarray:
+    """Every id an index holds, for consistency checks."""
+    faiss = _faiss()
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    lists = ivf.invlists
+    parts = [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+        for i in range(ivf.nlist)
+        if lists.list_size(i)
+    ]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def chunks_of(vectors: np.ndarray, ids: np.ndarray, size: int = 100_000) -> Chunks:
+    """In-memory vectors as re-iterable chunks, for tests and benchmarks."""
+
+    def iterate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(ids), size):
+            yield ids[start : start + size], vectors[start : start + size]
+
+    return iterate
