@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -58,6 +59,15 @@ class ImageRow(Base):
         Boolean, nullable=False, default=False, server_default=false()
     )
 
+    __table_args__ = (  # the few set-aside images, for the NOT IN of every count and read
+        Index(
+            "ix_images_set_aside",
+            "id",
+            sqlite_where=text("set_aside IS 1"),
+            postgresql_where=text("set_aside"),
+        ),
+    )
+
 
 class RegionRow(Base):
     """One embedded region of an image. Its id is the FAISS id of its vector."""
@@ -78,7 +88,7 @@ class RegionRow(Base):
 
     __table_args__ = (
         Index("ix_regions_image", "image_id"),
-        Index("ix_regions_kind", "kind"),
+        Index("ix_regions_kind_image", "kind", "image_id"),  # covers the per-kind counts
     )
 
 

@@ -17,10 +17,26 @@ from searchapp.store.models import Base
 
 def test_fresh_catalog_is_at_head_in_wal_mode(tmp_path: Path) -> None:
     catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    assert catalog.schema_revision() == "0007"
+    assert catalog.schema_revision() == "0008"
     catalog.close()
     with sqlite3.connect(tmp_path / "c.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_revisions_are_named_after_their_files_so_the_fast_open_check_holds(
+    tmp_path: Path,
+) -> None:
+    from alembic.script import ScriptDirectory
+
+    from searchapp.store.catalog import newest_revision
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    with catalog.engine.connect() as conn:
+        script = ScriptDirectory.from_config(_alembic_config(conn))
+    catalog.close()
+    for revision in script.walk_revisions():
+        assert Path(str(revision.path)).name.startswith(f"{revision.revision}_")
+    assert newest_revision() == script.get_current_head()
 
 
 def test_models_match_migrations(tmp_path: Path) -> None:
@@ -57,7 +73,7 @@ def test_upgrade_keeps_data_of_an_old_catalog(tmp_path: Path) -> None:
     engine.dispose()
 
     catalog = Catalog(url)  # opening migrates
-    assert catalog.schema_revision() == "0007"
+    assert catalog.schema_revision() == "0008"
     assert [image.path for image in catalog.all_images()] == ["/p/a.jpg"]
     assert catalog.region_count("scene") == 1
     catalog.close()

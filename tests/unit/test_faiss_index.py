@@ -111,3 +111,23 @@ def test_delta_applies_only_on_its_base_generation(store: IndexStore) -> None:
     late = reopen(store)
     late.apply_delta("scene", added, [], base, new_generation)
     assert late.get("scene", persist=True).ntotal == 21
+
+
+def test_a_reader_maps_the_file_and_a_later_write_gets_a_writable_copy(store: IndexStore) -> None:
+    store.get("scene", persist=True)  # saved
+    reader = reopen(store)
+    mapped = reader.get("scene", persist=False)
+    assert "scene" in reader._mapped and mapped.ntotal == 20
+    query = unit_rows(np.random.default_rng(5), 1)
+    before = faiss_index.search(mapped, query, 3)
+    base = store.catalog.vector_generation()
+    batch = CatalogBatch()
+    meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
+    region = RegionData("scene", (0, 0, 10, 10), query[0])
+    batch.new.append(NewImage(FileStat("/p/w.jpg", 1, 1), "hw", meta, [region]))
+    new_generation, delta = store.catalog.apply(batch)
+    reader.follow(delta, base, new_generation)
+    written = reader.get("scene", persist=False)
+    assert "scene" not in reader._mapped and written.ntotal == 21
+    scores, ids = faiss_index.search(written, query, 3)
+    assert ids[0][0] == delta.added_ids["scene"][0] and scores[0][0] > before[0][0][0]
