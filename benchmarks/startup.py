@@ -1,16 +1,18 @@
-"""Cold start: `searchapp search --image` on a 100k-photo library, as a fresh process each time.
+"""Cold start: `searchapp search` on a 100k-photo library, as a fresh process each time.
 
-    python benchmarks/startup.py [--vectors 100000] [--runs 5]
+    python benchmarks/startup.py [--vectors 100000] [--runs 5] [--clip-weights FILE]
 
-The library is real (catalog + FAISS index) for the default encoder, cnn:efficientnet-lite0,
-filled with synthetic 1280-d vectors of the structure benchmarks/ann_scale.py describes; the
-encoder is loaded once while filling it, as `searchapp index` would, which leaves its ONNX export
-beside the weights. Then:
-- end to end: the real command, `python -m searchapp search --image PHOTO --library LIB --json`,
-  timed from outside, `--runs` times;
+Two real libraries (catalog + FAISS index), filled with synthetic vectors of the structure
+benchmarks/ann_scale.py describes: one for the default encoder, cnn:efficientnet-lite0, queried
+with a photo, and one for clip:ViT-B-32/laion2b_s34b_b79k, queried with words. Without
+--clip-weights a randomly initialised ViT-B-32 is written locally (timing does not depend on the
+weight values). Each encoder is loaded once in full while its library is filled, as
+`searchapp index` would, which leaves what query processes start from: the CNN's ONNX export and
+CLIP's text tower. Then, per library:
+- end to end: the real command, `python -m searchapp search ... --library LIB --json`, timed
+  from outside, `--runs` times;
 - where the time goes: a fresh process that does the same steps one by one and times each
-  (interpreter, imports, opening the library, loading the encoder, loading the index, the
-  query itself).
+  (imports, opening the library, loading the encoder, loading the index, the query itself).
 
 Writes benchmarks/results/startup.json.
 """
@@ -30,7 +32,9 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODER = "cnn:efficientnet-lite0"
+CNN = "cnn:efficientnet-lite0"
+CLIP = "clip:ViT-B-32/laion2b_s34b_b79k"
+PHRASE = "a red bicycle by a canal"
 
 STAGES = """
 import time, json, sys
@@ -44,14 +48,17 @@ encoder = library.encoder()
 marks.append(("load encoder (" + encoder.runtime + ")", time.perf_counter()))
 library.indexes().get("scene", persist=False)
 marks.append(("load index", time.perf_counter()))
-library.search(image=sys.argv[2], k=10)
+if sys.argv[3] == "image":
+    library.search(image=sys.argv[2], k=10)
+else:
+    library.search(sys.argv[2], k=10)
 marks.append(("first query", time.perf_counter()))
 steps = {name: round((t - marks[i][1]) * 1000, 1) for i, (name, t) in enumerate(marks[1:])}
 print(json.dumps(steps))
 """
 
 
-def build_library(folder: Path, count: int) -> Path:
+def build_library(folder: Path, count: int, name: str, weights: Path | None) -> Path:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from ann_scale import realistic_vectors
     from query_latency import fill
@@ -59,12 +66,12 @@ def build_library(folder: Path, count: int) -> Path:
     from searchapp.encoders.base import EncoderOptions
     from searchapp.library import Library
 
-    library = Library(folder / "lib")
+    library = Library(folder / name.replace(":", "-").replace("/", "-"))
     with library.writing():
-        encoder = library.encoder(ENCODER, EncoderOptions())
+        encoder = library.encoder(name, EncoderOptions(clip_weights=weights))
         fill(library, realistic_vectors(count, dim=encoder.identity.dim))
     library.close()
-    return folder / "lib"
+    return library.directory
 
 
 def query_photo(folder: Path) -> Path:
@@ -83,31 +90,21 @@ def interpreter_ms() -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vectors", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/startup.json")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="searchapp-startup-"))
-    started = time.perf_counter()
-    library = build_library(work, args.vectors)
-    print(f"library of {args.vectors:,} photos built in {time.perf_counter() - started:.0f} s")
-    photo = query_photo(work)
-    command = [sys.executable, "-m", "searchapp", "search", "--image", str(photo)]
+def measure(library: Path, query: str, mode: str, runs: int) -> dict[str, object]:
+    command = [sys.executable, "-m", "searchapp", "search"]
+    command += ["--image", query] if mode == "image" else [query]
     command += ["--library", str(library), "--json"]
     walls = []
-    for _ in range(args.runs):
+    for _ in range(runs):
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         walls.append(time.perf_counter() - started)
         if result.returncode != 0:
             raise SystemExit(f"search failed:\n{result.stderr[-2000:]}")
-    hits = json.loads(result.stdout)
     stage_runs = [
         json.loads(
             subprocess.run(
-                [sys.executable, "-c", STAGES, str(library), str(photo)],
+                [sys.executable, "-c", STAGES, str(library), query, mode],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -116,21 +113,47 @@ def main() -> int:
         )
         for _ in range(3)
     ]
-    stages = {"python start": round(statistics.median(interpreter_ms() for _ in range(3)), 1)}
-    stages |= {name: statistics.median(run[name] for run in stage_runs) for name in stage_runs[0]}
-    print(f"searchapp search --image, cold: median {statistics.median(walls):.2f} s, "
-          f"runs {', '.join(f'{w:.2f}' for w in walls)} s")  # fmt: skip
-    for name, value in stages.items():
-        print(f"  {name:<28} {value:8.1f} ms")
-    result_json = {
-        "date": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "encoder": ENCODER,
-        "vectors": args.vectors,
-        "hits": len(hits.get("results", hits)) if isinstance(hits, dict) else len(hits),
+    stages = {name: statistics.median(run[name] for run in stage_runs) for name in stage_runs[0]}
+    return {
         "cold_search_s": [round(w, 3) for w in walls],
         "cold_search_median_s": round(statistics.median(walls), 3),
         "stages_ms": stages,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--clip-weights", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/startup.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="searchapp-startup-"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from query_latency import random_checkpoint
+
+    weights = args.clip_weights or random_checkpoint(work)
+    cases = [(CNN, None, str(query_photo(work)), "image"), (CLIP, weights, PHRASE, "text")]
+    python_start = statistics.median(interpreter_ms() for _ in range(3))
+    results = {}
+    for name, clip_weights, query, mode in cases:
+        started = time.perf_counter()
+        library = build_library(work, args.vectors, name, clip_weights)
+        built = time.perf_counter() - started
+        measured = measure(library, query, mode, args.runs)
+        results[f"{name} {mode} query"] = measured
+        walls = ", ".join(f"{w:.2f}" for w in measured["cold_search_s"])  # type: ignore[attr-defined]
+        print(f"{name}, {mode} query, {args.vectors:,} photos (built in {built:.0f} s): "
+              f"cold median {measured['cold_search_median_s']:.2f} s (runs {walls})")  # fmt: skip
+        print(f"  {'python start':<28} {python_start:8.1f} ms")
+        for stage, value in measured["stages_ms"].items():  # type: ignore[attr-defined]
+            print(f"  {stage:<28} {value:8.1f} ms")
+    result_json = {
+        "date": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "vectors": args.vectors,
+        "python_start_ms": round(python_start, 1),
+        "cases": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result_json, indent=2) + "\n")

@@ -20,6 +20,7 @@ from searchapp.encoders.base import (
     keep_freed_memory,
     l2_normalise,
 )
+from searchapp.encoders.clip_quick import save_for_queries
 from searchapp.encoders.onnx_runtime import onnx_tower
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
 from searchapp.records import EncoderIdentity
@@ -170,6 +171,7 @@ class OpenClipEncoder:
             dim=dim,
             preprocess=f"open_clip {self.input_size}px {cfg.get('resize_mode', 'shortest')}",
         )
+        save_for_queries(self, spec, options, checkpoint)
 
     def _probe_dim(self) -> int:
         import torch

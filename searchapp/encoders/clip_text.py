@@ -8,15 +8,18 @@ weight-bandwidth bound: every query streams all ~150 MB of fp32 text weights.
 So this module (1) stops at the last end-of-text token: the attention is causal and the pooled
 feature is read at that token, so nothing after it can matter; and (2) runs the same fp32
 arithmetic with the weights pre-transposed into contiguous numpy arrays and the GEMMs on numpy's
-BLAS. Elementwise GELU stays on torch, single-threaded while the tower runs. Parity with
-model.encode_text is tested to 1e-5.
+BLAS; GELU is computed in numpy too, so a tower saved as .npy files (`save`, `load`) runs in
+a query process that never imports torch. Parity with model.encode_text is tested to 1e-5.
 Models of another shape return None from `build` and use open_clip's own forward.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,20 +52,47 @@ class _Block:
     ls2: np.ndarray | None
 
 
-def _activation(module: Any) -> Any:
-    """A numpy -> numpy function equal to the block's activation, or None if unknown."""
-    import torch
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf to a relative error under 1.2e-7 (the Chebyshev fit of Numerical Recipes' erfc),
+    in float64: numpy has no erf, and this keeps the tower free of torch and scipy."""
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))  # fmt: skip
+    erfc = t * np.exp(poly)
+    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
 
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    wide = x.astype(np.float64)
+    return (0.5 * wide * (1.0 + _erf(wide / math.sqrt(2.0)))).astype(np.float32)
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    wide = x.astype(np.float64)
+    inner = math.sqrt(2.0 / math.pi) * (wide + 0.044715 * wide**3)
+    return (0.5 * wide * (1.0 + np.tanh(inner))).astype(np.float32)
+
+
+def _quick_gelu(x: np.ndarray) -> np.ndarray:
+    return x * (1.0 / (1.0 + np.exp(-1.702 * x)))
+
+
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "gelu": _gelu,
+    "gelu_tanh": _gelu_tanh,
+    "quick_gelu": _quick_gelu,
+}
+
+
+def _activation_name(module: Any) -> str | None:
+    """The ACTIVATIONS name equal to the block's activation module, or None if unknown."""
     name = type(module).__name__
     if name == "GELU":
-        approximate = module.approximate
-
-        def gelu(x: np.ndarray) -> np.ndarray:
-            return torch.nn.functional.gelu(torch.from_numpy(x), approximate=approximate).numpy()
-
-        return gelu
+        return "gelu_tanh" if module.approximate == "tanh" else "gelu"
     if name == "QuickGELU":
-        return lambda x: x * (1.0 / (1.0 + np.exp(-1.702 * x)))
+        return "quick_gelu"
     return None
 
 
@@ -82,25 +112,34 @@ def _norm(module: Any) -> tuple[np.ndarray, np.ndarray, float] | None:
     return _array(module.weight), _array(bias), float(module.eps)
 
 
+Norm = tuple[np.ndarray, np.ndarray, float]
+
+
+def _projection(model: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    projection = model.text_projection
+    if projection is None:
+        return None, None
+    if hasattr(projection, "weight"):
+        bias = _array(projection.bias) if projection.bias is not None else None
+        return _array(projection.weight.t()), bias
+    return _array(projection), None
+
+
+@dataclass
 class FastTextTower:
-    def __init__(self, model: Any, blocks: list[_Block], heads: int, activation: Any):
-        self.embedding = _array(model.token_embedding.weight)
-        self.positional = _array(model.positional_embedding)
-        self.mask = _array(model.attn_mask)
-        self.blocks = blocks
-        self.heads = heads
-        self.activation = activation
-        self.ln_final = _norm(model.ln_final)
-        projection = model.text_projection
-        if projection is None:
-            self.projection: np.ndarray | None = None
-            self.projection_bias: np.ndarray | None = None
-        elif hasattr(projection, "weight"):
-            self.projection = _array(projection.weight.t())
-            self.projection_bias = _array(projection.bias) if projection.bias is not None else None
-        else:
-            self.projection = _array(projection)
-            self.projection_bias = None
+    embedding: np.ndarray
+    positional: np.ndarray
+    mask: np.ndarray
+    blocks: list[_Block]
+    heads: int
+    activation_name: str
+    ln_final: Norm
+    projection: np.ndarray | None
+    projection_bias: np.ndarray | None
+
+    @property
+    def activation(self) -> Callable[[np.ndarray], np.ndarray]:
+        return ACTIVATIONS[self.activation_name]
 
     @classmethod
     def build(cls, model: Any) -> FastTextTower | None:
@@ -110,7 +149,8 @@ class FastTextTower:
             return None
         if getattr(model, "attn_mask", None) is None:
             return None
-        if getattr(model, "text_pool_type", "argmax") != "argmax" or _norm(model.ln_final) is None:
+        ln_final = _norm(model.ln_final)
+        if getattr(model, "text_pool_type", "argmax") != "argmax" or ln_final is None:
             return None
         blocks: list[_Block] = []
         heads, activation = 0, None
@@ -131,7 +171,7 @@ class FastTextTower:
             ok1, ls1 = _layer_scale(block.ls_1)
             ok2, ls2 = _layer_scale(block.ls_2)
             ln1, ln2 = _norm(block.ln_1), _norm(block.ln_2)
-            activation = _activation(mlp[1])
+            activation = _activation_name(mlp[1])
             if not (ok1 and ok2) or ln1 is None or ln2 is None or activation is None:
                 return None
             heads = attn.num_heads
@@ -153,9 +193,100 @@ class FastTextTower:
                     ls2=ls2,
                 )
             )
-        if not blocks:
+        if not blocks or activation is None:
             return None
-        return cls(model, blocks, heads, activation)
+        projection, projection_bias = _projection(model)
+        return cls(
+            embedding=_array(model.token_embedding.weight),
+            positional=_array(model.positional_embedding),
+            mask=_array(model.attn_mask),
+            blocks=blocks,
+            heads=heads,
+            activation_name=activation,
+            ln_final=ln_final,
+            projection=projection,
+            projection_bias=projection_bias,
+        )
+
+    # ---- a folder of .npy files, memory-mapped back by query processes ---------------------
+
+    def save(self, folder: Path) -> None:
+        """Write the tower as .npy files and a manifest, the manifest last: a folder without
+        one is incomplete and never loaded."""
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray | None] = {
+            "embedding": self.embedding,
+            "positional": self.positional,
+            "mask": self.mask,
+            "ln_final.w": self.ln_final[0],
+            "ln_final.b": self.ln_final[1],
+            "projection": self.projection,
+            "projection_bias": self.projection_bias,
+        }
+        eps: dict[str, float] = {"ln_final": self.ln_final[2]}
+        for i, block in enumerate(self.blocks):
+            for field in fields(block):
+                value = getattr(block, field.name)
+                if isinstance(value, tuple):  # a norm: weight, bias, eps
+                    arrays[f"b{i}.{field.name}.w"], arrays[f"b{i}.{field.name}.b"] = value[:2]
+                    eps[f"b{i}.{field.name}"] = value[2]
+                else:
+                    arrays[f"b{i}.{field.name}"] = value
+        for name, array in arrays.items():
+            if array is not None:
+                np.save(folder / f"{name}.npy", np.ascontiguousarray(array))
+        manifest = {
+            "heads": self.heads,
+            "activation": self.activation_name,
+            "blocks": len(self.blocks),
+            "eps": eps,
+            "arrays": sorted(name for name, array in arrays.items() if array is not None),
+        }
+        partial = folder / "manifest.json.partial"
+        partial.write_text(json.dumps(manifest))
+        partial.replace(folder / "manifest.json")
+
+    @classmethod
+    def load(cls, folder: Path) -> FastTextTower | None:
+        """The tower saved in `folder`, memory-mapped, or None if it is incomplete."""
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            present = set(manifest["arrays"])
+
+            def get(name: str) -> np.ndarray | None:
+                if name not in present:
+                    return None
+                return np.load(folder / f"{name}.npy", mmap_mode="r")
+
+            def norm(name: str) -> Norm:
+                weight, bias = get(f"{name}.w"), get(f"{name}.b")
+                assert weight is not None and bias is not None
+                return weight, bias, float(manifest["eps"][name])
+
+            blocks = []
+            for i in range(int(manifest["blocks"])):
+                values: dict[str, Any] = {}
+                for field in fields(_Block):
+                    key = f"b{i}.{field.name}"
+                    values[field.name] = norm(key) if key in manifest["eps"] else get(key)
+                blocks.append(_Block(**values))
+            embedding, positional, mask = get("embedding"), get("positional"), get("mask")
+            assert embedding is not None and positional is not None and mask is not None
+            if manifest["activation"] not in ACTIVATIONS:
+                return None
+            return cls(
+                embedding=embedding,
+                positional=positional,
+                mask=mask,
+                blocks=blocks,
+                heads=int(manifest["heads"]),
+                activation_name=manifest["activation"],
+                ln_final=norm("ln_final"),
+                projection=get("projection"),
+                projection_bias=get("projection_bias"),
+            )
+        except (OSError, ValueError, KeyError, AssertionError):
+            return None
 
     def _attention(self, x: np.ndarray, block: _Block, mask: np.ndarray) -> np.ndarray:
         batch, length, dim = x.shape
@@ -173,16 +304,7 @@ class FastTextTower:
 
     def encode(self, tokens: np.ndarray) -> np.ndarray:
         """(batch, 77) int token ids -> (batch, dim) unnormalised text features."""
-        import torch
-
-        # torch's OpenMP threads, spinning after each GELU, would fight OpenBLAS's threads for
-        # the cores (measured 10x slower on 2 cores); torch's share here is tiny, so give it one
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return self._encode(tokens)
-        finally:
-            torch.set_num_threads(threads)
+        return self._encode(tokens)
 
     def _encode(self, tokens: np.ndarray) -> np.ndarray:
         eot = tokens.argmax(axis=-1)

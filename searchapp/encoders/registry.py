@@ -38,6 +38,12 @@ def _make_cnn(spec: str, options: EncoderOptions) -> ImageEncoder:
 
 
 def _make_clip(spec: str, options: EncoderOptions) -> ImageEncoder:
+    if options.quick_start and options.runtime != "torch":
+        from searchapp.encoders.clip_quick import quick_encoder
+
+        quick = quick_encoder(spec, options)  # a query process: no torch for text
+        if quick is not None:
+            return quick
     from searchapp.encoders.clip import OpenClipEncoder, parse_spec, resolve_checkpoint
 
     arch, tag = parse_spec(spec)
