@@ -178,9 +178,17 @@ def _bomb_reason(size: str, limits: LoadLimits) -> str:
     )
 
 
-def decode(data: bytes, stat: FileStat, *, min_side: int | None, limits: LoadLimits) -> LoadedImage:
+def decode(
+    data: bytes,
+    stat: FileStat,
+    *,
+    min_side: int | None,
+    limits: LoadLimits,
+    digest: str | None = None,
+) -> LoadedImage:
     """Decode bytes to an RGB image as displayed. With min_side, JPEGs decode at a reduced
-    scale whose shorter side is still at least min_side (DCT-domain, several times faster)."""
+    scale whose shorter side is still at least min_side (DCT-domain, several times faster).
+    `digest` is the bytes' content hash when the caller has it already (1.8 ms per 12 MP file)."""
     path = stat.path
     if not data:
         raise ImageLoadError(path, "empty file (0 bytes)")
@@ -224,7 +232,7 @@ def decode(data: bytes, stat: FileStat, *, min_side: int | None, limits: LoadLim
         taken_source="exif" if taken is not None else "mtime",
         **facts,
     )
-    return LoadedImage(image=rgb, meta=meta, content_hash=content_hash(data))
+    return LoadedImage(image=rgb, meta=meta, content_hash=digest or content_hash(data))
 
 
 def load_image(

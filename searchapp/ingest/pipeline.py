@@ -161,7 +161,7 @@ def _read(
             return _ReadResult(stat, previous, digest)
         model = encoder.get()
         side = options.decode_side(model.input_size)
-        loaded = decode(data, stat, min_side=side, limits=options.limits)
+        loaded = decode(data, stat, min_side=side, limits=options.limits, digest=digest)
         quality = measure(loaded.image)
         flag = quality.flag if options.skip_low_quality else None
         meta = replace(
