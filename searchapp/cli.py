@@ -99,6 +99,9 @@ def _encoder_flags(parser: argparse.ArgumentParser, *, default: str | None) -> N
 
 def _index_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=_positive_int, help="decode threads (default: CPUs)")
+    parser.add_argument(
+        "--threads", type=_positive_int, help="encoder intra-op threads (default: CPUs)"
+    )
     parser.add_argument("--batch-size", type=_positive_int, default=32, help="encoder batch")
     parser.add_argument(
         "--max-pixels",
@@ -252,7 +255,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
         clip_weights=args.clip_weights,
         runtime=args.runtime,
         allow_download=explicit,
-        threads=max(1, os.cpu_count() or 1),
+        threads=args.threads or max(1, os.cpu_count() or 1),
     )
     return options, encoder_options
 

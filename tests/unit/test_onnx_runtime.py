@@ -121,3 +121,18 @@ def test_a_query_process_starts_from_the_export_without_importing_torch(
     # without an export (or with --runtime torch) the encoder loads PyTorch as before
     fresh = Path(shutil.copy(cnn_weights, cnn_weights.parent / "unexported.pth"))
     assert EfficientNetLite0Encoder(EncoderOptions(quick_start=True, runtime="torch"), fresh).model
+
+
+def test_index_flags_size_the_encoder_and_the_readers() -> None:
+    import os
+
+    from searchapp.cli import _index_setup, build_parser
+
+    parser = build_parser()
+    flags = ["--threads", "1", "--workers", "3", "--runtime", "torch"]
+    sized = parser.parse_args(["index", "x", *flags])
+    options, encoder_options = _index_setup(sized)
+    assert (encoder_options.threads, options.workers, encoder_options.runtime) == (1, 3, "torch")
+    defaults = _index_setup(parser.parse_args(["index", "x"]))
+    assert defaults[1].threads == defaults[0].workers == (os.cpu_count() or 1)
+    assert defaults[1].runtime == "auto"
