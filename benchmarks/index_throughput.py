@@ -144,10 +144,9 @@ CHILDREN = {"bound": child_bound, "ours": child_ours, "naive": child_naive}
 
 
 def peak_memory_mib() -> int:
-    """This process's peak resident memory plus its largest child's (decode workers)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round((own + workers) / 1024)
+    """This process's peak resident memory. The pipeline's readers are threads, so this is all
+    of it; children are left out, as a fork's copy of a large process would count it twice."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def run_child(kind: str, *args: str) -> dict[str, Any]:

@@ -58,10 +58,15 @@ def keep_freed_memory() -> None:
 
     if not sys.platform.startswith("linux"):
         return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    try:  # glibc's soname first: find_library forks ldconfig, a copy of this whole process
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        except OSError:
+            return
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
         return  # not glibc (musl has no mallopt)
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)  # glibc's ceiling for this setting
