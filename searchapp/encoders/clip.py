@@ -142,11 +142,12 @@ class OpenClipEncoder:
         self.model = model.eval()
         image_size = self.model.visual.image_size
         self.input_size = int(image_size[0] if isinstance(image_size, tuple | list) else image_size)
+        self.visual_tower_name = f"clip-{arch}-visual"
         self._onnx = onnx_tower(
             self.model.visual,
             lambda batch: [self._torch_encode(batch)],
             weights=checkpoint,
-            name=f"clip-{arch}-visual",
+            name=self.visual_tower_name,
             input_size=self.input_size,
             outputs=["features"],
             runtime=options.runtime,

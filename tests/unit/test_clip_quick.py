@@ -52,14 +52,55 @@ def test_a_saved_tower_gives_the_full_models_text_embeddings(tiny_clip_checkpoin
     quick = create_encoder("clip:tiny-test", _options(tiny_clip_checkpoint, quick_start=True))
     assert isinstance(quick, QuickClipEncoder) and quick.identity == full.identity
     np.testing.assert_allclose(quick.encode_text(AWKWARD), full.encode_text(AWKWARD), atol=1e-5)
+
+
+def test_without_a_visual_export_an_image_query_loads_the_full_encoder(
+    tiny_clip_checkpoint: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    weights = Path(shutil.copy(tiny_clip_checkpoint, tmp_path / "never-exported.pt"))
+    full = create_encoder("clip:tiny-test", _options(weights, runtime="torch"))  # no export
+    quick = create_encoder("clip:tiny-test", _options(weights, quick_start=True))
     image = sample_image("chelsea")
-    batch = quick.preprocess(image)[None]  # an image query loads the full encoder
-    np.testing.assert_allclose(
-        quick.encode(batch).vectors, full.encode(full.preprocess(image)[None]).vectors, atol=1e-5
-    )
+    got = quick.encode(quick.preprocess(image)[None]).vectors
+    np.testing.assert_allclose(got, full.encode(full.preprocess(image)[None]).vectors, atol=1e-5)
+    assert quick._full is not None  # type: ignore[attr-defined]
 
 
-def test_a_query_process_embeds_text_without_importing_torch(tiny_clip_checkpoint: Path) -> None:
+PORTRAIT_AND_ODD = [("chelsea", None), ("astronaut", (301, 777)), ("coffee", (999, 223))]
+
+
+@pytest.mark.parametrize(("name", "size"), PORTRAIT_AND_ODD)
+def test_plain_preprocessing_matches_open_clips_transform(
+    tiny_clip_checkpoint: Path, name: str, size: tuple[int, int] | None
+) -> None:
+    from searchapp.encoders.clip_quick import plain_preprocess, preprocess_plain
+
+    full = create_encoder("clip:tiny-test", _options(tiny_clip_checkpoint))
+    recipe = plain_preprocess(full.transform)  # type: ignore[attr-defined]
+    assert recipe is not None and recipe["size"] == full.input_size
+    image = sample_image(name)
+    if size is not None:
+        image = image.resize(size)
+    np.testing.assert_allclose(preprocess_plain(image, recipe), full.preprocess(image), atol=1e-5)
+
+
+def test_an_image_query_runs_the_visual_export_without_the_full_model(
+    tiny_clip_checkpoint: Path,
+) -> None:
+    full = create_encoder("clip:tiny-test", _options(tiny_clip_checkpoint))  # exports, saves
+    quick = create_encoder("clip:tiny-test", _options(tiny_clip_checkpoint, quick_start=True))
+    images = [sample_image(name) for name in ("chelsea", "rocket")]
+    got = quick.encode(np.stack([quick.preprocess(image) for image in images])).vectors
+    expected = full.encode(np.stack([full.preprocess(image) for image in images])).vectors
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert quick._full is None  # type: ignore[attr-defined]  # no torch model was built
+
+
+def test_a_query_process_embeds_text_and_images_without_importing_torch(
+    tiny_clip_checkpoint: Path,
+) -> None:
     create_encoder("clip:tiny-test", _options(tiny_clip_checkpoint))
     script = (
         "import sys; from pathlib import Path\n"
@@ -69,6 +110,8 @@ def test_a_query_process_embeds_text_without_importing_torch(tiny_clip_checkpoin
         "quick_start=True)\n"
         "e = create_encoder('clip:tiny-test', options)\n"
         "vector = e.encode_text(['a red bicycle'])\n"
+        "from PIL import Image\n"
+        "e.encode(e.preprocess(Image.new('RGB', (640, 480), 'red'))[None])\n"
         "print(type(e).__name__, vector.shape[0], "
         "sorted(m for m in ('torch', 'open_clip', 'timm') if m in sys.modules))\n"
     )
