@@ -109,17 +109,24 @@ def exported_tower(weights: Path, name: str, threads: int | None) -> Tower | Non
     """The tower from an export made earlier, without PyTorch: a query process starts in a
     fraction of the time torch and its model code take to import (about 4 s). None when there
     is no export yet, or no onnxruntime."""
-    if not installed():
+    path = _existing_export(weights, name) if installed() else None
+    if path is None:
         return None
-    beside = export_path(weights, name)
-    for path in (beside, _user_cache() / beside.name):
-        if path.exists():
-            try:
-                session = _session(path, threads, quick=True)
-            except Exception:  # a damaged export: the torch path re-exports it
-                return None
-            return _runner(session)
-    return None
+    try:
+        return _runner(_session(path, threads, quick=True))
+    except Exception:  # a damaged export: the torch path re-exports it
+        return None
+
+
+def _places(weights: Path, name: str) -> tuple[Path, Path]:
+    """Where an export may be: beside the weights (or the user cache, if that folder is not
+    writable), then the user cache, where a failed write beside the weights sent it."""
+    first = export_path(weights, name)
+    return first, _user_cache() / first.name
+
+
+def _existing_export(weights: Path, name: str) -> Path | None:
+    return next((path for path in _places(weights, name) if path.exists()), None)
 
 
 def _runner(session: Any) -> Tower:
@@ -152,8 +159,7 @@ def onnx_tower(
     if runtime == "torch" or not installed():
         return None
     if runtime == "auto":  # timed before, and PyTorch won: no session to build
-        beside = export_path(weights, name)
-        for place in (beside, _user_cache() / beside.name):
+        for place in _places(weights, name):
             verdict = _read_verdict(place.with_suffix(".json"))
             if verdict is not None and not _onnx_wins(verdict):
                 return None
@@ -193,18 +199,18 @@ def _onnx_wins(verdict: dict[str, float]) -> bool:
 
 
 def _exported(module: Any, weights: Path, name: str, input_size: int, outputs: list[str]) -> Path:
-    path = export_path(weights, name)
-    if path.exists():
-        return path
+    existing = _existing_export(weights, name)
+    if existing is not None:
+        return existing
+    first, fallback = _places(weights, name)
     try:
-        _export(module, input_size, outputs, path)
+        _export(module, input_size, outputs, first)
+        return first
     except OSError:
-        if path.parent == _user_cache():
+        if first == fallback:
             raise
-        path = _user_cache() / path.name  # the weights folder turned out read-only
-        if not path.exists():
-            _export(module, input_size, outputs, path)
-    return path
+        _export(module, input_size, outputs, fallback)  # the weights folder was read-only
+        return fallback
 
 
 def _read_verdict(path: Path) -> dict[str, float] | None:

@@ -72,7 +72,7 @@ def exact_index(dim: int) -> Any:
     return faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dim, quantizer, faiss.METRIC_INNER_PRODUCT))
 
 
-def _add(index: Any, ids: np.ndarray, vectors: np.ndarray) -> None:
+def add(index: Any, ids: np.ndarray, vectors: np.ndarray) -> None:
     if len(ids):
         index.add_with_ids(
             np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
@@ -85,7 +85,7 @@ def build(dim: int, count: int, chunks: Chunks, seed: int = 0) -> Any:
     if lists == 0:
         index = exact_index(dim)
         for ids, vectors in chunks():
-            _add(index, ids, vectors)
+            add(index, ids, vectors)
         return index
     faiss = _faiss()
     rng = np.random.default_rng(seed)
@@ -105,7 +105,7 @@ def build(dim: int, count: int, chunks: Chunks, seed: int = 0) -> Any:
     del sample
     tuning = _ExactNeighbours(np.concatenate(query_ids), np.concatenate(queries))
     for ids, vectors in chunks():  # second pass: fill the lists, and find the true neighbours
-        _add(index, ids, vectors)
+        add(index, ids, vectors)
         tuning.see(np.asarray(ids), np.asarray(vectors, np.float32))
     index.nprobe = tuning.fewest_probes(index)
     return index

@@ -20,19 +20,13 @@ from searchapp.errors import DiskFullError, SearchappError
 from searchapp.records import REGION_KINDS, VectorDelta
 from searchapp.store.catalog import Catalog
 from searchapp.vectors import ann
+from searchapp.vectors.ann import add as add  # one copy; callers keep faiss_index.add
 
 
 def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-def add(index: Any, ids: np.ndarray, vectors: np.ndarray) -> None:
-    if len(ids):
-        index.add_with_ids(
-            np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
-        )
 
 
 def remove(index: Any, ids: list[int]) -> None:

@@ -3,12 +3,20 @@ vectors, probes tuned by measured recall) once large, and back; never re-embeddi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from searchapp.records import CatalogBatch, FileStat, ImageMeta, NewImage, RegionData
+from searchapp.records import (
+    CatalogBatch,
+    FileStat,
+    ImageMeta,
+    NewImage,
+    RegionData,
+    VectorDelta,
+)
 from searchapp.store.catalog import Catalog
 from searchapp.vectors import ann, faiss_index
 from searchapp.vectors.faiss_index import IndexStore
@@ -82,53 +90,53 @@ def test_a_narrow_filter_on_ivf_still_finds_its_hits() -> None:
     assert recall(found, truth) >= 0.9
 
 
-def add_images(catalog: Catalog, vectors: np.ndarray, start: int) -> None:
+def add_images(catalog: Catalog, vectors: np.ndarray, start: int) -> tuple[int, VectorDelta]:
     batch = CatalogBatch()
     for offset, vector in enumerate(vectors):
         i = start + offset
         meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
         region = RegionData("scene", (0, 0, 10, 10), vector)
         batch.new.append(NewImage(FileStat(f"/p/{i}.jpg", 1, 1), f"h{i}", meta, [region]))
-    catalog.apply(batch)
+    return catalog.apply(batch)
 
 
-def test_a_growing_library_switches_to_ivf_and_back(tmp_path: Path) -> None:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    try:
-        vectors = clustered(6000)
-        add_images(catalog, vectors[:500], 0)
-        store = IndexStore(tmp_path, catalog, DIM)
-        assert ann.lists_of(store.get("scene", persist=True)) == 0
-        base = catalog.vector_generation()
-        add_images(catalog, vectors[500:], 500)  # written by another run: the file is stale
-        store = IndexStore(tmp_path, catalog, DIM)
-        index = store.get("scene", persist=True)
-        assert ann.lists_of(index) == 128 and index.ntotal == 6000
-        assert catalog.vector_generation() > base
-        reopened = IndexStore(tmp_path, catalog, DIM).get("scene", persist=True)
-        assert ann.lists_of(reopened) == 128 and reopened.nprobe == index.nprobe  # saved as IVF
-        assert store.repairs and "stale" in store.repairs[0]
-    finally:
-        catalog.close()
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    opened = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    yield opened
+    opened.close()
 
 
-def test_saving_a_grown_index_retrains_it_from_the_catalog(tmp_path: Path) -> None:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    try:
-        vectors = clustered(3000)
-        add_images(catalog, vectors[:800], 0)
-        store = IndexStore(tmp_path, catalog, DIM)
-        exact = store.get("scene", persist=True)
-        ids = np.arange(800, 3000, dtype=np.int64) + 1  # region ids follow insertion order
-        add_images(catalog, vectors[800:], 800)
-        faiss_index.add(exact, ids, vectors[800:])  # what following the batch does in memory
-        store._generations["scene"] = catalog.vector_generation()
-        store.save_all(catalog.vector_generation())
-        saved = IndexStore(tmp_path, catalog, DIM).get("scene", persist=False)
-        assert ann.lists_of(saved) > 0 and saved.ntotal == 3000
-        queries = clustered(50, seed=4)
-        _, found = faiss_index.search(saved, queries, 5)
-        truth = exact_top(queries, vectors, np.arange(1, 3001), 5)
-        assert recall(found, truth) >= 0.9
-    finally:
-        catalog.close()
+def test_a_library_grown_past_the_limit_reopens_as_ivf(catalog: Catalog, tmp_path: Path) -> None:
+    vectors = clustered(6000)
+    add_images(catalog, vectors[:500], 0)
+    store = IndexStore(tmp_path, catalog, DIM)
+    assert ann.lists_of(store.get("scene", persist=True)) == 0
+    base = catalog.vector_generation()
+    add_images(catalog, vectors[500:], 500)  # written by another run: the file is stale
+    store = IndexStore(tmp_path, catalog, DIM)
+    index = store.get("scene", persist=True)
+    assert ann.lists_of(index) == 128 and index.ntotal == 6000
+    assert catalog.vector_generation() > base
+    reopened = IndexStore(tmp_path, catalog, DIM).get("scene", persist=True)
+    assert ann.lists_of(reopened) == 128 and reopened.nprobe == index.nprobe  # saved as IVF
+    assert store.repairs and "stale" in store.repairs[0]
+
+
+def test_saving_a_grown_index_retrains_it_from_the_catalog(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    vectors = clustered(3000)
+    add_images(catalog, vectors[:800], 0)
+    store = IndexStore(tmp_path, catalog, DIM)
+    assert ann.lists_of(store.get("scene", persist=True)) == 0
+    base = catalog.vector_generation()
+    generation, delta = add_images(catalog, vectors[800:], 800)
+    store.follow(delta, base, generation)  # the exact index follows the batch in memory
+    store.save_all(generation)
+    saved = IndexStore(tmp_path, catalog, DIM).get("scene", persist=False)
+    assert ann.lists_of(saved) > 0 and saved.ntotal == 3000
+    queries = clustered(50, seed=4)
+    _, found = faiss_index.search(saved, queries, 5)
+    truth = exact_top(queries, vectors, np.arange(1, 3001), 5)
+    assert recall(found, truth) >= 0.9
