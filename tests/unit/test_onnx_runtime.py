@@ -14,6 +14,7 @@ import pytest
 
 from searchapp.encoders.base import EncoderOptions
 from searchapp.encoders.cnn import EfficientNetLite0Encoder, bundled_weights_path
+from searchapp.encoders.onnx_runtime import weights_path
 from searchapp.encoders.registry import create_encoder
 from searchapp.errors import UsageError
 from tests.conftest import sample_image
@@ -42,10 +43,27 @@ def test_cnn_onnx_gives_the_torch_embeddings_and_labels(cnn_weights: Path) -> No
     assert [row[0][0] for row in got.labels] == [row[0][0] for row in expected.labels]
     assert expected.labels[0][0][0].startswith(("tabby", "tiger cat", "Egyptian cat"))
     exported = list(cnn_weights.parent.glob("*.onnx"))
-    assert len(exported) == 1  # beside the weights
+    assert len(exported) == 1  # beside the weights, with its weights in a file of their own
+    assert weights_path(exported[0]).stat().st_size > 10_000_000  # EfficientNet's 4.7M floats
+    assert exported[0].stat().st_size < 1_000_000
+    assert [p for p in cnn_weights.parent.iterdir() if p.name.startswith(".")] == []  # no staging
     stamp = exported[0].stat().st_mtime_ns
     EfficientNetLite0Encoder(EncoderOptions(runtime="onnx"), cnn_weights)
     assert exported[0].stat().st_mtime_ns == stamp  # exported once, then reused
+
+
+def test_a_graph_without_its_weights_file_is_exported_again(
+    cnn_weights: Path, tmp_path: Path
+) -> None:
+    weights = Path(shutil.copy(cnn_weights, tmp_path / "again.pth"))
+    EfficientNetLite0Encoder(EncoderOptions(runtime="onnx"), weights)
+    (graph,) = tmp_path.glob("*.onnx")
+    first = weights_path(graph).read_bytes()
+    weights_path(graph).unlink()  # a half-deleted cache
+    quick = EfficientNetLite0Encoder(EncoderOptions(quick_start=True), weights)
+    assert quick.model is not None  # no broken session: the full encoder loads and re-exports
+    # The export is deterministic, which is what makes two racing first exports harmless.
+    assert weights_path(graph).read_bytes() == first
 
 
 def test_clip_onnx_gives_the_torch_embeddings(tiny_clip_checkpoint: Path) -> None:
