@@ -26,6 +26,11 @@ from searchapp.errors import UnknownNameError, WeightsUnavailableError
 from searchapp.records import EncoderIdentity
 
 DEFAULT_CLIP = "ViT-B-32/laion2b_s34b_b79k"
+# open_clip's table entry for DEFAULT_CLIP and its hub file names, copied: choosing the encoder
+# of a new library would otherwise import open_clip and torch (4.7 s, 700 MB) only to look up
+# one repository name. tests/unit/test_encoders.py holds both to open_clip's own.
+DEFAULT_CLIP_HUB = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+HUB_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -54,19 +59,13 @@ def pretrained_cfg(arch: str, tag: str | None) -> dict[str, Any]:
     return dict(cfg)
 
 
-def _hub_filenames() -> list[str]:
-    from open_clip.pretrained import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-
-    return [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
-
-
 def cached_checkpoint(cfg: dict[str, Any]) -> Path | None:
     """The checkpoint of a tag if it is already in the local cache; never touches the network."""
     hub_id = (cfg.get("hf_hub") or "").strip("/")
     if hub_id:
         from huggingface_hub import try_to_load_from_cache
 
-        for filename in _hub_filenames():
+        for filename in HUB_FILENAMES:
             found = try_to_load_from_cache(hub_id, filename)
             if isinstance(found, str) and os.path.isfile(found):
                 return Path(found)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,15 @@ def imagenet_class_names() -> list[str]:
     return [info.index_to_description(i) for i in range(1000)]
 
 
+def micro_batched(
+    run: Callable[[np.ndarray], Sequence[np.ndarray]], batch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled, probs), MICRO_BATCH images a pass on either runtime. ONNX Runtime runs as fast
+    at 4 images as at 32, and its activations then take 210 MB instead of 820."""
+    parts = [run(batch[start : start + MICRO_BATCH]) for start in range(0, len(batch), MICRO_BATCH)]
+    return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
+
+
 class EfficientNetLite0Encoder:
     input_size = INPUT_SIZE
 
@@ -133,7 +143,7 @@ class EfficientNetLite0Encoder:
         self.model = model.eval().to(memory_format=torch.channels_last)
         self._onnx = onnx_tower(
             _PooledAndProbs(self.model),
-            lambda batch: list(self._torch_forward(batch)),
+            lambda batch: list(micro_batched(self._torch_forward, batch)),
             weights=path,
             name=TOWER,
             input_size=INPUT_SIZE,
@@ -149,25 +159,17 @@ class EfficientNetLite0Encoder:
         return np.ascontiguousarray(((pixels - 127.0) / 128.0).transpose(2, 0, 1))
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._onnx is not None:
-            pooled, probs = self._onnx(batch)
-            return pooled, probs
-        return self._torch_forward(batch)
+        return micro_batched(self._onnx or self._torch_forward, batch)
 
     def _torch_forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        pooled_parts, prob_parts = [], []
         with torch.inference_mode():
-            for start in range(0, len(batch), MICRO_BATCH):
-                x = torch.from_numpy(
-                    np.ascontiguousarray(batch[start : start + MICRO_BATCH], dtype=np.float32)
-                ).contiguous(memory_format=torch.channels_last)
-                pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-                logits = self.model.get_classifier()(pooled)
-                pooled_parts.append(pooled.numpy())
-                prob_parts.append(logits.softmax(dim=-1).numpy())
-        return np.concatenate(pooled_parts), np.concatenate(prob_parts)
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            x = x.contiguous(memory_format=torch.channels_last)
+            pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+            logits = self.model.get_classifier()(pooled)
+            return pooled.numpy(), logits.softmax(dim=-1).numpy()
 
     def encode(self, batch: np.ndarray) -> EncodedBatch:
         pooled, probs = self._forward(batch)

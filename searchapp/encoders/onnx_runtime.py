@@ -101,6 +101,8 @@ def _export(module: Any, input_size: int, outputs: list[str], path: Path) -> Non
             save_as_external_data=True,
             location=data.name,
         )
+        graph_mode = (staging / path.name).stat().st_mode & 0o777
+        os.chmod(staging / data.name, graph_mode)  # onnx writes it owner-only; share like the graph
         # Two first exports of the same weights may race here: the exporter is deterministic,
         # so either pair of files is the same pair.
         os.replace(staging / data.name, data)
@@ -160,10 +162,15 @@ def _runner(session: Any) -> Tower:
 
 
 def _timed(run: Tower, batch: np.ndarray) -> float:
+    """The best of three runs: on EfficientNet the two runtimes are within 30% of each other,
+    which one run on a busy machine got the wrong way round."""
     run(batch)  # first call: allocations and kernel choice
-    started = time.perf_counter()
-    run(batch)
-    return time.perf_counter() - started
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        run(batch)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def onnx_tower(

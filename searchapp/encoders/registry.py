@@ -91,13 +91,12 @@ class AutoChoice:
 
 def choose_auto(options: EncoderOptions) -> AutoChoice:
     """Pick CLIP when its weights can be had without a download, else the offline CNN."""
-    from searchapp.encoders.clip import DEFAULT_CLIP, cached_checkpoint, parse_spec, pretrained_cfg
+    from searchapp.encoders.clip import DEFAULT_CLIP, DEFAULT_CLIP_HUB, cached_checkpoint
 
     name = f"clip:{DEFAULT_CLIP}"
     if options.clip_weights is not None:
         return AutoChoice(name, f"CLIP weights from {options.clip_weights}")
-    arch, tag = parse_spec(DEFAULT_CLIP)
-    if cached_checkpoint(pretrained_cfg(arch, tag)) is not None:
+    if cached_checkpoint({"hf_hub": DEFAULT_CLIP_HUB}) is not None:
         return AutoChoice(name, "CLIP weights found in the local cache")
     return AutoChoice(
         DEFAULT_CNN,

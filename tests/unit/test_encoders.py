@@ -3,6 +3,9 @@ weights load through the same cache layout a user's machine has."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +102,32 @@ def test_auto_without_cached_clip_picks_the_offline_cnn(
     choice = choose_auto(EncoderOptions(allow_download=False))
     assert choice.name == "cnn:efficientnet-lite0"
     assert "--clip-weights" in choice.reason
+
+
+def test_the_default_clip_entry_is_open_clips_own() -> None:
+    """choose_auto looks the default up without importing open_clip, from a copied entry."""
+    import open_clip
+    from open_clip.pretrained import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    from searchapp.encoders.clip import DEFAULT_CLIP, DEFAULT_CLIP_HUB, HUB_FILENAMES, parse_spec
+
+    cfg = open_clip.get_pretrained_cfg(*parse_spec(DEFAULT_CLIP))
+    assert cfg["hf_hub"].strip("/") == DEFAULT_CLIP_HUB and not cfg.get("url")
+    assert HUB_FILENAMES == (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME)
+
+
+def test_choosing_the_encoder_of_a_new_library_imports_no_model_code(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from searchapp.encoders.base import EncoderOptions\n"
+        "from searchapp.encoders.registry import choose_auto\n"
+        "choose_auto(EncoderOptions(allow_download=False))\n"
+        "print(sorted(m for m in ('torch', 'open_clip', 'timm') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]"]
 
 
 def write_hub_checkpoint(cache: Path, state: dict) -> Path:  # type: ignore[type-arg]

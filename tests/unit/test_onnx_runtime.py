@@ -46,6 +46,7 @@ def test_cnn_onnx_gives_the_torch_embeddings_and_labels(cnn_weights: Path) -> No
     assert len(exported) == 1  # beside the weights, with its weights in a file of their own
     assert weights_path(exported[0]).stat().st_size > 10_000_000  # EfficientNet's 4.7M floats
     assert exported[0].stat().st_size < 1_000_000
+    assert weights_path(exported[0]).stat().st_mode == exported[0].stat().st_mode  # as shared
     assert [p for p in cnn_weights.parent.iterdir() if p.name.startswith(".")] == []  # no staging
     stamp = exported[0].stat().st_mtime_ns
     EfficientNetLite0Encoder(EncoderOptions(runtime="onnx"), cnn_weights)
