@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, Table, and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 
-from searchapp.store.models import (
-    FailureRow,
-    ImageRow,
-    PixelEvidenceRow,
-    RegionLabelRow,
-    RegionRow,
-    Setting,
-)
+from searchapp.store.models import evidence, failures, images, labels, regions, settings
 
-images = cast(Table, ImageRow.__table__)
-regions = cast(Table, RegionRow.__table__)
-labels = cast(Table, RegionLabelRow.__table__)
-failures = cast(Table, FailureRow.__table__)
-settings = cast(Table, Setting.__table__)
-evidence = cast(Table, PixelEvidenceRow.__table__)
+__all__ = ["evidence", "failures", "images", "labels", "regions", "settings"]
 
 VECTOR_DTYPE = np.float16
 CHUNK = 900  # stays under SQLite's bound-parameter limit

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine
 
 from searchapp.errors import SchemaTooNewError
 from searchapp.store.catalog import Catalog, _alembic_config
-from searchapp.store.models import Base
+from searchapp.store.models import metadata
 
 
 def test_fresh_catalog_is_at_head_in_wal_mode(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_models_match_migrations(tmp_path: Path) -> None:
 
     catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
     with catalog.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     catalog.close()
     assert diff == []
 
