@@ -96,6 +96,13 @@ def imagenet_class_names() -> list[str]:
     return [info.index_to_description(i) for i in range(1000)]
 
 
+def preprocess(image: Image.Image) -> np.ndarray:
+    """The model input for one image: needs no model, so a reader process can run it."""
+    image = resize_shorter_and_center_crop(image.convert("RGB"), INPUT_SIZE)
+    pixels = np.asarray(image, dtype=np.float32)
+    return np.ascontiguousarray(((pixels - 127.0) / 128.0).transpose(2, 0, 1))
+
+
 def micro_batched(
     run: Callable[[np.ndarray], Sequence[np.ndarray]], batch: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -154,9 +161,7 @@ class EfficientNetLite0Encoder:
         self.runtime = "onnx" if self._onnx else "torch"
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        image = resize_shorter_and_center_crop(image.convert("RGB"), INPUT_SIZE)
-        pixels = np.asarray(image, dtype=np.float32)
-        return np.ascontiguousarray(((pixels - 127.0) / 128.0).transpose(2, 0, 1))
+        return preprocess(image)
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return micro_batched(self._onnx or self._torch_forward, batch)
