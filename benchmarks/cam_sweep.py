@@ -12,14 +12,13 @@ cup in scikit-image's coffee photo. Writes benchmarks/results/cam_sweep.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from bench_results import write_result
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,11 +102,7 @@ def main() -> int:
         rows.append(row)
         print(row, flush=True)
 
-    record = {"date": datetime.now().isoformat(timespec="seconds"), "folder": str(folder)}
-    record["settings"] = rows  # type: ignore[assignment]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, {"folder": str(folder), "settings": rows})
     return 0
 
 

@@ -26,10 +26,10 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from bench_results import write_result
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,6 @@ def main() -> int:
     hybrid.close()
 
     record = {
-        "date": datetime.now().isoformat(timespec="seconds"),
         "folder": str(folder),
         "encoder": "cnn:efficientnet-lite0",
         "crops_per_photo_and_band": args.crops,
@@ -190,8 +189,7 @@ def main() -> int:
         "libraries": infos,
         "recall": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_result(args.out, record)
 
     print(f"\n{len(images)} photos, {len(queries)} crop queries")
     for verify in ("", " verified"):
@@ -209,7 +207,6 @@ def main() -> int:
         )
     if args.details:
         args.details.write_text(json.dumps(details, indent=1))
-    print(f"wrote {args.out}")
     return 0
 
 

@@ -30,17 +30,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import re
 import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from bench_results import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -197,8 +196,6 @@ def main() -> int:
     for name, row in per_transform.items():
         by_tier.setdefault(TRANSFORMS[name].tier, []).extend([row["recall"]] * row["pairs"])
     result = {
-        "date": datetime.now().strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} CPU cores",
         "folder": str(folder),
         "photos": len(paths),
         "copies": len(made),
@@ -228,8 +225,7 @@ def main() -> int:
             for tier, recalls in by_tier.items()
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(
         f"photos {len(paths)} (copies {len(made)}), dupes in {dupes_seconds:.1f} s "
         f"({again_seconds:.1f} s run again), "
@@ -249,7 +245,6 @@ def main() -> int:
     for tier, row in result["by_expected_tier"].items():
         print(f"{tier:<14} {row['precision']:>9.3f}  {row['recall']:.3f}  {row['f1']:.3f}")
     print(f"false pairs among look-alikes: {len(look_alike_false)}")
-    print(f"wrote {args.out}")
     return 0
 
 

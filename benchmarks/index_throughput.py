@@ -30,9 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from bench_results import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"scene": "scene", "hybrid": "scene,object,tile"}
@@ -256,16 +257,12 @@ def main() -> int:
                 flush=True,
             )
     result = {
-        "date": datetime.now().strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} CPU cores",
         "folder": str(args.folder),
         "photos": len(photos),
         "batch_size": args.batch_size,
         "runs": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -15,16 +15,15 @@ Writes benchmarks/results/query_latency.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from bench_results import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -169,9 +168,8 @@ def main() -> int:
     knn = timed(lambda i: index.search(query, 10), n)
 
     result = {
-        "date": datetime.now().isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"{platform.python_implementation()} {platform.python_version()}",
+        "torch_threads": torch.get_num_threads(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
         "encoder": ENCODER,
         "weights": "local random init (speed only)" if not args.clip_weights else str(checkpoint),
         "vectors": args.vectors,
@@ -188,8 +186,7 @@ def main() -> int:
         "text_embedding_max_abs_diff_vs_open_clip": parity,
         "faiss_knn_only": percentiles(knn),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     lib.close()
     rows = [
         ("text query (end to end)", result["text_query"]),
@@ -210,7 +207,6 @@ def main() -> int:
         f"text tower: ours {full_p50 / ours_p50:.1f}x faster than open_clip's full context; "
         f"max |difference| of normalised embeddings {parity:.2e}"
     )
-    print(f"wrote {args.out}")
     return 0
 
 

@@ -15,19 +15,17 @@ Writes benchmarks/results/reader_pool.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_results import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 32
@@ -121,8 +119,6 @@ def main() -> int:
     ratio = best["processes"]["photos_per_second"] / best["threads"]["photos_per_second"]
     print(f"  processes / threads {ratio:.2f}")
     result = {
-        "date": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "photos": len(paths),
         "workers": args.workers,
         "runtime": encoder.runtime,
@@ -130,9 +126,7 @@ def main() -> int:
         "best": best,
         "processes_over_threads": round(ratio, 3),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
+
+from bench_results import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 CNN = "cnn:efficientnet-lite0"
@@ -156,15 +155,11 @@ def main() -> int:
             for stage, value in measured["stages_ms"].items():  # type: ignore[attr-defined]
                 print(f"  {stage:<28} {value:8.1f} ms")
     result_json = {
-        "date": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "vectors": args.vectors,
         "python_start_ms": round(python_start, 1),
         "cases": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result_json, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result_json)
     return 0
 
 

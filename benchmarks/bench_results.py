@@ -1,0 +1,24 @@
+"""Where every benchmark's JSON record goes, stamped with when and on what it was measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Writes `result` to `path` after a date and machine line, and says where it went."""
+    stamped = {
+        "date": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        **result,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stamped, indent=2) + "\n")
+    print(f"wrote {path}")
