@@ -95,7 +95,8 @@ def _starts(length: int, side: int, stride: int) -> list[int]:
 
 
 def _informative(crop: Image.Image, min_std: float) -> bool:
-    grey = np.asarray(crop.convert("L").resize((32, 32)), dtype=np.float32)
+    # box-reduce before the bicubic step: half the time, and no tile of 640 tried changed side
+    grey = np.asarray(crop.convert("L").resize((32, 32), reducing_gap=2.0), dtype=np.float32)
     return float(grey.std()) >= min_std
 
 
