@@ -27,8 +27,8 @@ from searchapp.records import EncoderIdentity
 
 DEFAULT_CLIP = "ViT-B-32/laion2b_s34b_b79k"
 # open_clip's table entry for DEFAULT_CLIP and its hub file names, copied: choosing the encoder
-# of a new library would otherwise import open_clip and torch (4.7 s, 700 MB) only to look up
-# one repository name. tests/unit/test_encoders.py holds both to open_clip's own.
+# of a new library should not import open_clip and torch only to look up one repository name.
+# tests/unit/test_encoders.py holds both to open_clip's own.
 DEFAULT_CLIP_HUB = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 HUB_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
