@@ -303,11 +303,12 @@ def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib
     if args.json:
         print(json.dumps(data))
     elif not console.quiet:
+        loading = summary.model_seconds
+        took = f"{summary.seconds:.1f} s" + (f", {loading:.1f} s of it loading" if loading else "")
         print(
             f"{summary.new} new, {summary.changed} changed, {summary.moved} moved, "
             f"{summary.deleted} deleted, {summary.unchanged} unchanged, {summary.failed} failed "
-            f"in {summary.seconds:.1f} s ({summary.embedded} embedded, "
-            f"{summary.images_per_second:.1f} images/s)"
+            f"in {took} ({summary.embedded} embedded, {summary.images_per_second:.1f} images/s)"
         )
         if summary.failed:
             print("failed files: `searchapp errors` lists them with their reasons")

@@ -78,7 +78,9 @@ class IndexSummary:
 
     @property
     def images_per_second(self) -> float:
-        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+        """The rate to extrapolate from: loading the models is paid once a run, not per photo."""
+        working = self.seconds - self.model_seconds
+        return self.embedded / working if working > 0 else 0.0
 
     def as_dict(self) -> dict[str, float | int | bool]:
         data: dict[str, float | int | bool] = {

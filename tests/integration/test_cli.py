@@ -49,6 +49,8 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     }
     assert summary["encoder"] == "cnn:efficientnet-lite0" and summary["images_per_second"] > 0
     assert 0 < summary["model_seconds"] < summary["seconds"]  # reported apart from the rate
+    working = summary["seconds"] - summary["model_seconds"]
+    assert summary["images_per_second"] == pytest.approx(5 / working, rel=0.02)
     assert f"searchapp: skipped {photos / 'broken.jpg'}:" in first.stderr
 
     second = json.loads(run("index", str(photos), "--library", lib, "--json").stdout)
@@ -86,6 +88,11 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
 
     errors = json.loads(run("errors", "--library", lib, "--json").stdout)["errors"]
     assert [e["path"] for e in errors] == [str(photos / "broken.jpg")]
+
+    noise = np.random.default_rng(3).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(photos / "new.jpg")
+    line = run("index", str(photos), "--library", lib).stdout.strip()
+    assert line.startswith("1 new, 0 changed") and " s of it loading (1 embedded, " in line
 
 
 def test_help_imports_nothing_heavy() -> None:
