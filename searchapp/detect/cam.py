@@ -46,7 +46,8 @@ class CamDetector:
         self.weight = classifier.weight.detach()  # (1000, 1280), a torch tensor
         self.bias = classifier.bias.detach()
 
-    def _features(self, image: Image.Image, side: int) -> np.ndarray:
+    def _features(self, image: Image.Image, side: int) -> Any:
+        """The feature map (1280, h, w), a torch tensor."""
         import torch
 
         width, height = image.size
@@ -56,7 +57,7 @@ class CamDetector:
         x = torch.from_numpy(((pixels.astype(np.float32) - 127.0) / 128.0).transpose(2, 0, 1))
         x = x[None].contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return self.model.forward_features(x)[0].numpy()  # (1280, h, w)
+            return self.model.forward_features(x)[0]
 
     def activation_maps(self, image: Image.Image) -> tuple[list[int], np.ndarray, np.ndarray]:
         """Top classes, their probabilities, and their maps (classes, h, w).
@@ -67,13 +68,12 @@ class CamDetector:
         import torch
 
         with torch.inference_mode():
-            pooled = torch.from_numpy(self._features(image, CLASS_SIDE).mean(axis=(1, 2)))
+            pooled = self._features(image, CLASS_SIDE).mean(dim=(1, 2))
             logits = (self.weight @ pooled + self.bias).numpy()
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        top = [int(c) for c in np.argsort(-probs)[:TOP_CLASSES] if probs[c] >= MIN_CLASS_PROB]
-        features = torch.from_numpy(self._features(image, CAM_SIDE))
-        with torch.inference_mode():
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            top = [int(c) for c in np.argsort(-probs)[:TOP_CLASSES] if probs[c] >= MIN_CLASS_PROB]
+            features = self._features(image, CAM_SIDE)
             maps = torch.einsum("kc,chw->khw", self.weight[top], features).numpy()
         return top, probs[top], maps
 
