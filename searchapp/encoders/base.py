@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -10,6 +11,12 @@ import numpy as np
 from PIL import Image
 
 from searchapp.records import EncoderIdentity
+
+
+def user_cache(name: str) -> Path:
+    """searchapp's folder `name` in the user's cache: $XDG_CACHE_HOME, else ~/.cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "searchapp" / name
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from searchapp.encoders.base import EncodedBatch, EncoderOptions, l2_normalise
+from searchapp.encoders.base import EncodedBatch, EncoderOptions, l2_normalise, user_cache
 from searchapp.records import EncoderIdentity
 
 RECORD = "encoder.json"
@@ -34,10 +33,9 @@ RECORD_VERSION = 2  # 2: with the image preprocessing and the visual tower's exp
 
 def cache_folder(spec: str, options: EncoderOptions) -> Path:
     """Where the text tower of an encoder name (and explicit weights file) is kept."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     explicit = str(options.clip_weights.absolute()) if options.clip_weights else ""
     key = hashlib.sha256(f"{spec}\n{explicit}".encode()).hexdigest()[:16]
-    return Path(base) / "searchapp" / "clip-text" / key
+    return user_cache("clip-text") / key
 
 
 def save_for_queries(encoder: Any, spec: str, options: EncoderOptions, checkpoint: Path) -> None:

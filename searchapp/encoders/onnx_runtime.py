@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from searchapp.encoders.base import user_cache
 from searchapp.errors import SearchappError, UsageError
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -47,11 +48,6 @@ def check_runtime(runtime: str) -> None:
         raise UsageError("--runtime onnx needs onnxruntime: pip install onnxruntime onnx")
 
 
-def _user_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "searchapp" / "onnx"
-
-
 def export_path(weights: Path, tower: str) -> Path:
     """Where a tower's export lives: beside its weights when that folder is writable. Versions
     come from package metadata, so finding an export imports neither torch nor onnxruntime."""
@@ -64,7 +60,7 @@ def export_path(weights: Path, tower: str) -> Path:
     beside = weights.parent
     if os.access(beside, os.W_OK):
         return beside / name
-    return _user_cache() / name
+    return user_cache("onnx") / name
 
 
 def _export(module: Any, input_size: int, outputs: list[str], path: Path) -> None:
@@ -151,7 +147,7 @@ def _places(weights: Path, name: str) -> tuple[Path, Path]:
     """Where an export may be: beside the weights (or the user cache, if that folder is not
     writable), then the user cache, where a failed write beside the weights sent it."""
     first = export_path(weights, name)
-    return first, _user_cache() / first.name
+    return first, user_cache("onnx") / first.name
 
 
 def _existing_export(weights: Path, name: str) -> Path | None:
