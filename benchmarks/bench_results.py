@@ -1,10 +1,14 @@
-"""Where every benchmark's JSON record goes, stamped with when and on what it was measured."""
+"""Where every benchmark's JSON record goes, stamped with when and on what it was measured, and
+the scratch folders benchmarks fill (libraries, copies, checkpoints), removed when they exit."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,3 +26,10 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stamped, indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def scratch_folder(prefix: str) -> Path:
+    """A temporary folder, removed when the benchmark exits: libraries of a run take gigabytes."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_results import write_result
+from bench_results import scratch_folder, write_result
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +52,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cam_sweep.json")
     args = parser.parse_args()
     folder = args.folder.resolve()
-    work = Path(tempfile.mkdtemp(prefix="searchapp-cam-"))
+    work = scratch_folder("searchapp-cam-")
     options = IndexOptions(regions=RegionOptions(kinds=("scene", "object")))
     encoder_options = EncoderOptions(allow_download=False)
 

@@ -23,13 +23,12 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_results import write_result
+from bench_results import scratch_folder, write_result
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +110,7 @@ def main() -> int:
     parser.add_argument("--details", type=Path, help="write every query's top 5 here (JSON)")
     args = parser.parse_args()
     folder = args.folder.resolve()
-    work = Path(tempfile.mkdtemp(prefix="searchapp-crops-"))
+    work = scratch_folder("searchapp-crops-")
 
     tiles = TileOptions()
     if args.scales:

@@ -33,13 +33,12 @@ import itertools
 import os
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from bench_results import write_result
+from bench_results import scratch_folder, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,7 +118,7 @@ def main() -> int:
     if not folder.is_dir():
         print(f"no folder {folder}; pass a folder of photos", file=sys.stderr)
         return 2
-    work = args.work or Path(tempfile.mkdtemp(prefix="searchapp-dupes-"))
+    work = args.work or scratch_folder("searchapp-dupes-")
     originals = sorted(
         p
         for p in folder.rglob("*")

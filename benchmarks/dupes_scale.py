@@ -22,12 +22,11 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_results import write_result
+from bench_results import scratch_folder, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -136,7 +135,7 @@ def main() -> int:
     if args.one:
         print(json.dumps(measure(args.one)))
         return 0
-    work = args.work or Path(tempfile.mkdtemp(prefix="searchapp-dupes-scale-"))
+    work = args.work or scratch_folder("searchapp-dupes-scale-")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         directory = work / f"lib-{size}"

@@ -32,12 +32,11 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench_results import write_result
+from bench_results import scratch_folder, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"scene": "scene", "hybrid": "scene,object,tile"}
@@ -118,7 +117,7 @@ def child_ours(
 
     from searchapp.cli import main
 
-    library = tempfile.mkdtemp(prefix="searchapp-throughput-")
+    library = str(scratch_folder("searchapp-throughput-"))
     argv = ["index", folder, "--library", library, "--regions", kinds, "--encoder", name]
     argv += ["--batch-size", str(batch_size), "--json", "--quiet"]
     if clip_weights and name.startswith("clip:"):
@@ -259,7 +258,7 @@ def main() -> int:
     if args.folder is None or not args.folder.is_dir():
         parser.error("FOLDER: a folder of photos (python benchmarks/phone_photos.py /tmp/phone)")
     photos = _photos(args.folder)
-    scratch = Path(tempfile.mkdtemp(prefix="searchapp-throughput-"))
+    scratch = scratch_folder("searchapp-throughput-")
     clip_weights = args.clip_weights
     rows = []
     print(f"{len(photos)} photos in {args.folder}; batch {args.batch_size}; {os.cpu_count()} cores")

@@ -18,12 +18,11 @@ import argparse
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_results import write_result
+from bench_results import scratch_folder, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -126,7 +125,7 @@ def main() -> int:
 
     import torch
 
-    work = Path(tempfile.mkdtemp(prefix="searchapp-bench-"))
+    work = scratch_folder("searchapp-bench-")
     checkpoint = args.clip_weights or random_checkpoint(work)
     lib = Library(work / "lib")
     options = EncoderOptions(clip_weights=checkpoint, allow_download=False)

@@ -24,11 +24,10 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench_results import write_result
+from bench_results import scratch_folder, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 CNN = "cnn:efficientnet-lite0"
@@ -127,7 +126,7 @@ def main() -> int:
     parser.add_argument("--clip-weights", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/startup.json")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="searchapp-startup-"))
+    work = scratch_folder("searchapp-startup-")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from query_latency import random_checkpoint
 
