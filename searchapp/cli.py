@@ -24,6 +24,7 @@ from searchapp.cli_search import add_search_parser, cmd_search
 from searchapp.console import Console, table
 
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
 
 
 # ---- argument parsing ----------------------------------------------------------------------
@@ -474,6 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("searchapp: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly. Point stdout at /dev/null so that
+        # the interpreter's last flush does not raise again on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

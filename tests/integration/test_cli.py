@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -85,6 +86,20 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     assert stats["regions"]["tile"] > 0  # the two 512 px photos are large enough to tile
     assert stats["vectors"] == sum(stats["regions"].values())
     assert stats["encoder"]["name"] == "cnn:efficientnet-lite0" and stats["bytes_on_disk"] > 0
+
+    # A reader that has gone (`searchapp stats | head -0`): a quiet exit 141, not a traceback.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    gone = subprocess.run(
+        [sys.executable, "-m", "searchapp", "stats", "--library", lib],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+    )
+    os.close(write_end)
+    assert (gone.returncode, gone.stderr) == (141, "")
 
     errors = json.loads(run("errors", "--library", lib, "--json").stdout)["errors"]
     assert [e["path"] for e in errors] == [str(photos / "broken.jpg")]
