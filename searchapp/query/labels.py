@@ -174,6 +174,18 @@ HYPERNYMS: dict[str, tuple[tuple[tuple[int, int], ...], tuple[str, ...]]] = {
     "person": ((), ("ballplayer", "groom", "scuba diver")),
     "space": ((), ("space shuttle", "missile", "projectile", "space heater")),
     "rocket": ((), ("missile", "projectile", "space shuttle")),
+    "laptop": ((), ("laptop", "notebook")),  # ImageNet tells the two apart; people do not
+    "computer": ((), ("desktop computer", "laptop", "notebook", "hand-held computer")),
+    "phone": ((), ("cellular telephone", "dial telephone", "pay-phone")),
+    "chair": ((), ("barber chair", "folding chair", "rocking chair", "throne")),
+    "table": ((), ("dining table", "desk", "pool table")),
+    "cup": ((), ("cup", "coffee mug", "measuring cup")),
+    "sofa": ((), ("studio couch",)),
+    "bottle": (
+        (),
+        ("beer bottle", "pill bottle", "pop bottle", "water bottle", "wine bottle", "water jug"),
+    ),
+    "tv": ((), ("television",)),
 }
 
 # words that mean the union of other words' classes
@@ -184,6 +196,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "vehicle": ("car", "truck", "bus"),
     "airplane": ("plane",),
     "people": ("person",),
+    "couch": ("sofa",),
+    "mobile": ("phone",),
+    "cellphone": ("phone",),
 }
 
 STOPWORDS = frozenset(

@@ -10,6 +10,7 @@ import pytest
 from searchapp.encoders.base import EncoderOptions
 from searchapp.errors import QueryError
 from searchapp.library import Library
+from searchapp.query.labels import match_labels
 from tests.integration.helpers import index
 
 
@@ -34,6 +35,13 @@ def test_label_synonyms_and_plurals(indexed) -> None:  # type: ignore[no-untyped
     lib, photos = indexed
     assert lib.search("espresso")[0].path == str(photos / "things" / "coffee.jpg")
     assert lib.search("Cats")[0].path == str(photos / "animals" / "cat.jpg")
+    assert lib.search("a cup")[0].path == str(photos / "things" / "coffee.jpg")
+    # everyday words that ImageNet splits into classes nobody would name
+    assert {"laptop, laptop computer", "notebook, notebook computer"} <= match_labels("laptop")[
+        "laptop"
+    ]
+    assert any("cellular telephone" in name for name in match_labels("phone")["phone"])
+    assert match_labels("couch")["couch"] == match_labels("sofa")["sofa"]
 
 
 def test_words_with_no_imagenet_label_explain_how_to_get_free_text(indexed) -> None:  # type: ignore[no-untyped-def]
