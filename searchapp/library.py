@@ -140,6 +140,18 @@ class Library:
             self.catalog.set_encoder_identity(identity)
         self._identity = identity
 
+    def _holds_photos(self) -> bool:
+        in_search, set_aside, _, _ = self.catalog.counts()
+        return bool(in_search or set_aside or self.catalog.get_setting("reindex.pending"))
+
+    def _forget_encoder(self) -> None:
+        """Unbind the library from its encoder: its vectors are gone or were never stored."""
+        self._set_identity(None)
+        for kind in REGION_KINDS:
+            self.catalog.set_setting(f"index.{kind}", "")
+        self._encoder = None
+        self._indexes = None
+
     def resolve_encoder_name(
         self, requested: str | None, options: EncoderOptions
     ) -> tuple[str, str]:
@@ -149,7 +161,7 @@ class Library:
         recorded = self.encoder_identity
         if requested and requested != AUTO:
             split_name(requested)  # unknown names fail here, before any model loads
-            if recorded and recorded.name != requested:
+            if recorded and recorded.name != requested and self._holds_photos():
                 raise EncoderMismatchError(
                     f"library {self.directory} holds vectors of {recorded.name}; mixing encoders "
                     f"is refused. Run `searchapp reindex --encoder {requested}` to switch"
@@ -250,8 +262,14 @@ class Library:
         callbacks: IndexCallbacks | None = None,
         only: set[str] | None = None,
     ) -> IndexSummary:
+        from searchapp.encoders.registry import AUTO
+
         encoder_options = encoder_options or EncoderOptions()
         with self.writing():
+            recorded = self.encoder_identity
+            if recorded and encoder not in (None, AUTO, recorded.name) and not self._holds_photos():
+                # a first run that stored no photo (a bad flag, no readable file) chose nothing
+                self._forget_encoder()
             name, _ = self.resolve_encoder_name(encoder, encoder_options)
             port = LazyModel(lambda: self.encoder(name, encoder_options))
             run = IndexRun(
@@ -285,11 +303,7 @@ class Library:
                     paths = sorted(set(paths) | set(json.loads(pending)))
                 self.catalog.set_setting("reindex.pending", json.dumps(paths))
                 self.catalog.remove_all_vectors()
-                self._set_identity(None)
-                for kind in REGION_KINDS:
-                    self.catalog.set_setting(f"index.{kind}", "")
-                self._encoder = None
-                self._indexes = None
+                self._forget_encoder()
             elif pending:
                 paths = json.loads(pending)
             else:

@@ -45,3 +45,21 @@ def test_reindex_without_encoder_or_pending_work_is_an_error(library, photos: Pa
     index(library, photos)
     with pytest.raises(SearchappError, match="--encoder"):
         library.reindex(None)
+
+
+def test_a_library_that_stored_no_photo_takes_another_encoder(
+    library, photos: Path, tmp_path: Path, tiny_clip_checkpoint: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from searchapp.errors import EncoderMismatchError
+
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "broken.jpg").write_bytes(b"not a photo")
+    assert index(library, unreadable).failed == 1  # the first run chose the CNN, stored nothing
+    options = EncoderOptions(clip_weights=tiny_clip_checkpoint)
+    summary = index(library, photos, encoder="clip:tiny-test", encoder_options=options)
+    assert summary.embedded == len(paths_of(library)) > 0
+    assert library.encoder_identity.name == "clip:tiny-test"  # type: ignore[union-attr]
+    assert_consistent(library)
+    with pytest.raises(EncoderMismatchError, match="reindex --encoder"):  # now it holds photos
+        index(library, photos, encoder="cnn:efficientnet-lite0")
