@@ -21,6 +21,7 @@ from searchapp.errors import (
     ImageLoadError,
     LibraryBusyError,
     SearchappError,
+    UsageError,
 )
 from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexRun, LazyModel
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
@@ -264,6 +265,9 @@ class Library:
     ) -> IndexSummary:
         from searchapp.encoders.registry import AUTO
 
+        missing = [path for path in paths if not os.path.exists(os.path.expanduser(path))]
+        if missing and len(missing) == len(paths):  # a typo, or a drive not mounted
+            raise UsageError(f"nothing to index: {', '.join(missing)}: no such file or folder")
         encoder_options = encoder_options or EncoderOptions()
         with self.writing():
             recorded = self.encoder_identity

@@ -389,7 +389,8 @@ class IndexRun:
             self.doomed.clear()
             self.last_commit = time.monotonic()
             due = time.monotonic() - self.last_save > self.options.index_save_seconds
-            if force_save or due:
+            # a library that has never stored a vector has no encoder, hence no index to save
+            if (force_save or due) and self.catalog.encoder_identity() is not None:
                 self.indexes().save_all(self.generation)
                 self.last_save = time.monotonic()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from searchapp.errors import DiskFullError, LibraryBusyError
+from searchapp.errors import DiskFullError, LibraryBusyError, UsageError
 from searchapp.library import Library
 from tests.conftest import sample_image
 from tests.integration.helpers import Recorder, assert_consistent, index, paths_of
@@ -176,3 +176,18 @@ def test_disk_full_on_commit_names_the_fix_and_keeps_the_library_consistent(
     assert paths_of(library) == before
     assert_consistent(library)
     assert index(library, photos).new == 3  # and the next run resumes
+
+
+def test_a_first_run_that_finds_no_photo_reports_zero_and_a_missing_path_is_named(
+    tmp_path: Path,
+) -> None:
+    fresh = Library(tmp_path / "fresh")  # no encoder recorded yet, as on a first run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    summary = fresh.index([str(empty)])
+    assert (summary.new, summary.failed, summary.embedded, summary.model_seconds) == (0, 0, 0, 0)
+    assert fresh.encoder_identity is None  # nothing stored, so no encoder chosen for good
+    with pytest.raises(UsageError, match=f"nothing to index: {tmp_path / 'typo'}: no such file"):
+        fresh.index([str(tmp_path / "typo")])
+    assert fresh.index([str(empty), str(tmp_path / "typo")]).new == 0  # one root is enough
+    fresh.close()

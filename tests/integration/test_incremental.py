@@ -102,11 +102,17 @@ def test_indexing_a_subfolder_never_deletes_outside_it(library, photos: Path) ->
 def test_missing_root_is_reported_and_deletes_nothing(
     library, photos: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
+    from searchapp.errors import UsageError
     from tests.integration.helpers import Recorder
 
     index(library, photos)
+    with pytest.raises(UsageError, match=r"nothing to index: .*unplugged-drive: no such file"):
+        index(library, tmp_path / "unplugged-drive")  # the only root: exit 2, not a quiet 0
+    assert len(paths_of(library)) == 5
     recorder = Recorder()
-    summary = index(library, tmp_path / "unplugged-drive", recorder=recorder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    summary = index(library, elsewhere, tmp_path / "unplugged-drive", recorder=recorder)
     assert summary.deleted == 0 and len(paths_of(library)) == 5
     assert "no such file or folder" in recorder.failures[0][1]
 
