@@ -214,10 +214,11 @@ def _version() -> str:
 # ---- commands ------------------------------------------------------------------------------
 
 
-def _open(args: argparse.Namespace) -> Library:
+def _open(args: argparse.Namespace, *, create: bool = False) -> Library:
+    """The library of --library/--db; only `index` may create one."""
     from searchapp.library import Library
 
-    return Library(args.library, args.db)
+    return Library(args.library, args.db, create=create)
 
 
 def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -325,7 +326,7 @@ def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib
 
 def cmd_index(args: argparse.Namespace, console: Console) -> int:
     options, encoder_options = _index_setup(args)
-    with _open(args) as lib:
+    with _open(args, create=True) as lib:
         name, why = lib.resolve_encoder_name(args.encoder, encoder_options)
         console.note(f"encoder: {name} - {why}")
         callbacks, close = _progress_callbacks(console)

@@ -225,7 +225,7 @@ def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
     if args.undo and (args.move_to or args.apply):
         raise UsageError("--undo puts back an earlier move; give it alone")
     options = _options(args)
-    with Library(args.library, args.db) as lib:
+    with Library(args.library, args.db, create=False) as lib:
         if args.undo:
             update, close = _bar(console, "moving back", "file")
             try:

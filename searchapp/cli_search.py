@@ -140,7 +140,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     from searchapp.query.search import search
 
     query = _query_from_args(args)  # bad flags fail before the library opens
-    with Library(args.library, args.db) as lib:
+    with Library(args.library, args.db, create=False) as lib:
         for repair in lib.check_indexes():
             console.note(f"searchapp: {repair}")
         results = search(lib, query)

@@ -86,8 +86,17 @@ class WriteLock:
 
 
 class Library:
-    def __init__(self, directory: Path | str | None = None, db_url: str | None = None):
+    def __init__(
+        self, directory: Path | str | None = None, db_url: str | None = None, *, create: bool = True
+    ):
         self.directory = Path(directory) if directory else default_library_dir()
+        if not create and db_url is None and not (self.directory / "catalog.db").exists():
+            # a read must not leave an empty library behind a mistyped --library
+            raise SearchappError(
+                f"no library at {self.directory}: index photos into it first "
+                f"(`searchapp index PATH --library {self.directory}`), or pass the --library "
+                f"you indexed into (or set {LIBRARY_ENV})"
+            )
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

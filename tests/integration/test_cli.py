@@ -152,9 +152,22 @@ def test_help_imports_nothing_heavy() -> None:
 )
 def test_bad_flags_get_clear_messages(photos: Path, tmp_path: Path, args, code, message) -> None:  # type: ignore[no-untyped-def]
     filled = [a.replace("{photos}", str(photos)) for a in args]
+    Library(tmp_path / "lib").close()  # an empty library, so that searches reach their flags
     result = run(*filled, "--library", str(tmp_path / "lib"), check=False)
     assert result.returncode == code
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["search", "cat"], ["stats"], ["errors"], ["dupes"], ["rebuild-index"]]
+)
+def test_reading_a_library_that_does_not_exist_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    typo = tmp_path / "librray"
+    result = run(*command, "--library", str(typo), check=False)
+    assert result.returncode == 1 and f"no library at {typo}" in result.stderr
+    assert not typo.exists()
 
 
 def test_explicit_clip_without_weights_names_the_fix(photos: Path, tmp_path: Path) -> None:
