@@ -280,6 +280,7 @@ def test_interrupted_move_is_undone(
 
 
 def test_cli_refuses_bad_flags(tmp_path: Path) -> None:
+    Library(tmp_path / "lib").close()  # an empty library: --undo reaches its journal
     result = _run("dupes", "--library", str(tmp_path / "lib"), "--apply")
     assert result.returncode == 2 and "--move-to" in result.stderr
     result = _run("dupes", "--library", str(tmp_path / "lib"), "--tier", "nearish")
