@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -208,11 +210,36 @@ def test_formats_decode(tmp_path: Path, fmt: str) -> None:
     assert loaded.image.size == (100, 80)
 
 
-def test_heic_decodes_when_pillow_heif_is_installed(tmp_path: Path) -> None:
-    pillow_heif = pytest.importorskip("pillow_heif")
-    pillow_heif.register_heif_opener()
+def write_heic(path: Path) -> None:
+    import pillow_heif  # in the dev extra; written through its own API, so Pillow stays untaught
+
+    pillow_heif.from_pillow(sample_image("chelsea")).save(path, quality=80)
+
+
+def test_heic_decodes_with_pillow_heif_installed(tmp_path: Path) -> None:
     path = tmp_path / "phone.heic"
-    sample_image("chelsea").save(path, "HEIF")
-    loaded = load_image(stat_of(path))
-    assert loaded.meta.format == "HEIF"
-    assert loaded.image.size == sample_image("chelsea").size
+    write_heic(path)
+    # A fresh interpreter: loading scikit-image's samples (through imageio) registers pillow-heif
+    # in this one, which would hide a loader that does not register it itself.
+    code = (
+        "import os, sys; from searchapp.records import FileStat; "
+        "from searchapp.ingest.load import load_image; st = os.stat(sys.argv[1]); "
+        "loaded = load_image(FileStat(sys.argv[1], st.st_size, st.st_mtime_ns)); "
+        "print(loaded.meta.format, *loaded.image.size)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["HEIF", *map(str, sample_image("chelsea").size)], done.stderr
+
+
+def test_heic_without_pillow_heif_names_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from searchapp.ingest import load
+
+    path = tmp_path / "phone.heic"
+    write_heic(path)
+    monkeypatch.setattr(load, "_heif_opener", lambda: False)
+    with pytest.raises(ImageLoadError, match="pip install pillow-heif"):
+        load_image(stat_of(path))
