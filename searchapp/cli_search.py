@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from searchapp.console import Console, table
@@ -146,6 +147,18 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         results = search(lib, query)
     for note in results.notes:
         console.note(f"searchapp: {note}")
+    hits = results.region_hits if args.regions else results.hits
+    gone = sorted({hit.path for hit in hits if not os.path.exists(hit.path)})
+    if len(gone) == 1:  # the library keeps them until the next index run of their folder
+        console.note(
+            f"searchapp: {gone[0]} is no longer on disk; run `searchapp index` on its folder "
+            "to drop it from the library"
+        )
+    elif gone:
+        console.note(
+            f"searchapp: {len(gone)} of these photos are no longer on disk, e.g. {gone[0]}; "
+            "run `searchapp index` on their folders to drop them from the library"
+        )
     if args.regions:
         return _print_regions(args, results)
     if args.json:

@@ -109,6 +109,13 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     line = run("index", str(photos), "--library", lib).stdout.strip()
     assert line.startswith("1 new, 0 changed") and " s of it loading (1 embedded, " in line
 
+    (photos / "things" / "coffee.jpg").unlink()  # gone from disk, not yet from the library
+    stale = run("search", "--image", str(query), "-k", "3", "--library", lib)
+    assert stale.stdout.splitlines()[1].split()[3] == str(photos / "things" / "coffee.jpg")
+    assert f"{photos / 'things' / 'coffee.jpg'} is no longer on disk; run `searchapp index`" in (
+        stale.stderr
+    )
+
 
 def test_help_imports_nothing_heavy() -> None:
     code = (
