@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="searchapp",
         description="Local-first search for photo collections: index a folder, then search it "
-        "with an example image.",
+        "by words or example images, and find the copies of a photo.",
     )
     parser.add_argument("--version", action="version", version=f"searchapp {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
