@@ -180,12 +180,13 @@ def _bomb_reason(size: str, limits: LoadLimits) -> str:
 
 
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
+HEIF_MISSING = "HEIC/HEIF needs pillow-heif: pip install pillow-heif (or searchapp[heic])"
 
 
 @functools.cache
 def _heif_opener() -> bool:
     """Teach Pillow HEIC/HEIF through pillow-heif, once, and only when such a file turns up:
-    the import costs 70 ms that a JPEG-only run or a query need not pay."""
+    the import costs 70 ms that JPEG-only runs and queries need not pay."""
     try:
         import pillow_heif
     except ImportError:
@@ -215,9 +216,7 @@ def decode(
         raise ImageLoadError(path, "empty file (0 bytes)")
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, limits.max_pixels)
     if _needs_heif(data) and not _heif_opener():
-        raise ImageLoadError(
-            path, "HEIC/HEIF needs pillow-heif: pip install pillow-heif (or searchapp[heic])"
-        )
+        raise ImageLoadError(path, HEIF_MISSING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PIL warns on odd EXIF; we handle what matters
         try:

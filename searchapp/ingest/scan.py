@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from searchapp.ingest.load import HEIF_MISSING
 from searchapp.records import FileStat
 
 # Extensions we decode with Pillow.
@@ -44,11 +46,7 @@ UNSUPPORTED_REASONS: dict[str, str] = {
 
 
 def heif_available() -> bool:
-    try:
-        import pillow_heif  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("pillow_heif") is not None  # the loader imports it if needed
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ def classify(path: str, heif: bool) -> tuple[bool, str | None]:
     if ext in HEIF_EXTENSIONS:
         if heif:
             return True, None
-        return True, "unsupported format: HEIC/HEIF needs pillow-heif (pip install searchapp[heic])"
+        return True, f"unsupported format: {HEIF_MISSING}"
     if ext in UNSUPPORTED_REASONS:
         return True, UNSUPPORTED_REASONS[ext]
     return False, None
