@@ -196,23 +196,27 @@ class Library:
                 quick_start=True,  # a query: start from an ONNX export where there is one
             )
             resolved, _ = self.resolve_encoder_name(name, options)
-            encoder = create_encoder(resolved, options)
-            recorded = self.encoder_identity
-            if recorded is None:
-                if self.lock.held:
-                    self._set_identity(encoder.identity)
-                    weights_file = options.clip_weights
-                    self.catalog.set_setting(
-                        "encoder.weights_file", str(weights_file.absolute()) if weights_file else ""
-                    )
-            elif (recorded.name, recorded.dim) != (encoder.identity.name, encoder.identity.dim):
-                raise EncoderMismatchError(
-                    f"library {self.directory} holds vectors of {recorded.describe()}, but the "
-                    f"encoder loaded is {encoder.identity.describe()}; pass the same weights, or "
-                    "`searchapp reindex` to switch"
-                )
-            self._encoder = encoder
+            return self._adopt(create_encoder(resolved, options), options)
         return self._encoder
+
+    def _adopt(self, encoder: ImageEncoder, options: EncoderOptions) -> ImageEncoder:
+        """Use a loaded encoder: recorded as the library's if it has none, else checked."""
+        recorded = self.encoder_identity
+        if recorded is None:
+            if self.lock.held:
+                self._set_identity(encoder.identity)
+                weights_file = options.clip_weights
+                self.catalog.set_setting(
+                    "encoder.weights_file", str(weights_file.absolute()) if weights_file else ""
+                )
+        elif (recorded.name, recorded.dim) != (encoder.identity.name, encoder.identity.dim):
+            raise EncoderMismatchError(
+                f"library {self.directory} holds vectors of {recorded.describe()}, but the "
+                f"encoder loaded is {encoder.identity.describe()}; pass the same weights, or "
+                "`searchapp reindex` to switch"
+            )
+        self._encoder = encoder
+        return encoder
 
     def require_identity(self) -> EncoderIdentity:
         identity = self.encoder_identity
@@ -304,19 +308,23 @@ class Library:
         callbacks: IndexCallbacks | None = None,
     ) -> IndexSummary:
         """Re-embed every indexed photo with another encoder (or resume an interrupted switch)."""
-        from searchapp.encoders.registry import split_name
+        from searchapp.encoders.registry import create_encoder, split_name
 
         encoder_options = encoder_options or EncoderOptions()
         with self.writing():
             pending = self.catalog.get_setting("reindex.pending")
             if encoder is not None:
                 split_name(encoder)
+                # Load the new model before a vector goes: without its weights (offline, a
+                # wrong --clip-weights), the library must stay as it was, searchable.
+                replacement = create_encoder(encoder, encoder_options)
                 paths = sorted(image.path for image in self.catalog.all_images())
                 if pending:
                     paths = sorted(set(paths) | set(json.loads(pending)))
                 self.catalog.set_setting("reindex.pending", json.dumps(paths))
                 self.catalog.remove_all_vectors()
                 self._forget_encoder()
+                self._adopt(replacement, encoder_options)
             elif pending:
                 paths = json.loads(pending)
             else:

@@ -63,3 +63,20 @@ def test_a_library_that_stored_no_photo_takes_another_encoder(
     assert_consistent(library)
     with pytest.raises(EncoderMismatchError, match="reindex --encoder"):  # now it holds photos
         index(library, photos, encoder="cnn:efficientnet-lite0")
+
+
+def test_a_switch_to_an_encoder_that_cannot_load_keeps_the_library(
+    library, photos: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from searchapp.errors import WeightsUnavailableError
+
+    index(library, photos)
+    before = paths_of(library)
+    missing = EncoderOptions(clip_weights=tmp_path / "not-downloaded.pt", allow_download=False)
+    with pytest.raises(WeightsUnavailableError, match=r"not-downloaded\.pt"):
+        library.reindex("clip:tiny-test", encoder_options=missing)
+    assert paths_of(library) == before  # nothing removed: it still answers with the old vectors
+    assert library.encoder_identity.name == "cnn:efficientnet-lite0"  # type: ignore[union-attr]
+    assert library.catalog.get_setting("reindex.pending") in (None, "")
+    hit = library.search(like=str(photos / "camera.jpg"), k=1, include_self=True).hits
+    assert hit[0].path == str(photos / "camera.jpg")
