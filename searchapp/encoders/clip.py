@@ -8,8 +8,10 @@ Preprocessing is open_clip's own transform for the tag, so our vectors equal
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
@@ -77,19 +79,42 @@ def cached_checkpoint(cfg: dict[str, Any]) -> Path | None:
     return None
 
 
+def _download_host(cfg: dict[str, Any]) -> str:
+    if cfg.get("hf_hub"):
+        from huggingface_hub import constants
+
+        return urlparse(constants.ENDPOINT).hostname or ""  # HF_ENDPOINT may name a mirror
+    return urlparse(cfg.get("url") or "").hostname or ""
+
+
+def _resolves(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
 def download_checkpoint(cfg: dict[str, Any], arch: str, tag: str) -> Path:
     from open_clip.pretrained import download_pretrained
 
+    hub = (cfg.get("hf_hub") or cfg.get("url") or "").strip("/")
+
+    def unavailable(why: str) -> WeightsUnavailableError:
+        return WeightsUnavailableError(
+            f"the weights of clip:{arch}/{tag} are not in the local cache and could not be "
+            f"downloaded from {hub} ({why}). Connect to the internet once, or "
+            "pass --clip-weights FILE with a local open_clip checkpoint, or use "
+            "--encoder cnn:efficientnet-lite0 (offline)"
+        )
+
+    host = _download_host(cfg)
+    if not _resolves(host):  # offline: huggingface_hub would retry for minutes before failing
+        raise unavailable(f"{host} cannot be resolved: no network?")
     try:
         return Path(download_pretrained(cfg))
     except Exception as exc:
-        hub = (cfg.get("hf_hub") or cfg.get("url") or "").strip("/")
-        raise WeightsUnavailableError(
-            f"the weights of clip:{arch}/{tag} are not in the local cache and could not be "
-            f"downloaded from {hub} ({type(exc).__name__}). Connect to the internet once, or "
-            "pass --clip-weights FILE with a local open_clip checkpoint, or use "
-            "--encoder cnn:efficientnet-lite0 (offline)"
-        ) from exc
+        raise unavailable(type(exc).__name__) from exc
 
 
 def resolve_checkpoint(arch: str, tag: str | None, options: EncoderOptions) -> Path | None:

@@ -215,3 +215,26 @@ def test_fast_text_tower_declines_other_shapes() -> None:
         pass
 
     assert FastTextTower.build(NotClip()) is None
+
+
+def test_an_offline_download_fails_at_once_without_retrying(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """huggingface_hub retries a failed connection for minutes; with no DNS there is no point."""
+    import socket
+
+    import open_clip.pretrained
+
+    from searchapp.encoders import clip
+
+    def no_dns(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(-2, "Name or service not known")
+
+    def must_not_run(cfg: object) -> None:
+        raise AssertionError("no download may be attempted without a network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained", must_not_run)
+    cfg = clip.pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")
+    with pytest.raises(WeightsUnavailableError, match="cannot be resolved: no network"):
+        clip.download_checkpoint(cfg, "ViT-B-32", "laion2b_s34b_b79k")
