@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -313,11 +314,14 @@ class Library:
         encoder_options = encoder_options or EncoderOptions()
         with self.writing():
             pending = self.catalog.get_setting("reindex.pending")
+            loading = 0.0  # the summary reports model loading apart from the rate
             if encoder is not None:
                 split_name(encoder)
                 # Load the new model before a vector goes: without its weights (offline, a
                 # wrong --clip-weights), the library must stay as it was, searchable.
+                started = time.monotonic()
                 replacement = create_encoder(encoder, encoder_options)
+                loading = time.monotonic() - started
                 paths = sorted(image.path for image in self.catalog.all_images())
                 if pending:
                     paths = sorted(set(paths) | set(json.loads(pending)))
@@ -339,6 +343,8 @@ class Library:
             )
             if not summary.interrupted:
                 self.catalog.set_setting("reindex.pending", "")
+            summary.seconds += loading
+            summary.model_seconds += loading
             return summary
 
     def rebuild_index(self) -> int:
