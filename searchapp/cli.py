@@ -307,10 +307,14 @@ def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib
     elif not console.quiet:
         loading = summary.model_seconds
         took = f"{summary.seconds:.1f} s" + (f", {loading:.1f} s of it loading" if loading else "")
+        kept_out = (
+            f", {summary.low_quality} low quality, listed only" if summary.low_quality else ""
+        )
         print(
             f"{summary.new} new, {summary.changed} changed, {summary.moved} moved, "
             f"{summary.deleted} deleted, {summary.unchanged} unchanged, {summary.failed} failed "
-            f"in {took} ({summary.embedded} embedded, {summary.images_per_second:.1f} images/s)"
+            f"in {took} ({summary.embedded} embedded{kept_out}, "
+            f"{summary.images_per_second:.1f} images/s)"
         )
         if summary.failed:
             print("failed files: `searchapp errors` lists them with their reasons")

@@ -72,6 +72,7 @@ class IndexSummary:
     failed: int = 0
     embedded: int = 0
     reused: int = 0  # copies whose vectors were cloned from identical bytes
+    low_quality: int = 0  # listed without vectors (--skip-low-quality)
     seconds: float = 0.0
     model_seconds: float = 0.0  # of `seconds`, loading the encoder and the detector
     interrupted: bool = False
@@ -90,6 +91,7 @@ class IndexSummary:
         data.update(
             embedded=self.embedded,
             reused=self.reused,
+            low_quality=self.low_quality,
             seconds=round(self.seconds, 3),
             model_seconds=round(self.model_seconds, 3),
             images_per_second=round(self.images_per_second, 2),
@@ -357,7 +359,10 @@ class IndexRun:
                 NewImage(result.stat, result.content_hash, result.meta, regions, replaces)
             )
             self._count_new(result.previous)
-            self.summary.embedded += 1
+            if regions:
+                self.summary.embedded += 1
+            else:  # flagged by --skip-low-quality: listed, never encoded
+                self.summary.low_quality += 1
             self.batch_images += 1
         self.to_encode = []
         self.pending_cuts = 0

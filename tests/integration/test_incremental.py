@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,14 @@ from PIL import Image
 
 from searchapp.errors import EncoderMismatchError
 from tests.conftest import sample_image
-from tests.integration.helpers import HYBRID, assert_consistent, index, index_ids, paths_of
+from tests.integration.helpers import (
+    HYBRID,
+    OPTIONS,
+    assert_consistent,
+    index,
+    index_ids,
+    paths_of,
+)
 
 
 def search(lib, image: Path, k: int = 5):  # type: ignore[no-untyped-def]
@@ -167,3 +175,18 @@ def test_rebuild_index_reproduces_the_vectors_without_the_encoder(library, photo
     np.testing.assert_equal(
         len(list(library.directory.glob("index-*.faiss"))), len(stats.regions_by_kind)
     )
+
+
+def test_skip_low_quality_lists_poor_photos_without_vectors(library, photos: Path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import ImageFilter
+
+    astronaut = sample_image("astronaut")
+    astronaut.filter(ImageFilter.GaussianBlur(8)).save(photos / "blurry.jpg")
+    Image.eval(astronaut, lambda v: v // 12).save(photos / "dark.jpg")
+    summary = index(library, photos, options=replace(OPTIONS, skip_low_quality=True))
+    assert (summary.new, summary.embedded, summary.low_quality) == (7, 5, 2)
+    stats = library.stats()
+    assert (stats.images, stats.low_quality, stats.regions_by_kind["scene"]) == (7, 2, 5)
+    hits = library.search(image=str(photos / "blurry.jpg"), k=10, verify=False).hits
+    assert {str(photos / "blurry.jpg"), str(photos / "dark.jpg")}.isdisjoint(h.path for h in hits)
+    assert index(library, photos).unchanged == 7  # listed, so not read again
