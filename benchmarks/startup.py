@@ -1,6 +1,7 @@
 """Cold start: `searchapp search` on a 100k-photo library, as a fresh process each time.
 
     python benchmarks/startup.py [--vectors 100000] [--runs 5] [--clip-weights FILE]
+                                 [--photos FOLDER]
 
 Two real libraries (catalog + FAISS index), filled with synthetic vectors of the structure
 benchmarks/ann_scale.py describes: one for the default encoder, cnn:efficientnet-lite0, queried
@@ -13,6 +14,11 @@ CLIP's text tower. Then, per library:
   from outside, `--runs` times;
 - where the time goes: a fresh process that does the same steps one by one and times each
   (imports, opening the library, loading the encoder, loading the index, the query itself).
+
+The synthetic photos have no files, so an image query's pixel check finds nothing to decode
+there. `--photos FOLDER` (12 MP JPEGs from benchmarks/phone_photos.py) adds that cost: the
+folder is indexed scene-only with the default encoder, and a crop of one of its photos is the
+query, timed cold with the check and with `--no-verify`.
 
 Writes benchmarks/results/startup.json.
 """
@@ -88,10 +94,7 @@ def interpreter_ms() -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def measure(library: Path, query: str, mode: str, runs: int) -> dict[str, object]:
-    command = [sys.executable, "-m", "searchapp", "search"]
-    command += ["--image", query] if mode == "image" else [query]
-    command += ["--library", str(library), "--json"]
+def cold_walls(command: list[str], runs: int) -> list[float]:
     walls = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -99,6 +102,44 @@ def measure(library: Path, query: str, mode: str, runs: int) -> dict[str, object
         walls.append(time.perf_counter() - started)
         if result.returncode != 0:
             raise SystemExit(f"search failed:\n{result.stderr[-2000:]}")
+    return walls
+
+
+def measure_photos(folder: Path, work: Path, runs: int) -> dict[str, object]:
+    """Cold image queries whose candidates are real 12 MP files, checked and unchecked."""
+    from PIL import Image
+
+    from searchapp.encoders.base import EncoderOptions
+    from searchapp.ingest.pipeline import IndexOptions
+    from searchapp.ingest.regions import RegionOptions
+    from searchapp.library import Library
+
+    library = Library(work / "photos-lib")
+    scene_only = IndexOptions(regions=RegionOptions(kinds=("scene",)))
+    summary = library.index([str(folder)], encoder=CNN, options=scene_only,
+                            encoder_options=EncoderOptions(allow_download=False))  # fmt: skip
+    source = sorted(folder.glob("*.jpg"))[len(list(folder.glob("*.jpg"))) // 2]
+    crop = work / "crop.jpg"
+    with Image.open(source) as image:
+        width, height = image.size
+        image.crop((width // 4, height // 4, width * 3 // 4, height * 3 // 4)).save(crop)
+    library.close()
+    command = [sys.executable, "-m", "searchapp", "search", "--image", str(crop)]
+    command += ["--library", str(library.directory), "--json"]
+    checked, unchecked = cold_walls(command, runs), cold_walls([*command, "--no-verify"], runs)
+    return {
+        "photos": summary.new,
+        "cold_search_median_s": round(statistics.median(checked), 3),
+        "cold_search_no_verify_median_s": round(statistics.median(unchecked), 3),
+        "cold_search_s": [round(w, 3) for w in checked],
+    }
+
+
+def measure(library: Path, query: str, mode: str, runs: int) -> dict[str, object]:
+    command = [sys.executable, "-m", "searchapp", "search"]
+    command += ["--image", query] if mode == "image" else [query]
+    command += ["--library", str(library), "--json"]
+    walls = cold_walls(command, runs)
     stage_runs = [
         json.loads(
             subprocess.run(
@@ -124,6 +165,7 @@ def main() -> int:
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--clip-weights", type=Path)
+    parser.add_argument("--photos", type=Path, help="a folder of 12 MP JPEGs (phone_photos.py)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/startup.json")
     args = parser.parse_args()
     work = scratch_folder("searchapp-startup-")
@@ -153,6 +195,12 @@ def main() -> int:
             print(f"  {'python start':<28} {python_start:8.1f} ms")
             for stage, value in measured["stages_ms"].items():  # type: ignore[attr-defined]
                 print(f"  {stage:<28} {value:8.1f} ms")
+    if args.photos:
+        measured = measure_photos(args.photos.resolve(), work, args.runs)
+        results[f"{CNN} image query, 12 MP photos"] = measured
+        print(f"{CNN}, image query (a crop), {measured['photos']} photos of 12 MP: cold median "
+              f"{measured['cold_search_median_s']:.2f} s with the pixel check, "
+              f"{measured['cold_search_no_verify_median_s']:.2f} s with --no-verify")  # fmt: skip
     result_json = {
         "vectors": args.vectors,
         "python_start_ms": round(python_start, 1),
