@@ -159,6 +159,8 @@ def query_vector_from_image(
 def _like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
     absolute = os.path.abspath(os.path.expanduser(path))
     image = library.catalog.image_by_path(absolute)
+    if image is None and not os.path.exists(absolute):
+        raise QueryError(f"--like {absolute}: no such file, and no photo in the library there")
     if image is None:
         raise QueryError(
             f"--like {absolute}: that photo is not in the library; index it first, "

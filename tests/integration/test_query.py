@@ -183,7 +183,8 @@ def test_terms_that_cancel_out_are_refused() -> None:
     ("kwargs", "message"),
     [
         ({"text": "   "}, "empty search text"),
-        ({"like": "/photos/none.jpg"}, "not in the library"),
+        ({"like": "/photos/none.jpg"}, "no such file, and no photo in the library there"),
+        ({"like": __file__}, "not in the library; index it first"),  # a file, never indexed
         ({"like": "/photos/a/0/p00000.jpg", "after": "last tuesday"}, "wrong format"),
         ({"like": "/photos/a/0/p00000.jpg", "k": 0}, "-k must be at least 1"),
         ({"like": "/photos/a/0/p00000.jpg", "weights": [1, 2]}, "one per term"),
