@@ -118,7 +118,8 @@ def measure_photos(folder: Path, work: Path, runs: int) -> dict[str, object]:
     scene_only = IndexOptions(regions=RegionOptions(kinds=("scene",)))
     summary = library.index([str(folder)], encoder=CNN, options=scene_only,
                             encoder_options=EncoderOptions(allow_download=False))  # fmt: skip
-    source = sorted(folder.glob("*.jpg"))[len(list(folder.glob("*.jpg"))) // 2]
+    photos = sorted(folder.glob("*.jpg"))
+    source = photos[len(photos) // 2]
     crop = work / "crop.jpg"
     with Image.open(source) as image:
         width, height = image.size
