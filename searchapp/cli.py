@@ -61,20 +61,49 @@ def _tile_overlap(text: str) -> float:
     return value
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("library")
+class CommandParser(argparse.ArgumentParser):
+    """No abbreviated flags (`--k 3` was silently taken as `--kind`), and a mistyped flag is
+    answered with the usage of the command it was given to, not the top-level one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self.prog != "searchapp":
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+def _library_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--library, --db, --quiet, --verbose: before the command or after it, as git and docker
+    users type them. Commands default to SUPPRESS so that they keep a value given before."""
+    group = parser.add_argument_group("library")
     group.add_argument(
         "--library",
         metavar="DIR",
+        default=default,
         help="library folder (default: $SEARCHAPP_LIBRARY or indexes/default)",
     )
     group.add_argument(
-        "--db", metavar="URL", help="SQLAlchemy URL of the catalog (default: SQLite)"
+        "--db",
+        metavar="URL",
+        default=default,
+        help="SQLAlchemy URL of the catalog (default: SQLite)",
     )
-    verbosity = common.add_mutually_exclusive_group()
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="say more")
+    verbosity = parser.add_argument_group("output")
+    verbosity.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="only errors and results"
+    )
+    verbosity.add_argument("-v", "--verbose", action="store_true", default=default, help="say more")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = CommandParser(add_help=False)
+    _library_flags(common, argparse.SUPPRESS)
     return common
 
 
@@ -164,13 +193,16 @@ def _index_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="searchapp",
         description="Local-first search for photo collections: index a folder, then search it "
         "by words or example images, and find the copies of a photo.",
     )
     parser.add_argument("--version", action="version", version=f"searchapp {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _library_flags(parser, None)
+    sub: Any = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=CommandParser
+    )
 
     index = sub.add_parser(
         "index", parents=[common], help="index photos (only what changed since last time)"
@@ -329,7 +361,10 @@ def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib
 
 
 def cmd_index(args: argparse.Namespace, console: Console) -> int:
+    from searchapp.library import require_existing_paths
+
     options, encoder_options = _index_setup(args)
+    require_existing_paths(args.paths)  # before the library: a typo must not create one
     with _open(args, create=True) as lib:
         name, why = lib.resolve_encoder_name(args.encoder, encoder_options)
         console.note(f"encoder: {name} - {why}")
@@ -467,7 +502,10 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        parser.error("--quiet and --verbose are opposites; give one")
     console = Console(args.quiet, args.verbose)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # kill: stop as cleanly as Ctrl-C
     from searchapp.errors import SearchappError

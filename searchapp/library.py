@@ -279,9 +279,7 @@ class Library:
     ) -> IndexSummary:
         from searchapp.encoders.registry import AUTO
 
-        missing = [path for path in paths if not os.path.exists(os.path.expanduser(path))]
-        if missing and len(missing) == len(paths):  # a typo, or a drive not mounted
-            raise UsageError(f"nothing to index: {', '.join(missing)}: no such file or folder")
+        require_existing_paths(paths)
         encoder_options = encoder_options or EncoderOptions()
         with self.writing():
             recorded = self.encoder_identity
@@ -482,6 +480,14 @@ class Library:
             low_quality=low_quality,
             set_aside=n_aside,
         )
+
+
+def require_existing_paths(paths: list[str]) -> None:
+    """Refuse a run none of whose paths exist (a typo, a drive not mounted); one missing path
+    beside others is a line in the report instead."""
+    missing = [path for path in paths if not os.path.exists(os.path.expanduser(path))]
+    if missing and len(missing) == len(paths):
+        raise UsageError(f"nothing to index: {', '.join(missing)}: no such file or folder")
 
 
 def roots_covering(paths: list[str]) -> list[str]:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from searchapp.detect.base import Detector, DetectorOptions
 from searchapp.errors import UnknownNameError
 
-DEFAULT_DETECTOR = "cam"
 NONE = "none"
 
 

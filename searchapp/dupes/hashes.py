@@ -19,7 +19,6 @@ from PIL import Image
 
 THUMB_SIDE = 32
 LOW_FREQ = 8
-HASH_BYTES = LOW_FREQ * LOW_FREQ // 8
 VARIANTS = (
     "identity",
     "rot90",

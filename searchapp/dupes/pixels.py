@@ -21,21 +21,18 @@ import numpy as np
 from PIL import Image
 
 from searchapp.errors import ImageLoadError
+from searchapp.geometry import MIN_INLIERS, Features, homography, orb_features, residual
 from searchapp.ingest.load import load_image
 from searchapp.records import FileStat
 
 COMPARE_SIDE = 640  # both photos are compared at most this large, never upscaled
-MIN_INLIERS = 15
 MAX_RESIDUAL = 0.75  # px, 75th percentile of patch shifts; copies <= 0.45, second shots >= 1.7
-MIN_PATCHES = 6
-MIN_PATCH_TEXTURE = 8.0  # grey-level std below which a patch cannot show a shift
 CONTAINED = 0.95  # of the smaller photo that must fall inside the other
 SAME_FRAME = 0.9  # of the larger photo the smaller must cover to be a copy, not a crop
 MIN_TURN = 3.0  # degrees: a pan between two shots turns the frame less
 TURNED_OVERLAP = 0.7  # a 30-degree turn of a 4:3 photo keeps 0.8 of it in frame
 FILL_STD = 6.0  # grey spread of corners an editor fills; a rolled camera sees more scene there
 CACHE_PHOTOS = 256
-RESIDUAL_PERCENTILE = 75  # parallax may touch only the foreground; a watermark, few patches
 
 # Image.transpose steps for VARIANTS in dupes.hashes (numpy rot90 turns counter-clockwise)
 _TURNS = {
@@ -93,11 +90,9 @@ class PixelComparer:
         import cv2
 
         self.cv2: Any = cv2
-        self.orb = self.cv2.ORB_create(nfeatures=2000)
-        self.matcher = self.cv2.BFMatcher(cv2.NORM_HAMMING)
         self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
 
-    def _photo(self, path: str, variant: int) -> tuple[np.ndarray, Any, Any] | None:
+    def _photo(self, path: str, variant: int) -> tuple[np.ndarray, Features] | None:
         key = (path, variant)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -117,8 +112,7 @@ class PixelComparer:
                 size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
                 image = image.resize(size, Image.Resampling.BOX)
             grey = np.asarray(image.convert("L"))
-            keypoints, descriptors = self.orb.detectAndCompute(grey, None)
-            entry = (grey, keypoints, descriptors)
+            entry = (grey, orb_features(grey))
         self._cache[key] = entry
         if len(self._cache) > CACHE_PHOTOS:
             self._cache.popitem(last=False)
@@ -129,36 +123,18 @@ class PixelComparer:
         a, b = self._photo(path_a, variant), self._photo(path_b, 0)
         if a is None or b is None:
             return PixelEvidence(0, float("inf"), 0.0, 0.0, True, unreadable=True)
-        homography, inliers = self._homography(a, b)
-        if homography is None:
+        a_to_b, inliers = homography(a[1], b[1], a[0].shape)
+        if a_to_b is None:
             return PixelEvidence(inliers, float("inf"), 0.0, 0.0, True)
-        b_over_a, a_over_b = self._overlap(a[0], b[0], homography)
+        b_over_a, a_over_b = self._overlap(a[0], b[0], a_to_b)
         a_in_b, b_in_a = float(b_over_a.mean()), float(a_over_b.mean())
-        turn = float(np.degrees(np.arctan2(homography[1, 0], homography[0, 0])))
+        turn = float(np.degrees(np.arctan2(a_to_b[1, 0], a_to_b[0, 0])))
         filled = _flat_beyond(a[0], b_over_a) or _flat_beyond(b[0], a_over_b)
         if a_in_b >= b_in_a:
-            residual = self._residual(a[0], b[0], homography)
-            return PixelEvidence(inliers, residual, a_in_b, b_in_a, True, turn, filled)
-        residual = self._residual(b[0], a[0], np.linalg.inv(homography))
-        return PixelEvidence(inliers, residual, b_in_a, a_in_b, False, turn, filled)
-
-    def _homography(self, a: Any, b: Any) -> tuple[np.ndarray | None, int]:
-        """The homography taking A's pixels to B's, and its RANSAC inliers."""
-        cv2 = self.cv2
-        (_, kp_s, desc_s), (_, kp_l, desc_l) = a, b
-        if desc_s is None or desc_l is None or len(kp_s) < 8 or len(kp_l) < 8:
-            return None, 0
-        pairs = self.matcher.knnMatch(desc_s, desc_l, k=2)
-        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
-        if len(good) < MIN_INLIERS:
-            return None, len(good)
-        source = np.array([kp_s[m.queryIdx].pt for m in good], dtype=np.float32)
-        target = np.array([kp_l[m.trainIdx].pt for m in good], dtype=np.float32)
-        homography, mask = cv2.findHomography(source, target, cv2.RANSAC, 3.0)
-        inliers = int(mask.sum()) if mask is not None else 0
-        if homography is None or inliers < MIN_INLIERS:
-            return None, inliers
-        return homography, inliers
+            left = residual(a[0], b[0], a_to_b)
+            return PixelEvidence(inliers, left, a_in_b, b_in_a, True, turn, filled)
+        left = residual(b[0], a[0], np.linalg.inv(a_to_b))
+        return PixelEvidence(inliers, left, b_in_a, a_in_b, False, turn, filled)
 
     def _overlap(
         self, a: np.ndarray, b: np.ndarray, homography: np.ndarray
@@ -174,43 +150,6 @@ class PixelComparer:
         )
         return b_over_a.astype(bool), a_over_b.astype(bool)
 
-    def _residual(self, small: np.ndarray, large: np.ndarray, homography: np.ndarray) -> float:
-        """Median patch shift left after alignment and after removing an affine drift, in px
-        of the smaller photo."""
-        cv2 = self.cv2
-        h, w = small.shape
-        scale = float(np.sqrt(abs(np.linalg.det(homography[:2, :2]))))  # large px per small px
-        source = large.astype(np.float32)
-        if scale > 1.2:  # shrink the large photo by area first: warping it down would alias
-            source = cv2.resize(
-                source, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_AREA
-            )
-            homography = np.diag([1 / scale, 1 / scale, 1.0]) @ homography
-            large = np.ones(source.shape, dtype=np.uint8)
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        warped = cv2.warpPerspective(source, homography, (w, h), flags=flags)
-        inside = cv2.warpPerspective(
-            np.ones_like(large, dtype=np.uint8),
-            homography,
-            (w, h),
-            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-        ).astype(bool)
-        mine = cv2.GaussianBlur(small.astype(np.float32), (3, 3), 0.8)
-        theirs = cv2.GaussianBlur(warped, (3, 3), 0.8)
-        side = int(np.clip(min(h, w) // 6, 16, 48))
-        window = cv2.createHanningWindow((side, side), cv2.CV_32F)
-        shifts = []
-        for y in range(0, h - side + 1, side):
-            for x in range(0, w - side + 1, side):
-                patch = mine[y : y + side, x : x + side]
-                if not inside[y : y + side, x : x + side].all() or patch.std() < MIN_PATCH_TEXTURE:
-                    continue
-                (dx, dy), _ = cv2.phaseCorrelate(patch, theirs[y : y + side, x : x + side], window)
-                shifts.append((x + side / 2, y + side / 2, dx, dy))
-        if len(shifts) < MIN_PATCHES:
-            return float("inf")
-        return _refit_residual(cv2, np.array(shifts, dtype=np.float32))
-
 
 def _flat_beyond(grey: np.ndarray, covered: np.ndarray) -> bool:
     """Is what this photo shows beyond the other one flat fill (the corners of a turned edit)?"""
@@ -221,20 +160,3 @@ def _flat_beyond(grey: np.ndarray, covered: np.ndarray) -> bool:
 
     inner = cv2.erode(beyond.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     return bool(inner.any() and grey[inner].std() < FILL_STD)
-
-
-def _refit_residual(cv2: Any, shifts: np.ndarray) -> float:
-    """Median patch shift once the keypoint homography is refined on the patches themselves:
-    a copy's shifts are a slightly-off homography, and vanish; parallax does not fit one.
-    Refit once without the worst third, so a watermark or a moving object does not bend it."""
-    points, moved = shifts[:, :2], shifts[:, :2] + shifts[:, 2:]
-    keep = np.ones(len(points), dtype=bool)
-    left = np.hypot(*shifts[:, 2:].T)
-    for _ in range(2):
-        refined, _ = cv2.findHomography(points[keep], moved[keep], 0)
-        if refined is None:
-            return float(np.percentile(left, RESIDUAL_PERCENTILE))
-        fitted = cv2.perspectiveTransform(points[None], refined)[0]
-        left = np.hypot(*(moved - fitted).T)
-        keep = left <= np.percentile(left, 67)
-    return float(np.percentile(left, RESIDUAL_PERCENTILE))

@@ -9,8 +9,6 @@ classes come for free from the same forward pass and are stored as labels.
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,8 @@ from searchapp.encoders.base import (
     l2_normalise,
     resize_shorter_and_center_crop,
 )
-from searchapp.encoders.onnx_runtime import check_runtime, export_path, exported_tower, onnx_tower
+from searchapp.encoders.imagenet import imagenet_class_names
+from searchapp.encoders.onnx_runtime import check_runtime, exported_tower, onnx_tower
 from searchapp.errors import WeightsUnavailableError
 from searchapp.records import EncoderIdentity
 
@@ -85,17 +84,6 @@ def _PooledAndProbs(model: Any) -> Any:
     return PooledAndProbs().eval()
 
 
-def _class_names_file(weights: Path) -> Path:
-    return export_path(weights, TOWER).with_suffix(".classes.json")
-
-
-def imagenet_class_names() -> list[str]:
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [info.index_to_description(i) for i in range(1000)]
-
-
 def preprocess(image: Image.Image) -> np.ndarray:
     """The model input for one image: needs no model, so a reader process can run it."""
     image = resize_shorter_and_center_crop(image.convert("RGB"), INPUT_SIZE)
@@ -125,17 +113,13 @@ class EfficientNetLite0Encoder:
             dim=FEATURES,
             preprocess=f"shorter side {INPUT_SIZE} bicubic, center crop, (x-127)/128",
         )
-        names = _class_names_file(path)
-        if options.quick_start and options.runtime != "torch" and names.exists():
+        self.class_names = imagenet_class_names()
+        if options.quick_start and options.runtime != "torch":
             self._onnx = exported_tower(path, TOWER, options.threads)
             if self._onnx is not None:
                 self.runtime = "onnx"
-                self.class_names = json.loads(names.read_text())
                 return
         self._load_torch(options, path)
-        self.class_names = imagenet_class_names()
-        with contextlib.suppress(OSError):  # for quick starts, which do not import timm
-            names.write_text(json.dumps(self.class_names))
 
     def _load_torch(self, options: EncoderOptions, path: Path) -> None:
         import timm

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from searchapp.encoders.imagenet import imagenet_class_names
+
 # broad word -> class index ranges (inclusive) and/or first names of classes
 HYPERNYMS: dict[str, tuple[tuple[tuple[int, int], ...], tuple[str, ...]]] = {
     "animal": (((0, 397),), ()),
@@ -248,9 +250,7 @@ class Vocabulary:
 
 @lru_cache(maxsize=1)
 def imagenet_vocabulary() -> Vocabulary:
-    from searchapp.encoders.cnn import imagenet_class_names
-
-    names = tuple(imagenet_class_names())
+    names = imagenet_class_names()
     first_name = {name.split(",")[0].strip(): name for name in names}
     by_term: dict[str, set[str]] = {}
 
@@ -294,9 +294,3 @@ def match_labels(text: str, vocabulary: Vocabulary | None = None) -> dict[str, f
         else:
             position += 1
     return matches
-
-
-def unmatched_words(text: str, matches: dict[str, frozenset[str]]) -> list[str]:
-    covered = {w for phrase in matches for w in phrase.split()}
-    words = [normalise(w) for w in re.findall(r"[\w'-]+", text.lower())]
-    return [w for w in words if w not in covered and w not in STOPWORDS]

@@ -22,6 +22,7 @@ import numpy as np
 from searchapp.errors import ImageLoadError, QueryError
 from searchapp.ingest.load import LoadedImage, load_image
 from searchapp.query import labels as label_match
+from searchapp.query import verify
 from searchapp.records import BBox, FileStat, Filters, RegionHit
 from searchapp.vectors import faiss_index
 
@@ -67,6 +68,7 @@ class SearchHit:
     label: str | None
     taken_at: float
     labels: tuple[tuple[str, float], ...] = ()
+    verified: str | None = None  # what the pixel check said: "pixels", "geometry" or None
 
     @property
     def date(self) -> str:
@@ -79,6 +81,7 @@ class SearchHit:
             "date": self.date,
             "labels": [{"name": name, "prob": round(prob, 4)} for name, prob in self.labels],
             "region": {"kind": self.kind, "bbox": list(self.bbox), "label": self.label},
+            "verified": self.verified,
         }
 
 
@@ -88,6 +91,7 @@ class SearchResults:
     mode: str  # "vector" (embedding similarity) or "labels" (ImageNet label matching)
     notes: list[str] = field(default_factory=list)
     region_hits: list[RegionHit] = field(default_factory=list)  # best regions, unaggregated
+    checked: int = 0  # top hits the pixel check looked at (verify.py); 0 when it did not run
 
     def __iter__(self) -> Iterator[SearchHit]:
         return iter(self.hits)
@@ -298,6 +302,16 @@ def _label_filter(library: Library, query: Query, matched: Matched) -> np.ndarra
     return np.fromiter(sorted(allowed), dtype=np.int64)
 
 
+def verified_first(query: Image.Image, hits: list[SearchHit]) -> list[SearchHit]:
+    """The top verify.CANDIDATES hits checked against the query's pixels, each marked with its
+    verdict, those the pixels confirm moved first; the rest follow unchecked. Scores are not
+    changed, so a confirmed hit may score below an unconfirmed one under it."""
+    head = hits[: verify.CANDIDATES]
+    matches = verify.check(query, [(hit.path, hit.bbox) for hit in head])
+    order = verify.verified_order(matches)
+    return [replace(head[i], verified=matches[i].verdict) for i in order] + hits[len(head) :]
+
+
 def search(library: Library, query: Query) -> SearchResults:
     _validate(query)
     identity = library.require_identity()
@@ -314,12 +328,8 @@ def search(library: Library, query: Query) -> SearchResults:
 
     excluded: set[int] = set()
     vector_terms = [t for t in query.terms if not (label_mode and t.source == "text")]
-    verify = query.verify and [t.source for t in query.terms] == ["image"]
-    image_side = 0
-    if verify:
-        from searchapp.query.verify import DECODE_SIDE
-
-        image_side = DECODE_SIDE
+    check_pixels = query.verify and [t.source for t in query.terms] == ["image"]
+    image_side = verify.DECODE_SIDE if check_pixels else 0
     vectors, weights, query_pixels = [], [], None
     for term in vector_terms:
         vector, image_id, pixels = _term_vector(library, term, image_side)
@@ -343,17 +353,14 @@ def search(library: Library, query: Query) -> SearchResults:
         allowed = None
     if allowed is not None and len(allowed) == 0:
         return SearchResults([], "vector", notes)
-    if verify:
-        from searchapp.query.verify import CANDIDATES
-
+    if check_pixels:
         wanted = query.k
-        query = replace(query, k=max(query.k, CANDIDATES))
+        query = replace(query, k=max(query.k, verify.CANDIDATES))
     region_hits = _knn(library, combine(vectors, weights), query, allowed, excluded)
     photos, regions = _finish(library, region_hits, query, excluded)
-    if verify:
-        from searchapp.query.verify import rerank
-
+    if check_pixels:
         assert query_pixels is not None  # a pure image query decoded its image above
-        photos = rerank(query_pixels, photos)[:wanted]
-        regions = regions[:wanted]
+        checked = min(len(photos), verify.CANDIDATES)
+        photos = verified_first(query_pixels, photos)[:wanted]
+        return SearchResults(photos, "vector", notes, regions[:wanted], checked)
     return SearchResults(photos, "vector", notes, regions)

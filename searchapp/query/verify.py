@@ -16,21 +16,24 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from searchapp.errors import ImageLoadError
+from searchapp.geometry import MIN_INLIERS, homography, orb_features, residual
 from searchapp.ingest.load import load_image
 from searchapp.records import BBox, FileStat
 
-if TYPE_CHECKING:
-    from searchapp.query.search import SearchHit
-
 CANDIDATES = 10
-MIN_INLIERS = 15  # unrelated photos reach 8-12 by chance; sources median 30
-SAME_PIXELS = 0.8  # aligned NCC at or above which a candidate shows the query's very pixels
+# A candidate shows the query's very pixels when they agree to SAME_PIXELS (NCC, aligned) or the
+# alignment leaves at most SAME_PIXELS_RESIDUAL px of patch shift (geometry.residual). Crops of
+# the scikit-image photos, plain, recompressed, relit or halved, mostly meet one of the two on
+# their source (NCC 0.71-1.0, residual 0.12-3.9); the other view of the stereo pair meets
+# neither (NCC 0.75-0.85, residual 3.1-4.1). Those that meet neither are confirmed by geometry.
+SAME_PIXELS = 0.9
+SAME_PIXELS_RESIDUAL = 1.5
 MIN_COVERED = 0.5  # of the query, that the aligned candidate must cover to be compared
 MIN_TEXTURE = 4.0  # grey-level std below which a query is too flat to slide as a template
 MIN_QUERY_SIDE = 320  # small crops are upscaled: ORB needs pixels to find keypoints
@@ -78,8 +81,17 @@ def _candidate_pixels(path: str, bbox: BBox, query_scale: float) -> np.ndarray |
 
 @dataclass(frozen=True)
 class Match:
-    inliers: int  # RANSAC homography inliers among ORB matches
+    inliers: int  # RANSAC inliers of a plausible homography (geometry.py); 0 without one
     agreement: float  # normalised cross-correlation of the aligned pixels, -1..1
+    residual: float = float("inf")  # px of patch shift the alignment leaves (geometry.residual)
+
+    @property
+    def verdict(self) -> str | None:
+        """ "pixels": the candidate shows the query's very pixels; "geometry": one homography
+        aligns them at MIN_INLIERS keypoints or more; None: not confirmed."""
+        if self.agreement >= SAME_PIXELS or self.residual <= SAME_PIXELS_RESIDUAL:
+            return "pixels"
+        return "geometry" if self.inliers >= MIN_INLIERS else None
 
 
 class Verifier:
@@ -95,34 +107,28 @@ class Verifier:
             )
         self.query = grey
         self.smooth_query = _smooth(cv2, grey)
-        self.keypoints, self.descriptors = _orb(cv2).detectAndCompute(grey, None)
+        self.features = orb_features(grey)
 
     def match(self, candidate: np.ndarray) -> Match:
         if candidate.size == 0:
             return Match(0, 0.0)
-        homography, inliers = self._homography(candidate)
-        if homography is not None and inliers >= MIN_INLIERS:
-            return Match(inliers, self._aligned_agreement(candidate, homography))
-        return Match(inliers, self._template_agreement(candidate))
+        aligned, inliers = self._homography(candidate)
+        if aligned is not None:
+            agreement = self._aligned_agreement(candidate, aligned)
+            if agreement >= SAME_PIXELS:  # settled: skip the patch-by-patch measure
+                return Match(inliers, agreement)
+            return Match(inliers, agreement, residual(self.query, candidate, aligned))
+        return Match(0, self._template_agreement(candidate))
 
     def inliers(self, candidate: np.ndarray) -> int:
-        return self._homography(candidate)[1]
+        """Inliers of a plausible homography from the query to the candidate; 0 without one."""
+        aligned, inliers = self._homography(candidate)
+        return inliers if aligned is not None else 0
 
     def _homography(self, candidate: np.ndarray) -> tuple[np.ndarray | None, int]:
-        cv2 = self.cv2
-        if self.descriptors is None or len(self.keypoints) < 8 or candidate.size == 0:
+        if candidate.size == 0:
             return None, 0
-        keypoints, descriptors = _orb(cv2).detectAndCompute(candidate, None)
-        if descriptors is None or len(keypoints) < 8:
-            return None, 0
-        pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(self.descriptors, descriptors, k=2)
-        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
-        if len(good) < 8:
-            return None, 0
-        source = np.array([self.keypoints[m.queryIdx].pt for m in good], dtype=np.float32)
-        target = np.array([keypoints[m.trainIdx].pt for m in good], dtype=np.float32)
-        homography, mask = cv2.findHomography(source, target, cv2.RANSAC, 4.0)
-        return homography, int(mask.sum()) if mask is not None else 0
+        return homography(self.features, orb_features(candidate), self.query.shape)
 
     def _aligned_agreement(self, candidate: np.ndarray, homography: np.ndarray) -> float:
         """NCC of the query with the candidate warped onto it, over the part both cover."""
@@ -151,12 +157,6 @@ class Verifier:
         return float(np.nan_to_num(scores).max())
 
 
-def _orb(cv2: Any) -> Any:
-    """One per call: candidates are matched on several threads, and OpenCV's detectors do not
-    promise to be safe to share between them (making one takes microseconds)."""
-    return cv2.ORB_create(nfeatures=1500)
-
-
 def _smooth(cv2: Any, grey: np.ndarray) -> np.ndarray:
     """Blur away JPEG blocks and resampling noise, which differ between copies of one picture."""
     return cv2.GaussianBlur(grey, (5, 5), 1.2).astype(np.float32)
@@ -168,30 +168,33 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
-def rerank(query: Image.Image, hits: list[SearchHit]) -> list[SearchHit]:
-    """Hits reordered: those the pixels confirm first, most alike first; then those with a
-    homography, by inliers; the rest as they were."""
-    if len(hits) < 2:
-        return hits
+def check(query: Image.Image, places: list[tuple[str, BBox]]) -> list[Match]:
+    """Each candidate photo (its path, and the box of its region that matched) against the
+    query's pixels."""
+    if not places:
+        return []
     verifier = Verifier(query)
-    head, tail = hits[:CANDIDATES], hits[CANDIDATES:]
 
-    def check(hit: SearchHit) -> Match:
-        pixels = _candidate_pixels(hit.path, hit.bbox, verifier.upscale)
+    def one(place: tuple[str, BBox]) -> Match:
+        pixels = _candidate_pixels(*place, verifier.upscale)
         return verifier.match(pixels) if pixels is not None else Match(0, 0.0)
 
     # Decoding and OpenCV release the GIL: a 12 MP library's 10 candidates take 1.15 s on one
     # thread of a 2-core machine, and this is most of a cold image query.
-    with ThreadPoolExecutor(max_workers=min(len(head), os.cpu_count() or 1)) as pool:
-        matches = list(pool.map(check, head))
-    ranked = []
-    for position, (hit, match) in enumerate(zip(head, matches, strict=True)):
-        if match.agreement >= SAME_PIXELS:
-            key: tuple[float, ...] = (0, -match.agreement, position)
-        elif match.inliers >= MIN_INLIERS:
-            key = (1, -match.inliers, position)
-        else:
-            key = (2, position)
-        ranked.append((key, hit))
-    ranked.sort(key=lambda item: item[0])
-    return [hit for _, hit in ranked] + tail
+    with ThreadPoolExecutor(max_workers=min(len(places), os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, places))
+
+
+def verified_order(matches: list[Match]) -> list[int]:
+    """Positions in the order shown: "pixels" first, most alike first; then "geometry", most
+    inliers first; then the unconfirmed in their embedding order."""
+
+    def key(position: int) -> tuple[float, ...]:
+        match = matches[position]
+        if match.verdict == "pixels":
+            return (0, -match.agreement, position)
+        if match.verdict == "geometry":
+            return (1, -match.inliers, position)
+        return (2, position)
+
+    return sorted(range(len(matches)), key=key)

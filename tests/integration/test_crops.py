@@ -10,7 +10,8 @@ from PIL import Image
 
 from searchapp.ingest.regions import RegionOptions
 from searchapp.query.search import SearchHit
-from searchapp.query.verify import MIN_INLIERS, SAME_PIXELS, Verifier, rerank
+from searchapp.query.search import verified_first as rerank
+from searchapp.query.verify import MIN_INLIERS, SAME_PIXELS, SAME_PIXELS_RESIDUAL, Verifier
 from tests.conftest import sample_image
 from tests.integration.helpers import HYBRID, index
 
@@ -92,6 +93,7 @@ def test_rerank_moves_the_verified_source_first(tmp_path: Path) -> None:
     ranked = rerank(crop, hits)
     assert [Path(h.path).stem for h in ranked] == ["astronaut", "coffee", "rocket"]
     assert ranked[0].score == 0.7  # order changes, scores do not
+    assert [h.verified for h in ranked] == ["pixels", None, None]  # and each says why
 
 
 def _scene_hit(path: Path, score: float) -> SearchHit:
@@ -112,9 +114,10 @@ def test_rerank_tells_the_source_from_a_second_view_of_the_scene(tmp_path: Path)
 
     on_source = verifier.match(np.asarray(Image.open(left).convert("L")))
     on_sibling = verifier.match(np.asarray(Image.open(right).convert("L")))
-    assert on_source.agreement > SAME_PIXELS > on_sibling.agreement
+    assert (on_source.verdict, on_sibling.verdict) == ("pixels", "geometry")
+    assert on_sibling.residual > 2 * SAME_PIXELS_RESIDUAL  # parallax that no homography removes
     ranked = rerank(crop, [_scene_hit(right, 0.9), _scene_hit(left, 0.8)])
-    assert Path(ranked[0].path) == left
+    assert [(Path(h.path), h.verified) for h in ranked] == [(left, "pixels"), (right, "geometry")]
 
 
 def test_a_crop_too_flat_for_keypoints_is_confirmed_by_its_pixels(tmp_path: Path) -> None:
