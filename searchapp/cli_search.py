@@ -162,7 +162,11 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     if args.regions:
         return _print_regions(args, results)
     if args.json:
-        payload = {"mode": results.mode, "results": [hit.as_dict() for hit in results]}
+        payload = {
+            "mode": results.mode,
+            "checked": results.checked,
+            "results": [hit.as_dict() for hit in results],
+        }
         print(json.dumps(payload))
         return 0
     if args.paths_only:
@@ -173,9 +177,21 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         console.note("no results: nothing matched (check the filters, or index more photos)")
         return 0
     score_name = "prob" if results.mode == "labels" else "score"
-    rows = [
+    header: tuple[str, ...] = ("rank", score_name, "date", "path", "region")
+    rows: list[tuple[str, ...]] = [
         (str(rank), f"{hit.score:.3f}", hit.date[:10], hit.path, _region_text(hit))
         for rank, hit in enumerate(results, 1)
     ]
-    table(("rank", score_name, "date", "path", "region"), rows)
+    if results.checked:  # the pixel check ran: say what it found, since it sets the order
+        header = (*header[:2], "check", *header[2:])
+        rows = [
+            (*row[:2], hit.verified or "-", *row[2:])
+            for row, hit in zip(rows, results, strict=True)
+        ]
+    table(header, rows)
+    if results.checked and not console.quiet:
+        console.note(
+            f"searchapp: the top {results.checked} were checked against the query's pixels; "
+            "those confirmed (pixels, then geometry) come first, the rest by score"
+        )
     return 0

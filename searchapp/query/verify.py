@@ -1,14 +1,16 @@
-"""Geometric verification of image-query hits: ORB keypoints matched to each candidate photo,
-a RANSAC homography, and the inlier count.
+"""Geometric verification of image-query hits: each candidate photo is aligned to the query by
+the ORB + RANSAC homography of searchapp.geometry, and the aligned pixels are compared.
 
 Embeddings find the right neighbourhood; they cannot tell the photo a crop was cut from from a
 second shot of the same scene a step to the side (29 photos of one cathedral, overlapping kayak
-views). The pixels can: the source agrees with the query under one homography at many keypoints,
-a sibling shot with parallax and other light at far fewer. Hits with at least MIN_INLIERS are
-moved ahead of the rest, most inliers first; the others keep their embedding order. Scores are
-not changed. Measured on ../shared/data/photos (benchmarks/crop_eval.py), this lifts
-crop-to-source recall@1 by about 0.1. It costs 30-120 ms of a core per 12 MP candidate
-(decode, ORB, template), so the candidates are checked on a thread per core.
+views). The pixels can. Each candidate gets a verdict: "pixels" when, aligned, it shows the
+query's very pixels (normalised cross-correlation, or the patch shift the alignment leaves);
+"geometry" when one plausible homography holds at MIN_INLIERS keypoints or more, as for a second
+shot of the scene; None otherwise. Confirmed candidates move ahead of the rest (verified_order);
+scores are not changed, and every hit carries its verdict so that the order can be read.
+Measured on ../shared/data/photos (benchmarks/crop_eval.py), this lifts crop-to-source recall@1
+by about 0.1. It costs 30-120 ms of a core per 12 MP candidate (decode, ORB, alignment), so the
+candidates are checked on a thread per core.
 """
 
 from __future__ import annotations
@@ -186,13 +188,15 @@ def check(query: Image.Image, places: list[tuple[str, BBox]]) -> list[Match]:
 
 
 def verified_order(matches: list[Match]) -> list[int]:
-    """Positions in the order shown: "pixels" first, most alike first; then "geometry", most
-    inliers first; then the unconfirmed in their embedding order."""
+    """Positions in the order shown: "pixels" first, in their embedding order (copies of one
+    picture all agree to 0.9 or more, and the score orders them as a user expects); then
+    "geometry", most inliers first (the source of a crop keeps more keypoints than a second shot
+    of its scene); then the unconfirmed in their embedding order."""
 
     def key(position: int) -> tuple[float, ...]:
         match = matches[position]
         if match.verdict == "pixels":
-            return (0, -match.agreement, position)
+            return (0, position)
         if match.verdict == "geometry":
             return (1, -match.inliers, position)
         return (2, position)

@@ -48,6 +48,9 @@ class PhotoTable:
     blur: np.ndarray  # NaN where unknown
     colourfulness: np.ndarray  # NaN where unknown
     taken_at: np.ndarray
+    mtimes_ns: np.ndarray
+    formats: list[str]
+    has_camera: np.ndarray  # bool: EXIF names a camera make or model
     content_hashes: list[str]
     pixel_hashes: list[str | None]
     phashes: np.ndarray  # (n, 64) uint8; rows of zeros where has_phash is False
@@ -71,6 +74,10 @@ class DupeReads:
                 images.c.blur,
                 images.c.colourfulness,
                 images.c.taken_at,
+                images.c.mtime_ns,
+                images.c.format,
+                images.c.camera_make,
+                images.c.camera_model,
                 images.c.content_hash,
                 images.c.pixel_hash,
                 images.c.phash,
@@ -104,6 +111,11 @@ class DupeReads:
                 count=n,
             ),
             taken_at=np.fromiter((r.taken_at for r in rows), dtype=float, count=n),
+            mtimes_ns=np.fromiter((r.mtime_ns for r in rows), dtype=np.int64, count=n),
+            formats=[r.format for r in rows],
+            has_camera=np.fromiter(
+                (bool(r.camera_make or r.camera_model) for r in rows), dtype=bool, count=n
+            ),
             content_hashes=[r.content_hash for r in rows],
             pixel_hashes=[r.pixel_hash for r in rows],
             phashes=phashes,

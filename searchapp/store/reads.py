@@ -5,11 +5,11 @@ Part of the storage layer (Catalog inherits this), kept apart so each module sta
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from searchapp.records import Filters, KnownImage, RegionHit
 from searchapp.store.tables import VECTOR_DTYPE, chunks, images, labels, regions, under
@@ -70,27 +70,47 @@ class SearchReads:
         )
 
     def label_scores(
-        self, names: Iterable[str], kinds: Iterable[str], filters: Filters
-    ) -> dict[int, float]:
-        """{region id: best probability among its labels with these names}, filters applied."""
+        self,
+        names: Iterable[str],
+        kinds: Iterable[str],
+        filters: Filters,
+        min_prob: Mapping[str, float] | None = None,
+    ) -> dict[int, tuple[float, str]]:
+        """{region id: (best probability, its name) among its labels with these names}, filters
+        applied; a label of a region kind in min_prob counts only from that probability."""
         wanted = sorted(set(names))
-        found: dict[int, float] = {}
+        floors = min_prob or {}
+        per_kind = [
+            and_(regions.c.kind == kind, labels.c.prob >= floors.get(kind, 0.0)) for kind in kinds
+        ]
+        found: dict[int, tuple[float, str]] = {}
         with self.engine.connect() as conn:
             for chunk in chunks(wanted):
                 query = (
-                    select(labels.c.region_id, func.max(labels.c.prob))
+                    select(labels.c.region_id, labels.c.prob, labels.c.name)
                     .join(regions, regions.c.id == labels.c.region_id)
                     .join(images, images.c.id == regions.c.image_id)
-                    .where(
-                        labels.c.name.in_(chunk),
-                        regions.c.kind.in_(list(kinds)),
-                        *_filter_conditions(filters),
-                    )
-                    .group_by(labels.c.region_id)
+                    .where(labels.c.name.in_(chunk), or_(*per_kind), *_filter_conditions(filters))
                 )
-                for region_id, prob in conn.execute(query):
-                    found[region_id] = max(float(prob), found.get(region_id, 0.0))
+                for region_id, prob, name in conn.execute(query):
+                    if region_id not in found or prob > found[region_id][0]:
+                        found[region_id] = (float(prob), name)
         return found
+
+    def region_top_labels(self, region_ids: Iterable[int]) -> dict[int, tuple[str, float]]:
+        """The most likely stored label of each region that has one."""
+        ids = sorted(set(region_ids))
+        result: dict[int, tuple[str, float]] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids):
+                query = (
+                    select(labels.c.region_id, labels.c.name, labels.c.prob)
+                    .where(labels.c.region_id.in_(chunk))
+                    .order_by(labels.c.region_id, labels.c.rank)
+                )
+                for region_id, name, prob in conn.execute(query):
+                    result.setdefault(region_id, (name, float(prob)))
+        return result
 
     def image_labels(self, image_ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
         """Top labels of each photo's scene region, best first."""

@@ -94,18 +94,27 @@ def test_pixels_tell_a_second_shot_from_a_copy(tmp_path: Path) -> None:
 
 
 def _table(
-    widths: list[int], blur: list[float], taken: list[float], colour: list[float] | None = None
+    widths: list[int],
+    blur: list[float],
+    taken: list[float],
+    colour: list[float] | None = None,
+    formats: list[str] | None = None,
+    camera: list[bool] | None = None,
+    mtimes: list[int] | None = None,
 ) -> PhotoTable:
     n = len(widths)
     return PhotoTable(
         ids=np.arange(n),
-        paths=[f"/p/{i}.jpg" for i in range(n)],
+        paths=[f"/p/{i}.{'png' if formats and formats[i] == 'PNG' else 'jpg'}" for i in range(n)],
         sizes=np.ones(n, int),
         widths=np.array(widths),
         heights=np.array(widths),
         blur=np.array(blur),
         colourfulness=np.array(colour or [40.0] * n),
         taken_at=np.array(taken),
+        mtimes_ns=np.array(mtimes or [0] * n, dtype=np.int64),
+        formats=formats or ["JPEG"] * n,
+        has_camera=np.array(camera or [False] * n),
         content_hashes=[str(i) for i in range(n)],
         pixel_hashes=[None] * n,
         phashes=np.zeros((n, 64), np.uint8),
@@ -125,6 +134,22 @@ def test_keep_rule_order() -> None:
     grey_sharper = _table([200, 200], [90.0, 50.0], [1.0, 2.0], colour=[0.4, 35.0])
     keep, why = choose_keeper(grey_sharper, [0, 1], set())
     assert keep == 1 and "in colour" in why
+
+
+def test_a_blur_difference_within_the_noise_does_not_beat_the_original() -> None:
+    """The reported case: a turned PNG copy was kept over its JPEG on blur 633 against 632."""
+    copy_first = _table([200, 200], [633.0, 632.0], [1.0, 1.0], formats=["PNG", "JPEG"])
+    keep, why = choose_keeper(copy_first, [0, 1], set())
+    assert keep == 1 and "camera's format (JPEG, not PNG)" in why
+    with_exif = _table([200, 200], [640.0, 600.0], [1.0, 1.0], camera=[False, True])
+    keep, why = choose_keeper(with_exif, [0, 1], set())
+    assert keep == 1 and "EXIF camera data" in why
+    older = _table([200, 200], [600.0, 610.0], [1.0, 1.0], mtimes=[2_000_000_000, 1_000_000_000])
+    keep, why = choose_keeper(older, [0, 1], set())
+    assert keep == 1 and "the oldest file" in why
+    clearly_sharper = _table([200, 200], [900.0, 500.0], [2.0, 1.0], formats=["PNG", "JPEG"])
+    keep, why = choose_keeper(clearly_sharper, [0, 1], set())
+    assert keep == 0 and "sharpest (blur score 900 against 500)" in why
 
 
 def test_union_find_joins_transitively() -> None:
