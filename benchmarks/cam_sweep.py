@@ -1,10 +1,13 @@
 """How the CAM detector's thresholds were chosen: a sweep on real photos.
 
     python benchmarks/cam_sweep.py [FOLDER] [--thresholds 0.2,0.35,0.5] [--pads 0,0.1,0.25]
+                                   [--half tuning]
 
 For each setting, FOLDER (default ../shared/data/photos) is indexed with scene and object regions
 only, and queried with one random crop of 10-30% and one of 3-10% of each photo (seeded, as in
 crop_eval.py), without geometric verification, so recall@1 measures the object embeddings alone.
+Only the photos of photo_split's tuning half are queried (--half): a sweep that chooses defaults
+must leave the scoring half unseen. The whole folder stays indexed, as distractors.
 It also reports objects per photo, and the IoU of the best box with a hand-drawn box around the
 cup in scikit-image's coffee photo. Writes benchmarks/results/cam_sweep.json.
 """
@@ -24,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from crop_eval import BANDS, random_crop, same_picture_key  # noqa: E402
+from crop_eval import BANDS, random_crop  # noqa: E402
+from photo_split import HALVES, half_of, picture_key, picture_keys, relative  # noqa: E402
 
 import searchapp.detect.cam as cam  # noqa: E402
 from searchapp.detect.base import DetectorOptions, box_iou  # noqa: E402
@@ -49,10 +53,14 @@ def main() -> int:
     parser.add_argument("--thresholds", default="0.2,0.35,0.5")
     parser.add_argument("--pads", default="0,0.1,0.25")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--half", choices=(*HALVES, "all"), default="tuning", help="whose photos are queried"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cam_sweep.json")
     args = parser.parse_args()
     folder = args.folder.resolve()
     work = scratch_folder("searchapp-cam-")
+    keys = picture_keys(folder)
     options = IndexOptions(regions=RegionOptions(kinds=("scene", "object")))
     encoder_options = EncoderOptions(allow_download=False)
 
@@ -73,10 +81,13 @@ def main() -> int:
         )
         seconds = time.perf_counter() - started
         images = lib.catalog.all_images()
-        key_of = {i.path: same_picture_key(i.path, folder, i.content_hash) for i in images}
+        rel_of = {i.path: relative(i.path, folder) for i in images}
+        key_of = {path: keys.get(rel) or picture_key(rel) for path, rel in rel_of.items()}
         if not queries:  # the same crops for every setting
             rng = np.random.default_rng(args.seed)
             for index, image in enumerate(images):
+                if args.half != "all" and half_of(rel_of[image.path]) != args.half:
+                    continue
                 with Image.open(image.path) as opened:
                     shown = ImageOps.exif_transpose(opened).convert("RGB")
                 for band_name, band in BANDS.items():
@@ -101,7 +112,7 @@ def main() -> int:
         rows.append(row)
         print(row, flush=True)
 
-    write_result(args.out, {"folder": str(folder), "settings": rows})
+    write_result(args.out, {"folder": str(folder), "half": args.half, "settings": rows})
     return 0
 
 
