@@ -20,9 +20,9 @@ crop of the wide one, and is reported as one; whether that is a duplicate is the
 Pairs are scored as users meet them, within groups: every two photos of a reported group form a
 predicted pair. Reported: precision, recall and F1 of pairs overall, recall per transform, and
 the false pairs among look-alikes (which must be none). Tiers are checked too: `dupes` links a
-group by a tree of pairs, each with a tier, and a pair of one picture calls for the larger (exact
-< near < crop) of each copy's transform tier and what their originals are to each other (exact
-when they show the same pixels, near otherwise: the files of one picture here are downscaled,
+group by a tree of pairs, each with a tier, and a pair of one picture calls for exact when its
+two photos show the same pixels (a PNG of a JPEG, identical files), crop when either is a crop
+copy, and near otherwise (the other transforms, and the files of one picture here: downscaled,
 flipped, greyed, relit or numbered copies). A copy's tier is that of the pair joining it to the
 tree grown from its source; the copy is a per-tier hit only when it is grouped with its source
 and that tier is the one called for. Copies grouped with their source in another tier are tier
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import itertools
 import sys
 import time
@@ -111,25 +112,23 @@ class Truth:
         return half_of(self.original_rel(path))
 
     def expected_tier(self, a: str, b: str) -> str:
-        """The tier a pair of one picture calls for: the larger (exact < near < crop) of each
-        copy's transform tier and what their originals are to each other."""
-        tiers = [TRANSFORMS[self.transform[p]].tier for p in (a, b) if p in self.transform]
-        tiers.append(self.originals_tier(self.original_rel(a), self.original_rel(b)))
-        return max(tiers, key=TIER_RANK.__getitem__)
-
-    @functools.cache  # noqa: B019 (one Truth per run)
-    def originals_tier(self, rel_a: str, rel_b: str) -> str:
-        """Two files of one picture are exact copies when they show the same pixels (another
-        format, other metadata), and otherwise near: in this folder they are downscaled,
-        flipped, turned, greyed, relit (HDR) or numbered (EXIF orientation) copies."""
-        if rel_a == rel_b:
+        """The tier a pair of one picture calls for: exact when the two show the same pixels
+        (another format, other metadata), crop when either is a crop copy, near otherwise (the
+        other transforms, and the files of one picture here: downscaled, flipped, greyed, relit
+        or numbered copies)."""
+        if self.shown(a) == self.shown(b):
             return "exact"
-        shown = []
-        for rel in (rel_a, rel_b):
-            with Image.open(self.folder / rel) as opened:
-                shown.append(np.asarray(ImageOps.exif_transpose(opened).convert("RGB")))
-        same = shown[0].shape == shown[1].shape and np.array_equal(*shown)
-        return "exact" if same else "near"
+        crop = any(
+            TRANSFORMS[self.transform[p]].tier == "crop" for p in (a, b) if p in self.transform
+        )
+        return "crop" if crop else "near"
+
+    @functools.cache  # noqa: B019 (one Truth per run; decodes each photo once)
+    def shown(self, path: str) -> tuple[tuple[int, ...], bytes]:
+        """Shape and digest of the pixels as displayed (EXIF orientation applied)."""
+        with Image.open(path) as opened:
+            pixels = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+        return pixels.shape, hashlib.blake2b(pixels.tobytes()).digest()
 
 
 def attaching_tiers(truth: Truth, report, copies: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
