@@ -1,6 +1,13 @@
-"""A folder of 12-megapixel JPEGs, made from real photos the way a phone writes them.
+"""A folder of synthetic (upscaled) 12-megapixel JPEGs, made from photos of 1 MP or less.
 
 python benchmarks/phone_photos.py OUT [--count 200] [--source ../shared/data/photos]
+
+Not real 12 MP photos: the benchmarks measure on the 43 real phone photos of
+../shared/data/phone12mp (4032x3024, EXIF orientation 6) by default. Use this only where a run
+needs more than 43 photos, and say "synthetic (upscaled)" wherever its figures are quoted: an
+upscaled photo has no detail of its own above its source's resolution, so it decodes, compresses
+and matches unlike a real one. The folder gets a SYNTHETIC-UPSCALED.txt beside the photos, and
+each photo's EXIF model says so, which the benchmarks read to label their output.
 
 Each source photo is upright-rotated, cropped to 4:3 (portrait stays portrait), resized to
 4000x3000 and given a little sensor grain (upscaled photos are too smooth, and decode faster than
@@ -27,6 +34,8 @@ LONG, SHORT = 4000, 3000
 # their bytes are detail in the low frequencies, where grain is all high frequencies.
 GRAIN = 1.5
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+MARKER = "SYNTHETIC-UPSCALED.txt"  # index_throughput.py and reader_pool.py look for it
+MAKE, MODEL = "searchapp-bench", "synthetic (upscaled)"
 
 
 def sources(folder: Path) -> list[Path]:
@@ -63,8 +72,8 @@ def phone_photo(path: Path, rng: np.random.Generator) -> Image.Image:
 
 def exif_for(index: int) -> Image.Exif:
     exif = Image.Exif()
-    exif[0x010F] = "searchapp-bench"  # Make
-    exif[0x0110] = "Phone 12MP"  # Model
+    exif[0x010F] = MAKE  # Make
+    exif[0x0110] = MODEL  # Model
     ifd = exif.get_ifd(0x8769)
     ifd[0x9003] = f"2024:06:{1 + index % 28:02d} 12:{index % 60:02d}:00"  # DateTimeOriginal
     return exif
@@ -83,15 +92,27 @@ def main() -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    total = 0
+    total, sizes = 0, []
     for index in range(args.count):
-        photo = phone_photo(found[index % len(found)], rng)
-        target = args.out / f"IMG_{index:04d}.jpg"
+        source = found[index % len(found)]
+        with Image.open(source) as opened:
+            sizes.append(opened.width * opened.height)
+        photo = phone_photo(source, rng)
+        target = args.out / f"synthetic-upscaled-{index:04d}.jpg"
         photo.save(target, "JPEG", quality=92, subsampling=2, exif=exif_for(index))
         total += target.stat().st_size
+    median_mp = float(np.median(sizes)) / 1e6
+    used = min(args.count, len(found))
+    (args.out / MARKER).write_text(
+        f"synthetic (upscaled): {args.count} JPEGs of {LONG}x{SHORT} made by "
+        f"benchmarks/phone_photos.py from {used} photos of {args.source} (median "
+        f"{median_mp:.1f} MP), upscaled {LONG * SHORT / 1e6 / median_mp:.0f}x in area, grain "
+        f"{GRAIN}, seed {args.seed}. Not real 12 MP photos: see ../shared/data/phone12mp.\n"
+    )
     print(
-        f"wrote {args.count} photos of {LONG}x{SHORT} to {args.out} "
-        f"({total / args.count / 1e6:.1f} MB each on average)"
+        f"wrote {args.count} synthetic (upscaled) photos of {LONG}x{SHORT} to {args.out} "
+        f"({total / args.count / 1e6:.1f} MB each on average), upscaled from {used} photos "
+        f"of median {median_mp:.1f} MP; label figures measured on them 'synthetic (upscaled)'"
     )
     return 0
 
