@@ -14,9 +14,12 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from searchapp.dupes.find import DupeOptions, DupeReport, find_duplicates
+from searchapp.dupes.moves import MoveOutcome, apply_moves, plan_moves, undo_moves
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
+from searchapp.encoders.registry import AUTO, choose_auto, create_encoder, split_name
 from searchapp.errors import (
     EncoderMismatchError,
     ImageLoadError,
@@ -24,9 +27,15 @@ from searchapp.errors import (
     SearchappError,
     UsageError,
 )
+from searchapp.ingest.hashes import photo_hashes
+from searchapp.ingest.load import load_image
 from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexRun, LazyModel
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
+from searchapp.ingest.quality import measure
 from searchapp.ingest.regions import REGION_KINDS
+from searchapp.query.filters import build_filters
+from searchapp.query.search import Query, SearchResults, search
+from searchapp.query.terms import terms_from
 from searchapp.records import (
     CatalogBatch,
     EncoderIdentity,
@@ -34,14 +43,9 @@ from searchapp.records import (
     KnownFailure,
     LibraryStats,
 )
-
-if TYPE_CHECKING:
-    from searchapp.dupes.find import DupeOptions, DupeReport
-    from searchapp.dupes.moves import MoveOutcome
-    from searchapp.query.search import SearchResults
-from searchapp.interrupts import held_interrupts
 from searchapp.store.catalog import Catalog
-from searchapp.vectors.faiss_index import IndexStore
+from searchapp.store.dupe_reads import HashUpdate
+from searchapp.vectors.faiss_index import IndexStore, commit_batch
 
 DEFAULT_LIBRARY = Path("indexes") / "default"
 LIBRARY_ENV = "SEARCHAPP_LIBRARY"
@@ -167,7 +171,6 @@ class Library:
         self, requested: str | None, options: EncoderOptions
     ) -> tuple[str, str]:
         """(encoder name, why) for this library: its own, or the requested one for a new one."""
-        from searchapp.encoders.registry import AUTO, choose_auto, split_name
 
         recorded = self.encoder_identity
         if requested and requested != AUTO:
@@ -187,7 +190,6 @@ class Library:
         self, name: str | None = None, options: EncoderOptions | None = None
     ) -> ImageEncoder:
         """The library's encoder, loaded once and checked against the recorded identity."""
-        from searchapp.encoders.registry import create_encoder
 
         if self._encoder is None:
             recorded_file = self.catalog.get_setting("encoder.weights_file") or None
@@ -251,9 +253,6 @@ class Library:
         Filters: after, before (YYYY-MM-DD), folder, camera, min_width, min_pixels,
         formats ("jpeg,png"), min_score. Terms are weighted in the order text, image, like, minus.
         """
-        from searchapp.query.filters import build_filters
-        from searchapp.query.search import Query, search
-        from searchapp.query.terms import terms_from
 
         query = Query(
             terms=terms_from(text=text, image=image, like=like, minus=minus, weights=weights),
@@ -277,7 +276,6 @@ class Library:
         callbacks: IndexCallbacks | None = None,
         only: set[str] | None = None,
     ) -> IndexSummary:
-        from searchapp.encoders.registry import AUTO
 
         require_existing_paths(paths)
         encoder_options = encoder_options or EncoderOptions()
@@ -307,7 +305,6 @@ class Library:
         callbacks: IndexCallbacks | None = None,
     ) -> IndexSummary:
         """Re-embed every indexed photo with another encoder (or resume an interrupted switch)."""
-        from searchapp.encoders.registry import create_encoder, split_name
 
         encoder_options = encoder_options or EncoderOptions()
         with self.writing():
@@ -371,10 +368,6 @@ class Library:
     def backfill_hashes(self, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Compute the duplicate hashes that photos indexed by an older searchapp lack. Needs the
         write lock; a file that cannot be read now keeps NULLs (it is found by exact tiers only)."""
-        from searchapp.dupes.hashes import phash_variants, pixel_hash
-        from searchapp.ingest.load import load_image
-        from searchapp.ingest.quality import measure
-        from searchapp.store.dupe_reads import HashUpdate
 
         missing = self.catalog.images_without_phash()
         if not missing:
@@ -387,9 +380,9 @@ class Library:
                     loaded = load_image(stat, min_side=HASH_DECODE_SIDE)
                 except ImageLoadError:
                     continue
-                full = pixel_hash(loaded.image) if loaded.scale == 1 else None
+                phash, full_pixels = photo_hashes(loaded)
                 colour = measure(loaded.image).colourfulness
-                updates.append(HashUpdate(image.id, phash_variants(loaded.image), full, colour))
+                updates.append(HashUpdate(image.id, phash, full_pixels, colour))
                 if len(updates) >= 256:
                     self.catalog.set_hashes(updates)
                     updates = []
@@ -406,7 +399,6 @@ class Library:
         on_check: Callable[[int, int], None] | None = None,
     ) -> DupeReport:
         """Duplicate groups of the library (see searchapp.dupes.find for the tiers)."""
-        from searchapp.dupes.find import DupeOptions, find_duplicates
 
         identity = self.encoder_identity
         return find_duplicates(
@@ -421,7 +413,6 @@ class Library:
         self, paths: list[str], folder: Path, on_progress: Callable[[int, int], None] | None = None
     ) -> MoveOutcome:
         """Move these photos below `folder`, journalled; the catalog follows."""
-        from searchapp.dupes.moves import apply_moves, plan_moves
 
         with self.writing():
             try:
@@ -433,7 +424,6 @@ class Library:
     def undo_moves(
         self, journal: Path, on_progress: Callable[[int, int], None] | None = None
     ) -> MoveOutcome:
-        from searchapp.dupes.moves import undo_moves
 
         with self.writing():
             try:
@@ -443,11 +433,7 @@ class Library:
 
     def _commit(self, batch: CatalogBatch) -> None:
         """Write a batch outside an indexing run; the loaded indexes follow it."""
-        with held_interrupts():  # the catalog and the indexes move as one
-            base = self.catalog.vector_generation()
-            generation, delta = self.catalog.apply(batch)
-            if delta.added_ids or delta.removed_ids:
-                self.indexes().follow(delta, base, generation)
+        commit_batch(self.catalog, self.indexes, batch, self.catalog.vector_generation())
 
     def _save_indexes(self) -> None:
         if self._indexes is not None:

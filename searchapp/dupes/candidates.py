@@ -99,18 +99,18 @@ def neighbour_pairs(
     return query_rows[keep], labels[keep].astype(np.int64), scores[keep]
 
 
-def _add_chunked(index: object, vectors: np.ndarray, chunk: int = 50000) -> None:
+def _add_chunked(index: Any, vectors: np.ndarray, chunk: int = 50000) -> None:
     for start in range(0, len(vectors), chunk):
-        index.add(np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32))  # type: ignore[attr-defined]
+        index.add(np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32))
 
 
 def _search_chunked(
-    index: object, queries: np.ndarray, k: int, chunk: int = 4096
+    index: Any, queries: np.ndarray, k: int, chunk: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
     scores, labels = [], []
     for start in range(0, len(queries), chunk):
         block = np.ascontiguousarray(queries[start : start + chunk], dtype=np.float32)
-        found_scores, found_labels = index.search(block, k)  # type: ignore[attr-defined]
+        found_scores, found_labels = index.search(block, k)
         scores.append(found_scores)
         labels.append(found_labels)
     return np.concatenate(scores), np.concatenate(labels)

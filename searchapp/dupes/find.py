@@ -25,9 +25,10 @@ import numpy as np
 from searchapp.dupes.candidates import HashPairs, hash_pairs, neighbour_pairs
 from searchapp.dupes.confirm import check_all
 from searchapp.dupes.groups import DupeGroup, DupePair, UnionFind, build_groups
-from searchapp.dupes.hashes import VARIANTS
 from searchapp.dupes.pixels import CONTAINED, PixelEvidence
 from searchapp.errors import UsageError
+from searchapp.ingest.hashes import VARIANTS
+from searchapp.store.catalog import Catalog
 from searchapp.store.dupe_reads import PhotoTable
 
 TIERS = ("exact", "near", "crop", "similar")
@@ -81,7 +82,7 @@ class _Candidate:
 class VectorSource:
     """Scene and region vectors as arrays aligned with the photo table's rows."""
 
-    def __init__(self, catalog: object, table: PhotoTable, dim: int):
+    def __init__(self, catalog: Catalog, table: PhotoTable, dim: int):
         self.catalog, self.table, self.dim = catalog, table, dim
 
     def rows_of(self, image_ids: np.ndarray) -> np.ndarray:
@@ -93,7 +94,7 @@ class VectorSource:
     def load(self, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """(owner rows, float16 vectors) of every region of these kinds."""
         owners, vectors = [], []
-        for image_ids, block in self.catalog.region_vectors_by_image(kinds, self.dim):  # type: ignore[attr-defined]
+        for image_ids, block in self.catalog.region_vectors_by_image(kinds, self.dim):
             owners.append(self.rows_of(image_ids))
             vectors.append(block)
         if not owners:
@@ -112,14 +113,14 @@ class VectorSource:
 
 
 def find_duplicates(
-    catalog: object,
+    catalog: Catalog,
     dim: int | None,
     options: DupeOptions,
     keep_paths: set[str] | None = None,
     on_check: Callable[[int, int], None] | None = None,
 ) -> DupeReport:
     clock = time.monotonic()
-    table: PhotoTable = catalog.photo_table()  # type: ignore[attr-defined]
+    table: PhotoTable = catalog.photo_table()
     report = DupeReport(table, [], [])
     sets = UnionFind(len(table))
 
@@ -160,10 +161,10 @@ def find_duplicates(
             if confirmed is not None and sets.find(confirmed.a) != sets.find(confirmed.b):
                 add(confirmed)
 
-        known = catalog.pixel_evidence()  # type: ignore[attr-defined]
+        known = catalog.pixel_evidence()
         report.checked, fresh = check_all(table, candidates, sets, known, on_result, on_check)
         if fresh:
-            catalog.keep_pixel_evidence(fresh)  # type: ignore[attr-defined]
+            catalog.keep_pixel_evidence(fresh)
         report.seconds["verify"] = time.monotonic() - clock
     if "similar" in options.tiers and len(scenes):
         clock = time.monotonic()
@@ -239,7 +240,7 @@ def _embedding_candidates(
     scene_lookup: np.ndarray,
     scenes: np.ndarray,
     dim: int | None,
-    catalog: object,
+    catalog: Catalog,
 ) -> list[_Candidate]:
     """Pairs whose scenes are close, and photos whose scene is close to another's tile or
     object (the larger photo may hold the smaller as a crop)."""

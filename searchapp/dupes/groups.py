@@ -142,7 +142,7 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
             lambda r: float(table.formats[r] in ORIGINAL_FORMATS),
             0.0,
             lambda k, d: (
-                f"same resolution ({size(k)}), in the camera's format "
+                f"same resolution ({size(k)}), in a camera's format "
                 f"({table.formats[k]}, not {formats(d)})"
             ),
         ),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from searchapp.errors import SearchappError
 from searchapp.records import CatalogBatch, FileStat, Move
+from searchapp.store.catalog import Catalog
 
 JOURNAL_VERSION = 1
 CATALOG_EVERY = 50  # moves per catalog transaction
@@ -51,11 +52,11 @@ def plan_moves(paths_to_move: list[str], folder: Path) -> list[PlannedMove]:
     return [PlannedMove(path, target_for(path, folder)) for path in sorted(set(paths_to_move))]
 
 
-def _catalog_moves(catalog: object, commit: Commit, moves: list[PlannedMove], aside: bool) -> None:
+def _catalog_moves(catalog: Catalog, commit: Commit, moves: list[PlannedMove], aside: bool) -> None:
     batch = CatalogBatch()
     placed = batch.set_aside if aside else batch.restored
     for move in moves:
-        known = catalog.image_by_path(move.source)  # type: ignore[attr-defined]
+        known = catalog.image_by_path(move.source)
         if known is None:
             continue
         st = os.stat(move.target)
@@ -79,7 +80,7 @@ def _move_file(source: str, target: str) -> str | None:
 
 
 def _run_moves(
-    catalog: object,
+    catalog: Catalog,
     commit: Commit,
     plan: list[PlannedMove],
     aside: bool,
@@ -109,7 +110,7 @@ def _run_moves(
 
 
 def apply_moves(
-    catalog: object,
+    catalog: Catalog,
     commit: Commit,
     plan: list[PlannedMove],
     folder: Path,
@@ -157,7 +158,7 @@ def read_journal(path: Path) -> list[PlannedMove]:
 
 
 def undo_moves(
-    catalog: object,
+    catalog: Catalog,
     commit: Commit,
     journal: Path,
     on_progress: Callable[[int, int], None] | None = None,

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from searchapp.encoders.base import EncodedBatch, EncoderOptions, l2_normalise, user_cache
+from searchapp.encoders.base import (
+    EncodedBatch,
+    EncoderOptions,
+    ImageEncoder,
+    l2_normalise,
+    user_cache,
+)
 from searchapp.records import EncoderIdentity
 
 RECORD = "encoder.json"
@@ -79,8 +86,11 @@ def _valid_record(folder: Path) -> dict[str, Any] | None:
     return record
 
 
-def quick_encoder(spec: str, options: EncoderOptions) -> QuickClipEncoder | None:
-    """A query encoder from the saved text tower, or None when there is none to trust."""
+def quick_encoder(
+    spec: str, options: EncoderOptions, full: Callable[[], ImageEncoder]
+) -> QuickClipEncoder | None:
+    """A query encoder from the saved text tower, or None when there is none to trust. `full`
+    builds the full encoder, for the image queries the saved towers cannot answer."""
     from searchapp.encoders.clip_text import FastTextTower
     from searchapp.encoders.clip_tokenizer import vocab_path
 
@@ -92,7 +102,7 @@ def quick_encoder(spec: str, options: EncoderOptions) -> QuickClipEncoder | None
     tower = FastTextTower.load(folder)
     if tower is None:
         return None
-    return QuickClipEncoder(spec, options, record, tower, vocab)
+    return QuickClipEncoder(spec, options, record, tower, vocab, full)
 
 
 def plain_preprocess(transform: Any) -> dict[str, Any] | None:
@@ -143,12 +153,14 @@ class QuickClipEncoder:
         record: dict[str, Any],
         tower: Any,
         vocab: Path,
+        full: Callable[[], ImageEncoder],
     ):
         self.identity = EncoderIdentity(**record["identity"])
         self.input_size = int(record["input_size"])
         self._spec, self._options = spec, options
         self._tower, self._vocab = tower, vocab
         self._record, self._recipe = record, record.get("preprocess")
+        self._make_full = full
         self._full: Any = None
         self._visual_tower: Any = None
 
@@ -168,10 +180,7 @@ class QuickClipEncoder:
 
     def _full_encoder(self) -> Any:
         if self._full is None:
-            from searchapp.encoders.registry import create_encoder
-
-            options = EncoderOptions(**{**asdict(self._options), "quick_start": False})
-            self._full = create_encoder(f"clip:{self._spec}", options)
+            self._full = self._make_full()
         return self._full
 
     def _visual(self) -> Any:

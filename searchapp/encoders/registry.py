@@ -7,8 +7,9 @@ auto                                CLIP when its weights are at hand, else the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
@@ -41,7 +42,9 @@ def _make_clip(spec: str, options: EncoderOptions) -> ImageEncoder:
     if options.quick_start and options.runtime != "torch":
         from searchapp.encoders.clip_quick import quick_encoder
 
-        quick = quick_encoder(spec, options)  # a query process: no torch for text
+        # a query process: no torch for text; the full model only if an image query needs it
+        full = functools.partial(_make_clip, spec, replace(options, quick_start=False))
+        quick = quick_encoder(spec, options, full)
         if quick is not None:
             return quick
     from searchapp.encoders.clip import OpenClipEncoder, parse_spec, resolve_checkpoint

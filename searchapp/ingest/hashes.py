@@ -17,6 +17,8 @@ import hashlib
 import numpy as np
 from PIL import Image
 
+from searchapp.ingest.load import LoadedImage
+
 THUMB_SIDE = 32
 LOW_FREQ = 8
 VARIANTS = (
@@ -70,3 +72,10 @@ def pixel_hash(image: Image.Image) -> str:
 
 def hamming(a: bytes, b: bytes) -> int:
     return int(np.unpackbits(np.frombuffer(a, np.uint8) ^ np.frombuffer(b, np.uint8)).sum())
+
+
+def photo_hashes(loaded: LoadedImage) -> tuple[bytes, str | None]:
+    """What duplicate detection needs of a photo as it is read: the pHash of all eight turns,
+    and the pixel hash where the decode was full size (later otherwise, see the module doc).
+    The one place hashing happens at read time, for a new photo and for a backfill alike."""
+    return phash_variants(loaded.image), pixel_hash(loaded.image) if loaded.scale == 1 else None

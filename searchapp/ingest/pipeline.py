@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from searchapp.detect.registry import create_detector
-from searchapp.dupes.hashes import phash_variants, pixel_hash
 from searchapp.errors import ImageLoadError
+from searchapp.ingest.hashes import photo_hashes
 from searchapp.ingest.load import LoadedImage, LoadLimits, content_hash, decode, read_bytes
 from searchapp.ingest.quality import measure
 from searchapp.ingest.regions import RegionCut, RegionOptions, cut_regions, object_regions
@@ -40,10 +40,10 @@ from searchapp.records import (
     NewImage,
     RegionData,
 )
+from searchapp.vectors.faiss_index import IndexStore, commit_batch
 
 if TYPE_CHECKING:
     from searchapp.store.catalog import Catalog
-    from searchapp.vectors.faiss_index import IndexStore
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,7 @@ def _read(
         side = options.decode_side(model.input_size)
         loaded = decode(data, stat, min_side=side, limits=options.limits, digest=digest)
         quality = measure(loaded.image)
+        phash, full_pixels = photo_hashes(loaded)
         flag = quality.flag if options.skip_low_quality else None
         meta = replace(
             loaded.meta,
@@ -175,8 +176,8 @@ def _read(
             contrast=quality.contrast,
             colourfulness=quality.colourfulness,
             quality_flag=flag,
-            phash=phash_variants(loaded.image),
-            pixel_hash=pixel_hash(loaded.image) if loaded.scale == 1 else None,
+            phash=phash,
+            pixel_hash=full_pixels,
         )
         if flag is not None:
             return _ReadResult(stat, previous, digest, meta, [])
@@ -385,10 +386,9 @@ class IndexRun:
         self._encode_pending()
         with held_interrupts():  # the catalog and the indexes move as one
             if not self.batch.is_empty():
-                base = self.generation
-                self.generation, delta = self.catalog.apply(self.batch)
-                if delta.added_ids or delta.removed_ids:
-                    self.indexes().follow(delta, base, self.generation)
+                self.generation = commit_batch(
+                    self.catalog, self.indexes, self.batch, self.generation
+                )
             self.batch = CatalogBatch()
             self.batch_images = 0
             self.doomed.clear()

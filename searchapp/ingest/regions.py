@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from searchapp.detect.base import Detection, DetectorOptions, clip_box
+from searchapp.errors import UsageError
 from searchapp.ingest.load import LoadedImage
 from searchapp.records import REGION_KINDS as REGION_KINDS  # objects: object_regions()
 from searchapp.records import BBox
@@ -153,8 +154,6 @@ REGION_PRODUCERS: dict[str, Callable[[LoadedImage, RegionOptions], list[RegionCu
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
-    from searchapp.errors import UsageError
-
     kinds = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     unknown = [kind for kind in kinds if kind not in REGION_KINDS]
     if unknown or not kinds:

@@ -15,10 +15,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from searchapp.encoders.registry import supports_text
 from searchapp.errors import ImageLoadError, QueryError
 from searchapp.ingest.load import LoadedImage, load_image
 from searchapp.query import labels as label_match
@@ -29,7 +30,24 @@ from searchapp.vectors import faiss_index
 if TYPE_CHECKING:
     from PIL import Image
 
-    from searchapp.library import Library
+    from searchapp.encoders.base import ImageEncoder
+    from searchapp.records import EncoderIdentity
+    from searchapp.store.catalog import Catalog
+    from searchapp.vectors.faiss_index import IndexStore
+
+
+class Library(Protocol):
+    """What a search needs of a library (searchapp.library.Library is one): its catalog, its
+    indexes and its encoder. A protocol, so that this layer never imports the one above it."""
+
+    catalog: Catalog
+
+    def encoder(self) -> ImageEncoder: ...
+
+    def indexes(self) -> IndexStore: ...
+
+    def require_identity(self) -> EncoderIdentity: ...
+
 
 TERM_SOURCES = ("text", "image", "like")
 LABEL_MIN_PROB = 0.05  # a label this likely counts as present when words filter or exclude
@@ -343,7 +361,6 @@ def verified_first(query: Image.Image, hits: list[SearchHit]) -> list[SearchHit]
 def search(library: Library, query: Query) -> SearchResults:
     _validate(query)
     identity = library.require_identity()
-    from searchapp.encoders.registry import supports_text
 
     has_text = any(term.source == "text" for term in query.terms)
     label_mode = has_text and not supports_text(identity.name)

@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from searchapp.errors import DiskFullError, SearchappError
-from searchapp.records import REGION_KINDS, VectorDelta
+from searchapp.interrupts import held_interrupts
+from searchapp.records import REGION_KINDS, CatalogBatch, VectorDelta
 from searchapp.store.catalog import Catalog
 from searchapp.vectors import ann
 from searchapp.vectors.ann import add as add  # one copy; callers keep faiss_index.add
@@ -240,3 +242,21 @@ class IndexStore:
                 self.save(kind, index, generation)
                 self._indexes[kind] = index
                 self._generations[kind] = generation
+
+
+def commit_batch(
+    catalog: Catalog,
+    indexes: Callable[[], IndexStore],
+    batch: CatalogBatch,
+    base_generation: int,
+) -> int:
+    """The one way a batch of changes reaches the catalog and the indexes, for an indexing run
+    and for duplicate moves alike: the catalog commits, then the loaded indexes follow, with
+    Ctrl-C and kill held so that nothing lands between the two. `indexes` is called only when
+    vectors changed (a run's first batches may hold failures alone, before any encoder).
+    Returns the catalog's new vector generation."""
+    with held_interrupts():
+        generation, delta = catalog.apply(batch)
+        if delta.added_ids or delta.removed_ids:
+            indexes().follow(delta, base_generation, generation)
+    return generation

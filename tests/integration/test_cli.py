@@ -72,14 +72,16 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     top = results["results"][0]
     assert top["path"] == str(photos / "things" / "coffee.jpg")
     assert results["mode"] == "vector"
-    assert set(top) == {"path", "score", "date", "labels", "region"}
+    assert set(top) == {"path", "score", "date", "labels", "region", "verified"}
+    assert top["verified"] == "pixels"  # a resized copy of the query: the same pixels
     assert len(top["labels"]) == 5 and set(top["labels"][0]) == {"name", "prob"}
     assert top["date"][:4].isdigit() and "T" in top["date"]
-    assert top["region"] == {"kind": "scene", "bbox": [0, 0, 600, 400], "label": None}
+    # the scene's own surest class shows why it came
+    assert top["region"] == {"kind": "scene", "bbox": [0, 0, 600, 400], "label": "espresso"}
     assert len(results["results"]) == 3
 
     table = run("search", "--image", str(query), "-k", "2", "--library", lib).stdout
-    assert table.splitlines()[0].split() == ["rank", "score", "date", "path", "region"]
+    assert table.splitlines()[0].split() == ["rank", "score", "check", "date", "path", "region"]
 
     stats = json.loads(run("stats", "--library", lib, "--json").stdout)
     assert (stats["images"], stats["regions"]["scene"], stats["failures"]) == (5, 5, 1)
@@ -111,7 +113,7 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
 
     (photos / "things" / "coffee.jpg").unlink()  # gone from disk, not yet from the library
     stale = run("search", "--image", str(query), "-k", "3", "--library", lib)
-    assert stale.stdout.splitlines()[1].split()[3] == str(photos / "things" / "coffee.jpg")
+    assert stale.stdout.splitlines()[1].split()[4] == str(photos / "things" / "coffee.jpg")
     assert f"{photos / 'things' / 'coffee.jpg'} is no longer on disk; run `searchapp index`" in (
         stale.stderr
     )

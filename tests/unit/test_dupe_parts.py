@@ -12,8 +12,8 @@ from PIL import Image
 from searchapp.dupes import candidates
 from searchapp.dupes.candidates import hash_pairs, neighbour_pairs
 from searchapp.dupes.groups import UnionFind, choose_keeper
-from searchapp.dupes.hashes import VARIANTS, hamming, phash_variants
 from searchapp.dupes.pixels import PixelComparer
+from searchapp.ingest.hashes import VARIANTS, hamming, phash_variants
 from searchapp.store.dupe_reads import PhotoTable
 from tests.conftest import sample_image
 

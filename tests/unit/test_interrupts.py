@@ -42,3 +42,16 @@ def test_no_signal_raises_nothing_and_other_threads_pass_through() -> None:
     thread.start()
     thread.join()
     assert errors == []
+
+
+def test_a_nested_block_is_part_of_the_outer_one() -> None:
+    """commit_batch holds interrupts, and an indexing run calls it inside its own held commit:
+    a signal in the inner block must not cut the outer one short."""
+    steps = []
+    with pytest.raises(KeyboardInterrupt), held_interrupts():
+        with held_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("inner done")
+        steps.append("outer done")  # the inner block did not raise
+    assert steps == ["inner done", "outer done"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,0 +1,45 @@
+"""The README's examples run on the sample photos: examples/sample_photos.py writes edited copies
+so that `searchapp dupes` finds one group per tier, and a weighted mix subtracts what it says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import cli_env
+from tests.integration.helpers import HYBRID, index
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_sample_photos_give_dupes_one_group_per_tier(library, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    photos = tmp_path / "photos"
+    subprocess.run(
+        [sys.executable, str(EXAMPLES / "sample_photos.py"), str(photos)],
+        check=True,
+        capture_output=True,
+        env=cli_env(),
+        timeout=120,
+    )
+    index(library, photos, options=HYBRID)
+    report = library.dupes()
+    found = {
+        frozenset(Path(report.table.paths[row]).name for row in group.rows): (
+            Path(report.table.paths[group.keep]).name,
+            {pair.tier for pair in group.pairs},
+        )
+        for group in report.groups
+    }
+    assert found == {
+        frozenset({"coffee.jpg", "coffee_copy.png"}): ("coffee.jpg", {"exact"}),
+        frozenset({"cat.jpg", "cat_small.jpg"}): ("cat.jpg", {"near"}),
+        frozenset({"astronaut.jpg", "astronaut_crop.jpg"}): ("astronaut.jpg", {"crop"}),
+    }
+
+    # the README's weighted mix: the rocket minus the astronaut drops the astronaut photos
+    rocket, astronaut = str(photos / "rocket.jpg"), str(photos / "astronaut.jpg")
+    alone = [Path(h.path).name for h in library.search(image=rocket, k=2, kinds=("scene",))]
+    assert alone == ["astronaut.jpg", "astronaut_crop.jpg"]
+    mixed = library.search(image=rocket, minus=astronaut, weights=[1, 0.7], k=3, kinds=("scene",))
+    assert not {"astronaut.jpg", "astronaut_crop.jpg"} & {Path(h.path).name for h in mixed}
