@@ -338,13 +338,17 @@ def _short(class_name: str) -> str:
 
 
 def _label_filter(library: Library, query: Query, matched: Matched) -> np.ndarray:
-    """Region ids allowed when words filter an image query on a label-only library."""
+    """Region ids allowed when words filter an image query on a label-only library: a word
+    keeps the regions labelled with it; a subtracted word drops the photos labelled with it."""
     allowed = set(library.catalog.region_ids_where(query.filters, query.kinds).tolist())
     floors = {kind: max(LABEL_MIN_PROB, LABEL_FLOORS.get(kind, 0.0)) for kind in query.kinds}
     for term, matches in matched:
         names = frozenset().union(*matches.values())
         present = set(library.catalog.label_scores(names, query.kinds, query.filters, floors))
-        allowed = allowed & present if term.weight > 0 else allowed - present
+        if term.weight > 0:
+            allowed &= present  # the region that shows it may match
+        else:  # "minus moped": no photo with a moped in it, whichever region would match
+            allowed -= library.catalog.sibling_regions(present)
     return np.fromiter(sorted(allowed), dtype=np.int64)
 
 

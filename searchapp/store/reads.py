@@ -51,6 +51,18 @@ class SearchReads:
         with self.engine.connect() as conn:
             return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
 
+    def sibling_regions(self, region_ids: Iterable[int]) -> set[int]:
+        """Every region of the photos these regions belong to."""
+        ids = sorted(set(region_ids))
+        found: set[int] = set()
+        of_photos = select(regions.c.image_id)
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids):
+                photos = of_photos.where(regions.c.id.in_(chunk))
+                query = select(regions.c.id).where(regions.c.image_id.in_(photos))
+                found.update(conn.execute(query).scalars())
+        return found
+
     def image_by_path(self, path: str) -> KnownImage | None:
         query = select(
             images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
