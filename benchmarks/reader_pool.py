@@ -1,6 +1,6 @@
 """Readers as threads or as processes: does a process pool index faster on this machine?
 
-    python benchmarks/reader_pool.py FOLDER [--workers 2] [--rounds 2]
+    python benchmarks/reader_pool.py [FOLDER] [--workers 2] [--rounds 3] [--copies 1]
 
 Issue 6 asked for decoding in worker processes; `searchapp index` reads in a pool of threads
 (PIL, OpenCV and hashlib release the GIL while they work). This measures both, side by side in
@@ -9,6 +9,10 @@ preprocess) for every photo in FOLDER in a pool, and the main thread encodes bat
 scenes with EfficientNet-Lite0 on its chosen runtime. Worker processes preprocess with the CNN's
 model-free input function and send back the arrays, pickled. Each pool kind runs --rounds times,
 alternating, and the best round is kept; CPU time counts the workers too.
+FOLDER defaults to ../shared/data/phone12mp, 43 real 12 MP phone JPEGs; a folder made by
+phone_photos.py is labelled "synthetic (upscaled)". `--copies N` reads N byte-distinct copies of
+each photo (bytes appended after the JPEG's end: the same pixels and decode cost), for rounds
+longer than 43 photos take.
 Writes benchmarks/results/reader_pool.json.
 """
 
@@ -25,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_results import write_result
+from bench_results import scratch_folder, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
+PHONE12MP = ROOT.parent / "shared" / "data" / "phone12mp"
+SYNTHETIC_MARKER = "SYNTHETIC-UPSCALED.txt"  # written by phone_photos.py
 BATCH = 32
 POOLS: dict[str, Callable[[int], Executor]] = {
     "threads": ThreadPoolExecutor,
@@ -58,6 +64,28 @@ def read_one(path: str) -> list[np.ndarray]:
     if result.error is not None:
         raise SystemExit(f"{path}: {result.error}")
     return [cut.array for cut in result.cuts]
+
+
+def photo_set(folder: Path, paths: list[str]) -> str:
+    """Real photos, or phone_photos.py's upscaled ones (its marker file, or its EXIF make)."""
+    from PIL import Image
+
+    synthetic = (folder / SYNTHETIC_MARKER).exists()
+    if paths and not synthetic:
+        with Image.open(paths[0]) as image:
+            synthetic = image.getexif().get(0x010F) == "searchapp-bench"
+    return "synthetic (upscaled) by phone_photos.py" if synthetic else "real photos"
+
+
+def copies(paths: list[str], count: int, folder: Path) -> list[str]:
+    """`count` copies of each photo whose bytes differ after the JPEG's end-of-image marker."""
+    made = []
+    for copy in range(count):
+        for path in paths:
+            target = folder / f"c{copy:02d}-{Path(path).name}"
+            target.write_bytes(Path(path).read_bytes() + f"copy {copy}".encode())
+            made.append(str(target))
+    return made
 
 
 def cpu_seconds() -> float:
@@ -92,9 +120,10 @@ def run(pool_kind: str, workers: int, paths: list[str], encoder: Any) -> dict[st
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, nargs="?", default=PHONE12MP)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=1, help="read N byte-distinct copies")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/reader_pool.json")
     args = parser.parse_args()
     from searchapp.encoders.base import EncoderOptions
@@ -103,14 +132,19 @@ def main() -> int:
     suffixes = {".jpg", ".jpeg"}
     paths = sorted(str(p) for p in args.folder.rglob("*") if p.suffix.lower() in suffixes)
     if not paths:
-        raise SystemExit(f"no JPEGs under {args.folder}; make some: benchmarks/phone_photos.py")
+        raise SystemExit(f"no JPEGs under {args.folder} (default {PHONE12MP})")
+    photos_are = photo_set(args.folder, paths)
+    sources = len(paths)
+    if args.copies > 1:
+        paths = copies(paths, args.copies, scratch_folder("searchapp-reader-pool-"))
     encoder = EfficientNetLite0Encoder(EncoderOptions(threads=os.cpu_count()))
     encoder.encode(np.stack(read_one(paths[0])))  # warm: first-call allocations
     rounds: dict[str, list[dict[str, float]]] = {kind: [] for kind in POOLS}
     for _ in range(args.rounds):
         for kind in POOLS:
             rounds[kind].append(run(kind, args.workers, paths, encoder))
-    print(f"{len(paths)} photos in {args.folder}; {args.workers} workers; "
+    copied = f" x {args.copies} byte-distinct copies" if args.copies > 1 else ""
+    print(f"{sources} {photos_are} in {args.folder}{copied}; {args.workers} workers; "
           f"EfficientNet-Lite0 on {encoder.runtime}; best of {args.rounds} rounds")  # fmt: skip
     best = {kind: max(r, key=lambda m: m["photos_per_second"]) for kind, r in rounds.items()}
     for kind, measured in best.items():
@@ -119,7 +153,10 @@ def main() -> int:
     ratio = best["processes"]["photos_per_second"] / best["threads"]["photos_per_second"]
     print(f"  processes / threads {ratio:.2f}")
     result = {
-        "photos": len(paths),
+        "folder": str(args.folder),
+        "photo_set": photos_are,
+        "photos": sources,
+        "copies": args.copies,
         "workers": args.workers,
         "runtime": encoder.runtime,
         "rounds": rounds,
