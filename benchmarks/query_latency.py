@@ -30,7 +30,6 @@ Writes benchmarks/results/query_latency.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import platform
@@ -405,9 +404,10 @@ def main() -> int:
     from searchapp.vectors import faiss_index
 
     index = lib.indexes().get("scene", persist=False)
-    layout = type(index).__name__
-    with contextlib.suppress(AttributeError):
-        layout += f", {index.nlist} lists, {index.nprobe} probes"  # type: ignore[attr-defined]
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    layout = f"IVF{ivf.nlist}, nprobe={ivf.nprobe}" if ivf is not None else "exact (fp16 codes)"
     query = query_encoder.encode_text(["cat"])
     knn = timed(lambda i: faiss_index.search(index, query, 10), n)
 
