@@ -114,3 +114,27 @@ def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkpoint = folder / "tiny.pt"
     torch.save(model.state_dict(), checkpoint)
     return checkpoint
+
+
+@pytest.fixture(scope="session")
+def sample_library(tmp_path_factory: pytest.TempPathFactory, cnn_encoder):  # type: ignore[no-untyped-def]
+    """The README's sample photos (examples/sample_photos.py: seven photos and three edited
+    copies) in one hybrid CNN library, built once and shared: tests only read it."""
+    import subprocess
+    import sys
+
+    from searchapp.library import Library
+    from tests.integration.helpers import HYBRID, index
+
+    folder = tmp_path_factory.mktemp("sample-library")
+    photos = folder / "photos"
+    script = Path(__file__).resolve().parents[1] / "examples" / "sample_photos.py"
+    subprocess.run(
+        [sys.executable, str(script), str(photos)], check=True, capture_output=True, timeout=120
+    )
+    lib = Library(folder / "lib")
+    lib._encoder = cnn_encoder
+    lib.catalog.set_encoder_identity(cnn_encoder.identity)
+    index(lib, photos, options=HYBRID)
+    yield lib, photos
+    lib.close()

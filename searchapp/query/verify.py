@@ -15,6 +15,7 @@ candidates are checked on a thread per core.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,9 +39,15 @@ SAME_PIXELS = 0.9
 SAME_PIXELS_RESIDUAL = 1.5
 MIN_COVERED = 0.5  # of the query, that the aligned candidate must cover to be compared
 MIN_TEXTURE = 4.0  # grey-level std below which a query is too flat to slide as a template
+# Sliding the query over the candidate is for queries with too few keypoints to align (sky, haze,
+# water); a textured 1000 px query costs 50-60 ms a candidate to slide, for nothing
+TEMPLATE_BELOW_KEYPOINTS = 300
 MIN_QUERY_SIDE = 320  # small crops are upscaled: ORB needs pixels to find keypoints
-DECODE_SIDE = 1200  # query and candidates decode at least this large on the shorter side
-MAX_CANDIDATE_SIDE = 1600  # candidate pixels are matched at most this large
+DECODE_SIDE = 1200  # the query decodes at least this large on the shorter side
+# Query and candidate pixels are matched at most this large on the longer side. 1600 cost a cold
+# query on 12 MP phone photos 0.8-1.5 s of checks (ORB alone 47 ms a candidate at 1600 px, 12 ms
+# at 1000); and a candidate then decodes only as large as that needs.
+WORK_SIDE = 1000
 REGION_MARGIN = 0.5  # around a winning tile or object, this much of its size on each side
 
 
@@ -53,30 +60,42 @@ def _candidate_pixels(path: str, bbox: BBox, query_scale: float) -> np.ndarray |
 
     A tile or object that won tells where the crop lies: matching there puts all of ORB's
     keypoints where they can match, where over the whole photo a 3% crop would get 3% of them.
-    The query was upscaled by query_scale, and a crop is taken to show the photo's displayed
-    pixels 1:1, so the candidate is resized to the same scale.
+    The query was resized by query_scale, and a crop is taken to show the photo's displayed
+    pixels 1:1, so the candidate is resized to the same scale, at most WORK_SIDE large; it is
+    decoded (in the JPEG's DCT domain where it can) no larger than that needs.
     """
+    x0, y0, x1, y1 = bbox
+    try:
+        with Image.open(path) as header:  # the header only: how large to decode
+            width, height = header.size
+    except (OSError, Image.DecompressionBombError):  # e.g. HEIF before pillow-heif is registered
+        width, height = x1, y1
+    whole = (x1 - x0) * (y1 - y0) >= 0.5 * width * height
+    margin_x, margin_y = (x1 - x0) * REGION_MARGIN, (y1 - y0) * REGION_MARGIN
+    if whole:
+        margin_x = margin_y = 0
+    factor = min(query_scale, WORK_SIDE / max(1, x1 - x0 + 2 * margin_x, y1 - y0 + 2 * margin_y))
+    shorter = min(width, height)  # of the photo: an EXIF turn keeps it the shorter side
     try:
         st = os.stat(path)
-        loaded = load_image(FileStat(path, st.st_size, st.st_mtime_ns), min_side=DECODE_SIDE)
+        needed = shorter if factor >= 1 else math.ceil(factor * shorter)
+        loaded = load_image(FileStat(path, st.st_size, st.st_mtime_ns), min_side=needed)
     except (OSError, ImageLoadError):
         return None  # moved or unreadable since indexing: it simply is not verified
     pixels = _grey(loaded.image)
     scale = loaded.scale  # displayed pixels per decoded pixel
-    x0, y0, x1, y1 = bbox
-    if (x1 - x0) * (y1 - y0) < 0.5 * loaded.meta.width * loaded.meta.height:
-        margin_x, margin_y = (x1 - x0) * REGION_MARGIN, (y1 - y0) * REGION_MARGIN
+    if not whole:
         top, left = max(0, int((y0 - margin_y) / scale)), max(0, int((x0 - margin_x) / scale))
         pixels = pixels[
             top : int((y1 + margin_y) / scale) + 1, left : int((x1 + margin_x) / scale) + 1
         ]
-    factor = min(scale * query_scale, MAX_CANDIDATE_SIDE / max(1, *pixels.shape))
-    if pixels.size and abs(factor - 1) > 0.05:
+    resize = scale * factor
+    if pixels.size and abs(resize - 1) > 0.05:
         import cv2
 
-        size = (max(1, round(pixels.shape[1] * factor)), max(1, round(pixels.shape[0] * factor)))
+        size = (max(1, round(pixels.shape[1] * resize)), max(1, round(pixels.shape[0] * resize)))
         pixels = cv2.resize(
-            pixels, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+            pixels, size, interpolation=cv2.INTER_AREA if resize < 1 else cv2.INTER_LINEAR
         )
     return pixels
 
@@ -102,11 +121,12 @@ class Verifier:
 
         self.cv2: Any = cv2
         grey = _grey(query)
-        self.upscale = max(1.0, MIN_QUERY_SIDE / max(1, min(grey.shape)))
-        if self.upscale > 1.0:
-            grey = cv2.resize(
-                grey, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC
-            )
+        # working px per query px: small crops up to MIN_QUERY_SIDE, large ones down to WORK_SIDE
+        self.scale = max(1.0, MIN_QUERY_SIDE / max(1, min(grey.shape)))
+        self.scale = min(self.scale, WORK_SIDE / max(grey.shape))
+        if abs(self.scale - 1.0) > 0.01:
+            interpolation = cv2.INTER_CUBIC if self.scale > 1 else cv2.INTER_AREA
+            grey = cv2.resize(grey, None, fx=self.scale, fy=self.scale, interpolation=interpolation)
         self.query = grey
         self.smooth_query = _smooth(cv2, grey)
         self.features = orb_features(grey)
@@ -120,6 +140,8 @@ class Verifier:
             if agreement >= SAME_PIXELS:  # settled: skip the patch-by-patch measure
                 return Match(inliers, agreement)
             return Match(inliers, agreement, residual(self.query, candidate, aligned))
+        if len(self.features.keypoints) >= TEMPLATE_BELOW_KEYPOINTS:
+            return Match(0, 0.0)  # keypoints enough, and none agree: sliding would find nothing
         return Match(0, self._template_agreement(candidate))
 
     def inliers(self, candidate: np.ndarray) -> int:
@@ -178,7 +200,7 @@ def check(query: Image.Image, places: list[tuple[str, BBox]]) -> list[Match]:
     verifier = Verifier(query)
 
     def one(place: tuple[str, BBox]) -> Match:
-        pixels = _candidate_pixels(*place, verifier.upscale)
+        pixels = _candidate_pixels(*place, verifier.scale)
         return verifier.match(pixels) if pixels is not None else Match(0, 0.0)
 
     # Decoding and OpenCV release the GIL: a 12 MP library's 10 candidates take 1.15 s on one

@@ -3,26 +3,11 @@ so that `searchapp dupes` finds one group per tier, and a weighted mix subtracts
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import cli_env
-from tests.integration.helpers import HYBRID, index
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def test_sample_photos_give_dupes_one_group_per_tier(library, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    photos = tmp_path / "photos"
-    subprocess.run(
-        [sys.executable, str(EXAMPLES / "sample_photos.py"), str(photos)],
-        check=True,
-        capture_output=True,
-        env=cli_env(),
-        timeout=120,
-    )
-    index(library, photos, options=HYBRID)
+def test_sample_photos_give_dupes_one_group_per_tier(sample_library) -> None:  # type: ignore[no-untyped-def]
+    library, photos = sample_library
     report = library.dupes()
     found = {
         frozenset(Path(report.table.paths[row]).name for row in group.rows): (
