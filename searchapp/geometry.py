@@ -3,9 +3,9 @@ RANSAC homography that aligns two pictures of the same thing.
 
 One implementation, one set of parameters: a pair that verification confirms is aligned the
 same way `dupes` would align it. A homography is only trusted when it could be a view of a real
-picture: RANSAC over a few hundred ratio-test matches finds 15-20 chance inliers between unrelated
-photos, and the homography it fits to them folds the picture over itself (a cat photo "matched"
-a turned copy of a coffee cup through a mirroring, nearly singular one).
+picture: unrelated photos usually keep 8-12 RANSAC inliers by chance, but sometimes more, and the
+homography fitted to them then folds the picture over itself (a cat photo "matched" a turned copy
+of a coffee cup on 18 inliers, through a mirroring, nearly singular homography).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 ORB_FEATURES = 2000
 RATIO = 0.8  # Lowe's ratio test on the two nearest descriptors
 RANSAC_PX = 3.0  # reprojection error of an inlier, in pixels of the target
-MIN_INLIERS = 15  # unrelated photos reach 8-12 by chance; real matches median 30
+MIN_INLIERS = 15  # unrelated photos usually reach 8-12 by chance; real matches median 30
 MAX_ANISOTROPY = 4.0  # ratio of the homography's singular values: a steeper view is a fold
 AREA_RANGE = (1e-3, 1e3)  # of the mapped source over the source, both in their own pixels
 MIN_PATCHES = 6
@@ -65,7 +65,6 @@ def homography(
         return None, len(good)
     points = np.array([source.keypoints[m.queryIdx].pt for m in good], dtype=np.float32)
     moved = np.array([target.keypoints[m.trainIdx].pt for m in good], dtype=np.float32)
-    cv2.setRNGSeed(0)  # RANSAC samples from OpenCV's per-thread generator: same pair, same answer
     fitted, mask = cv2.findHomography(points, moved, cv2.RANSAC, RANSAC_PX)
     inliers = int(mask.sum()) if mask is not None else 0
     if fitted is None or inliers < MIN_INLIERS or not plausible(fitted, source_shape):
@@ -97,11 +96,19 @@ def plausible(fitted: np.ndarray, shape: tuple[int, ...]) -> bool:
     low, high = AREA_RANGE
     if not low <= area / (width * height) <= high:
         return False
-    singular = np.linalg.svd(fitted[:2, :2] / fitted[2, 2], compute_uv=False)
+    singular = np.linalg.svd(_jacobian(fitted, width / 2, height / 2), compute_uv=False)
     return bool(singular[1] > 0 and singular[0] / singular[1] <= MAX_ANISOTROPY)
 
 
-def residual(small: np.ndarray, large: np.ndarray, homography: np.ndarray) -> float:
+def _jacobian(fitted: np.ndarray, x: float, y: float) -> np.ndarray:
+    """How the homography stretches the picture around (x, y): its local linear part, which
+    is not the top-left block once there is perspective."""
+    mapped = fitted @ np.array([x, y, 1.0])
+    w = mapped[2]
+    return (fitted[:2, :2] - np.outer(mapped[:2] / w, fitted[2, :2])) / w
+
+
+def residual(small: np.ndarray, large: np.ndarray, small_to_large: np.ndarray) -> float:
     """How far the aligned pictures still disagree, in px of the smaller: the patch shifts left
     once the homography (small to large) is refined on the patches themselves, at the 75th
     percentile; inf where too few patches have texture. A copy or a crop of the same pixels
@@ -109,17 +116,18 @@ def residual(small: np.ndarray, large: np.ndarray, homography: np.ndarray) -> fl
     cv2 = _cv2()
 
     h, w = small.shape
-    scale = float(np.sqrt(abs(np.linalg.det(homography[:2, :2]))))  # large px per small px
+    centre = _jacobian(small_to_large, small.shape[1] / 2, small.shape[0] / 2)
+    scale = float(np.sqrt(abs(np.linalg.det(centre))))  # large px per small px
     source: Any = large.astype(np.float32)
     if scale > 1.2:  # shrink the large photo by area first: warping it down would alias
         source = cv2.resize(source, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_AREA)
-        homography = np.diag([1 / scale, 1 / scale, 1.0]) @ homography
+        small_to_large = np.diag([1 / scale, 1 / scale, 1.0]) @ small_to_large
         large = np.ones(source.shape, dtype=np.uint8)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpPerspective(source, homography, (w, h), flags=flags)
+    warped = cv2.warpPerspective(source, small_to_large, (w, h), flags=flags)
     inside = cv2.warpPerspective(
         np.ones_like(large, dtype=np.uint8),
-        homography,
+        small_to_large,
         (w, h),
         flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
     ).astype(bool)
@@ -141,7 +149,7 @@ def residual(small: np.ndarray, large: np.ndarray, homography: np.ndarray) -> fl
 
 
 def _refit_residual(cv2: Any, shifts: np.ndarray) -> float:
-    """Median patch shift once the keypoint homography is refined on the patches themselves:
+    """Patch shift (75th percentile) once the keypoint homography is refined on the patches:
     a copy's shifts are a slightly-off homography, and vanish; parallax does not fit one.
     Refit once without the worst third, so a watermark or a moving object does not bend it."""
     points, moved = shifts[:, :2], shifts[:, :2] + shifts[:, 2:]

@@ -27,7 +27,7 @@ class ImageMeta:
     brightness: float | None = None
     contrast: float | None = None
     quality_flag: str | None = None  # set when --skip-low-quality kept it out of the vectors
-    phash: bytes | None = None  # dupes.hashes.phash_variants of the displayed photo
+    phash: bytes | None = None  # ingest.hashes.phash_variants of the displayed photo
     pixel_hash: str | None = None  # set when the photo was decoded at full resolution
     colourfulness: float | None = None  # Hasler-Suesstrunk; 0 for greyscale
 

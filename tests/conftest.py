@@ -119,7 +119,8 @@ def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_library(tmp_path_factory: pytest.TempPathFactory, cnn_encoder):  # type: ignore[no-untyped-def]
     """The README's sample photos (examples/sample_photos.py: seven photos and three edited
-    copies) in one hybrid CNN library, built once and shared: tests only read it."""
+    copies) in one hybrid CNN library, built once and shared. Tests search it and run `dupes`,
+    whose only write, the remembered pixel checks, changes no answer."""
     import subprocess
     import sys
 

@@ -31,7 +31,7 @@ class HashPairs:
     a: np.ndarray  # row of the photo whose variant matched (int64)
     b: np.ndarray  # row of the photo whose upright hash it matched
     distance: np.ndarray
-    variant: np.ndarray  # index into dupes.hashes.VARIANTS, applied to photo a
+    variant: np.ndarray  # index into ingest.hashes.VARIANTS, applied to photo a
 
 
 def hash_pairs(phashes: np.ndarray, usable: np.ndarray, radius: int) -> HashPairs:

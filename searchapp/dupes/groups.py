@@ -89,8 +89,10 @@ class _Criterion:
 
 def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> tuple[int, str]:
     """The highest resolution; then colour over a greyscale copy; then clearly the sharpest;
-    then the camera's original (EXIF camera data, a camera's format); then the earliest taken,
-    then the oldest file; --keep wins. The reason names the step that decided."""
+    then the original: EXIF camera data, the earliest taken, the oldest file, and a camera's
+    format over a converted one only when the dates cannot tell (a PNG exported from a JPEG is
+    the newer file; a screenshot re-saved as JPEG is too); --keep wins. The reason names the step
+    that decided."""
     chosen = [row for row in rows if table.paths[row] in keep_paths]
     if chosen:
         return chosen[0], "chosen with --keep"
@@ -139,14 +141,6 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
             ),
         ),
         _Criterion(
-            lambda r: float(table.formats[r] in ORIGINAL_FORMATS),
-            0.0,
-            lambda k, d: (
-                f"same resolution ({size(k)}), in a camera's format "
-                f"({table.formats[k]}, not {formats(d)})"
-            ),
-        ),
-        _Criterion(
             lambda r: -float(table.taken_at[r]),
             0.0,
             lambda k, d: f"same resolution ({size(k)}), taken first ({when(table.taken_at[k])})",
@@ -156,6 +150,14 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
             0.0,
             lambda k, d: (
                 f"same resolution ({size(k)}), the oldest file ({when(table.mtimes_ns[k] / 1e9)})"
+            ),
+        ),
+        _Criterion(
+            lambda r: float(table.formats[r] in ORIGINAL_FORMATS),
+            0.0,
+            lambda k, d: (
+                f"same resolution ({size(k)}), in a camera's format "
+                f"({table.formats[k]}, not {formats(d)})"
             ),
         ),
     ]

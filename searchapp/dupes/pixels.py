@@ -34,7 +34,7 @@ TURNED_OVERLAP = 0.7  # a 30-degree turn of a 4:3 photo keeps 0.8 of it in frame
 FILL_STD = 6.0  # grey spread of corners an editor fills; a rolled camera sees more scene there
 CACHE_PHOTOS = 256
 
-# Image.transpose steps for VARIANTS in dupes.hashes (numpy rot90 turns counter-clockwise)
+# Image.transpose steps for VARIANTS in ingest.hashes (numpy rot90 turns counter-clockwise)
 _TURNS = {
     0: [],
     1: [Image.Transpose.ROTATE_90],

@@ -184,7 +184,7 @@ HEIF_MISSING = "HEIC/HEIF needs pillow-heif: pip install pillow-heif (or searcha
 
 
 @functools.cache
-def _heif_opener() -> bool:
+def heif_opener() -> bool:
     """Teach Pillow HEIC/HEIF through pillow-heif, once, and only when such a file turns up:
     the import costs 70 ms that JPEG-only runs and queries need not pay."""
     try:
@@ -215,7 +215,7 @@ def decode(
     if not data:
         raise ImageLoadError(path, "empty file (0 bytes)")
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, limits.max_pixels)
-    if _needs_heif(data) and not _heif_opener():
+    if _needs_heif(data) and not heif_opener():
         raise ImageLoadError(path, HEIF_MISSING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PIL warns on odd EXIF; we handle what matters

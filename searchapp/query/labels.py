@@ -235,6 +235,11 @@ STOPWORDS = frozenset(
 )
 
 
+def short_name(class_name: str) -> str:
+    """A class's first name: "tabby" for "tabby, tabby cat"."""
+    return class_name.split(",")[0].strip()
+
+
 def normalise(word: str) -> str:
     word = word.lower().strip()
     for suffix, repl in (("ies", "y"), ("ches", "ch"), ("shes", "sh"), ("xes", "x"), ("s", "")):
@@ -252,7 +257,7 @@ class Vocabulary:
 @lru_cache(maxsize=1)
 def imagenet_vocabulary() -> Vocabulary:
     names = imagenet_class_names()
-    first_name = {name.split(",")[0].strip(): name for name in names}
+    first_name = {short_name(name): name for name in names}
     by_term: dict[str, set[str]] = {}
 
     def add(term: str, name: str) -> None:

@@ -177,12 +177,12 @@ def _load_query(path: str, min_side: int | None) -> LoadedImage:
 
 def query_vector_from_image(
     library: Library, path: str, min_side: int = 0
-) -> tuple[np.ndarray, Image.Image]:
-    """Embed an image file on disk: (1, dim), and the pixels, decoded once at min_side or the
+) -> tuple[np.ndarray, LoadedImage]:
+    """Embed an image file on disk: (1, dim), and the photo, decoded once at min_side or the
     encoder's input size, whichever is larger, for verification to reuse."""
     encoder = library.encoder()
     loaded = _load_query(path, max(min_side, encoder.input_size))
-    return encoder.encode(encoder.preprocess(loaded.image)[None]).vectors, loaded.image
+    return encoder.encode(encoder.preprocess(loaded.image)[None]).vectors, loaded
 
 
 def _like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
@@ -202,9 +202,9 @@ def _like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
 
 def _term_vector(
     library: Library, term: Term, image_side: int
-) -> tuple[np.ndarray, int | None, Image.Image | None]:
-    """(1, dim) vector of a term, the id of the photo it came from if indexed, and the pixels of
-    an image term (decoded at image_side at least)."""
+) -> tuple[np.ndarray, int | None, LoadedImage | None]:
+    """(1, dim) vector of a term, the id of the photo it came from if indexed, and the decoded
+    photo of an image term (at image_side at least)."""
     if term.source == "text":
         return library.encoder().encode_text([term.value.strip()]), None, None
     if term.source == "like":
@@ -266,8 +266,8 @@ def _labelled(library: Library, hits: list[RegionHit]) -> list[RegionHit]:
     shown = []
     for hit in hits:
         name, prob = top.get(hit.region_id, ("", 0.0))
-        if hit.label is None and name and prob >= LABEL_FLOORS.get(hit.kind, LABEL_MIN_PROB):
-            hit = replace(hit, label=_short(name))
+        if hit.label is None and name and prob >= label_floor(hit.kind):
+            hit = replace(hit, label=label_match.short_name(name))
         shown.append(hit)
     return shown
 
@@ -309,7 +309,7 @@ def _label_terms(query: Query) -> tuple[Matched, str]:
                 f"tower and can only match the 1000 ImageNet classes; {CLIP_HINT}"
             )
         matched.append((term, matches))
-        names = sorted({n.split(",")[0] for found in matches.values() for n in found})
+        names = sorted({label_match.short_name(n) for found in matches.values() for n in found})
         shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
         described.append(f"{term.value!r} -> {shown}")
     return matched, "; ".join(described)
@@ -318,46 +318,64 @@ def _label_terms(query: Query) -> tuple[Matched, str]:
 def _labels_only(
     library: Library, query: Query, matched: Matched
 ) -> tuple[dict[int, float], dict[int, str]]:
-    """Score = weighted sum over the query's phrases of the best matching label probability;
-    and for each region, the label that matched best, to show why it came."""
+    """Score = weighted sum over the query's words of the best matching label probability; and
+    for each region, the label that matched best, to show why it came. A subtracted word drops
+    every photo labelled with it, as it does when words filter an image query."""
     scores: dict[int, float] = {}
     why: dict[int, tuple[float, str]] = {}
+    dropped: set[int] = set()
     for term, matches in matched:
+        if term.weight < 0:
+            dropped |= _labelled_photos(library, query, frozenset().union(*matches.values()))
+            continue
         for names in matches.values():
-            found = library.catalog.label_scores(names, query.kinds, query.filters, LABEL_FLOORS)
+            floors = {kind: label_floor(kind, scoring=True) for kind in query.kinds}
+            found = library.catalog.label_scores(names, query.kinds, query.filters, floors)
             for region_id, (prob, name) in found.items():
                 scores[region_id] = scores.get(region_id, 0.0) + term.weight * prob
-                if term.weight > 0 and prob > why.get(region_id, (0.0, ""))[0]:
+                if prob > why.get(region_id, (0.0, ""))[0]:
                     why[region_id] = (prob, name)
-    kept = {region_id: score for region_id, score in scores.items() if score > 0}
-    return kept, {region_id: _short(why[region_id][1]) for region_id in kept}
+    kept = {region: score for region, score in scores.items() if region not in dropped}
+    return kept, {region: label_match.short_name(why[region][1]) for region in kept}
 
 
-def _short(class_name: str) -> str:
-    return class_name.split(",")[0].strip()
+def label_floor(kind: str, scoring: bool = False) -> float:
+    """The probability from which a region's label counts: to score a word query (any, but a
+    tile's must be sure), or to say a label is present (filters, subtraction, the label shown)."""
+    floor = LABEL_FLOORS.get(kind, 0.0)
+    return floor if scoring else max(LABEL_MIN_PROB, floor)
+
+
+def _labelled_photos(library: Library, query: Query, names: frozenset[str]) -> set[int]:
+    """Every region of the photos that show one of these labels."""
+    floors = {kind: label_floor(kind) for kind in query.kinds}
+    present = library.catalog.label_scores(names, query.kinds, query.filters, floors)
+    return library.catalog.sibling_regions(present)
 
 
 def _label_filter(library: Library, query: Query, matched: Matched) -> np.ndarray:
     """Region ids allowed when words filter an image query on a label-only library: a word
     keeps the regions labelled with it; a subtracted word drops the photos labelled with it."""
     allowed = set(library.catalog.region_ids_where(query.filters, query.kinds).tolist())
-    floors = {kind: max(LABEL_MIN_PROB, LABEL_FLOORS.get(kind, 0.0)) for kind in query.kinds}
+    floors = {kind: label_floor(kind) for kind in query.kinds}
     for term, matches in matched:
         names = frozenset().union(*matches.values())
-        present = set(library.catalog.label_scores(names, query.kinds, query.filters, floors))
-        if term.weight > 0:
-            allowed &= present  # the region that shows it may match
+        if term.weight > 0:  # the region that shows it may match
+            allowed &= set(library.catalog.label_scores(names, query.kinds, query.filters, floors))
         else:  # "minus moped": no photo with a moped in it, whichever region would match
-            allowed -= library.catalog.sibling_regions(present)
+            allowed -= _labelled_photos(library, query, names)
     return np.fromiter(sorted(allowed), dtype=np.int64)
 
 
-def verified_first(query: Image.Image, hits: list[SearchHit]) -> list[SearchHit]:
-    """The top verify.CANDIDATES hits checked against the query's pixels, each marked with its
-    verdict, those the pixels confirm moved first; the rest follow unchecked. Scores are not
-    changed, so a confirmed hit may score below an unconfirmed one under it."""
+def verified_first(
+    query: Image.Image, hits: list[SearchHit], decoded_scale: float = 1.0
+) -> list[SearchHit]:
+    """The top verify.CANDIDATES hits checked against the query's pixels (decoded at
+    `decoded_scale` displayed px per px), each marked with its verdict, those the pixels
+    confirm moved first; the rest follow unchecked. Scores are not changed, so a confirmed hit
+    may score below an unconfirmed one under it."""
     head = hits[: verify.CANDIDATES]
-    matches = verify.check(query, [(hit.path, hit.bbox) for hit in head])
+    matches = verify.check(query, [(hit.path, hit.bbox) for hit in head], decoded_scale)
     order = verify.verified_order(matches)
     return [replace(head[i], verified=matches[i].verdict) for i in order] + hits[len(head) :]
 
@@ -411,6 +429,6 @@ def search(library: Library, query: Query) -> SearchResults:
     if check_pixels:
         assert query_pixels is not None  # a pure image query decoded its image above
         checked = min(len(photos), verify.CANDIDATES)
-        photos = verified_first(query_pixels, photos)[:wanted]
+        photos = verified_first(query_pixels.image, photos, query_pixels.scale)[:wanted]
         return SearchResults(photos, "vector", notes, regions[:wanted], checked)
     return SearchResults(photos, "vector", notes, regions)

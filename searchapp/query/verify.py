@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from searchapp.errors import ImageLoadError
 from searchapp.geometry import MIN_INLIERS, homography, orb_features, residual
-from searchapp.ingest.load import load_image
+from searchapp.ingest.load import heif_opener, load_image
 from searchapp.records import BBox, FileStat
 
 CANDIDATES = 10
@@ -37,44 +38,73 @@ CANDIDATES = 10
 # neither (NCC 0.75-0.85, residual 3.1-4.1). Those that meet neither are confirmed by geometry.
 SAME_PIXELS = 0.9
 SAME_PIXELS_RESIDUAL = 1.5
+# The residual route needs the pixels to agree too: patch shifts measured on the smooth pixels
+# of an enlarged, unrelated candidate come out small (a cat on the rocket: 1.09 px)
+RESIDUAL_MIN_AGREEMENT = 0.6
 MIN_COVERED = 0.5  # of the query, that the aligned candidate must cover to be compared
 MIN_TEXTURE = 4.0  # grey-level std below which a query is too flat to slide as a template
 # Sliding the query over the candidate is for queries with too few keypoints to align (sky, haze,
 # water); a textured 1000 px query costs 50-60 ms a candidate to slide, for nothing
 TEMPLATE_BELOW_KEYPOINTS = 300
 MIN_QUERY_SIDE = 320  # small crops are upscaled: ORB needs pixels to find keypoints
-DECODE_SIDE = 1200  # the query decodes at least this large on the shorter side
+# the query decodes at least this large on its shorter side: WORK_SIDE on the longer of a 4:3
+DECODE_SIDE = 750
 # Query and candidate pixels are matched at most this large on the longer side. 1600 cost a cold
 # query on 12 MP phone photos 0.8-1.5 s of checks (ORB alone 47 ms a candidate at 1600 px, 12 ms
 # at 1000); and a candidate then decodes only as large as that needs.
 WORK_SIDE = 1000
 REGION_MARGIN = 0.5  # around a winning tile or object, this much of its size on each side
+MAX_LEVEL = 3  # the query is halved at most this many times to meet a large candidate
 
 
 def _grey(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"))
 
 
-def _candidate_pixels(path: str, bbox: BBox, query_scale: float) -> np.ndarray | None:
-    """The candidate's pixels near its winning region, at the query's scale.
+def _stored_size(path: str) -> tuple[int, int]:
+    """The photo's size from its header alone (HEIF once pillow-heif is taught to Pillow)."""
+    try:
+        with Image.open(path) as header:
+            return header.size
+    except UnidentifiedImageError:
+        if not heif_opener():
+            raise
+        with Image.open(path) as header:
+            return header.size
+
+
+def _level(query_scale: float, cap: float) -> int:
+    """How many times to halve the query so that the candidate, at the query's scale, is about
+    WORK_SIDE large at most (within a factor of 1.4): both sides are then matched at one scale."""
+    level = 0
+    while level < MAX_LEVEL and query_scale / 2**level > cap * math.sqrt(2):
+        level += 1
+    return level
+
+
+def _candidate_pixels(path: str, bbox: BBox, query_scale: float) -> tuple[np.ndarray, int] | None:
+    """The candidate's pixels near its winning region, at the scale of one of the query's
+    levels, and that level.
 
     A tile or object that won tells where the crop lies: matching there puts all of ORB's
     keypoints where they can match, where over the whole photo a 3% crop would get 3% of them.
     The query was resized by query_scale, and a crop is taken to show the photo's displayed
-    pixels 1:1, so the candidate is resized to the same scale, at most WORK_SIDE large; it is
-    decoded (in the JPEG's DCT domain where it can) no larger than that needs.
+    pixels 1:1, so the candidate is resized to the same scale, halved with the query where it
+    would be much larger than WORK_SIDE; it is decoded (in the JPEG's DCT domain where it can) no
+    larger than that needs.
     """
     x0, y0, x1, y1 = bbox
     try:
-        with Image.open(path) as header:  # the header only: how large to decode
-            width, height = header.size
-    except (OSError, Image.DecompressionBombError):  # e.g. HEIF before pillow-heif is registered
-        width, height = x1, y1
+        width, height = _stored_size(path)
+    except (OSError, Image.DecompressionBombError):
+        return None  # moved or unreadable since indexing: it simply is not verified
     whole = (x1 - x0) * (y1 - y0) >= 0.5 * width * height
     margin_x, margin_y = (x1 - x0) * REGION_MARGIN, (y1 - y0) * REGION_MARGIN
     if whole:
         margin_x = margin_y = 0
-    factor = min(query_scale, WORK_SIDE / max(1, x1 - x0 + 2 * margin_x, y1 - y0 + 2 * margin_y))
+    cap = WORK_SIDE / max(1, x1 - x0 + 2 * margin_x, y1 - y0 + 2 * margin_y)
+    level = _level(query_scale, cap)
+    factor = query_scale / 2**level  # working px per displayed px
     shorter = min(width, height)  # of the photo: an EXIF turn keeps it the shorter side
     try:
         st = os.stat(path)
@@ -97,7 +127,7 @@ def _candidate_pixels(path: str, bbox: BBox, query_scale: float) -> np.ndarray |
         pixels = cv2.resize(
             pixels, size, interpolation=cv2.INTER_AREA if resize < 1 else cv2.INTER_LINEAR
         )
-    return pixels
+    return pixels, level
 
 
 @dataclass(frozen=True)
@@ -110,26 +140,48 @@ class Match:
     def verdict(self) -> str | None:
         """ "pixels": the candidate shows the query's very pixels; "geometry": one homography
         aligns them at MIN_INLIERS keypoints or more; None: not confirmed."""
-        if self.agreement >= SAME_PIXELS or self.residual <= SAME_PIXELS_RESIDUAL:
+        if self.agreement >= SAME_PIXELS:
+            return "pixels"
+        if self.residual <= SAME_PIXELS_RESIDUAL and self.agreement >= RESIDUAL_MIN_AGREEMENT:
             return "pixels"
         return "geometry" if self.inliers >= MIN_INLIERS else None
 
 
 class Verifier:
-    def __init__(self, query: Image.Image) -> None:
+    def __init__(self, query: Image.Image, decoded_scale: float = 1.0, exact: bool = False):
+        """`query` as decoded, `decoded_scale` displayed pixels of the query file per pixel of
+        it (a large JPEG decodes reduced); `exact`: match it at the size it is."""
         import cv2
 
         self.cv2: Any = cv2
         grey = _grey(query)
-        # working px per query px: small crops up to MIN_QUERY_SIDE, large ones down to WORK_SIDE
-        self.scale = max(1.0, MIN_QUERY_SIDE / max(1, min(grey.shape)))
-        self.scale = min(self.scale, WORK_SIDE / max(grey.shape))
-        if abs(self.scale - 1.0) > 0.01:
-            interpolation = cv2.INTER_CUBIC if self.scale > 1 else cv2.INTER_AREA
-            grey = cv2.resize(grey, None, fx=self.scale, fy=self.scale, interpolation=interpolation)
+        # working px per decoded px: small crops up to MIN_QUERY_SIDE, large ones down
+        resize = max(1.0, MIN_QUERY_SIDE / max(1, min(grey.shape)))
+        resize = 1.0 if exact else min(resize, WORK_SIDE / max(grey.shape))
+        if abs(resize - 1.0) > 0.01:
+            interpolation = cv2.INTER_CUBIC if resize > 1 else cv2.INTER_AREA
+            grey = cv2.resize(grey, None, fx=resize, fy=resize, interpolation=interpolation)
+        # a crop shows its photo's displayed pixels 1:1: candidates are matched at this many
+        # working px per displayed px
+        self.scale = resize / decoded_scale
         self.query = grey
         self.smooth_query = _smooth(cv2, grey)
         self.features = orb_features(grey)
+        self._halved: Verifier | None = None
+        self._lock = threading.Lock()
+
+    def at(self, level: int) -> Verifier:
+        """This query halved `level` times, for candidates matched at that scale (built once,
+        on first use, whichever thread asks)."""
+        if level == 0:
+            return self
+        with self._lock:
+            if self._halved is None:
+                half = self.cv2.resize(
+                    self.query, None, fx=0.5, fy=0.5, interpolation=self.cv2.INTER_AREA
+                )
+                self._halved = Verifier(Image.fromarray(half), 2.0 / self.scale, exact=True)
+        return self._halved.at(level - 1)
 
     def match(self, candidate: np.ndarray) -> Match:
         if candidate.size == 0:
@@ -192,16 +244,21 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
-def check(query: Image.Image, places: list[tuple[str, BBox]]) -> list[Match]:
+def check(
+    query: Image.Image, places: list[tuple[str, BBox]], decoded_scale: float = 1.0
+) -> list[Match]:
     """Each candidate photo (its path, and the box of its region that matched) against the
-    query's pixels."""
+    query's pixels (decoded at `decoded_scale` displayed px per px)."""
     if not places:
         return []
-    verifier = Verifier(query)
+    verifier = Verifier(query, decoded_scale)
 
     def one(place: tuple[str, BBox]) -> Match:
-        pixels = _candidate_pixels(*place, verifier.scale)
-        return verifier.match(pixels) if pixels is not None else Match(0, 0.0)
+        found = _candidate_pixels(*place, verifier.scale)
+        if found is None:
+            return Match(0, 0.0)
+        pixels, level = found
+        return verifier.at(level).match(pixels)
 
     # Decoding and OpenCV release the GIL: a 12 MP library's 10 candidates take 1.15 s on one
     # thread of a 2-core machine, and this is most of a cold image query.

@@ -53,6 +53,17 @@ def test_library_flags_work_before_and_after_the_command(
         (["stats", "--library", str(first), "--json"], first),
         (["--library", str(first), "stats", "--library", str(second), "--json"], second),
         (["-q", "--library", str(second), "stats", "--json"], second),
+        (
+            [
+                "--db",
+                f"sqlite:///{first / 'catalog.db'}",
+                "stats",
+                "--library",
+                str(first),
+                "--json",
+            ],
+            first,
+        ),
     ):
         code, out, _ = _exit(argv, capsys)
         assert code == 0, argv

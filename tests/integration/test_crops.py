@@ -9,8 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from searchapp.ingest.regions import RegionOptions
-from searchapp.query.search import SearchHit
-from searchapp.query.search import verified_first as rerank
+from searchapp.query.search import SearchHit, verified_first
 from searchapp.query.verify import MIN_INLIERS, SAME_PIXELS, SAME_PIXELS_RESIDUAL, Verifier
 from tests.conftest import sample_image
 from tests.integration.helpers import HYBRID, index
@@ -77,7 +76,7 @@ def test_verifier_counts_many_inliers_on_the_source_and_few_elsewhere() -> None:
     assert elsewhere < MIN_INLIERS
 
 
-def test_rerank_moves_the_verified_source_first(tmp_path: Path) -> None:
+def test_the_check_moves_the_confirmed_source_first(tmp_path: Path) -> None:
     paths = {}
     for name in ("coffee", "astronaut", "rocket"):
         paths[name] = tmp_path / f"{name}.jpg"
@@ -90,7 +89,7 @@ def test_rerank_moves_the_verified_source_first(tmp_path: Path) -> None:
 
     hits = [hit("coffee", 0.9), hit("rocket", 0.8), hit("astronaut", 0.7)]
     crop = sample_image("astronaut").crop((100, 60, 330, 290))
-    ranked = rerank(crop, hits)
+    ranked = verified_first(crop, hits)
     assert [Path(h.path).stem for h in ranked] == ["astronaut", "coffee", "rocket"]
     assert ranked[0].score == 0.7  # order changes, scores do not
     assert [h.verified for h in ranked] == ["pixels", None, None]  # and each says why
@@ -102,7 +101,7 @@ def _scene_hit(path: Path, score: float) -> SearchHit:
     return SearchHit(str(path), score, "scene", (0, 0, width, height), None, 0.0)
 
 
-def test_rerank_tells_the_source_from_a_second_view_of_the_scene(tmp_path: Path) -> None:
+def test_the_check_tells_the_source_from_a_second_view_of_the_scene(tmp_path: Path) -> None:
     """The stereo pair shows one scene from two viewpoints: both fit a homography on the
     motorcycle, only the source agrees pixel for pixel."""
     left, right = tmp_path / "left.jpg", tmp_path / "right.jpg"
@@ -116,7 +115,7 @@ def test_rerank_tells_the_source_from_a_second_view_of_the_scene(tmp_path: Path)
     on_sibling = verifier.match(np.asarray(Image.open(right).convert("L")))
     assert (on_source.verdict, on_sibling.verdict) == ("pixels", "geometry")
     assert on_sibling.residual > 2 * SAME_PIXELS_RESIDUAL  # parallax that no homography removes
-    ranked = rerank(crop, [_scene_hit(right, 0.9), _scene_hit(left, 0.8)])
+    ranked = verified_first(crop, [_scene_hit(right, 0.9), _scene_hit(left, 0.8)])
     assert [(Path(h.path), h.verified) for h in ranked] == [(left, "pixels"), (right, "geometry")]
 
 
@@ -136,5 +135,5 @@ def test_a_crop_too_flat_for_keypoints_is_confirmed_by_its_pixels(tmp_path: Path
     verifier = Verifier(crop)
     assert verifier.inliers(np.asarray(sky)) < MIN_INLIERS  # no homography to be had
     assert verifier.match(np.asarray(sky)).agreement > SAME_PIXELS
-    ranked = rerank(crop, [_scene_hit(paths[1], 0.9), _scene_hit(paths[0], 0.8)])
+    ranked = verified_first(crop, [_scene_hit(paths[1], 0.9), _scene_hit(paths[0], 0.8)])
     assert Path(ranked[0].path) == paths[0]

@@ -70,3 +70,22 @@ def test_json_and_table_say_what_the_pixel_check_found(
     assert {r["verified"] for r in unchecked["results"]} == {None}
     scores = [r["score"] for r in unchecked["results"]]
     assert scores == sorted(scores, reverse=True)  # without the check, scores set the order
+
+
+def test_a_subtracted_word_drops_every_photo_labelled_so(sample_library) -> None:  # type: ignore[no-untyped-def]
+    library, _ = sample_library
+    cats = library.search("cat", k=5)
+    assert {Path(h.path).name for h in cats} == {"cat.jpg", "cat_small.jpg"}
+    tabby = {h.path for h in cats if any(n.startswith("tabby") and p >= 0.05 for n, p in h.labels)}
+    assert tabby  # the scene of at least one is labelled a tabby ...
+    left = {h.path for h in library.search("cat", minus="tabby", k=5)}
+    assert not left & tabby  # ... and no region of it may bring it back
+
+
+def test_words_for_what_imagenet_has_no_class_of_point_to_clip(sample_library) -> None:  # type: ignore[no-untyped-def]
+    from searchapp.errors import QueryError
+
+    library, _ = sample_library
+    for words in ("people", "a person"):
+        with pytest.raises(QueryError, match=r"no ImageNet label matches .*clip:ViT-B-32"):
+            library.search(words)
