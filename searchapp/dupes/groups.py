@@ -115,7 +115,7 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
         return "/".join(sorted({table.formats[r] for r in dropped}))
 
     def when(seconds: float) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
     steps = [
         _Criterion(pixels, 0.0, lambda k, d: f"highest resolution ({size(k)})"),

@@ -191,3 +191,11 @@ def test_threshold_flag_sets_the_same_options_as_the_long_flags() -> None:
     assert options == _options(long_flags)
     assert (options.hash_radius, options.near_cosine, options.similar_cosine) == (3, 0.9, 0.8)
     assert options.crop_cosine == 0.75  # untouched thresholds keep their defaults
+
+
+def test_a_png_original_is_kept_over_its_later_jpeg_resave() -> None:
+    """A camera's format decides only when the dates cannot: a screenshot or an export kept as
+    PNG and re-saved later as JPEG keeps the PNG."""
+    table = _table([200, 200], [600.0, 640.0], [1.0, 1.0], formats=["PNG", "JPEG"], mtimes=[10, 20])
+    keep, why = choose_keeper(table, [0, 1], set())
+    assert keep == 0 and "the oldest file" in why
