@@ -43,9 +43,10 @@ SAME_PIXELS_RESIDUAL = 1.5
 RESIDUAL_MIN_AGREEMENT = 0.6
 MIN_COVERED = 0.5  # of the query, that the aligned candidate must cover to be compared
 MIN_TEXTURE = 4.0  # grey-level std below which a query is too flat to slide as a template
-# Sliding the query over the candidate is for queries with too few keypoints to align (sky, haze,
-# water); a textured 1000 px query costs 50-60 ms a candidate to slide, for nothing
-TEMPLATE_BELOW_KEYPOINTS = 300
+# Sliding the query over the candidate catches what keypoints miss: flat crops (sky, haze, water)
+# and small unresized ones. A large textured query that no keypoint aligns has nothing to find
+# that way, and costs 50-60 ms a candidate at 1000 px to slide
+TEMPLATE_MAX_AREA = 640 * 480
 MIN_QUERY_SIDE = 320  # small crops are upscaled: ORB needs pixels to find keypoints
 # the query decodes at least this large on its shorter side: WORK_SIDE on the longer of a 4:3
 DECODE_SIDE = 750
@@ -55,6 +56,7 @@ DECODE_SIDE = 750
 WORK_SIDE = 1000
 REGION_MARGIN = 0.5  # around a winning tile or object, this much of its size on each side
 MAX_LEVEL = 3  # the query is halved at most this many times to meet a large candidate
+MAX_CANDIDATE_SIDE = 1600  # a candidate a small query cannot be halved to meet: matched this large
 
 
 def _grey(image: Image.Image) -> np.ndarray:
@@ -73,16 +75,19 @@ def _stored_size(path: str) -> tuple[int, int]:
             return header.size
 
 
-def _level(query_scale: float, cap: float) -> int:
+def _level(query_scale: float, cap: float, max_level: int) -> int:
     """How many times to halve the query so that the candidate, at the query's scale, is about
-    WORK_SIDE large at most (within a factor of 1.4): both sides are then matched at one scale."""
+    WORK_SIDE large at most (within a factor of 1.4): both sides are then matched at one scale.
+    A query is never halved below MIN_QUERY_SIDE: the candidate is then matched larger."""
     level = 0
-    while level < MAX_LEVEL and query_scale / 2**level > cap * math.sqrt(2):
+    while level < max_level and query_scale / 2**level > cap * math.sqrt(2):
         level += 1
     return level
 
 
-def _candidate_pixels(path: str, bbox: BBox, query_scale: float) -> tuple[np.ndarray, int] | None:
+def _candidate_pixels(
+    path: str, bbox: BBox, query_scale: float, max_level: int = MAX_LEVEL
+) -> tuple[np.ndarray, int] | None:
     """The candidate's pixels near its winning region, at the scale of one of the query's
     levels, and that level.
 
@@ -102,9 +107,10 @@ def _candidate_pixels(path: str, bbox: BBox, query_scale: float) -> tuple[np.nda
     margin_x, margin_y = (x1 - x0) * REGION_MARGIN, (y1 - y0) * REGION_MARGIN
     if whole:
         margin_x = margin_y = 0
-    cap = WORK_SIDE / max(1, x1 - x0 + 2 * margin_x, y1 - y0 + 2 * margin_y)
-    level = _level(query_scale, cap)
-    factor = query_scale / 2**level  # working px per displayed px
+    region_side = max(1, x1 - x0 + 2 * margin_x, y1 - y0 + 2 * margin_y)
+    level = _level(query_scale, WORK_SIDE / region_side, max_level)
+    # working px per displayed px: the query level's, unless that is far too large to match
+    factor = min(query_scale / 2**level, MAX_CANDIDATE_SIDE / region_side)
     shorter = min(width, height)  # of the photo: an EXIF turn keeps it the shorter side
     try:
         st = os.stat(path)
@@ -168,6 +174,8 @@ class Verifier:
         self.smooth_query = _smooth(cv2, grey)
         self.features = orb_features(grey)
         self._halved: Verifier | None = None
+        halvings = math.floor(math.log2(max(1.0, min(grey.shape) / MIN_QUERY_SIDE)))
+        self.max_level = min(MAX_LEVEL, halvings)  # halved, the query keeps MIN_QUERY_SIDE
         self._lock = threading.Lock()
 
     def at(self, level: int) -> Verifier:
@@ -192,8 +200,8 @@ class Verifier:
             if agreement >= SAME_PIXELS:  # settled: skip the patch-by-patch measure
                 return Match(inliers, agreement)
             return Match(inliers, agreement, residual(self.query, candidate, aligned))
-        if len(self.features.keypoints) >= TEMPLATE_BELOW_KEYPOINTS:
-            return Match(0, 0.0)  # keypoints enough, and none agree: sliding would find nothing
+        if self.query.size > TEMPLATE_MAX_AREA and len(self.features.keypoints) >= 300:
+            return Match(0, 0.0)  # large and textured, and no keypoints agree: nothing to slide
         return Match(0, self._template_agreement(candidate))
 
     def inliers(self, candidate: np.ndarray) -> int:
@@ -254,7 +262,7 @@ def check(
     verifier = Verifier(query, decoded_scale)
 
     def one(place: tuple[str, BBox]) -> Match:
-        found = _candidate_pixels(*place, verifier.scale)
+        found = _candidate_pixels(*place, verifier.scale, verifier.max_level)
         if found is None:
             return Match(0, 0.0)
         pixels, level = found
