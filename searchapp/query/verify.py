@@ -275,15 +275,15 @@ def check(
 
 
 def verified_order(matches: list[Match]) -> list[int]:
-    """Positions in the order shown: "pixels" first, in their embedding order (copies of one
-    picture all agree to 0.9 or more, and the score orders them as a user expects); then
+    """Positions in the order shown: "pixels" first, the most alike first (a second shot of the
+    scene can pass for the same pixels, but its pixels agree less than the source's); then
     "geometry", most inliers first (the source of a crop keeps more keypoints than a second shot
     of its scene); then the unconfirmed in their embedding order."""
 
     def key(position: int) -> tuple[float, ...]:
         match = matches[position]
         if match.verdict == "pixels":
-            return (0, position)
+            return (0, -match.agreement, position)
         if match.verdict == "geometry":
             return (1, -match.inliers, position)
         return (2, position)

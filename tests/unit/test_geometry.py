@@ -77,10 +77,11 @@ def test_pixels_need_the_aligned_pixels_to_agree_not_only_a_small_residual() -> 
         Match(0, 0.0),
         Match(20, 0.5, 3.0),
         Match(60, 0.5, 3.0),
+        Match(30, 0.92),
         Match(30, 0.99),
     ]
-    # pixels first, then geometry by inliers, then the unconfirmed in their order
-    assert verified_order(matches) == [3, 2, 1, 0]
+    # pixels first, most alike first; then geometry by inliers; then the rest in their order
+    assert verified_order(matches) == [4, 3, 2, 1, 0]
 
 
 def test_a_large_photo_decodes_small_and_still_confirms_its_crop(tmp_path: Path) -> None:

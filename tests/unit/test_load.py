@@ -240,6 +240,6 @@ def test_heic_without_pillow_heif_names_the_package(
 
     path = tmp_path / "phone.heic"
     write_heic(path)
-    monkeypatch.setattr(load, "_heif_opener", lambda: False)
+    monkeypatch.setattr(load, "heif_opener", lambda: False)
     with pytest.raises(ImageLoadError, match="pip install pillow-heif"):
         load_image(stat_of(path))
