@@ -1,5 +1,3 @@
-import sys
+from searchapp.cli import run
 
-from searchapp.cli import main
-
-sys.exit(main())
+run()
