@@ -8,8 +8,8 @@ half-sees there with confidence: "a dog" found the cameraman photo through a cor
 regions, then asks each class word of the pixabay photos ("dog", "cat", "car", ...) as a word
 query, with tile labels counting only from each probability in FLOORS. A hit is right when it is
 a pixabay photo of that class; every other photo of FOLDER is a distractor. Tuned on the pixabay
-photos numbered odd, reported on those numbered even (each is a scene of its own): the other half's
-photos of the class are left out of the ranking, neither right nor wrong.
+photos of photo_split.py's tuning half, reported on its scoring half (each is a scene of its
+own): the other half's photos of the class are left out of the ranking, neither right nor wrong.
 
 Writes benchmarks/results/label_tiles.json.
 """
@@ -17,11 +17,11 @@ Writes benchmarks/results/label_tiles.json.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 from bench_results import RESULTS, scratch_folder, write_result
+from photo_split import TUNING, half_of, pixabay_class, relative
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,13 +35,14 @@ K = 10
 
 
 def pixabay_classes(folder: Path) -> dict[str, dict[str, list[str]]]:
-    """{class word: {"tune": paths, "score": paths}} for classes with a photo on each side."""
+    """{class word: {"tune": paths, "score": paths}} for classes with a photo on each side of
+    photo_split's halves (the split every evaluation shares)."""
     classes: dict[str, dict[str, list[str]]] = {}
     for path in sorted((folder / "boofcv" / "pixabay").glob("*.jpg")):
-        matched = re.match(r"([a-z]+)(\d+)$", path.stem)
-        if matched:
-            side = "tune" if int(matched.group(2)) % 2 else "score"
-            word = matched.group(1)
+        rel = relative(path, folder)
+        word = pixabay_class(rel)
+        if word:
+            side = "tune" if half_of(rel) == TUNING else "score"
             classes.setdefault(word, {"tune": [], "score": []})[side].append(str(path.absolute()))
     return {word: sides for word, sides in classes.items() if sides["tune"] and sides["score"]}
 
