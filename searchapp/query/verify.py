@@ -8,9 +8,10 @@ query's very pixels (normalised cross-correlation, or the patch shift the alignm
 "geometry" when one plausible homography holds at MIN_INLIERS keypoints or more, as for a second
 shot of the scene; None otherwise. Confirmed candidates move ahead of the rest (verified_order);
 scores are not changed, and every hit carries its verdict so that the order can be read.
-Measured on ../shared/data/photos (benchmarks/crop_eval.py), this lifts crop-to-source recall@1
-by about 0.1. It costs 30-120 ms of a core per 12 MP candidate (decode, ORB, alignment), so the
-candidates are checked on a thread per core.
+Measured on ../shared/data/photos (benchmarks/crop_eval.py, 2026-12-01), this lifts hybrid
+crop-to-source recall@1 from 0.752 to 0.920 for crops of 3-10% of a photo, and from 0.850 to
+0.987 for 10-30%. It costs 65-130 ms of a core per 12 MP candidate (a reduced decode of 25-80 ms,
+then ORB and the alignment at most 1000 px), so the candidates are checked on a thread per core.
 """
 
 from __future__ import annotations
