@@ -205,11 +205,6 @@ class Verifier:
             return Match(0, 0.0)  # large and textured, and no keypoints agree: nothing to slide
         return Match(0, self._template_agreement(candidate))
 
-    def inliers(self, candidate: np.ndarray) -> int:
-        """Inliers of a plausible homography from the query to the candidate; 0 without one."""
-        aligned, inliers = self._homography(candidate)
-        return inliers if aligned is not None else 0
-
     def _homography(self, candidate: np.ndarray) -> tuple[np.ndarray | None, int]:
         if candidate.size == 0:
             return None, 0

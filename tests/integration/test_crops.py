@@ -70,8 +70,8 @@ def test_verifier_counts_many_inliers_on_the_source_and_few_elsewhere() -> None:
     verifier = Verifier(crop)
     import numpy as np
 
-    on_source = verifier.inliers(np.asarray(astronaut.convert("L")))
-    elsewhere = verifier.inliers(np.asarray(sample_image("coffee").convert("L")))
+    on_source = verifier.match(np.asarray(astronaut.convert("L"))).inliers
+    elsewhere = verifier.match(np.asarray(sample_image("coffee").convert("L"))).inliers
     assert on_source >= 40
     assert elsewhere < MIN_INLIERS
 
@@ -133,7 +133,7 @@ def test_a_crop_too_flat_for_keypoints_is_confirmed_by_its_pixels(tmp_path: Path
     other.convert("RGB").save(paths[1])
     crop = sky.crop((200, 150, 560, 490)).convert("RGB")  # over 320 px: not upscaled
     verifier = Verifier(crop)
-    assert verifier.inliers(np.asarray(sky)) < MIN_INLIERS  # no homography to be had
+    assert verifier.match(np.asarray(sky)).inliers < MIN_INLIERS  # no homography to be had
     assert verifier.match(np.asarray(sky)).agreement > SAME_PIXELS
     ranked = verified_first(crop, [_scene_hit(paths[1], 0.9), _scene_hit(paths[0], 0.8)])
     assert Path(ranked[0].path) == paths[0]
