@@ -29,6 +29,7 @@ from searchapp.cli_args import (
 from searchapp.cli_dupes import add_dupes_parser, cmd_dupes
 from searchapp.cli_search import add_search_parser, cmd_search
 from searchapp.console import Console, table
+from searchapp.paths import shown
 
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
@@ -321,7 +322,7 @@ def cmd_errors(args: argparse.Namespace, console: Console) -> int:
     if not failures:
         console.note("no failed files")
     for failure in failures:
-        print(f"{failure.path}\t{failure.reason}")
+        print(f"{shown(failure.path)}\t{shown(failure.reason)}")
     return 0
 
 
@@ -361,13 +362,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _dispatch(args: argparse.Namespace) -> int:
     console = Console(args.quiet, args.verbose)
+    # a name that is not UTF-8 is written as its own bytes (paths.listed), not as a crash
+    sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # kill: stop as cleanly as Ctrl-C
     from searchapp.errors import SearchappError
 
     try:
         return COMMANDS[args.command](args, console)
     except SearchappError as exc:
-        print(f"searchapp: error: {exc}", file=sys.stderr)
+        print(shown(f"searchapp: error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("searchapp: interrupted", file=sys.stderr)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from searchapp.console import Console
+from searchapp.paths import shown
 
 
 def _tiers(text: str) -> tuple[str, ...]:
@@ -199,10 +201,10 @@ def report_dict(report: Any) -> dict[str, Any]:
 
 def _print_groups(data: dict[str, Any]) -> None:
     for number, group in enumerate(data["groups"], 1):
-        print(f"group {number}: {len(group['paths'])} photos; keep {group['keep']}")
-        print(f"  why: {group['why']}")
+        print(f"group {number}: {len(group['paths'])} photos; keep {shown(group['keep'])}")
+        print(f"  why: {shown(group['why'])}")
         for pair in group["pairs"]:
-            print(f"  {pair['a']}\n    ~ {pair['b']}\n    {pair['reason']}")
+            print(f"  {shown(pair['a'])}\n    ~ {shown(pair['b'])}\n    {shown(pair['reason'])}")
     summary = data["summary"]
     print(
         f"{summary['groups']} groups, {summary['copies']} copies beyond the kept photos, "
@@ -265,7 +267,7 @@ def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
     else:
         _print_groups(data)
         for move in data.get("would_move", []):
-            print(f"would move {move['from']} -> {move['to']}")
+            print(shown(f"would move {move['from']} -> {move['to']}"))
         if "would_move" in data:
             console.note("dry run: nothing moved. Add --apply to move them")
         if "moved" in data and not data["moved"]:
@@ -273,6 +275,6 @@ def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
         elif "journal" in data:
             print(
                 f"moved {len(data['moved'])} files; undo with: searchapp dupes --undo "
-                f"{data['journal']}"
+                f"{shlex.quote(data['journal'])}"
             )
     return 0

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from searchapp.console import Console, table
+from searchapp.paths import listed
 
 
 class _TermAction(argparse.Action):
@@ -126,7 +127,7 @@ def _print_regions(args: argparse.Namespace, results: Any) -> int:
         print(json.dumps({"mode": results.mode, "regions": regions}))
     elif args.paths_only:
         for region in regions:
-            print(region["path"])
+            print(listed(region["path"]))
     else:
         rows = [
             (str(rank), f"{r['score']:.3f}", str(r["path"]), _region_text(hit))
@@ -171,7 +172,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         return 0
     if args.paths_only:
         for hit in results:
-            print(hit.path)
+            print(listed(hit.path))
         return 0
     if not results.hits:
         console.note("no results: nothing matched (check the filters, or index more photos)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from searchapp.paths import shown
+
 
 class Console:
     def __init__(self, quiet: bool, verbose: bool):
@@ -13,17 +15,18 @@ class Console:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            print(message, file=sys.stderr)
+            print(shown(message), file=sys.stderr)
 
     def detail(self, message: str) -> None:
         if self.verbose and not self.quiet:
-            print(message, file=sys.stderr)
+            print(shown(message), file=sys.stderr)
 
     def problem(self, path: str, reason: str) -> None:
-        print(f"searchapp: skipped {path}: {reason}", file=sys.stderr)
+        print(shown(f"searchapp: skipped {path}: {reason}"), file=sys.stderr)
 
 
 def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    rows = [tuple(shown(cell) for cell in row) for row in rows]  # a name may hold a newline
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print(

@@ -19,11 +19,29 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     false,
     text,
 )
 
+from searchapp.paths import from_stored, stored
+
 metadata = MetaData()
+
+
+class LosslessText(TypeDecorator[str]):
+    """Text that may hold a file name: names that are not UTF-8 are kept byte for byte
+    (paths.stored), where SQLite and PostgreSQL refuse them as they are."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else stored(value)
+
+    def process_result_value(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else from_stored(value)
+
 
 # Key/value facts about the library: encoder identity, vector generation.
 settings = Table(
@@ -37,7 +55,7 @@ images = Table(
     "images",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("path", Text, nullable=False, unique=True),
+    Column("path", LosslessText, nullable=False, unique=True),
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
     Column("content_hash", String(64), nullable=False, index=True),
@@ -91,10 +109,10 @@ regions = Table(
 failures = Table(
     "failures",
     metadata,
-    Column("path", Text, primary_key=True),
+    Column("path", LosslessText, primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
-    Column("reason", Text, nullable=False),
+    Column("reason", LosslessText, nullable=False),  # may quote the name
     Column("failed_at", Float, nullable=False),
 )
 
