@@ -62,3 +62,21 @@ class ImageLoadError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class DamagedCatalogError(SearchappError):
+    """catalog.db is not a database, or failed SQLite's integrity check: nothing writes to it."""
+
+    exit_code = 8
+
+
+class JournalError(SearchappError):
+    """A `dupes` journal that is damaged, edited, or from another library."""
+
+    exit_code = 9
+
+
+class LibraryProblemsError(SearchappError):
+    """`searchapp check` found what it reports."""
+
+    exit_code = 10

@@ -2,29 +2,42 @@
 
 Nothing is ever deleted. A move keeps the file's absolute path below the target folder
 (/photos/a.jpg -> DIR/photos/a.jpg), so names never clash and the way back is plain. Before the
-first file moves, the whole plan is written to a journal in DIR; `undo` reads it and moves back
-every file that is at its target and whose old place is free, so a run killed halfway is undone
-as completely as a finished one. The catalog follows every move, in small transactions: a moved
-copy is set aside (its row follows the file, its vectors leave search and `dupes`), and undo
-brings it back without re-embedding.
+first file moves, the whole plan is written to a journal in DIR, signed with a key the library
+keeps (HMAC-SHA256), so that a damaged or edited journal is refused as a whole. `undo` reads it
+and moves back every file that is at its target and whose old place is free, so a run killed
+halfway is undone as completely as a finished one. The catalog follows every move, in small
+transactions: a moved copy is set aside (its row follows the file, its vectors leave search and
+`dupes`), and undo brings it back without re-embedding.
+
+Undo trusts no entry on its word, signed or not: it moves only a regular file (no folder, no
+link) from DIR/ORIGINAL back to ORIGINAL, and only a photo the catalog knows there, set aside or
+(for a move killed before the catalog followed) still at ORIGINAL with the same content. Anything
+else is refused with a line and the rest still runs. Undo is idempotent: a photo already back at
+ORIGINAL with its content is returned to search, whatever a killed undo left in the catalog.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchapp.errors import SearchappError
+from searchapp.errors import JournalError, SearchappError, UsageError
+from searchapp.ingest.load import content_hash
 from searchapp.records import CatalogBatch, FileStat, Move
 from searchapp.store.catalog import Catalog
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2  # 2: signed, with its folder; 1 (unsigned) is still read
+KEY_SETTING = "journal.key"  # the library's secret for signing journals
 CATALOG_EVERY = 50  # moves per catalog transaction
 
 Commit = Callable[[CatalogBatch], None]  # writes a batch; the library's indexes follow it
@@ -49,6 +62,11 @@ def target_for(path: str, folder: Path) -> str:
 
 def plan_moves(paths_to_move: list[str], folder: Path) -> list[PlannedMove]:
     folder = folder.expanduser()
+    if os.path.normpath(folder.absolute()) == os.sep:
+        raise UsageError(
+            "--move-to / would move every file onto itself; pass a folder for the set-aside "
+            "copies, e.g. --move-to ~/searchapp-set-aside"
+        )
     return [PlannedMove(path, target_for(path, folder)) for path in sorted(set(paths_to_move))]
 
 
@@ -109,6 +127,17 @@ def _run_moves(
     return moved, skipped
 
 
+def _signature(catalog: Catalog, body: dict[str, object], create: bool) -> str | None:
+    key = catalog.get_setting(KEY_SETTING)
+    if key is None and create:
+        key = secrets.token_hex(32)
+        catalog.set_setting(KEY_SETTING, key)
+    if key is None:
+        return None
+    payload = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hmac.new(bytes.fromhex(key), payload.encode(), hashlib.sha256).hexdigest()
+
+
 def apply_moves(
     catalog: Catalog,
     commit: Commit,
@@ -126,15 +155,22 @@ def apply_moves(
         while journal.exists():
             suffix += 1
             journal = folder / f"searchapp-dupes-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}.json"
-        record = {
+        body: dict[str, object] = {
             "version": JOURNAL_VERSION,
             "created": time.time(),
+            "folder": str(folder),
             "moves": [{"from": move.source, "to": move.target} for move in plan],
         }
+        record = {**body, "signature": _signature(catalog, body, create=True)}
         temporary = journal.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record, indent=1))
-        os.replace(temporary, journal)  # the plan is on disk before any file moves
+        with open(temporary, "w") as out:
+            out.write(json.dumps(record, indent=1))
+            out.flush()
+            os.fsync(out.fileno())  # the plan is on disk before any file moves
+        os.replace(temporary, journal)
     except OSError as exc:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(temporary)
         raise SearchappError(
             f"cannot write the journal in {folder}: {exc.strerror or exc}; nothing was moved. "
             "Pass a writable --move-to folder"
@@ -143,34 +179,136 @@ def apply_moves(
     return MoveOutcome(moved, skipped, journal)
 
 
-def read_journal(path: Path) -> list[PlannedMove]:
+@dataclass(frozen=True)
+class Journal:
+    folder: Path  # where the moves went; the journal lies in it
+    moves: list[PlannedMove]
+    signed: bool
+
+
+def read_journal(path: Path, catalog: Catalog) -> Journal:
+    """The journal's moves, once its signature holds; JournalError otherwise."""
+    fix = "pass the file `dupes --apply` named"
     try:
         record = json.loads(Path(path).read_text())
-        if record.get("version") != JOURNAL_VERSION:
-            raise ValueError(f"journal version {record.get('version')!r}")
-        return [PlannedMove(entry["from"], entry["to"]) for entry in record["moves"]]
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        version = record.get("version")
+        if version not in (1, JOURNAL_VERSION):
+            raise ValueError(f"journal version {version!r}")
+        moves = [PlannedMove(str(entry["from"]), str(entry["to"])) for entry in record["moves"]]
+        folder = Path(record.get("folder") or Path(path).absolute().parent)
     except FileNotFoundError:
-        raise SearchappError(f"no journal at {path}; pass the file `dupes --apply` named") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SearchappError(
-            f"{path} is not a searchapp dupes journal ({exc}); pass the file `dupes --apply` named"
-        ) from None
+        raise JournalError(f"no journal at {path}; {fix}") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise JournalError(f"{path} is not a searchapp dupes journal ({exc}); {fix}") from None
+    if version == JOURNAL_VERSION:
+        body = {key: value for key, value in record.items() if key != "signature"}
+        expected = _signature(catalog, body, create=False)
+        given = record.get("signature")
+        if (
+            expected is None
+            or not isinstance(given, str)
+            or not hmac.compare_digest(expected, given)
+        ):
+            raise JournalError(
+                f"{path} does not match its signature: it was damaged or edited after `dupes "
+                "--apply` wrote it, or it belongs to another library (pass that library's "
+                "--library). Nothing was moved; the moved files are still below "
+                f"{folder}, each at the place its original path names"
+            )
+    return Journal(folder, moves, signed=version == JOURNAL_VERSION)
+
+
+def _refusal(move: PlannedMove, folder: Path, catalog: Catalog) -> str | None:
+    """Why undo must not move this file back (move.source: the moved place), or None."""
+    moved, original = move.source, move.target
+    if not os.path.isabs(original) or os.path.normpath(original) != original:
+        return f"refused: {original} is not a plain absolute path"
+    if moved != target_for(original, folder):
+        return f"refused: not the place a move of {original} into {folder} makes"
+    try:
+        st = os.lstat(moved)
+    except OSError:
+        return "not at its moved place"
+    if not stat.S_ISREG(st.st_mode):
+        return "refused: not a regular file (a folder or a link)"
+    known = catalog.image_by_path(moved, set_aside=True)
+    if known is None:  # a move killed before the catalog followed it: the photo is still there
+        known = catalog.image_by_path(original, set_aside=False)
+        if known is None or not _same_content(moved, known.size, known.content_hash):
+            return "refused: the catalog knows no photo set aside here"
+    if os.path.lexists(original):
+        return f"{original} already exists; move it away and run again"
+    return None
+
+
+def _same_content(path: str, size: int, digest: str) -> bool:
+    try:
+        if os.stat(path).st_size != size:
+            return False
+        with open(path, "rb") as file:
+            return content_hash(file.read()) == digest
+    except OSError:
+        return False
+
+
+def _already_back(move: PlannedMove, catalog: Catalog) -> Move | None:
+    """A photo a killed undo moved back before its catalog commit: the catalog still has it
+    set aside at the moved place, and its original place holds the same content."""
+    known = catalog.image_by_path(move.source, set_aside=True)
+    if known is None or os.path.lexists(move.source):
+        return None
+    try:
+        st = os.lstat(move.target)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or not _same_content(
+        move.target, known.size, known.content_hash
+    ):
+        return None
+    return Move(known.id, FileStat(move.target, st.st_size, st.st_mtime_ns))
+
+
+def _remove_empty_folders(start: str, folder: Path) -> None:
+    """The folders a move made below DIR, now empty; never DIR itself or above it."""
+    top = os.path.normpath(folder)
+    current = os.path.normpath(start)
+    while current.startswith(top + os.sep):
+        try:
+            os.rmdir(current)
+        except OSError:
+            return  # not empty, or not ours to remove
+        current = os.path.dirname(current)
 
 
 def undo_moves(
     catalog: Catalog,
     commit: Commit,
-    journal: Path,
+    journal_path: Path,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> MoveOutcome:
     """Move back every journalled file that sits at its target; newest move first."""
-    back = [PlannedMove(m.target, m.source) for m in reversed(read_journal(journal))]
-    present = [move for move in back if os.path.lexists(move.source)]
-    absent = [
-        (move, "not at its moved place (already back?)") for move in back if move not in present
-    ]
+    journal = read_journal(journal_path, catalog)
+    back = [PlannedMove(m.target, m.source) for m in reversed(journal.moves)]
+    present: list[PlannedMove] = []
+    refused: list[tuple[PlannedMove, str]] = []
+    already: list[PlannedMove] = []
+    returned = CatalogBatch()
+    for move in back:
+        restored = _already_back(move, catalog)
+        if restored is not None:
+            returned.restored.append(restored)
+            already.append(move)
+            continue
+        why = _refusal(move, journal.folder, catalog)
+        if why is None:
+            present.append(move)
+        else:
+            refused.append((move, why))
+    if not returned.is_empty():
+        commit(returned)
     moved, skipped = _run_moves(catalog, commit, present, False, on_progress)
-    for move in moved:  # the folders the move made below DIR, now empty; the journal stays
-        with contextlib.suppress(OSError):
-            os.removedirs(os.path.dirname(move.source))
-    return MoveOutcome(moved, skipped + absent, journal)
+    for move in moved:
+        _remove_empty_folders(os.path.dirname(move.source), journal.folder)
+    return MoveOutcome(moved + already, skipped + refused, journal_path)

@@ -63,10 +63,14 @@ class SearchReads:
                 found.update(conn.execute(query).scalars())
         return found
 
-    def image_by_path(self, path: str) -> KnownImage | None:
+    def image_by_path(self, path: str, set_aside: bool | None = None) -> KnownImage | None:
+        """The image at this path; with `set_aside`, only if it is (True) or is not (False)
+        set aside by `dupes --move-to`."""
         query = select(
             images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
         ).where(images.c.path == path)
+        if set_aside is not None:
+            query = query.where(images.c.set_aside.is_(set_aside))
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return KnownImage(*row) if row else None
