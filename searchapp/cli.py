@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from searchapp.errors import SearchappError
     from searchapp.library import Library
 
 from searchapp.cli_args import (
@@ -66,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     errors = sub.add_parser("errors", parents=[common], help="files that could not be indexed")
     errors.add_argument("--json", action="store_true", help="JSON output")
+
+    check = sub.add_parser(
+        "check",
+        parents=[common],
+        help="verify the library: catalog, index files and photos on disk agree",
+        description="Verify a library: SQLite's integrity check, the index files against the "
+        "catalog, the photos on disk. Exit 0 when clean, 10 when something is wrong (8: the "
+        "catalog is damaged).",
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="mend what needs no re-embedding (index files, orphan rows, photos back from "
+        "a move), then check again",
+    )
+    check.add_argument("--json", action="store_true", help="JSON output")
 
     sub.add_parser(
         "rebuild-index",
@@ -326,6 +343,28 @@ def cmd_errors(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from searchapp.errors import LibraryProblemsError
+
+    with _open(args) as lib:
+        result = lib.check(repair=args.repair)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        for line in result.mended:
+            console.note(f"mended: {line}")
+        checked = ", ".join(f"{count} {what}" for what, count in result.checked.items())
+        console.note(
+            f"checked: SQLite integrity ok, {checked}" if checked else "checked: SQLite integrity"
+        )
+        if result.findings:
+            rows = [(f.what, f.detail, f.fix) for f in result.findings]
+            table(("problem", "detail", "fix"), rows)
+        else:
+            console.note("clean: the catalog, the index files and the photos on disk agree")
+    return 0 if result.clean else LibraryProblemsError.exit_code
+
+
 def cmd_rebuild_index(args: argparse.Namespace, console: Console) -> int:
     with _open(args) as lib:
         count = lib.rebuild_index()
@@ -339,6 +378,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "dupes": cmd_dupes,
     "stats": cmd_stats,
     "errors": cmd_errors,
+    "check": cmd_check,
     "rebuild-index": cmd_rebuild_index,
     "reindex": cmd_reindex,
 }
@@ -380,6 +420,27 @@ def _dispatch(args: argparse.Namespace) -> int:
         # the interpreter's last flush does not raise again on the way out.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        translated = _database_error(exc, args)
+        if translated is None:
+            raise
+        print(shown(f"searchapp: error: {translated}"), file=sys.stderr)
+        return translated.exit_code
+
+
+def _database_error(exc: Exception, args: argparse.Namespace) -> SearchappError | None:
+    """A catalog error raised past the catalog (a damaged page met by a read, say), as the
+    user should read it; None for anything else, which stays a traceback to report."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DatabaseError
+
+    if not isinstance(exc, DatabaseError):
+        return None
+    from searchapp.library import catalog_url
+    from searchapp.store.catalog import translate_error
+
+    return translate_error(exc, catalog_url(args.library, args.db))
 
 
 READ_ONLY = frozenset({"search", "stats", "errors"})

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from searchapp.checkup import Checkup, examine, mend
 from searchapp.dupes.find import DupeOptions, DupeReport, find_duplicates
 from searchapp.dupes.moves import MoveOutcome, apply_moves, plan_moves, undo_moves
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
@@ -56,6 +57,12 @@ def default_library_dir() -> Path:
     return Path(os.environ.get(LIBRARY_ENV) or DEFAULT_LIBRARY)
 
 
+def catalog_url(directory: Path | str | None, db_url: str | None = None) -> str:
+    """The catalog a library opens: --db, else catalog.db in the library folder."""
+    folder = Path(directory) if directory else default_library_dir()
+    return db_url or f"sqlite:///{(folder / 'catalog.db').absolute()}"
+
+
 class WriteLock:
     def __init__(self, directory: Path):
         self.path = directory / "write.lock"
@@ -73,10 +80,11 @@ class WriteLock:
                 f"library {self.path.parent} is busy: {holder} is writing to it. Wait for it to "
                 "finish (searching works meanwhile), or use another --library"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"searchapp pid {os.getpid()}")
-        handle.flush()
+        with contextlib.suppress(OSError):  # who holds it is a courtesy; a full disk refuses it
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"searchapp pid {os.getpid()}")
+            handle.flush()
         self._handle = handle
 
     def release(self) -> None:
@@ -109,7 +117,7 @@ class Library:
                 f"cannot create the library folder {self.directory}: {exc.strerror}; "
                 "pass --library DIR with a writable folder"
             ) from exc
-        self.db_url = db_url or f"sqlite:///{(self.directory / 'catalog.db').absolute()}"
+        self.db_url = catalog_url(self.directory, db_url)
         self.lock = WriteLock(self.directory)
         self.catalog = Catalog(self.db_url)
         self._indexes: IndexStore | None = None
@@ -347,6 +355,19 @@ class Library:
             self.indexes().rebuild_all(list(REGION_KINDS))
             return sum(self.catalog.region_count(kind) for kind in REGION_KINDS)
 
+    def check(self, repair: bool = False) -> Checkup:
+        """Is the library consistent (checkup.py); with `repair`, mend what needs no encoder
+        and look again."""
+        store = self.indexes if self.encoder_identity is not None else None
+        found = examine(self.catalog, store, self.directory)
+        if not (repair and any(finding.mendable for finding in found.findings)):
+            return found
+        with self.writing():
+            mended = found.mended + mend(self.catalog, store, self._commit, found)
+        again = examine(self.catalog, store, self.directory)
+        again.mended = mended + again.mended
+        return again
+
     def check_indexes(self) -> list[str]:
         """Open every index, repairing stale ones (saved when we may write); report repairs."""
         if self.encoder_identity is None:
@@ -355,15 +376,19 @@ class Library:
         try:
             self.lock.acquire()
             persist = True
-        except LibraryBusyError:
+        except (LibraryBusyError, OSError):  # busy, or a read-only or full disk
             persist = False
         try:
             for kind in REGION_KINDS:
-                store.get(kind, persist=persist)
+                try:
+                    store.get(kind, persist=persist)
+                except SearchappError as exc:  # disk full, say: a reader needs no file
+                    store.get(kind, persist=False)
+                    store.repairs.append(f"{kind}: searching from memory, not saved ({exc})")
         finally:
             if persist:
                 self.lock.release()
-        return list(store.repairs)
+        return list(dict.fromkeys(store.repairs))  # a kind retried from memory notes once
 
     def backfill_hashes(self, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Compute the duplicate hashes that photos indexed by an older searchapp lack. Needs the

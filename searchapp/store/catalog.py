@@ -25,13 +25,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from searchapp.errors import (
-    DiskFullError,
-    LibraryBusyError,
     SchemaTooNewError,
-    SearchappError,
 )
 from searchapp.records import (
     CatalogBatch,
@@ -43,6 +40,13 @@ from searchapp.records import (
     VectorDelta,
 )
 from searchapp.store.dupe_reads import DupeReads
+from searchapp.store.integrity import (
+    WRITES,
+    IntegrityChecks,
+    damage_marker,
+    damaged,
+    translate_error,
+)
 from searchapp.store.reads import SearchReads
 from searchapp.store.tables import (
     VECTOR_DTYPE,
@@ -91,21 +95,40 @@ def _insert_id(conn: Connection, statement: Any) -> int:
     return int(key[0])
 
 
-class Catalog(SearchReads, DupeReads):
+class Catalog(SearchReads, DupeReads, IntegrityChecks):
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        marker = damage_marker(url)
+        self.damaged = marker is not None and marker.exists()
+        if self.damaged:  # nothing may write to it, whatever the caller: one guard for all
+            event.listen(self.engine, "before_cursor_execute", self._refuse_writes)
         try:
-            self._check_and_migrate(migrate)
-        except OperationalError as exc:
+            self._check_and_migrate(migrate and not self.damaged)
+        except DatabaseError as exc:
             self.engine.dispose()
-            if "locked" in str(exc):
-                raise LibraryBusyError(
-                    f"the catalog {url} is locked by another process; wait for it to finish"
-                ) from exc
-            raise SearchappError(f"cannot open the catalog {url}: {exc.orig}") from exc
+            raise translate_error(exc, url) from exc
+
+    def mark_sound(self) -> bool:
+        """After an integrity check passed: remove the damage marker and allow writes again.
+        Whether there was a marker."""
+        marker = damage_marker(self.url)
+        was = self.damaged or (marker is not None and marker.exists())
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+        if self.damaged:
+            event.remove(self.engine, "before_cursor_execute", self._refuse_writes)
+            self.damaged = False
+        return was
+
+    def _refuse_writes(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+        if verb in WRITES:
+            marker = damage_marker(self.url)
+            detail = marker.read_text().strip() if marker and marker.exists() else "marked"
+            raise damaged(self.url, f"it failed an integrity check: {detail}")
 
     # ---- schema ----------------------------------------------------------------------------
 
@@ -252,18 +275,8 @@ class Catalog(SearchReads, DupeReads):
             result = self._apply(batch)
             self._analyze_if_grown()
             return result
-        except OperationalError as exc:
-            text = str(exc.orig).lower()
-            if "disk is full" in text or "disk full" in text:
-                raise DiskFullError(
-                    f"disk full while writing the catalog {self.url}; nothing of this batch was "
-                    "kept. Free some space and run the same command again to resume"
-                ) from exc
-            if "locked" in text:
-                raise LibraryBusyError(
-                    f"the catalog {self.url} is locked by another process; wait and retry"
-                ) from exc
-            raise
+        except DatabaseError as exc:
+            raise translate_error(exc, self.url) from exc
 
     def _analyze_if_grown(self) -> None:
         """Refresh SQLite's planner statistics whenever the images table has doubled. Without

@@ -9,6 +9,7 @@ float16 vectors kept in the catalog, so nothing is ever re-embedded to repair an
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -67,18 +68,16 @@ def save_atomic(index: Any, path: Path) -> None:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # faiss reports its own I/O errors as RuntimeError
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if exc.errno == 28:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
             raise DiskFullError(
                 f"disk full while writing {path}; free space on {path.parent} and run "
                 "`searchapp rebuild-index`: the catalog is intact"
             ) from exc
-        raise
-    except RuntimeError as exc:  # faiss reports its own I/O errors as RuntimeError
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise
         raise SearchappError(f"could not write {path}: {exc}") from exc
 
 

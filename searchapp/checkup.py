@@ -1,0 +1,303 @@
+"""`searchapp check`: is a library consistent, and what can be mended without re-embedding.
+
+It compares the three things a library is: the catalog (SQLite's own integrity check, orphan
+rows, photos no search can reach), the FAISS index files (the ids each holds against the
+catalog's regions, and a sample of self-lookups), and the files on disk (every photo in search
+still there unchanged, every set-aside copy still in its move folder). `mend` repairs what needs
+no encoder: index files are rebuilt from the catalog's vectors, orphan rows are deleted, a
+set-aside photo found back at its original place (a killed `dupes --undo`) returns to search,
+stale index files are removed. A catalog that fails the integrity check is marked damaged and
+nothing else is done to it: no command writes to it until it passes again.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchapp.ingest.load import content_hash
+from searchapp.records import REGION_KINDS, CatalogBatch, FileStat, Move
+from searchapp.store.catalog import Catalog
+from searchapp.store.integrity import damaged
+from searchapp.vectors import ann
+from searchapp.vectors.faiss_index import IndexStore, load
+
+SELF_LOOKUPS = 200  # per kind: enough to catch a file of other vectors, cheap at any size
+
+
+@dataclass(frozen=True)
+class Finding:
+    what: str  # a short name: integrity, index, orphans, unsearchable, missing, changed, ...
+    detail: str  # one line for people, naming the file
+    fix: str  # what mends it: "check --repair" or the command to run
+    mendable: bool  # by `check --repair`, without re-embedding
+    subject: str = ""  # the file or region kind it is about, for the repair
+
+
+@dataclass
+class Checkup:
+    findings: list[Finding] = field(default_factory=list)
+    mended: list[str] = field(default_factory=list)
+    checked: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "clean": self.clean,
+            "checked": self.checked,
+            "findings": [asdict(finding) for finding in self.findings],
+            "mended": self.mended,
+        }
+
+
+def examine(catalog: Catalog, store: Callable[[], IndexStore] | None, directory: Path) -> Checkup:
+    """Everything `check` looks at; `store` is None when the library has no vectors yet."""
+    result = Checkup()
+    problems = catalog.integrity_problems()
+    if problems:
+        detail = "; ".join(problems[:3]) + (
+            f" (and {len(problems) - 3} more)" * (len(problems) > 3)
+        )
+        error = damaged(catalog.url, f"integrity check: {detail}")  # marks it: no more writes
+        result.findings.append(Finding("integrity", str(error), "see the message", False))
+        return result
+    if catalog.mark_sound():
+        result.mended.append(f"{catalog.url} passes SQLite's integrity check: writes allowed again")
+    _check_rows(catalog, result)
+    if store is not None:
+        _check_indexes(catalog, store(), directory, result)
+    _check_files(catalog, result)
+    return result
+
+
+def _check_rows(catalog: Catalog, result: Checkup) -> None:
+    lost_regions, lost_labels = catalog.orphans()
+    if lost_regions or lost_labels:
+        result.findings.append(
+            Finding(
+                "orphans",
+                f"{lost_regions} regions and {lost_labels} labels belong to no photo",
+                "check --repair deletes them",
+                True,
+            )
+        )
+    for image in catalog.images_without_scene():
+        result.findings.append(
+            Finding(
+                "unsearchable",
+                f"{image.path} has no scene vector: no search can find it",
+                "check --repair drops its row; then `searchapp index` its folder",
+                True,
+            )
+        )
+
+
+def _check_indexes(catalog: Catalog, store: IndexStore, directory: Path, result: Checkup) -> None:
+    generation = catalog.vector_generation()
+    for kind in REGION_KINDS:
+        ids = np.concatenate(
+            [chunk for chunk, _ in catalog.region_vectors(kind, store.dim)] or [np.zeros(0)]
+        ).astype(np.int64)
+        result.checked[f"{kind} vectors"] = len(ids)
+        problem = _index_problem(catalog, store, kind, ids, generation)
+        if problem:
+            result.findings.append(
+                Finding(
+                    "index",
+                    f"{kind}: {problem}",
+                    "check --repair rebuilds it",
+                    True,
+                    kind,
+                )
+            )
+    known = {store.path_for(kind, generation).name for kind in REGION_KINDS}
+    for leftover in sorted(directory.glob("index-*.faiss*")):
+        if leftover.name not in known:
+            result.findings.append(
+                Finding(
+                    "leftover",
+                    f"{leftover} is no current index file (an earlier generation or a torn write)",
+                    "check --repair removes it",
+                    True,
+                    str(leftover),
+                )
+            )
+
+
+def _index_problem(
+    catalog: Catalog, store: IndexStore, kind: str, ids: np.ndarray, generation: int
+) -> str | None:
+    record = catalog.index_record(kind)
+    if record is None:
+        return "no index file recorded" if len(ids) else None
+    saved_generation, saved_count = record
+    path = store.path_for(kind, saved_generation)
+    if saved_generation != generation:
+        return f"the index file is of generation {saved_generation}, the catalog {generation}"
+    if not path.exists():
+        return f"{path} is missing"
+    try:
+        index = load(path, mapped=True)
+    except RuntimeError as exc:
+        return f"{path} is unreadable ({str(exc).splitlines()[0]})"
+    held = np.sort(ann.stored_ids(index))
+    if index.ntotal != saved_count or not np.array_equal(held, np.sort(ids)):
+        extra = len(np.setdiff1d(held, ids))
+        absent = len(np.setdiff1d(ids, held))
+        return (
+            f"{path} holds {index.ntotal} vectors: {absent} of the catalog's are not in it, "
+            f"{extra} in it are not in the catalog"
+        )
+    return _self_lookups(catalog, index, kind, store.dim, path)
+
+
+def _self_lookups(catalog: Catalog, index: Any, kind: str, dim: int, path: Path) -> str | None:
+    """A sample of the catalog's vectors must each find itself: the file holds these vectors
+    under these ids, not others."""
+    from searchapp.vectors.faiss_index import search
+
+    sample_ids, sample_vectors = [], []
+    for ids, vectors in catalog.region_vectors(kind, dim):
+        step = max(1, len(ids) // SELF_LOOKUPS)
+        sample_ids.extend(ids[::step].tolist())
+        sample_vectors.append(vectors[::step])
+    if not sample_ids:
+        return None
+    queries = np.concatenate(sample_vectors)[: SELF_LOOKUPS * 4]
+    scores, found = search(index, queries, 10)
+    wrong = sum(
+        1
+        for own, row_ids, row_scores in zip(sample_ids, found, scores, strict=False)
+        if own not in row_ids and row_scores[0] < 0.999  # an identical copy may come first
+    )
+    return (
+        f"{path}: {wrong} of {len(queries)} stored vectors do not find themselves"
+        if wrong
+        else None
+    )
+
+
+def _check_files(catalog: Catalog, result: Checkup) -> None:
+    photos = catalog.all_images()
+    result.checked["photo files"] = len(photos)
+    for image in photos:
+        try:
+            st = os.stat(image.path)
+        except OSError:
+            result.findings.append(
+                Finding(
+                    "missing",
+                    f"{image.path} is no longer on disk",
+                    "searchapp index its folder (drops it), or reconnect the drive",
+                    False,
+                )
+            )
+            continue
+        if (st.st_size, st.st_mtime_ns) != (image.size, image.mtime_ns):
+            result.findings.append(
+                Finding(
+                    "changed",
+                    f"{image.path} changed on disk since it was indexed",
+                    "searchapp index its folder",
+                    False,
+                )
+            )
+    aside = catalog.set_aside_photos()
+    result.checked["set-aside files"] = len(aside)
+    for image in aside:
+        if os.path.lexists(image.path):
+            continue
+        home = back_home(image.path, image.size, image.content_hash)
+        if home is not None:
+            result.findings.append(
+                Finding(
+                    "back",
+                    f"{home} is back from the move folder but still set aside as {image.path}",
+                    "check --repair returns it to search",
+                    True,
+                )
+            )
+        else:
+            result.findings.append(
+                Finding(
+                    "missing",
+                    f"{image.path} (set aside by dupes --move-to) is no longer on disk",
+                    "restore it from the move folder, or searchapp index its original folder",
+                    False,
+                )
+            )
+
+
+def back_home(moved: str, size: int, digest: str) -> str | None:
+    """Where a set-aside copy sits again: a move keeps the original path below the move folder
+    (DIR/photos/a.jpg for /photos/a.jpg), so the original is one of the path's tails, and the
+    one holding the same content is it."""
+    parts = Path(moved).parts
+    for start in range(1, len(parts) - 1):
+        candidate = os.path.join(os.sep, *parts[start + 1 :])
+        if _same_file_content(candidate, size, digest):
+            return candidate
+    return None
+
+
+def _same_file_content(path: str, size: int, digest: str) -> bool:
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return False
+        with open(path, "rb") as file:
+            return content_hash(file.read()) == digest
+    except OSError:
+        return False
+
+
+def mend(
+    catalog: Catalog,
+    store: Callable[[], IndexStore] | None,
+    commit: Callable[[CatalogBatch], None],
+    found: Checkup,
+) -> list[str]:
+    """Repair what `examine` found mendable; what was done, one line each."""
+    done: list[str] = []
+    kinds: set[str] = set()
+    for finding in found.findings:
+        if finding.what == "orphans":
+            catalog.delete_orphans()
+            kinds.update(REGION_KINDS)
+            done.append(f"deleted {finding.detail}")
+        elif finding.what == "index":
+            kinds.add(finding.subject)
+        elif finding.what == "leftover":
+            Path(finding.subject).unlink(missing_ok=True)
+            done.append(f"removed {finding.subject}")
+    unsearchable = [f for f in found.findings if f.what == "unsearchable"]
+    if unsearchable:
+        ids = [image.id for image in catalog.images_without_scene()]
+        commit(CatalogBatch(deleted_ids=ids))
+        done.append(f"dropped {len(ids)} photos without a scene vector; index their folders")
+    returned = CatalogBatch()
+    for image in catalog.set_aside_photos():
+        home = (
+            None
+            if os.path.lexists(image.path)
+            else back_home(image.path, image.size, image.content_hash)
+        )
+        if home is not None:
+            st = os.stat(home)
+            returned.restored.append(Move(image.id, FileStat(home, st.st_size, st.st_mtime_ns)))
+            done.append(f"returned {home} to search")
+    if not returned.is_empty():
+        commit(returned)
+    if kinds and store is not None:
+        store().rebuild_all(sorted(kinds))
+        done.append(f"rebuilt the {', '.join(sorted(kinds))} index from the catalog")
+    return done
