@@ -138,6 +138,7 @@ class Library:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
+        self.catalog.refuse_if_damaged()
         already = self.lock.held
         if not already:
             self.lock.acquire()
@@ -363,7 +364,10 @@ class Library:
         if not (repair and any(finding.mendable for finding in found.findings)):
             return found
         with self.writing():
-            mended = found.mended + mend(self.catalog, store, self._commit, found)
+            try:
+                mended = found.mended + mend(self.catalog, store, self._commit, found)
+            finally:
+                self._save_indexes()
         again = examine(self.catalog, store, self.directory)
         again.mended = mended + again.mended
         return again

@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import re
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from stat import S_ISREG
 from typing import Any
 
 import numpy as np
@@ -63,15 +65,21 @@ def content_hash(data: bytes) -> str:
 
 
 def read_bytes(stat: FileStat, limits: LoadLimits) -> bytes:
+    limit_mb = f"{limits.max_file_bytes / 2**20:.0f} MiB"
     if stat.size > limits.max_file_bytes:
         raise ImageLoadError(
             stat.path,
-            f"file is {stat.size / 2**20:.0f} MiB, over the {limits.max_file_bytes / 2**20:.0f} "
-            "MiB limit (raise it with --max-file-mb)",
+            f"file is {stat.size / 2**20:.0f} MiB, over the {limit_mb} limit (raise it with "
+            "--max-file-mb)",
         )
     try:
-        with open(stat.path, "rb") as handle:
-            return handle.read()
+        # non-blocking, so that opening a named pipe cannot hang; a regular file ignores it
+        with open(os.open(stat.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            if not S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ImageLoadError(
+                    stat.path, "not a regular file (a device, pipe or socket); pass a photo file"
+                )
+            data = handle.read(limits.max_file_bytes + 1)  # /dev/zero-like files never end
     except FileNotFoundError:
         raise ImageLoadError(stat.path, "file vanished during the run") from None
     except PermissionError:
@@ -82,6 +90,12 @@ def read_bytes(stat: FileStat, limits: LoadLimits) -> bytes:
         raise ImageLoadError(stat.path, "is a folder, not a file") from None
     except OSError as exc:
         raise ImageLoadError(stat.path, f"cannot read: {exc.strerror}") from None
+    if len(data) > limits.max_file_bytes:
+        raise ImageLoadError(
+            stat.path,
+            f"file grew past the {limit_mb} limit while read (raise it with --max-file-mb)",
+        )
+    return data
 
 
 def _rational(value: Any) -> float:

@@ -190,6 +190,16 @@ def _read(
         return _ReadResult(stat, previous, error="out of memory while decoding; lower --workers")
 
 
+def _problem_stat(path: str) -> FileStat:
+    """A stat for a scan problem's row in the failures table: a folder we cannot list, or a
+    broken link (zeros if it went meanwhile)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return FileStat(path, 0, 0)
+    return FileStat(path, st.st_size, st.st_mtime_ns)
+
+
 class IndexRun:
     def __init__(
         self,
@@ -232,7 +242,10 @@ class IndexRun:
             entries = [entry for entry in entries if entry.stat.path in self.only]
         unreachable = [p.path for p in problems]
         for problem in problems:
-            self._fail_note(problem.path, problem.reason)
+            if os.path.lexists(problem.path):  # kept for `searchapp errors` until mended
+                self._record_failure(_problem_stat(problem.path), problem.reason, None)
+            else:  # a mistyped folder argument: said now, not kept
+                self._fail_note(problem.path, problem.reason)
         live_roots = [
             os.path.abspath(os.path.expanduser(r))
             for r in roots

@@ -116,6 +116,10 @@ def scan(
                     yield from walk(dir_entry.path)
                     continue
                 if not dir_entry.is_file(follow_symlinks=True):
+                    if dir_entry.is_symlink() and classify(dir_entry.path, heif)[0]:
+                        target = os.readlink(dir_entry.path)
+                        if not os.path.exists(dir_entry.path):
+                            report(dir_entry.path, f"broken link: its target {target} is gone")
                     continue
                 found = entry_for(dir_entry.path, dir_entry.stat(follow_symlinks=True))
             except OSError:

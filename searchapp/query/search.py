@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -164,6 +165,9 @@ def _image_file(path: str) -> tuple[str, FileStat]:
         raise QueryError(f"query image {absolute} does not exist") from None
     except OSError as exc:
         raise QueryError(f"cannot read query image {absolute}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):  # /dev/zero never ends, a named pipe never opens
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
+        raise QueryError(f"query image {absolute} is {kind}, not a photo file")
     return absolute, FileStat(absolute, st.st_size, st.st_mtime_ns)
 
 
@@ -393,6 +397,9 @@ def search(library: Library, query: Query) -> SearchResults:
         notes.append(f"label matching ({identity.name} has no text tower): {described}")
         notes.append(CLIP_HINT)
 
+    folder = query.filters.folder
+    if folder and not os.path.isdir(folder):  # a typo, or a drive not mounted now
+        notes.append(f"--folder {folder} is no folder on disk; searched the photos indexed there")
     excluded: set[int] = set()
     vector_terms = [t for t in query.terms if not (label_mode and t.source == "text")]
     check_pixels = query.verify and [t.source for t in query.terms] == ["image"]

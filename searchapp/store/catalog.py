@@ -123,12 +123,17 @@ class Catalog(SearchReads, DupeReads, IntegrityChecks):
             self.damaged = False
         return was
 
-    def _refuse_writes(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
-        if verb in WRITES:
+    def refuse_if_damaged(self) -> None:
+        """Before a command that writes: a catalog marked damaged stops it at once."""
+        if self.damaged:
             marker = damage_marker(self.url)
             detail = marker.read_text().strip() if marker and marker.exists() else "marked"
             raise damaged(self.url, f"it failed an integrity check: {detail}")
+
+    def _refuse_writes(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+        if verb in WRITES:
+            self.refuse_if_damaged()
 
     # ---- schema ----------------------------------------------------------------------------
 

@@ -71,18 +71,18 @@ def sabotage(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
         if stat.path == str(root / "vanishing.jpg") and os.path.exists(stat.path):
             os.unlink(stat.path)
         if stat.path == str(root / "locked.jpg"):
-            real_open = open
+            real_open = os.open
 
             def deny(file, *args, **kwargs):  # type: ignore[no-untyped-def]
                 if str(file) == stat.path:
                     raise PermissionError(13, "Permission denied")
                 return real_open(file, *args, **kwargs)
 
-            monkeypatch.setattr("builtins.open", deny)
+            monkeypatch.setattr(os, "open", deny)
             try:
                 return real_read(stat, limits)
             finally:
-                monkeypatch.setattr("builtins.open", real_open)
+                monkeypatch.setattr(os, "open", real_open)
         return real_read(stat, limits)
 
     monkeypatch.setattr(pipeline, "read_bytes", read)
@@ -191,3 +191,49 @@ def test_a_first_run_that_finds_no_photo_reports_zero_and_a_missing_path_is_name
         fresh.index([str(tmp_path / "typo")])
     assert fresh.index([str(empty), str(tmp_path / "typo")]).new == 0  # one root is enough
     fresh.close()
+
+
+def test_broken_links_and_unreadable_folders_are_kept_in_errors_until_mended(
+    library, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (photos / "dangling.jpg").symlink_to(photos / "nowhere.jpg")
+    locked = photos / "things" / "deep"
+    real_scandir = os.scandir
+
+    def deny(path):  # type: ignore[no-untyped-def]
+        if str(path) == str(locked):  # root ignores chmod: the refusal is simulated
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", deny)
+    recorder = Recorder()
+    index(library, photos, recorder=recorder)
+    kept = {failure.path: failure.reason for failure in library.failures()}
+    assert kept == {
+        str(photos / "dangling.jpg"): f"broken link: its target {photos / 'nowhere.jpg'} is gone",
+        str(locked): "cannot list folder: Permission denied; check its permissions",
+    }
+    assert set(kept) <= {path for path, _ in recorder.failures}  # said on the way too
+
+    monkeypatch.undo()
+    (photos / "dangling.jpg").unlink()
+    summary = index(library, photos)
+    assert summary.new == 1  # the rocket in the folder that can be read now
+    assert library.failures() == []  # mended: no longer listed
+
+
+def test_query_images_must_be_regular_files(library, tmp_path: Path) -> None:
+    from searchapp.errors import QueryError
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo), str(tmp_path)):
+        with pytest.raises(QueryError, match="not a photo file"):
+            library.search(image=path)
+
+
+def test_a_folder_filter_that_is_no_folder_says_so(library, photos: Path) -> None:
+    index(library, photos)
+    results = library.search(like=str(photos / "astronaut.jpg"), folder="/nonexistent")
+    assert results.hits == []
+    assert any("--folder /nonexistent is no folder on disk" in note for note in results.notes)

@@ -177,16 +177,34 @@ def test_vanished_and_unreadable_files(tmp_path: Path, monkeypatch: pytest.Monke
 
     locked = tmp_path / "locked.jpg"
     marked_image().save(locked)
-    real_open = open
+    real_open = os.open
 
     def deny(file, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if str(file) == str(locked):
+        if str(file) == str(locked):  # root ignores chmod: the refusal is simulated
             raise PermissionError(13, "Permission denied")
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", deny)
+    monkeypatch.setattr(os, "open", deny)
     with pytest.raises(ImageLoadError, match="permission denied"):
         load_image(stat_of(locked))
+    monkeypatch.undo()
+
+
+def test_devices_and_pipes_are_refused_without_reading_or_waiting(tmp_path: Path) -> None:
+    with pytest.raises(ImageLoadError, match="not a regular file"):
+        load_image(FileStat("/dev/zero", 0, 0))  # read whole, it grew to 4.9 GB in 20 s
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # opened for reading, a pipe with no writer used to wait forever
+    with pytest.raises(ImageLoadError, match="not a regular file"):
+        load_image(stat_of(fifo))
+
+
+def test_a_file_that_grows_past_the_limit_while_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "growing.jpg"
+    marked_image().save(path)
+    small = FileStat(str(path), 10, 0)  # as scanned, before it grew
+    with pytest.raises(ImageLoadError, match="grew past"):
+        load_image(small, limits=LoadLimits(max_file_bytes=100))
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L", "I;16", "CMYK"])

@@ -1,0 +1,154 @@
+"""`searchapp check` and damaged catalogs: problems are named, mended where no encoder is
+needed, and a damaged catalog is never written to."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from searchapp.errors import DamagedCatalogError, LibraryProblemsError
+from searchapp.library import Library
+from tests.conftest import cli_env
+from tests.integration.helpers import index
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "searchapp", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def indexed(tmp_path: Path, photos: Path) -> Path:
+    library = Library(tmp_path / "lib")
+    index(library, photos)
+    library.close()
+    return tmp_path / "lib"
+
+
+def check(library: Path, *flags: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    result = run("check", "--library", str(library), "--json", *flags)
+    return result.returncode, json.loads(result.stdout or "{}")  # none when it cannot open
+
+
+def test_a_sound_library_is_clean(indexed: Path) -> None:
+    code, report = check(indexed)
+    assert code == 0 and report["clean"] and report["findings"] == []
+    assert report["checked"]["photo files"] == 5 and report["checked"]["scene vectors"] == 5
+
+
+def test_broken_index_files_are_found_and_rebuilt(indexed: Path) -> None:
+    (scene,) = indexed.glob("index-scene-g*.faiss")
+    scene.write_bytes(scene.read_bytes()[:100])  # torn
+    (indexed / "index-scene-g0.faiss.tmp99").write_bytes(b"partial")  # a killed save's leftover
+    code, report = check(indexed)
+    assert code == LibraryProblemsError.exit_code
+    assert {f["what"] for f in report["findings"]} == {"index", "leftover"}
+    assert all(f["mendable"] for f in report["findings"])
+    code, report = check(indexed, "--repair")
+    assert code == 0 and report["clean"], report
+    assert any("rebuilt the scene index" in line for line in report["mended"])
+    assert not (indexed / "index-scene-g0.faiss.tmp99").exists()
+
+
+def test_an_index_file_of_other_vectors_is_caught_by_self_lookups(
+    indexed: Path, tmp_path: Path, photos: Path
+) -> None:
+    """Same ids and count, other vectors: only looking the vectors up finds it."""
+    (scene,) = indexed.glob("index-scene-g*.faiss")
+    other = Library(tmp_path / "other")
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(photos, shuffled)
+    names = sorted(shuffled.rglob("*.jpg"))
+    contents = [path.read_bytes() for path in names]
+    for path, data in zip(names, contents[1:] + contents[:1], strict=True):
+        path.write_bytes(data)  # each name now holds another photo; ids are given in order
+    index(other, shuffled)
+    other.close()
+    (their_scene,) = (tmp_path / "other").glob("index-scene-g*.faiss")
+    shutil.copy(their_scene, scene)
+    code, report = check(indexed)
+    assert code == LibraryProblemsError.exit_code
+    assert any("do not find themselves" in f["detail"] for f in report["findings"]), report
+
+
+def test_missing_and_changed_photos_are_named_with_their_fix(indexed: Path, photos: Path) -> None:
+    (photos / "camera.jpg").unlink()
+    with open(photos / "astronaut.jpg", "ab") as file:
+        file.write(b"appended")
+    result = run("check", "--library", str(indexed))
+    assert result.returncode == LibraryProblemsError.exit_code
+    assert f"{photos / 'camera.jpg'} is no longer on disk" in result.stdout
+    assert f"{photos / 'astronaut.jpg'} changed on disk" in result.stdout
+    assert "searchapp index" in result.stdout
+    code, _ = check(indexed, "--repair")  # nothing check may mend: that is index's job
+    assert code == LibraryProblemsError.exit_code
+
+
+def test_a_set_aside_photo_back_home_is_returned_to_search(indexed: Path, photos: Path) -> None:
+    """A kill between an undo's file move and its catalog commit leaves the photo home but
+    set aside; check finds it by its content and --repair returns it."""
+    home = photos / "camera.jpg"
+    library = Library(indexed)
+    moved = library.move_duplicates([str(home)], indexed.parent / "trash")
+    (target,) = [m.target for m in moved.moved]
+    os.replace(target, home)  # as the killed undo left it
+    library.close()
+    code, report = check(indexed)
+    assert code == LibraryProblemsError.exit_code
+    assert [f["what"] for f in report["findings"]] == ["back"]
+    code, report = check(indexed, "--repair")
+    assert code == 0, report
+    with Library(indexed) as reopened:
+        assert reopened.catalog.image_by_path(str(home), set_aside=False) is not None
+
+
+def test_a_file_that_is_no_database_gives_one_clear_message(indexed: Path, photos: Path) -> None:
+    (indexed / "catalog.db").write_bytes(os.urandom(8192))
+    for leftover in ("catalog.db-wal", "catalog.db-shm"):
+        (indexed / leftover).unlink(missing_ok=True)
+    for command in (["stats"], ["rebuild-index"], ["index", str(photos)], ["check"]):
+        result = run(*command, "--library", str(indexed))
+        assert result.returncode == DamagedCatalogError.exit_code, result.stderr
+        assert "Traceback" not in result.stderr
+        assert str(indexed / "catalog.db") in result.stderr and ".recover" in result.stderr
+
+
+def test_a_malformed_catalog_is_marked_and_never_written_until_it_passes(
+    indexed: Path, photos: Path
+) -> None:
+    database = indexed / "catalog.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pristine = database.read_bytes()
+    with open(database, "r+b") as file:  # scribble over the last pages: an index or rows
+        file.seek((pages - 2) * page_size)
+        file.write(b"\xa5" * page_size * 2)
+    code, report = check(indexed)
+    assert code in (DamagedCatalogError.exit_code, LibraryProblemsError.exit_code)
+    if code == LibraryProblemsError.exit_code:  # it opened: the integrity check caught it
+        assert [f["what"] for f in report["findings"]] == ["integrity"]
+    assert (indexed / "catalog.db.damaged").exists()
+
+    database.write_bytes(pristine)  # "recovered" (here: the good copy put back)
+    before = database.read_bytes()
+    refused = run("index", str(photos), "--library", str(indexed))
+    assert refused.returncode == DamagedCatalogError.exit_code, refused.stderr
+    assert "integrity check" in refused.stderr
+    assert database.read_bytes() == before  # not a byte written while marked
+    code, report = check(indexed)
+    assert code == 0 and any("writes allowed again" in line for line in report["mended"])
+    assert run("index", str(photos), "--library", str(indexed)).returncode == 0
