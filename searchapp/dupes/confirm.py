@@ -22,7 +22,7 @@ from searchapp.dupes.groups import UnionFind
 from searchapp.dupes.pixels import PixelComparer, PixelEvidence
 from searchapp.store.dupe_reads import PhotoTable
 
-CHECK_VERSION = 2  # bump when PixelComparer measures differently: old evidence is then ignored
+CHECK_VERSION = 3  # bump when PixelComparer measures differently: old evidence is then ignored
 BATCH_PER_THREAD = 4
 
 

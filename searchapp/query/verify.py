@@ -155,9 +155,16 @@ class Match:
 
 
 class Verifier:
-    def __init__(self, query: Image.Image, decoded_scale: float = 1.0, exact: bool = False):
+    def __init__(
+        self,
+        query: Image.Image,
+        decoded_scale: float = 1.0,
+        exact: bool = False,
+        slide: bool | None = None,
+    ):
         """`query` as decoded, `decoded_scale` displayed pixels of the query file per pixel of
-        it (a large JPEG decodes reduced); `exact`: match it at the size it is."""
+        it (a large JPEG decodes reduced); `exact`: match it at the size it is; `slide`: whether
+        a candidate no homography aligns is slid over (decided on the query at its own size)."""
         import cv2
 
         self.cv2: Any = cv2
@@ -174,6 +181,11 @@ class Verifier:
         self.query = grey
         self.smooth_query = _smooth(cv2, grey)
         self.features = orb_features(grey)
+        # A large textured query that no keypoint aligns has nothing to find by sliding. Its
+        # halvings inherit that: halved to meet a 12 MP candidate, a phone crop looked small and
+        # was slid over every unrelated candidate, 25 ms each
+        small = grey.size <= TEMPLATE_MAX_AREA or len(self.features.keypoints) < 300
+        self.slide = small if slide is None else slide
         self._halved: Verifier | None = None
         halvings = math.floor(math.log2(max(1.0, min(grey.shape) / MIN_QUERY_SIDE)))
         self.max_level = min(MAX_LEVEL, halvings)  # halved, the query keeps MIN_QUERY_SIDE
@@ -189,7 +201,9 @@ class Verifier:
                 half = self.cv2.resize(
                     self.query, None, fx=0.5, fy=0.5, interpolation=self.cv2.INTER_AREA
                 )
-                self._halved = Verifier(Image.fromarray(half), 2.0 / self.scale, exact=True)
+                self._halved = Verifier(
+                    Image.fromarray(half), 2.0 / self.scale, exact=True, slide=self.slide
+                )
         return self._halved.at(level - 1)
 
     def match(self, candidate: np.ndarray) -> Match:
@@ -201,7 +215,7 @@ class Verifier:
             if agreement >= SAME_PIXELS:  # settled: skip the patch-by-patch measure
                 return Match(inliers, agreement)
             return Match(inliers, agreement, residual(self.query, candidate, aligned))
-        if self.query.size > TEMPLATE_MAX_AREA and len(self.features.keypoints) >= 300:
+        if not self.slide:
             return Match(0, 0.0)  # large and textured, and no keypoints agree: nothing to slide
         return Match(0, self._template_agreement(candidate))
 
