@@ -26,12 +26,15 @@ from searchapp.dupes.candidates import HashPairs, hash_pairs, neighbour_pairs
 from searchapp.dupes.confirm import check_all
 from searchapp.dupes.groups import DupeGroup, DupePair, UnionFind, build_groups
 from searchapp.dupes.pixels import CONTAINED, PixelEvidence
-from searchapp.errors import UsageError
-from searchapp.ingest.hashes import VARIANTS
+from searchapp.errors import ImageLoadError, UsageError
+from searchapp.ingest.hashes import VARIANTS, pixel_hash
+from searchapp.ingest.load import load_image
+from searchapp.records import FileStat
 from searchapp.store.catalog import Catalog
 from searchapp.store.dupe_reads import PhotoTable
 
 TIERS = ("exact", "near", "crop", "similar")
+SAME_PIXELS = "exact: same pixels, other file format or metadata"
 DEFAULT_TIERS = ("exact", "near", "crop")
 REGION_KINDS_FOR_CROPS = ("tile", "object")
 
@@ -156,15 +159,23 @@ def find_duplicates(
     if wants_pixels:
         clock = time.monotonic()
 
+        late: dict[int, str] = {}
+
         def on_result(candidate: Any, evidence: PixelEvidence) -> None:
             confirmed = _confirmed(candidate, evidence, options)
-            if confirmed is not None and sets.find(confirmed.a) != sets.find(confirmed.b):
-                add(confirmed)
+            if confirmed is None or sets.find(confirmed.a) == sets.find(confirmed.b):
+                return
+            near = confirmed.tier == "near" and "exact" in options.tiers
+            if near and _same_pixels(table, confirmed.a, confirmed.b, late):
+                confirmed = DupePair(confirmed.a, confirmed.b, "exact", 1.0, SAME_PIXELS)
+            add(confirmed)
 
         known = catalog.pixel_evidence()
         report.checked, fresh = check_all(table, candidates, sets, known, on_result, on_check)
         if fresh:
             catalog.keep_pixel_evidence(fresh)
+        if late:
+            catalog.keep_pixel_hashes({int(table.ids[row]): late[row] for row in late})
         report.seconds["verify"] = time.monotonic() - clock
     if "similar" in options.tiers and len(scenes):
         clock = time.monotonic()
@@ -176,6 +187,26 @@ def find_duplicates(
     report.groups = build_groups(table, report.pairs, keep_paths)
     report.seconds["groups"] = time.monotonic() - clock
     return report
+
+
+def _same_pixels(table: PhotoTable, a: int, b: int, late: dict[int, str]) -> bool:
+    """Whether two photos of one displayed size hold the same pixels. Indexing takes no pixel
+    hash where it decoded a large JPEG reduced, so a lossless PNG of it only came out "near";
+    the missing hashes are taken here from a full decode, once (`late` collects them for the
+    catalog), and only for pairs the pixel check already called near."""
+    if (table.widths[a], table.heights[a]) != (table.widths[b], table.heights[b]):
+        return False
+    for row in (a, b):
+        if table.pixel_hashes[row] is None:
+            stat = FileStat(table.paths[row], int(table.sizes[row]), int(table.mtimes_ns[row]))
+            try:
+                loaded = load_image(stat)
+            except ImageLoadError:
+                return False  # gone or changed since indexing: it stays near
+            if loaded.content_hash != table.content_hashes[row]:
+                return False
+            late[row] = table.pixel_hashes[row] = pixel_hash(loaded.image)
+    return table.pixel_hashes[a] == table.pixel_hashes[b]
 
 
 def _exact_pairs(table: PhotoTable) -> list[DupePair]:
@@ -191,11 +222,7 @@ def _exact_pairs(table: PhotoTable) -> list[DupePair]:
             continue
         first = seen_pixels.setdefault(pixels, row)
         if first != row and table.content_hashes[first] != table.content_hashes[row]:
-            pairs.append(
-                DupePair(
-                    first, row, "exact", 1.0, "exact: same pixels, other file format or metadata"
-                )
-            )
+            pairs.append(DupePair(first, row, "exact", 1.0, SAME_PIXELS))
     return pairs
 
 

@@ -6,6 +6,7 @@ Part of the storage layer (Catalog inherits this), kept apart so each module sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import numpy as np
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import OperationalError
 
+from searchapp.errors import DamagedCatalogError
 from searchapp.records import KnownImage
 from searchapp.store.tables import (
     VECTOR_DTYPE,
@@ -190,6 +192,13 @@ class DupeReads:
                             )
                         )
                     conn.execute(insert(evidence), chunk)
-        except OperationalError:
+        except (OperationalError, DamagedCatalogError):  # a cache: not kept is fine
             return False
         return True
+
+    def keep_pixel_hashes(self, found: dict[int, str]) -> None:
+        """Pixel hashes taken late (dupes), by image id; a cache like the evidence."""
+        with contextlib.suppress(OperationalError, DamagedCatalogError):
+            self.set_hashes(
+                HashUpdate(image_id, None, digest, None) for image_id, digest in found.items()
+            )

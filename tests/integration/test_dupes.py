@@ -300,3 +300,25 @@ def test_second_run_reuses_the_pixel_checks(dupe_library: Library) -> None:
     assert second.checked == 0  # every check's evidence was kept, by content hash
     assert _groups(second) == _groups(first)
     assert [p.reason for p in second.pairs] == [p.reason for p in first.pairs]
+
+
+def test_a_lossless_copy_of_a_large_jpeg_is_exact(tmp_path: Path, sample_dir: Path) -> None:
+    """Indexing decodes a large JPEG reduced and takes no pixel hash from it; its PNG copy
+    holds the very same pixels and must still come out exact (dupes_eval found 8 of 20 such
+    copies called near)."""
+    folder = tmp_path / "large"
+    folder.mkdir()
+    big = sample_image("astronaut").resize((2400, 2400), Image.Resampling.BICUBIC)
+    big.save(folder / "big.jpg", quality=90)
+    Image.open(folder / "big.jpg").save(folder / "big_copy.png")
+    library = Library(tmp_path / "lib")
+    index(library, folder)
+    assert library.catalog.photo_table().pixel_hashes.count(None) == 1  # the reduced JPEG
+
+    report = library.dupes()
+    assert [(pair.tier, pair.reason) for pair in report.pairs] == [
+        ("exact", "exact: same pixels, other file format or metadata")
+    ]
+    assert None not in library.catalog.photo_table().pixel_hashes  # kept: not decoded again
+    assert [pair.tier for pair in library.dupes().pairs] == ["exact"]
+    library.close()
