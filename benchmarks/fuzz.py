@@ -120,7 +120,10 @@ class Target:
 
 
 def input_bytes(case: Any) -> bytes:
-    return case[0] if isinstance(case, tuple) else case
+    """The file of a case: cases are (bytes, min_side) or ((bytes, size), min_side) or bytes."""
+    while not isinstance(case, bytes):
+        case = case[0]
+    return case
 
 
 def commit() -> str:
