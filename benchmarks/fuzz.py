@@ -126,11 +126,13 @@ def input_bytes(case: Any) -> bytes:
     return case
 
 
-def commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    )
-    return done.stdout.strip() or "unknown"
+def git(*command: str) -> str:
+    return subprocess.run(["git", *command], capture_output=True, text=True, cwd=ROOT).stdout
+
+
+def uncommitted() -> list[str]:
+    """searchapp's files that differ from the commit: the run measured them as they were."""
+    return [line[3:] for line in git("status", "--porcelain", "--", "searchapp").splitlines()]
 
 
 def main() -> None:
@@ -142,6 +144,7 @@ def main() -> None:
     parser.add_argument("--no-photos", action="store_true", help="scikit-image's samples only")
     parser.add_argument("--out", type=Path, default=RESULTS / "fuzz.json")
     args = parser.parse_args()
+    changed = uncommitted()  # at the start: the modules are imported once
     # the strategies' repr holds the seed files, megabytes of them: Hypothesis warns, harmlessly
     warnings.filterwarnings("ignore", "Generating overly large repr")
 
@@ -215,7 +218,8 @@ def main() -> None:
     write_result(
         args.out,
         {
-            "commit": commit(),
+            "commit": git("rev-parse", "--short", "HEAD").strip() or "unknown",
+            "uncommitted_searchapp_files": changed,
             "command": " ".join(["python benchmarks/fuzz.py", *sys.argv[1:]]),
             "minutes": round(minutes, 2),
             "seed": args.seed,
