@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import shutil
@@ -38,6 +39,15 @@ from searchapp.store.catalog import Catalog
 
 JOURNAL_VERSION = 2  # 2: signed, with its folder; 1 (unsigned) is still read
 KEY_SETTING = "journal.key"  # the library's secret for signing journals
+KEY_SIGNING_SINCE = "journal.signing_since"  # unix time the key was made
+
+
+def _signing_since(catalog: Catalog) -> float:
+    """When this library began signing journals; inf if it never has."""
+    raw = catalog.get_setting(KEY_SIGNING_SINCE)
+    return float(raw) if raw else math.inf
+
+
 CATALOG_EVERY = 50  # moves per catalog transaction
 
 Commit = Callable[[CatalogBatch], None]  # writes a batch; the library's indexes follow it
@@ -93,6 +103,11 @@ def _move_file(source: str, target: str) -> str | None:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.move(source, target)
     except OSError as exc:
+        if os.path.exists(source) and os.path.lexists(target):
+            # a copy to another disk that failed (full, say) leaves a partial target; the
+            # source is whole, and nothing was at the target before
+            with contextlib.suppress(OSError):
+                os.unlink(target)
         return f"cannot move: {exc.strerror or exc}"
     return None
 
@@ -131,6 +146,7 @@ def _signature(catalog: Catalog, body: dict[str, object], create: bool) -> str |
     key = catalog.get_setting(KEY_SETTING)
     if key is None and create:
         key = secrets.token_hex(32)
+        catalog.set_setting(KEY_SIGNING_SINCE, repr(time.time()))
         catalog.set_setting(KEY_SETTING, key)
     if key is None:
         return None
@@ -148,6 +164,7 @@ def apply_moves(
     if not plan:
         return MoveOutcome([], [], None)  # no journal for a move of nothing
     folder = folder.expanduser().absolute()
+    _signature(catalog, {}, create=True)  # the key first: a journal is dated after signing began
     try:
         folder.mkdir(parents=True, exist_ok=True)
         journal = folder / f"searchapp-dupes-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -161,7 +178,7 @@ def apply_moves(
             "folder": str(folder),
             "moves": [{"from": move.source, "to": move.target} for move in plan],
         }
-        record = {**body, "signature": _signature(catalog, body, create=True)}
+        record = {**body, "signature": _signature(catalog, body, create=False)}
         temporary = journal.with_suffix(".tmp")
         with open(temporary, "w") as out:
             out.write(json.dumps(record, indent=1))
@@ -200,8 +217,19 @@ def read_journal(path: Path, catalog: Catalog) -> Journal:
         folder = Path(record.get("folder") or Path(path).absolute().parent)
     except FileNotFoundError:
         raise JournalError(f"no journal at {path}; {fix}") from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise JournalError(f"{path} is not a searchapp dupes journal ({exc}); {fix}") from None
+    created = record.get("created")
+    created_at = float(created) if isinstance(created, int | float) else math.nan
+    edited_down = version == 1 and ("folder" in record or "signature" in record)
+    if edited_down or (version == 1 and not created_at < _signing_since(catalog)):
+        # unsigned journals predate signing (and had no folder): a version 1 journal dated after
+        # it, or with a signed one's fields, is a signed one edited down. One also back-dated
+        # and stripped cannot be told from a real old one: its entries are still each checked
+        raise JournalError(
+            f"{path} is an unsigned journal dated after this library began signing them: it "
+            "was edited. Nothing was moved"
+        )
     if version == JOURNAL_VERSION:
         body = {key: value for key, value in record.items() if key != "signature"}
         expected = _signature(catalog, body, create=False)
@@ -209,7 +237,7 @@ def read_journal(path: Path, catalog: Catalog) -> Journal:
         if (
             expected is None
             or not isinstance(given, str)
-            or not hmac.compare_digest(expected, given)
+            or not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
         ):
             raise JournalError(
                 f"{path} does not match its signature: it was damaged or edited after `dupes "

@@ -160,7 +160,7 @@ def _exif_facts(image: Image.Image) -> tuple[int, dict[str, Any]]:
         return 1, facts
     try:
         orientation = int(exif.get(ORIENTATION_TAG, 1))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a rational, text, or inf (fuzzing found)
         orientation = 1
     try:
         sub = exif.get_ifd(EXIF_IFD)
