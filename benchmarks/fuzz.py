@@ -144,7 +144,8 @@ def main() -> None:
     parser.add_argument("--no-photos", action="store_true", help="scikit-image's samples only")
     parser.add_argument("--out", type=Path, default=RESULTS / "fuzz.json")
     args = parser.parse_args()
-    changed = uncommitted()  # at the start: the modules are imported once
+    # what is measured is the code as it is now: the modules are imported once
+    commit, changed = git("rev-parse", "--short", "HEAD").strip() or "unknown", uncommitted()
     # the strategies' repr holds the seed files, megabytes of them: Hypothesis warns, harmlessly
     warnings.filterwarnings("ignore", "Generating overly large repr")
 
@@ -218,7 +219,7 @@ def main() -> None:
     write_result(
         args.out,
         {
-            "commit": git("rev-parse", "--short", "HEAD").strip() or "unknown",
+            "commit": commit,
             "uncommitted_searchapp_files": changed,
             "command": " ".join(["python benchmarks/fuzz.py", *sys.argv[1:]]),
             "minutes": round(minutes, 2),

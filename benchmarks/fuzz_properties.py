@@ -47,7 +47,7 @@ EXIF_IFD, GPS_IFD, TAKEN, TAKEN_OFFSET = 0x8769, 0x8825, 0x9003, 0x9011
 
 # Bugs the fuzzer found in searchapp that are still open, each with a strict xfail test in
 # tests/unit/test_fuzz.py: when a fix lands that test passes, and its entry here goes. Those
-# found so far are fixed, and tests there keep them so.
+# found before are fixed, and tests there keep them so.
 @dataclass(frozen=True)
 class Known:
     name: str
@@ -56,8 +56,13 @@ class Known:
     words: str  # in its message
 
 
-KNOWN_BUGS: tuple[Known, ...] = ()
-DOWNGRADE = "known:journal-unsigned-downgrade"  # an edited signed journal read as version 1
+KNOWN_BUGS = (
+    Known("journal-created-past-float", OverflowError, "read_journal", "too large to convert"),
+)
+# A signed journal stripped of its signature and folder, back-dated and marked version 1, is
+# what an old unsigned journal looks like: moves.py reads it, unsigned, by design, and undo
+# checks each of its entries. Counted apart from what is read as it was written.
+LOOKALIKE = "read-as-version-1"
 
 
 def _known_or_raise(exc: Exception) -> str:
@@ -167,8 +172,13 @@ def check_journal(data: bytes, bench: JournalBench, edit_of: bytes | None = None
     if edit_of is None or _canonical(data) == _canonical(edit_of):
         assert journal.signed or edit_of is None
         return "read"
-    if not journal.signed and json.loads(data.decode()).get("version") == 1:
-        return DOWNGRADE
+    record = json.loads(data.decode())
+    if (
+        not journal.signed
+        and record.get("version") == 1
+        and not {"folder", "signature"} & set(record)
+    ):
+        return LOOKALIKE
     raise AssertionError(f"an edited signed journal was read: {data[:400]!r}")
 
 
