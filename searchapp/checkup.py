@@ -203,7 +203,8 @@ def _check_files(catalog: Catalog, result: Checkup) -> None:
                 Finding(
                     "missing",
                     f"{image.path} is no longer on disk",
-                    "searchapp index its folder (drops it), or reconnect the drive",
+                    "reconnect its drive; if a `dupes --apply` was cut short, run its "
+                    "`dupes --undo JOURNAL`; else `searchapp index` its folder drops it",
                     False,
                 )
             )

@@ -255,7 +255,12 @@ def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
             finally:
                 close()
             data["moved"] = [{"from": m.source, "to": m.target} for m in outcome.moved]
+            data["not_moved"] = [
+                {"from": m.source, "to": m.target, "why": why} for m, why in outcome.skipped
+            ]
             data["journal"] = str(outcome.journal) if outcome.journal else None
+            for move, why in outcome.skipped:  # a full disk, a file gone: said, and exit 1
+                console.problem(move.source, why)
         elif args.move_to:
             from searchapp.dupes.moves import plan_moves
 
@@ -277,4 +282,6 @@ def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
                 f"moved {len(data['moved'])} files; undo with: searchapp dupes --undo "
                 f"{shlex.quote(data['journal'])}"
             )
-    return 0
+        if data.get("not_moved"):
+            console.note(f"{len(data['not_moved'])} files could not be moved; they stay in place")
+    return 1 if data.get("not_moved") else 0

@@ -258,7 +258,7 @@ def _refusal(move: PlannedMove, folder: Path, catalog: Catalog) -> str | None:
     try:
         st = os.lstat(moved)
     except OSError:
-        return "not at its moved place"
+        return "neither at its moved place nor at its original one"
     if not stat.S_ISREG(st.st_mode):
         return "refused: not a regular file (a folder or a link)"
     known = catalog.image_by_path(moved, set_aside=True)
@@ -329,6 +329,8 @@ def undo_moves(
             returned.restored.append(restored)
             already.append(move)
             continue
+        if not os.path.lexists(move.source) and os.path.lexists(move.target):
+            continue  # never moved (a run cut short, a full disk), or back already: in place
         why = _refusal(move, journal.folder, catalog)
         if why is None:
             present.append(move)

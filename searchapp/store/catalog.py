@@ -194,8 +194,11 @@ class Catalog(SearchReads, DupeReads, IntegrityChecks):
             return self._get(conn, key)
 
     def set_setting(self, key: str, value: str) -> None:
-        with self.engine.begin() as conn:
-            self._set(conn, key, value)
+        try:
+            with self.engine.begin() as conn:
+                self._set(conn, key, value)
+        except DatabaseError as exc:
+            raise translate_error(exc, self.url) from exc
 
     def encoder_identity(self) -> EncoderIdentity | None:
         raw = self.get_setting("encoder")

@@ -8,6 +8,7 @@ readable.
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
 from sqlalchemy import Engine, delete, func, select
@@ -20,6 +21,20 @@ from searchapp.store.tables import images, labels, regions
 
 WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "ANALYZE"})
 DAMAGE_SIGNS = ("not a database", "malformed", "database disk image", "file is encrypted")
+
+
+FULL_CODES = frozenset({"SQLITE_FULL", "SQLITE_IOERR_SHMSIZE"})
+NO_ROOM = 1 << 20  # free bytes below which an I/O error on the catalog's disk is a full disk
+
+
+def _no_room(url: str) -> bool:
+    database = sqlite_file(url)
+    if database is None:
+        return False
+    try:
+        return shutil.disk_usage(database.parent).free < NO_ROOM
+    except OSError:
+        return False
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -42,7 +57,10 @@ def translate_error(exc: DatabaseError, url: str) -> SearchappError:
     that no later command writes to it."""
     detail = str(exc.orig) if exc.orig is not None else str(exc)
     text = detail.lower()
-    if "disk is full" in text or "disk full" in text:
+    # with a few KiB left, SQLite cannot even map its shared memory: only "disk I/O error"
+    code = getattr(exc.orig, "sqlite_errorname", "")
+    no_room = "disk i/o error" in text and _no_room(url)
+    if "disk is full" in text or "disk full" in text or code in FULL_CODES or no_room:
         return DiskFullError(
             f"disk full while writing the catalog {url}; nothing of this batch was kept. Free "
             "some space and run the same command again to resume"

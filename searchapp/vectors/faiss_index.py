@@ -63,9 +63,15 @@ def search(
 def save_atomic(index: Any, path: Path) -> None:
     """Write to a temporary file, fsync, then rename over the target: never a torn file."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    faiss = _faiss()
     try:
-        _faiss().write_index(index, str(tmp))
-        with open(tmp, "rb") as handle:
+        # written through Python: faiss's own writer only prints a failed close (a full disk),
+        # and an empty file was renamed into place
+        with open(tmp, "wb") as handle:
+            writer = faiss.PyCallbackIOWriter(handle.write)
+            faiss.write_index(index, writer)
+            del writer
+            handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # faiss reports its own I/O errors as RuntimeError
@@ -179,7 +185,9 @@ class IndexStore:
                 self.save(kind, index, generation)
 
     def _remove_other_files(self, kind: str, keep: Path) -> None:
-        for candidate in self.directory.glob(f"index-{kind}-g*.faiss"):
+        """Earlier generations, and the temporary file of a save killed before its rename
+        (saves hold the write lock, so no other save is under way)."""
+        for candidate in self.directory.glob(f"index-{kind}-g*.faiss*"):
             if candidate != keep:
                 with contextlib.suppress(OSError):
                     candidate.unlink()

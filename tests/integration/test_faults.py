@@ -9,12 +9,14 @@ own SQLITE_FULL through max_page_count, the faiss and move errors as they read o
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
 import os
 import queue
 import random
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -49,7 +51,9 @@ CACHE_FINDINGS = {"index", "leftover"}
 # lines "fault: ..." on stderr.
 #   FAULT_FULL_AT  start | apply:N | save:N | move:N: the disk fills before that call
 #   FAULT_FILL     a small filesystem to fill then (root); unset: ENOSPC is injected instead
+#   FAULT_LEAVE    bytes left free on it: a nearly full disk
 #   FAULT_MOVE_PAUSE  seconds each file move waits first, so a kill can land among the moves
+#   FAULT_SAVE_PAUSE  seconds an index save waits once its temporary file is written
 FAULTS = r"""
 import errno, os, shutil, sys, time
 
@@ -62,6 +66,7 @@ from searchapp.store.catalog import Catalog
 full_at = os.environ.get("FAULT_FULL_AT", "")
 fill = os.environ.get("FAULT_FILL")
 move_pause = float(os.environ.get("FAULT_MOVE_PAUSE", "0"))
+save_pause = float(os.environ.get("FAULT_SAVE_PAUSE", "0"))
 calls = {}
 state = {"full": False}
 
@@ -72,7 +77,10 @@ def say(text):
 
 def make_full():
     state["full"] = True
-    if fill:  # the real thing: write until the kernel refuses
+    if fill:  # the real thing: write until the kernel refuses, then give back what is asked
+        reserve = os.path.join(fill, "reserve")
+        with open(reserve, "wb") as out:
+            out.write(bytes(int(os.environ.get("FAULT_LEAVE", "0"))))
         fd = os.open(os.path.join(fill, "filler"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             while True:
@@ -82,6 +90,7 @@ def make_full():
                 raise
         finally:
             os.close(fd)
+        os.unlink(reserve)
     say("disk full")
 
 
@@ -110,7 +119,7 @@ def apply(self, batch):
 
 Catalog.apply = apply
 
-if full_at.partition(":")[0] in ("start", "save"):
+if full_at.partition(":")[0] in ("start", "save") or save_pause:
     import faiss
 
     real_write = faiss.write_index
@@ -120,6 +129,9 @@ if full_at.partition(":")[0] in ("start", "save"):
         if state["full"] and not fill:
             raise RuntimeError(f"write error in {path}: 0 != 4096 (No space left on device)")
         real_write(index, path)
+        if save_pause:
+            say(f"saved {path}")
+            time.sleep(save_pause)
 
     faiss.write_index = write_index
 
@@ -456,9 +468,11 @@ class SmallDisk:
     path: Path
     real: bool  # a tmpfs of its own, filled for real; else the subprocess injects ENOSPC
 
-    def fills(self, at: str) -> dict[str, str]:
-        """The faults of a command during which the disk fills up, before call `at`."""
-        return {"FAULT_FULL_AT": at, **({"FAULT_FILL": str(self.path)} if self.real else {})}
+    def fills(self, at: str, leave: int = 0) -> dict[str, str]:
+        """The faults of a command during which the disk fills up, before call `at`, to `leave`
+        bytes free (a real disk only: an injected full disk is wholly full)."""
+        real = {"FAULT_FILL": str(self.path), "FAULT_LEAVE": str(leave)} if self.real else {}
+        return {"FAULT_FULL_AT": at, **real}
 
     def still_full(self) -> dict[str, str] | None:
         """What a later command needs to meet the disk still full."""
@@ -515,6 +529,14 @@ def test_disk_full_during_index_exits_7_and_resumes_once_freed(
     kept = committed_paths(lib)
     assert 0 < len(kept) < len(expected), kept  # the batches committed before it are kept
 
+    # a read-only query needs no byte of the full disk (issue 16.4)
+    found = searchapp(
+        "search", "--like", kept[0], "-k", "3", "--library", lib, "--json",
+        faults=small_disk.still_full(),
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["results"], found.stdout
+
     small_disk.free()
     resumed = searchapp(*run, "--json")
     assert resumed.returncode == 0, resumed.stderr
@@ -524,13 +546,15 @@ def test_disk_full_during_index_exits_7_and_resumes_once_freed(
     assert sorted(committed_paths(lib)) == expected
 
 
+# nearly full: too little room for SQLite's 32 KiB shared-memory file beside a new catalog
+@pytest.mark.parametrize("leave", [0, 16 << 10], ids=["full", "nearly-full"])
 def test_a_new_library_on_a_full_disk_is_a_disk_full_error(
-    small_disk: SmallDisk, small_photos: Path, tmp_path: Path
+    small_disk: SmallDisk, small_photos: Path, tmp_path: Path, leave: int
 ) -> None:
     photo_folder(small_photos, tmp_path / "photos", 2)
     lib = small_disk.path / "lib"
     run = ("index", tmp_path / "photos", "--library", lib, "--regions", "scene", *INDEX_FLAGS)
-    refused = searchapp(*run, faults=small_disk.fills("start"))
+    refused = searchapp(*run, faults=small_disk.fills("start", leave))
     assert refused.returncode == 7, refused.stderr  # not 1: the message says what to free
     assert "disk full" in error_line(refused) and str(lib) in error_line(refused)
     small_disk.free()
@@ -565,3 +589,78 @@ def test_move_folder_filling_up_loses_no_photo_and_undo_brings_all_back(
     assert_clean(lib)
     stats = json.loads(searchapp("stats", "--library", lib, "--json").stdout)
     assert (stats["images"], stats["set_aside"]) == (18, 0)
+
+
+def test_a_move_that_runs_out_of_space_is_reported(
+    copies_library: tuple[Path, Path], small_disk: SmallDisk
+) -> None:
+    lib = copies_library[0]
+    trash = small_disk.path / "trash"
+    applied = searchapp(
+        "dupes", "--library", lib, "--move-to", trash, "--apply", "--json",
+        faults=small_disk.fills("move:4"),
+    )  # fmt: skip
+    outcome = json.loads(applied.stdout)
+    planned = [p for group in outcome["groups"] for p in group["paths"] if p != group["keep"]]
+    not_moved = sorted(set(planned) - {move["from"] for move in outcome["moved"]})
+    assert len(not_moved) == 9
+    assert applied.returncode == 1, applied.stderr  # as --undo answers a file it skipped
+    for path in not_moved:
+        assert f"searchapp: skipped {path}: cannot move: No space left on device" in (
+            applied.stderr
+        ), applied.stderr
+    kept = {str(trash / move["from"].lstrip(os.sep)) for move in outcome["moved"]}
+    assert set(map(str, (p for p in trash.rglob("*") if p.is_file()))) == kept | {
+        outcome["journal"]
+    }  # no partial copy of a file that did not fit
+    undo = searchapp("dupes", "--library", lib, "--undo", outcome["journal"], "-q")
+    assert undo.returncode == 0, undo.stderr
+
+
+def test_index_killed_while_saving_its_index_file_leaves_no_torn_file_behind(
+    small_photos: Path, tmp_path: Path
+) -> None:
+    """kill -9 between writing the temporary copy of an index file and renaming it in place:
+    the next run that saves the index must not leave the torn copy for ever."""
+    photo_folder(small_photos, tmp_path / "photos", 6)
+    lib = tmp_path / "lib"
+    run = ("index", tmp_path / "photos", "--library", lib, "--regions", "scene", *INDEX_FLAGS)
+    running = Running(*run, faults={"FAULT_SAVE_PAUSE": "120"})
+    running.wait_for_marker("saved")  # the first commit's save: index-scene-g1.faiss.tmpPID
+    running.kill()
+    assert kinds(check(lib)[1]) <= CACHE_FINDINGS
+    resumed = searchapp(*run, "--json")  # the other photos: a run that saves the index again
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["new"] > 0, resumed.stderr
+    assert_clean(lib)
+
+
+def test_an_index_file_that_does_not_fit_is_an_error_not_a_torn_file(
+    small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk faiss reports the failed write of a small index (all of it still in the
+    stdio buffer) only when it closes the file, on stderr, without raising: save_atomic must
+    notice all the same, and leave no file behind."""
+    import faiss
+
+    from searchapp.errors import DiskFullError
+    from searchapp.vectors import ann
+    from searchapp.vectors.faiss_index import save_atomic
+
+    target = small_disk.path / "index-object-g1.faiss"
+    if small_disk.real:
+        with open(small_disk.path / "filler", "ab", buffering=0) as out:
+            try:
+                while True:
+                    out.write(bytes(1 << 16))
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    else:  # what faiss does then: the file is made, the close complains, nothing raises
+
+        def write_and_complain(index: object, path: str) -> None:
+            Path(path).touch()
+            print(f"file {path} close error: No space left on device", file=sys.stderr)
+
+        monkeypatch.setattr(faiss, "write_index", write_and_complain)
+    with pytest.raises(DiskFullError, match=re.escape(target.name)):
+        save_atomic(ann.exact_index(1280), target)
+    assert not list(small_disk.path.glob("index-*"))  # neither in place nor as a temporary
