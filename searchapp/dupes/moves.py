@@ -42,6 +42,16 @@ KEY_SETTING = "journal.key"  # the library's secret for signing journals
 KEY_SIGNING_SINCE = "journal.signing_since"  # unix time the key was made
 
 
+def _timestamp(value: object) -> float:
+    """A journal's date as a float; NaN for anything else (text, a number past any float)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.nan
+    return math.nan
+
+
 def _signing_since(catalog: Catalog) -> float:
     """When this library began signing journals; inf if it never has."""
     raw = catalog.get_setting(KEY_SIGNING_SINCE)
@@ -219,8 +229,7 @@ def read_journal(path: Path, catalog: Catalog) -> Journal:
         raise JournalError(f"no journal at {path}; {fix}") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise JournalError(f"{path} is not a searchapp dupes journal ({exc}); {fix}") from None
-    created = record.get("created")
-    created_at = float(created) if isinstance(created, int | float) else math.nan
+    created_at = _timestamp(record.get("created"))
     edited_down = version == 1 and ("folder" in record or "signature" in record)
     if edited_down or (version == 1 and not created_at < _signing_since(catalog)):
         # unsigned journals predate signing (and had no folder): a version 1 journal dated after

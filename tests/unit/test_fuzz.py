@@ -147,11 +147,9 @@ def test_a_signed_journal_edited_down_to_version_1_is_refused(bench: fuzz.Journa
         read_journal(bench.path, bench.catalog)
 
 
-# ---- bugs the fuzzer found that are still open: when one is fixed its test passes, strict
-# xfail fails it, and the marker goes with its entry in fuzz_properties.KNOWN_BUGS
+# ---- found by the fuzzer, fixed: kept as regressions
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason="read_journal: float(created)")
 def test_a_journal_dated_past_any_float_is_refused(bench: fuzz.JournalBench) -> None:
     record = json.loads(bench.signed)
     record["created"] = 10**400
