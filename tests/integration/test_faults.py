@@ -36,7 +36,7 @@ from tests.conftest import SAMPLES, cli_env
 from tests.integration.helpers import index
 
 REPO = Path(__file__).resolve().parents[2]
-SEED = 16  # the number: every random choice below follows from it
+SEED = int(os.environ.get("SEARCHAPP_FAULTS_SEED", "16"))  # every random choice follows from it
 # a commit per photo: a kill lands between any two of them
 INDEX_FLAGS = (
     "--encoder", "cnn:efficientnet-lite0", "--commit-every", "1", "--batch-size", "1",
