@@ -13,7 +13,6 @@ nothing else is done to it: no command writes to it until it passes again.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from searchapp.ingest.load import content_hash
+from searchapp.ingest.load import holds_content
 from searchapp.records import REGION_KINDS, CatalogBatch, FileStat, Move
 from searchapp.store.catalog import Catalog
 from searchapp.store.integrity import damaged
@@ -251,20 +250,9 @@ def back_home(moved: str, size: int, digest: str) -> str | None:
     parts = Path(moved).parts
     for start in range(1, len(parts) - 1):
         candidate = os.path.join(os.sep, *parts[start + 1 :])
-        if _same_file_content(candidate, size, digest):
+        if holds_content(candidate, size, digest):
             return candidate
     return None
-
-
-def _same_file_content(path: str, size: int, digest: str) -> bool:
-    try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-            return False
-        with open(path, "rb") as file:
-            return content_hash(file.read()) == digest
-    except OSError:
-        return False
 
 
 def mend(

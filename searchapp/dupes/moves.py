@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchapp.errors import JournalError, SearchappError, UsageError
-from searchapp.ingest.load import content_hash
+from searchapp.ingest.load import holds_content
 from searchapp.records import CatalogBatch, FileStat, Move
 from searchapp.store.catalog import Catalog
 
@@ -273,21 +273,11 @@ def _refusal(move: PlannedMove, folder: Path, catalog: Catalog) -> str | None:
     known = catalog.image_by_path(moved, set_aside=True)
     if known is None:  # a move killed before the catalog followed it: the photo is still there
         known = catalog.image_by_path(original, set_aside=False)
-        if known is None or not _same_content(moved, known.size, known.content_hash):
+        if known is None or not holds_content(moved, known.size, known.content_hash):
             return "refused: the catalog knows no photo set aside here"
     if os.path.lexists(original):
         return f"{original} already exists; move it away and run again"
     return None
-
-
-def _same_content(path: str, size: int, digest: str) -> bool:
-    try:
-        if os.stat(path).st_size != size:
-            return False
-        with open(path, "rb") as file:
-            return content_hash(file.read()) == digest
-    except OSError:
-        return False
 
 
 def _already_back(move: PlannedMove, catalog: Catalog) -> Move | None:
@@ -296,14 +286,9 @@ def _already_back(move: PlannedMove, catalog: Catalog) -> Move | None:
     known = catalog.image_by_path(move.source, set_aside=True)
     if known is None or os.path.lexists(move.source):
         return None
-    try:
-        st = os.lstat(move.target)
-    except OSError:
+    if not holds_content(move.target, known.size, known.content_hash):
         return None
-    if not stat.S_ISREG(st.st_mode) or not _same_content(
-        move.target, known.size, known.content_hash
-    ):
-        return None
+    st = os.lstat(move.target)
     return Move(known.id, FileStat(move.target, st.st_size, st.st_mtime_ns))
 
 
