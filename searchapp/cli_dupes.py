@@ -199,6 +199,10 @@ def report_dict(report: Any) -> dict[str, Any]:
     }
 
 
+def _count(number: int, one: str, many: str | None = None) -> str:
+    return f"{number} {one if number == 1 else many or one + 's'}"
+
+
 def _print_groups(data: dict[str, Any]) -> None:
     for number, group in enumerate(data["groups"], 1):
         print(f"group {number}: {len(group['paths'])} photos; keep {shown(group['keep'])}")
@@ -207,7 +211,8 @@ def _print_groups(data: dict[str, Any]) -> None:
             print(f"  {shown(pair['a'])}\n    ~ {shown(pair['b'])}\n    {shown(pair['reason'])}")
     summary = data["summary"]
     print(
-        f"{summary['groups']} groups, {summary['copies']} copies beyond the kept photos, "
+        f"{_count(summary['groups'], 'group')}, {_count(summary['copies'], 'copy', 'copies')} "
+        "beyond the kept photos, "
         f"among {summary['photos']} photos"
     )
 
@@ -215,7 +220,7 @@ def _print_groups(data: dict[str, Any]) -> None:
 def _print_moves(outcome: Any, console: Console, verb: str) -> None:
     for move, why in outcome.skipped:
         console.problem(move.source, why)
-    console.note(f"{verb} {len(outcome.moved)} files; {len(outcome.skipped)} skipped")
+    console.note(f"{verb} {_count(len(outcome.moved), 'file')}; {len(outcome.skipped)} skipped")
 
 
 def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
@@ -279,7 +284,7 @@ def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
             console.note("nothing to move")
         elif "journal" in data:
             print(
-                f"moved {len(data['moved'])} files; undo with: searchapp dupes --undo "
+                f"moved {_count(len(data['moved']), 'file')}; undo with: searchapp dupes --undo "
                 f"{shlex.quote(data['journal'])}"
             )
         if data.get("not_moved"):

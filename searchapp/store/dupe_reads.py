@@ -53,6 +53,8 @@ class PhotoTable:
     mtimes_ns: np.ndarray
     formats: list[str]
     has_camera: np.ndarray  # bool: EXIF names a camera make or model
+    cameras: list[str]  # "make model" from EXIF; "" where it names none
+    taken_from_exif: np.ndarray  # bool: taken_at is the EXIF capture time, not the mtime
     content_hashes: list[str]
     pixel_hashes: list[str | None]
     phashes: np.ndarray  # (n, 64) uint8; rows of zeros where has_phash is False
@@ -76,6 +78,7 @@ class DupeReads:
                 images.c.blur,
                 images.c.colourfulness,
                 images.c.taken_at,
+                images.c.taken_source,
                 images.c.mtime_ns,
                 images.c.format,
                 images.c.camera_make,
@@ -117,6 +120,10 @@ class DupeReads:
             formats=[r.format for r in rows],
             has_camera=np.fromiter(
                 (bool(r.camera_make or r.camera_model) for r in rows), dtype=bool, count=n
+            ),
+            cameras=[f"{r.camera_make or ''} {r.camera_model or ''}".strip() for r in rows],
+            taken_from_exif=np.fromiter(
+                (r.taken_source == "exif" for r in rows), dtype=bool, count=n
             ),
             content_hashes=[r.content_hash for r in rows],
             pixel_hashes=[r.pixel_hash for r in rows],

@@ -101,6 +101,7 @@ def _table(
     formats: list[str] | None = None,
     camera: list[bool] | None = None,
     mtimes: list[int] | None = None,
+    exif: list[bool] | None = None,
 ) -> PhotoTable:
     n = len(widths)
     return PhotoTable(
@@ -115,6 +116,8 @@ def _table(
         mtimes_ns=np.array(mtimes or [0] * n, dtype=np.int64),
         formats=formats or ["JPEG"] * n,
         has_camera=np.array(camera or [False] * n),
+        cameras=["Camera" if known else "" for known in camera or [False] * n],
+        taken_from_exif=np.array(exif or [False] * n),
         content_hashes=[str(i) for i in range(n)],
         pixel_hashes=[None] * n,
         phashes=np.zeros((n, 64), np.uint8),
@@ -199,3 +202,17 @@ def test_a_png_original_is_kept_over_its_later_jpeg_resave() -> None:
     table = _table([200, 200], [600.0, 640.0], [1.0, 1.0], formats=["PNG", "JPEG"], mtimes=[10, 20])
     keep, why = choose_keeper(table, [0, 1], set())
     assert keep == 0 and "the oldest file" in why
+
+
+def test_two_exposures_are_never_copies() -> None:
+    """Both EXIF-dated: another second or another camera is another shot, whatever the pixels
+    (an iPhone and a Pixel shot of one view aligned like a crop on the real phone photos)."""
+    from searchapp.dupes.find import _separate_exposures
+
+    table = _table([9] * 4, [1.0] * 4, [100.0, 117.0, 100.0, 100.0], exif=[True, True, True, False])
+    assert _separate_exposures(table, 0, 1)  # 17 s apart
+    assert not _separate_exposures(table, 0, 2)  # one moment, one camera: a copy, or a burst
+    assert not _separate_exposures(table, 1, 3)  # a copy that lost its EXIF
+    table.cameras[2] = "Google Pixel 5"
+    table.cameras[0] = "Apple iPhone 11"
+    assert _separate_exposures(table, 0, 2)  # one second, two cameras
