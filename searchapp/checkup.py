@@ -23,7 +23,7 @@ import numpy as np
 from searchapp.ingest.load import holds_content
 from searchapp.records import REGION_KINDS, CatalogBatch, FileStat, Move
 from searchapp.store.catalog import Catalog
-from searchapp.store.integrity import damaged
+from searchapp.store.integrity import damaged, sqlite_file
 from searchapp.vectors import ann
 from searchapp.vectors.faiss_index import IndexStore, load
 
@@ -34,7 +34,7 @@ SELF_LOOKUPS = 200  # per kind: enough to catch a file of other vectors, cheap a
 class Finding:
     what: str  # a short name: integrity, index, orphans, unsearchable, missing, changed, ...
     detail: str  # one line for people, naming the file
-    fix: str  # what mends it: "check --repair" or the command to run
+    fix: str  # what mends it: "searchapp check --repair" or the command to run
     mendable: bool  # by `check --repair`, without re-embedding
     subject: str = ""  # the file or region kind it is about, for the repair
 
@@ -58,8 +58,11 @@ class Checkup:
         }
 
 
-def examine(catalog: Catalog, store: Callable[[], IndexStore] | None, directory: Path) -> Checkup:
-    """Everything `check` looks at; `store` is None when the library has no vectors yet."""
+Stores = Callable[[], IndexStore | None]  # the library's indexes; None while it has no vectors
+
+
+def examine(catalog: Catalog, stores: Stores, directory: Path) -> Checkup:
+    """Everything `check` looks at. `stores` is asked only once the catalog proved sound."""
     result = Checkup()
     problems = catalog.integrity_problems()
     if problems:
@@ -70,10 +73,24 @@ def examine(catalog: Catalog, store: Callable[[], IndexStore] | None, directory:
         result.findings.append(Finding("integrity", str(error), "see the message", False))
         return result
     if catalog.mark_sound():
-        result.mended.append(f"{catalog.url} passes SQLite's integrity check: writes allowed again")
+        where = sqlite_file(catalog.url) or catalog.url
+        result.mended.append(f"{where} passes SQLite's integrity check: writes allowed again")
     _check_rows(catalog, result)
+    store = stores()
     if store is not None:
-        _check_indexes(catalog, store(), directory, result)
+        _check_indexes(catalog, store, directory, result)
+    else:  # no vectors, so no index file belongs here (a catalog replaced by an empty one?)
+        for leftover in sorted(directory.glob("index-*.faiss*")):
+            result.findings.append(
+                Finding(
+                    "leftover",
+                    f"{leftover} holds vectors, but the catalog has none (replaced by an empty "
+                    "one?)",
+                    "searchapp check --repair removes it; `searchapp index` your folders again",
+                    True,
+                    str(leftover),
+                )
+            )
     _check_files(catalog, result)
     return result
 
@@ -85,7 +102,7 @@ def _check_rows(catalog: Catalog, result: Checkup) -> None:
             Finding(
                 "orphans",
                 f"{lost_regions} regions and {lost_labels} labels belong to no photo",
-                "check --repair deletes them",
+                "searchapp check --repair deletes them",
                 True,
             )
         )
@@ -94,8 +111,9 @@ def _check_rows(catalog: Catalog, result: Checkup) -> None:
             Finding(
                 "unsearchable",
                 f"{image.path} has no scene vector: no search can find it",
-                "check --repair drops its row; then `searchapp index` its folder",
+                "searchapp check --repair drops its row; then `searchapp index` its folder",
                 True,
+                image.path,
             )
         )
 
@@ -113,7 +131,7 @@ def _check_indexes(catalog: Catalog, store: IndexStore, directory: Path, result:
                 Finding(
                     "index",
                     f"{kind}: {problem}",
-                    "check --repair rebuilds it",
+                    "searchapp check --repair rebuilds it",
                     True,
                     kind,
                 )
@@ -125,7 +143,7 @@ def _check_indexes(catalog: Catalog, store: IndexStore, directory: Path, result:
                 Finding(
                     "leftover",
                     f"{leftover} is no current index file (an earlier generation or a torn write)",
-                    "check --repair removes it",
+                    "searchapp check --repair removes it",
                     True,
                     str(leftover),
                 )
@@ -147,7 +165,7 @@ def _index_problem(
     try:
         index = load(path, mapped=True)
     except RuntimeError as exc:
-        return f"{path} is unreadable ({str(exc).splitlines()[0]})"
+        return f"{path} is unreadable (torn or not an index file: {_short(exc)})"
     held = np.sort(ann.stored_ids(index))
     if index.ntotal != saved_count or not np.array_equal(held, np.sort(ids)):
         extra = len(np.setdiff1d(held, ids))
@@ -157,6 +175,12 @@ def _index_problem(
             f"{extra} in it are not in the catalog"
         )
     return _self_lookups(catalog, index, kind, store.dim, path)
+
+
+def _short(exc: Exception) -> str:
+    """faiss's C++ message, whose last clause says what failed, cut to fit a line."""
+    text = str(exc).splitlines()[0]
+    return text.rsplit("Error:", 1)[-1].strip()[:80]
 
 
 def _self_lookups(catalog: Catalog, index: Any, kind: str, dim: int, path: Path) -> str | None:
@@ -205,6 +229,7 @@ def _check_files(catalog: Catalog, result: Checkup) -> None:
                     "reconnect its drive; if a `dupes --apply` was cut short, run its "
                     "`dupes --undo JOURNAL`; else `searchapp index` its folder drops it",
                     False,
+                    image.path,
                 )
             )
             continue
@@ -215,6 +240,7 @@ def _check_files(catalog: Catalog, result: Checkup) -> None:
                     f"{image.path} changed on disk since it was indexed",
                     "searchapp index its folder",
                     False,
+                    image.path,
                 )
             )
     aside = catalog.set_aside_photos()
@@ -228,17 +254,20 @@ def _check_files(catalog: Catalog, result: Checkup) -> None:
                 Finding(
                     "back",
                     f"{home} is back from the move folder but still set aside as {image.path}",
-                    "check --repair returns it to search",
+                    "searchapp check --repair returns it to search",
                     True,
+                    home,
                 )
             )
         else:
             result.findings.append(
                 Finding(
-                    "missing",
-                    f"{image.path} (set aside by dupes --move-to) is no longer on disk",
-                    "restore it from the move folder, or searchapp index its original folder",
-                    False,
+                    "gone",
+                    f"{image.path} (a copy set aside by dupes --move-to) is no longer on disk",
+                    "searchapp check --repair forgets it, if you deleted the set-aside copies; "
+                    "else put it back in the move folder",
+                    True,
+                    image.path,
                 )
             )
 
@@ -257,7 +286,7 @@ def back_home(moved: str, size: int, digest: str) -> str | None:
 
 def mend(
     catalog: Catalog,
-    store: Callable[[], IndexStore] | None,
+    stores: Stores,
     commit: Callable[[CatalogBatch], None],
     found: Checkup,
 ) -> list[str]:
@@ -279,6 +308,11 @@ def mend(
         ids = [image.id for image in catalog.images_without_scene()]
         commit(CatalogBatch(deleted_ids=ids))
         done.append(f"dropped {len(ids)} photos without a scene vector; index their folders")
+    gone = [f.subject for f in found.findings if f.what == "gone"]
+    if gone:
+        ids = [image.id for image in catalog.set_aside_photos() if image.path in set(gone)]
+        commit(CatalogBatch(deleted_ids=ids))  # their vectors left the indexes when set aside
+        done.append(f"forgot {len(ids)} set-aside copies no longer on disk")
     returned = CatalogBatch()
     for image in catalog.set_aside_photos():
         home = (
@@ -292,7 +326,8 @@ def mend(
             done.append(f"returned {home} to search")
     if not returned.is_empty():
         commit(returned)
-    if kinds and store is not None:
-        store().rebuild_all(sorted(kinds))
+    store = stores() if kinds else None
+    if store is not None:
+        store.rebuild_all(sorted(kinds))
         done.append(f"rebuilt the {', '.join(sorted(kinds))} index from the catalog")
     return done

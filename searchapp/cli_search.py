@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 from searchapp.console import Console, table
@@ -74,7 +75,17 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     output.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
     shape = output.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="JSON output")
-    shape.add_argument("--paths-only", action="store_true", help="one path per line, for pipes")
+    shape.add_argument(
+        "--paths-only",
+        action="store_true",
+        help="one path per line, for pipes (a control character or backslash escaped)",
+    )
+    shape.add_argument(
+        "--null",
+        "-0",
+        action="store_true",
+        help="the paths exactly, each ended by a NUL byte, for xargs -0",
+    )
     output.add_argument(
         "--regions", action="store_true", help="list the best region hits, not aggregated"
     )
@@ -109,6 +120,16 @@ def _query_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def _print_paths(args: argparse.Namespace, paths: list[str]) -> None:
+    if args.null:  # every name byte for byte, whatever it holds
+        sys.stdout.flush()
+        sys.stdout.buffer.write(b"".join(os.fsencode(path) + b"\0" for path in paths))
+        sys.stdout.buffer.flush()
+        return
+    for path in paths:
+        print(listed(path))
+
+
 def _region_text(hit: Any) -> str:
     label = f" {hit.label}" if hit.label else ""
     return f"{hit.kind} {list(hit.bbox)}{label}"
@@ -125,9 +146,8 @@ def _print_regions(args: argparse.Namespace, results: Any) -> int:
     ]
     if args.json:
         print(json.dumps({"mode": results.mode, "regions": regions}))
-    elif args.paths_only:
-        for region in regions:
-            print(listed(region["path"]))
+    elif args.paths_only or args.null:
+        _print_paths(args, [region["path"] for region in regions])
     else:
         rows = [
             (str(rank), f"{r['score']:.3f}", str(r["path"]), _region_text(hit))
@@ -170,9 +190,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         }
         print(json.dumps(payload))
         return 0
-    if args.paths_only:
-        for hit in results:
-            print(listed(hit.path))
+    if args.paths_only or args.null:
+        _print_paths(args, [hit.path for hit in results])
         return 0
     if not results.hits:
         console.note("no results: nothing matched (check the filters, or index more photos)")

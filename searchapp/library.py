@@ -359,7 +359,10 @@ class Library:
     def check(self, repair: bool = False) -> Checkup:
         """Is the library consistent (checkup.py); with `repair`, mend what needs no encoder
         and look again."""
-        store = self.indexes if self.encoder_identity is not None else None
+
+        def store() -> IndexStore | None:  # asked after the integrity check, not before
+            return self.indexes() if self.encoder_identity is not None else None
+
         found = examine(self.catalog, store, self.directory)
         if not (repair and any(finding.mendable for finding in found.findings)):
             return found

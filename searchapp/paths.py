@@ -8,11 +8,13 @@ A name may also hold a newline or another control character, which splits a one-
 - `stored` / `from_stored`: the catalog's form. Each surrogate byte becomes `\\xNN` and each
   backslash `\\\\`, character by character, so it is valid UTF-8, reversible, and keeps the
   order and prefixes that folder queries rely on (store.tables.under).
-- `shown`: for people. Control characters and undecodable bytes are written as escapes, so a
-  report stays one line per file; the JSON output carries the exact name.
+- `shown`: for people. Control characters, backslashes and undecodable bytes are written as
+  escapes, so a report stays one line per file and two names never print alike; the JSON
+  output carries the exact name.
 - `listed`: for `--paths-only`, read by other programs: undecodable bytes are written as the
   bytes they are (stdout uses surrogateescape), so the next program opens the file; control
-  characters are still escaped, so each line is one file.
+  characters and backslashes are still escaped, so each line is one file (`--null` writes
+  every name exactly).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import re
 _SURROGATE_BYTES = (0xDC80, 0xDCFF)
 _NEEDS_STORING = re.compile(r"[\\\ud800-\udfff]")
 _STORED_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
-_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# a backslash is escaped too, so that "new\\nline.jpg" and a name holding a newline differ
+_UNSHOWABLE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL = re.compile(r"[\\\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
 
 def _store_char(match: re.Match[str]) -> str:

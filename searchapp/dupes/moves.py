@@ -87,6 +87,8 @@ def plan_moves(paths_to_move: list[str], folder: Path) -> list[PlannedMove]:
             "--move-to / would move every file onto itself; pass a folder for the set-aside "
             "copies, e.g. --move-to ~/searchapp-set-aside"
         )
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--move-to {folder} is a file; pass a folder for the set-aside copies")
     return [PlannedMove(path, target_for(path, folder)) for path in sorted(set(paths_to_move))]
 
 

@@ -121,6 +121,7 @@ class Catalog(SearchReads, DupeReads, IntegrityChecks):
         if self.damaged:
             event.remove(self.engine, "before_cursor_execute", self._refuse_writes)
             self.damaged = False
+            self._check_and_migrate(True)  # skipped while marked: an empty replacement has none
         return was
 
     def refuse_if_damaged(self) -> None:

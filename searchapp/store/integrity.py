@@ -20,7 +20,14 @@ from searchapp.records import KnownImage
 from searchapp.store.tables import images, labels, regions
 
 WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "ANALYZE"})
-DAMAGE_SIGNS = ("not a database", "malformed", "database disk image", "file is encrypted")
+# "no such table": a catalog without searchapp's tables, such as an empty recovery put in place
+DAMAGE_SIGNS = (
+    "not a database",
+    "malformed",
+    "database disk image",
+    "file is encrypted",
+    "no such table",
+)
 
 
 FULL_CODES = frozenset({"SQLITE_FULL", "SQLITE_IOERR_SHMSIZE"})
@@ -57,21 +64,22 @@ def translate_error(exc: DatabaseError, url: str) -> SearchappError:
     that no later command writes to it."""
     detail = str(exc.orig) if exc.orig is not None else str(exc)
     text = detail.lower()
+    where = sqlite_file(url) or url
     # with a few KiB left, SQLite cannot even map its shared memory: only "disk I/O error"
     code = getattr(exc.orig, "sqlite_errorname", "")
     no_room = "disk i/o error" in text and _no_room(url)
     if "disk is full" in text or "disk full" in text or code in FULL_CODES or no_room:
         return DiskFullError(
-            f"disk full while writing the catalog {url}; nothing of this batch was kept. Free "
+            f"disk full while writing the catalog {where}; nothing of this batch was kept. Free "
             "some space and run the same command again to resume"
         )
     if "locked" in text:
         return LibraryBusyError(
-            f"the catalog {url} is locked by another process; wait for it to finish"
+            f"the catalog {where} is locked by another process; wait for it to finish"
         )
     if any(sign in text for sign in DAMAGE_SIGNS):
         return damaged(url, detail)
-    return SearchappError(f"cannot use the catalog {url}: {detail}")
+    return SearchappError(f"cannot use the catalog {where}: {detail}")
 
 
 def damaged(url: str, detail: str) -> DamagedCatalogError:
@@ -83,9 +91,11 @@ def damaged(url: str, detail: str) -> DamagedCatalogError:
             marker.write_text(f"{detail}\n")
     return DamagedCatalogError(
         f"the catalog {database} is damaged ({detail}); searchapp will not write to it. Your "
-        f"photos are untouched. Recover what SQLite can: `sqlite3 {database} .recover | sqlite3 "
-        f"recovered.db`, put recovered.db in its place, then run `searchapp check`; or index "
-        "the photos into a new library (--library NEWDIR)"
+        f"photos are untouched. Recover what SQLite can: `sqlite3 {database} .dump | sqlite3 "
+        "recovered.db` (or .recover in place of .dump); if `sqlite3 recovered.db 'select "
+        "count(*) from images'` counts your photos, move catalog.db and its -wal and -shm files "
+        "aside, put recovered.db in as catalog.db and run `searchapp check --repair`. Otherwise "
+        "index the photos into a new library (--library NEWDIR)"
     )
 
 

@@ -152,3 +152,36 @@ def test_a_malformed_catalog_is_marked_and_never_written_until_it_passes(
     code, report = check(indexed)
     assert code == 0 and any("writes allowed again" in line for line in report["mended"])
     assert run("index", str(photos), "--library", str(indexed)).returncode == 0
+
+
+def test_set_aside_copies_the_user_deleted_are_forgotten_on_repair(
+    indexed: Path, photos: Path
+) -> None:
+    """Deleting the move folder once its copies were reviewed is normal: check names each, and
+    --repair forgets them (their vectors left the indexes when they were set aside)."""
+    library = Library(indexed)
+    library.move_duplicates([str(photos / "camera.jpg")], indexed.parent / "trash")
+    library.close()
+    shutil.rmtree(indexed.parent / "trash")
+    code, report = check(indexed)
+    assert code == LibraryProblemsError.exit_code
+    (finding,) = report["findings"]
+    assert finding["what"] == "gone" and finding["mendable"]
+    assert finding["subject"] == str(indexed.parent / "trash") + str(photos / "camera.jpg")
+    code, report = check(indexed, "--repair")
+    assert code == 0, report
+    assert run("stats", "--library", str(indexed), "--json").returncode == 0
+
+
+def test_an_empty_catalog_put_in_place_is_not_called_clean(indexed: Path) -> None:
+    """A failed recovery leaves an empty catalog.db beside index files that hold vectors: check
+    must say so, not call an empty library clean."""
+    (indexed / "catalog.db").write_bytes(b"")
+    for leftover in ("catalog.db-wal", "catalog.db-shm"):
+        (indexed / leftover).unlink(missing_ok=True)
+    (indexed / "catalog.db.damaged").write_text("integrity check: test\n")
+    code, report = check(indexed)
+    assert code == LibraryProblemsError.exit_code
+    assert {f["what"] for f in report["findings"]} == {"leftover"}
+    code, report = check(indexed, "--repair")
+    assert code == 0 and not list(indexed.glob("index-*.faiss")), report

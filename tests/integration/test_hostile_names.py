@@ -20,6 +20,7 @@ HOSTILE = [
     "caf\u00e9-nfc.jpg".encode(),
     "cafe\u0301-nfc.jpg".encode(),  # the same name in NFD: a different file on Linux
     b"tab\tand\x1b[31mescape.jpg",
+    b"new\\nline.jpg",  # a backslash and an n: must not print like the newline above
 ]
 
 
@@ -68,6 +69,12 @@ def test_hostile_names_are_indexed_found_and_printed_on_one_line(
     listed = run("search", "--like", str(folder / "ok.jpg"), "--library", library, "-k", "20",
                  "--paths-only")  # fmt: skip
     assert os.path.join(os.fsencode(folder), LATIN1) in listed.stdout.splitlines()  # as bytes
+    assert len(set(lines)) == len(lines)  # no two files print alike
+
+    exact = run("search", "--like", str(folder / "ok.jpg"), "--library", library, "-k", "20",
+                "--null")  # fmt: skip
+    names = exact.stdout.split(b"\0")[:-1]
+    assert sorted(names) == sorted(os.path.join(os.fsencode(folder), name) for name in HOSTILE)
 
     errors = run("errors", "--library", library)
     assert errors.stdout.decode("utf-8").splitlines() == [

@@ -55,9 +55,11 @@ def test_shown_is_one_line_and_names_the_bytes() -> None:
     assert shown("/p/" + os.fsdecode(b"caf\xe9.jpg")) == "/p/caf\\xe9.jpg"
     assert shown("a\tb\x1b[31mred") == "a\\tb\\x1b[31mred"  # no terminal escapes either
     assert shown("/p/caf\u00e9.jpg") == "/p/caf\u00e9.jpg"  # real Unicode is left alone
+    assert shown("/p/new\\nline.jpg") != shown("/p/new\nline.jpg")  # two files, two lines
 
 
 def test_listed_keeps_bytes_for_the_next_program_but_not_newlines() -> None:
     latin = "/p/" + os.fsdecode(b"caf\xe9.jpg")
     assert listed(latin) == latin
     assert listed("/p/a\nb.jpg") == "/p/a\\nb.jpg"
+    assert listed("/p/a\\nb.jpg") == "/p/a\\\\nb.jpg"
