@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from searchapp.dupes.moves import already_back
 from searchapp.ingest.load import holds_content
-from searchapp.records import REGION_KINDS, CatalogBatch, FileStat, Move
+from searchapp.records import REGION_KINDS, CatalogBatch
 from searchapp.store.catalog import Catalog
 from searchapp.store.integrity import damaged, sqlite_file
 from searchapp.vectors import ann
@@ -264,9 +265,9 @@ def _check_files(catalog: Catalog, result: Checkup) -> None:
                 Finding(
                     "gone",
                     f"{image.path} (a copy set aside by dupes --move-to) is no longer on disk",
-                    "searchapp check --repair forgets it, if you deleted the set-aside copies; "
-                    "else put it back in the move folder",
-                    True,
+                    "if its drive is unplugged, plug it in; if you deleted the set-aside "
+                    "copies, `searchapp check --repair --forget-deleted-copies` forgets them",
+                    False,  # an unplugged drive looks the same: only the user can tell
                     image.path,
                 )
             )
@@ -289,6 +290,7 @@ def mend(
     stores: Stores,
     commit: Callable[[CatalogBatch], None],
     found: Checkup,
+    forget_deleted_copies: bool = False,
 ) -> list[str]:
     """Repair what `examine` found mendable; what was done, one line each."""
     done: list[str] = []
@@ -308,7 +310,7 @@ def mend(
         ids = [image.id for image in catalog.images_without_scene()]
         commit(CatalogBatch(deleted_ids=ids))
         done.append(f"dropped {len(ids)} photos without a scene vector; index their folders")
-    gone = [f.subject for f in found.findings if f.what == "gone"]
+    gone = [f.subject for f in found.findings if f.what == "gone" and forget_deleted_copies]
     if gone:
         ids = [image.id for image in catalog.set_aside_photos() if image.path in set(gone)]
         commit(CatalogBatch(deleted_ids=ids))  # their vectors left the indexes when set aside
@@ -320,9 +322,7 @@ def mend(
             if os.path.lexists(image.path)
             else back_home(image.path, image.size, image.content_hash)
         )
-        if home is not None:
-            st = os.stat(home)
-            returned.restored.append(Move(image.id, FileStat(home, st.st_size, st.st_mtime_ns)))
+        if home is not None and already_back(image.path, home, catalog, returned):
             done.append(f"returned {home} to search")
     if not returned.is_empty():
         commit(returned)

@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="mend what needs no re-embedding (index files, orphan rows, photos back from "
         "a move), then check again",
     )
+    check.add_argument(
+        "--forget-deleted-copies",
+        action="store_true",
+        help="with --repair: forget the set-aside copies no longer on disk (after you deleted "
+        "them; an unplugged drive looks the same)",
+    )
     check.add_argument("--json", action="store_true", help="JSON output")
 
     sub.add_parser(
@@ -344,10 +350,12 @@ def cmd_errors(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
-    from searchapp.errors import LibraryProblemsError
+    from searchapp.errors import LibraryProblemsError, UsageError
 
     with _open(args) as lib:
-        result = lib.check(repair=args.repair)
+        if args.forget_deleted_copies and not args.repair:
+            raise UsageError("--forget-deleted-copies is a kind of --repair; give both")
+        result = lib.check(repair=args.repair, forget_deleted_copies=args.forget_deleted_copies)
     if args.json:
         print(json.dumps(result.as_dict()))
     else:

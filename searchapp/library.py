@@ -356,22 +356,25 @@ class Library:
             self.indexes().rebuild_all(list(REGION_KINDS))
             return sum(self.catalog.region_count(kind) for kind in REGION_KINDS)
 
-    def check(self, repair: bool = False) -> Checkup:
+    def check(self, repair: bool = False, forget_deleted_copies: bool = False) -> Checkup:
         """Is the library consistent (checkup.py); with `repair`, mend what needs no encoder
-        and look again."""
+        and look again, holding the write lock throughout so that no run changes what was
+        found before it is mended."""
 
         def store() -> IndexStore | None:  # asked after the integrity check, not before
             return self.indexes() if self.encoder_identity is not None else None
 
-        found = examine(self.catalog, store, self.directory)
-        if not (repair and any(finding.mendable for finding in found.findings)):
-            return found
+        if not repair:
+            return examine(self.catalog, store, self.directory)
         with self.writing():
+            found = examine(self.catalog, store, self.directory)
             try:
-                mended = found.mended + mend(self.catalog, store, self._commit, found)
+                mended = found.mended + mend(
+                    self.catalog, store, self._commit, found, forget_deleted_copies
+                )
             finally:
                 self._save_indexes()
-        again = examine(self.catalog, store, self.directory)
+            again = examine(self.catalog, store, self.directory)
         again.mended = mended + again.mended
         return again
 

@@ -62,7 +62,8 @@ def _show_char(match: re.Match[str]) -> str:
         return _NAMED[char]
     if _SURROGATE_BYTES[0] <= code <= _SURROGATE_BYTES[1]:
         return f"\\x{code - 0xDC00:02x}"  # the byte the name holds
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    # \xNN is an undecodable byte; a C1 control character (U+0080-U+009F) shows as \uNNNN
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
 
 
 def shown(text: str) -> str:

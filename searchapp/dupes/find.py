@@ -166,11 +166,11 @@ def find_duplicates(
             confirmed = _confirmed(candidate, evidence, options)
             if confirmed is None or sets.find(confirmed.a) == sets.find(confirmed.b):
                 return
-            if _separate_exposures(table, confirmed.a, confirmed.b):
-                return  # another shot of the scene, which only the "similar" tier reports
             near = confirmed.tier == "near" and "exact" in options.tiers
             if near and _same_pixels(table, confirmed.a, confirmed.b, late):
                 confirmed = DupePair(confirmed.a, confirmed.b, "exact", 1.0, SAME_PIXELS)
+            elif _separate_exposures(table, confirmed.a, confirmed.b):
+                return  # another shot of the scene, which only the "similar" tier reports
             add(confirmed)
 
         known = catalog.pixel_evidence()

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from searchapp.errors import JournalError, SearchappError, UsageError
 from searchapp.ingest.load import holds_content
+from searchapp.paths import stored
 from searchapp.records import CatalogBatch, FileStat, Move
 from searchapp.store.catalog import Catalog
 
@@ -259,13 +260,33 @@ def read_journal(path: Path, catalog: Catalog) -> Journal:
     return Journal(folder, moves, signed=version == JOURNAL_VERSION)
 
 
-def _refusal(move: PlannedMove, folder: Path, catalog: Catalog) -> str | None:
-    """Why undo must not move this file back (move.source: the moved place), or None."""
+def _layout_refusal(move: PlannedMove, folder: Path) -> str | None:
+    """Why an entry is no move this folder could have made (move.source: the moved place)."""
     moved, original = move.source, move.target
+    if not (_plain_name(moved) and _plain_name(original)):
+        return "refused: not a file name (a NUL byte, or text no file system holds)"
     if not os.path.isabs(original) or os.path.normpath(original) != original:
         return f"refused: {original} is not a plain absolute path"
     if moved != target_for(original, folder):
         return f"refused: not the place a move of {original} into {folder} makes"
+    real_folder = os.path.realpath(folder)
+    if not os.path.realpath(os.path.dirname(moved)).startswith(real_folder + os.sep):
+        return f"refused: a linked folder leads out of {folder}"
+    return None
+
+
+def _plain_name(path: str) -> bool:
+    try:
+        os.fsencode(path)
+        stored(path)
+    except (UnicodeError, ValueError):
+        return False
+    return "\0" not in path
+
+
+def _refusal(move: PlannedMove, catalog: Catalog) -> str | None:
+    """Why undo must not move this file back, its layout being sound; or None."""
+    moved, original = move.source, move.target
     try:
         st = os.lstat(moved)
     except OSError:
@@ -282,16 +303,22 @@ def _refusal(move: PlannedMove, folder: Path, catalog: Catalog) -> str | None:
     return None
 
 
-def _already_back(move: PlannedMove, catalog: Catalog) -> Move | None:
-    """A photo a killed undo moved back before its catalog commit: the catalog still has it
-    set aside at the moved place, and its original place holds the same content."""
-    known = catalog.image_by_path(move.source, set_aside=True)
-    if known is None or os.path.lexists(move.source):
-        return None
-    if not holds_content(move.target, known.size, known.content_hash):
-        return None
-    st = os.lstat(move.target)
-    return Move(known.id, FileStat(move.target, st.st_size, st.st_mtime_ns))
+def already_back(moved: str, original: str, catalog: Catalog, returned: CatalogBatch) -> bool:
+    """A photo a killed undo moved back before its catalog commit (or that its owner moved
+    back): the catalog still has it set aside at the moved place, and its original place holds
+    the same content. Its row returns to search; or, where `index` has given the file a row of
+    its own meanwhile, the set-aside row goes. Added to `returned`; whether it was."""
+    known = catalog.image_by_path(moved, set_aside=True)
+    if known is None or os.path.lexists(moved):
+        return False
+    if not holds_content(original, known.size, known.content_hash):
+        return False
+    if catalog.image_by_path(original) is not None:
+        returned.deleted_ids.append(known.id)
+        return True
+    st = os.lstat(original)
+    returned.restored.append(Move(known.id, FileStat(original, st.st_size, st.st_mtime_ns)))
+    return True
 
 
 def _remove_empty_folders(start: str, folder: Path) -> None:
@@ -320,14 +347,16 @@ def undo_moves(
     already: list[PlannedMove] = []
     returned = CatalogBatch()
     for move in back:
-        restored = _already_back(move, catalog)
-        if restored is not None:
-            returned.restored.append(restored)
+        why = _layout_refusal(move, journal.folder)
+        if why is not None:
+            refused.append((move, why))
+            continue
+        if already_back(move.source, move.target, catalog, returned):
             already.append(move)
             continue
         if not os.path.lexists(move.source) and os.path.lexists(move.target):
             continue  # never moved (a run cut short, a full disk), or back already: in place
-        why = _refusal(move, journal.folder, catalog)
+        why = _refusal(move, catalog)
         if why is None:
             present.append(move)
         else:

@@ -240,7 +240,8 @@ class IndexRun:
         entries = list(scan(roots, problems.append))
         if self.only is not None:
             entries = [entry for entry in entries if entry.stat.path in self.only]
-        unreachable = [p.path for p in problems]
+        # a folder we could not read keeps its rows; a broken link is no folder
+        unreachable = [p.path for p in problems if not os.path.islink(p.path)]
         for problem in problems:
             if os.path.lexists(problem.path):  # kept for `searchapp errors` until mended
                 self._record_failure(_problem_stat(problem.path), problem.reason, None)

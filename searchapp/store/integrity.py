@@ -130,8 +130,9 @@ class IntegrityChecks:
 
     def delete_orphans(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(labels).where(labels.c.region_id.not_in(select(regions.c.id))))
+            # regions first: their labels are then orphans too
             conn.execute(delete(regions).where(regions.c.image_id.not_in(select(images.c.id))))
+            conn.execute(delete(labels).where(labels.c.region_id.not_in(select(regions.c.id))))
 
     def images_without_scene(self) -> list[KnownImage]:
         """Photos with no scene region: no search can find them."""

@@ -166,9 +166,11 @@ def test_set_aside_copies_the_user_deleted_are_forgotten_on_repair(
     code, report = check(indexed)
     assert code == LibraryProblemsError.exit_code
     (finding,) = report["findings"]
-    assert finding["what"] == "gone" and finding["mendable"]
+    assert finding["what"] == "gone" and not finding["mendable"]  # or is the drive unplugged?
     assert finding["subject"] == str(indexed.parent / "trash") + str(photos / "camera.jpg")
     code, report = check(indexed, "--repair")
+    assert code == LibraryProblemsError.exit_code  # only the user can say they deleted them
+    code, report = check(indexed, "--repair", "--forget-deleted-copies")
     assert code == 0, report
     assert run("stats", "--library", str(indexed), "--json").returncode == 0
 
@@ -185,3 +187,22 @@ def test_an_empty_catalog_put_in_place_is_not_called_clean(indexed: Path) -> Non
     assert {f["what"] for f in report["findings"]} == {"leftover"}
     code, report = check(indexed, "--repair")
     assert code == 0 and not list(indexed.glob("index-*.faiss")), report
+
+
+def test_a_photo_back_home_that_index_gave_a_row_of_its_own_loses_the_set_aside_row(
+    indexed: Path, photos: Path
+) -> None:
+    """Moved back by hand, then indexed: the file has a row of its own; repair and undo must
+    drop the set-aside row, not point it at a path that has one (a unique-path crash)."""
+    home = photos / "camera.jpg"
+    library = Library(indexed)
+    outcome = library.move_duplicates([str(home)], indexed.parent / "trash")
+    (target,) = [m.target for m in outcome.moved]
+    os.replace(target, home)
+    index(library, photos)  # the file is new to search: a row of its own
+    library.close()
+    code, report = check(indexed, "--repair")
+    assert code == 0, report
+    with Library(indexed) as reopened:
+        assert reopened.stats().set_aside == 0
+        assert reopened.catalog.image_by_path(str(home)) is not None

@@ -90,7 +90,14 @@ def test_undo_moves_only_set_aside_photos_from_inside_the_move_folder(  # type: 
     link = trash / "link.jpg"  # a symlink to a photo
     link.symlink_to(next(iter(moves.values())))
     entries = [{"from": source, "to": target} for source, target in moves.items()]
+    elsewhere = tmp_path / "elsewhere"  # a folder inside DIR that links out of it
+    (elsewhere / "p").mkdir(parents=True)
+    (elsewhere / "p" / "x.jpg").write_bytes(b"not to be moved")
+    (trash / "linked").symlink_to(elsewhere)
     hostile = [
+        {"from": "/linked/p/x.jpg", "to": str(trash / "linked" / "p" / "x.jpg")},
+        {"from": "/nul\u0000.jpg", "to": str(trash) + "/nul\u0000.jpg"},
+        {"from": "/half\ud800.jpg", "to": str(trash) + "/half\ud800.jpg"},
         {"from": str(tmp_path / "stolen.txt"), "to": str(outsider)},
         {"from": "/elsewhere/stray.jpg", "to": str(stray)},
         {"from": "/tmp/some-folder", "to": str(folder)},
@@ -105,6 +112,7 @@ def test_undo_moves_only_set_aside_photos_from_inside_the_move_folder(  # type: 
     assert all(os.path.exists(source) for source in moves)
     assert outsider.read_text() == "keep me" and not (tmp_path / "stolen.txt").exists()
     assert stray.exists() and folder.is_dir() and link.is_symlink()
+    assert (elsewhere / "p" / "x.jpg").exists() and not Path("/linked").exists()
     reasons = [why for _, why in outcome.skipped]
     assert len(reasons) == len(hostile) and all("refused" in why for why in reasons)
     assert trash.is_dir() and (trash / "tmp").is_dir()  # no folder at or above DIR removed

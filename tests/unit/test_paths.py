@@ -56,6 +56,7 @@ def test_shown_is_one_line_and_names_the_bytes() -> None:
     assert shown("a\tb\x1b[31mred") == "a\\tb\\x1b[31mred"  # no terminal escapes either
     assert shown("/p/caf\u00e9.jpg") == "/p/caf\u00e9.jpg"  # real Unicode is left alone
     assert shown("/p/new\\nline.jpg") != shown("/p/new\nline.jpg")  # two files, two lines
+    assert shown("/p/\x85.jpg") != shown("/p/" + os.fsdecode(b"\x85.jpg"))  # C1 against a byte
 
 
 def test_listed_keeps_bytes_for_the_next_program_but_not_newlines() -> None:
