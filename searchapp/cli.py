@@ -411,7 +411,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _dispatch(args: argparse.Namespace) -> int:
     console = Console(args.quiet, args.verbose)
     # a name that is not UTF-8 is written as its own bytes (paths.listed), not as a crash
-    sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # absent where a caller redirected
+    if reconfigure is not None:
+        reconfigure(errors="surrogateescape")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # kill: stop as cleanly as Ctrl-C
     from searchapp.errors import SearchappError
 

@@ -97,3 +97,16 @@ def test_index_of_only_missing_paths_creates_no_library(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "nothing to index" in done.stderr and str(tmp_path / "nope") in done.stderr
     assert not library.exists()
+
+
+def test_main_runs_with_a_redirected_stdout(tmp_path: Path) -> None:
+    """A caller (a benchmark, a notebook) may swap sys.stdout for a StringIO, which has no
+    reconfigure(): the command must still run and print there."""
+    import contextlib
+    import io
+
+    Library(tmp_path / "lib").close()
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        code = main(["check", "--library", str(tmp_path / "lib"), "--json"])
+    assert code == 0 and json.loads(captured.getvalue())["clean"]
