@@ -92,7 +92,12 @@ def read_bytes(stat: FileStat, limits: LoadLimits) -> bytes:
                 raise ImageLoadError(
                     stat.path, "not a regular file (a device, pipe or socket); pass a photo file"
                 )
-            data = handle.read(limits.max_file_bytes + 1)  # /dev/zero-like files never end
+            # at most the limit: a file may grow while read. Asked for the size it has (a read
+            # of the whole limit allocates it: 1 ms a file), then for any more
+            size = min(os.fstat(handle.fileno()).st_size, limits.max_file_bytes)
+            data = handle.read(size + 1)
+            if len(data) > size:
+                data += handle.read(limits.max_file_bytes + 1 - len(data))
     except FileNotFoundError:
         raise ImageLoadError(stat.path, "file vanished during the run") from None
     except PermissionError:
