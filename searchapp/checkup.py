@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from searchapp.dupes.moves import already_back
-from searchapp.ingest.load import holds_content
+from searchapp.dupes.moves import already_back, original_place
 from searchapp.records import REGION_KINDS, CatalogBatch
 from searchapp.store.catalog import Catalog
 from searchapp.store.integrity import damaged, sqlite_file
@@ -249,7 +248,7 @@ def _check_files(catalog: Catalog, result: Checkup) -> None:
     for image in aside:
         if os.path.lexists(image.path):
             continue
-        home = back_home(image.path, image.size, image.content_hash)
+        home = original_place(image.path, image.size, image.content_hash)
         if home is not None:
             result.findings.append(
                 Finding(
@@ -271,18 +270,6 @@ def _check_files(catalog: Catalog, result: Checkup) -> None:
                     image.path,
                 )
             )
-
-
-def back_home(moved: str, size: int, digest: str) -> str | None:
-    """Where a set-aside copy sits again: a move keeps the original path below the move folder
-    (DIR/photos/a.jpg for /photos/a.jpg), so the original is one of the path's tails, and the
-    one holding the same content is it."""
-    parts = Path(moved).parts
-    for start in range(1, len(parts) - 1):
-        candidate = os.path.join(os.sep, *parts[start + 1 :])
-        if holds_content(candidate, size, digest):
-            return candidate
-    return None
 
 
 def mend(
@@ -320,7 +307,7 @@ def mend(
         home = (
             None
             if os.path.lexists(image.path)
-            else back_home(image.path, image.size, image.content_hash)
+            else original_place(image.path, image.size, image.content_hash)
         )
         if home is not None and already_back(image.path, home, catalog, returned):
             done.append(f"returned {home} to search")

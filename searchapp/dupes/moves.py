@@ -81,6 +81,18 @@ def target_for(path: str, folder: Path) -> str:
     return str(folder.absolute() / path.lstrip(os.sep))
 
 
+def original_place(moved: str, size: int, digest: str) -> str | None:
+    """Where a set-aside copy sits again, without its journal: target_for keeps the original
+    path below the move folder, so the original is one of the moved path's tails, and the one
+    holding the same content is it."""
+    parts = Path(moved).parts
+    for start in range(1, len(parts) - 1):
+        candidate = os.path.join(os.sep, *parts[start + 1 :])
+        if holds_content(candidate, size, digest):
+            return candidate
+    return None
+
+
 def plan_moves(paths_to_move: list[str], folder: Path) -> list[PlannedMove]:
     folder = folder.expanduser()
     if os.path.normpath(folder.absolute()) == os.sep:

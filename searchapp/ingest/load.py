@@ -88,13 +88,14 @@ def read_bytes(stat: FileStat, limits: LoadLimits) -> bytes:
     try:
         # non-blocking, so that opening a named pipe cannot hang; a regular file ignores it
         with open(os.open(stat.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            if not S_ISREG(os.fstat(handle.fileno()).st_mode):
+            opened = os.fstat(handle.fileno())
+            if not S_ISREG(opened.st_mode):
                 raise ImageLoadError(
                     stat.path, "not a regular file (a device, pipe or socket); pass a photo file"
                 )
             # at most the limit: a file may grow while read. Asked for the size it has (a read
             # of the whole limit allocates it: 1 ms a file), then for any more
-            size = min(os.fstat(handle.fileno()).st_size, limits.max_file_bytes)
+            size = min(opened.st_size, limits.max_file_bytes)
             data = handle.read(size + 1)
             if len(data) > size:
                 data += handle.read(limits.max_file_bytes + 1 - len(data))
