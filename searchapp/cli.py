@@ -149,6 +149,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     options = IndexOptions(
         regions=regions,
         skip_low_quality=args.skip_low_quality,
+        regions_later=args.regions_later,
         workers=workers,
         batch_size=args.batch_size,
         commit_every=args.commit_every,
@@ -182,6 +183,19 @@ def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
             dynamic_ncols=True,
         )
 
+    def on_regions(to_make: int) -> None:
+        if "bar" in bar:
+            bar["bar"].close()
+        console.detail(f"every new photo is searchable by its scene; {to_make} wait for regions")
+        bar["bar"] = tqdm(
+            total=to_make,
+            unit="img",
+            desc="regions",
+            file=sys.stderr,
+            disable=console.quiet,
+            dynamic_ncols=True,
+        )
+
     def on_advance(n: int) -> None:
         if "bar" in bar:
             bar["bar"].update(n)
@@ -195,7 +209,9 @@ def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
         if "bar" in bar:
             bar["bar"].close()
 
-    callbacks = IndexCallbacks(on_plan=on_plan, on_advance=on_advance, on_failure=on_failure)
+    callbacks = IndexCallbacks(
+        on_plan=on_plan, on_regions=on_regions, on_advance=on_advance, on_failure=on_failure
+    )
     return callbacks, close
 
 
@@ -218,6 +234,20 @@ def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib
             f"in {took} ({summary.embedded} embedded{kept_out}, "
             f"{summary.images_per_second:.1f} images/s)"
         )
+        if summary.with_regions or summary.regions_pending:
+            scenes = (
+                f"searchable by scene after {summary.scene_seconds:.1f} s "
+                f"({summary.scene_images_per_second:.1f} images/s); "
+                if summary.embedded
+                else ""
+            )
+            waiting = (
+                f"; {summary.regions_pending} still wait: run `searchapp index` on the same "
+                "folders to make them"
+                if summary.regions_pending
+                else ""
+            )
+            print(f"{scenes}objects and tiles made for {summary.with_regions}{waiting}")
         if summary.failed:
             print("failed files: `searchapp errors` lists them with their reasons")
     if summary.interrupted:
@@ -303,6 +333,7 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
         "quality": stats.quality,
         "low_quality": stats.low_quality,
         "set_aside": stats.set_aside,
+        "regions_pending": stats.regions_pending,
     }
     if args.json:
         print(json.dumps(data))
@@ -324,6 +355,11 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
             ("quality", quality or "not measured"),
             ("low quality", f"{stats.low_quality} kept out of the vectors"),
             ("set aside", f"{stats.set_aside} copies moved away by `dupes --move-to`"),
+            (
+                "waiting",
+                f"{stats.regions_pending} photos searchable by scene, waiting for objects and "
+                "tiles (`searchapp index` makes them)",
+            ),
             ("failures", str(stats.failures)),
             ("encoder", encoder.describe() if encoder else "none yet"),
             (

@@ -162,6 +162,12 @@ def index_flags(parser: argparse.ArgumentParser) -> None:
         help="local checkpoint for a torchvision detector instead of the torch hub cache",
     )
     parser.add_argument(
+        "--regions-later",
+        action="store_true",
+        help="embed only the scenes now (scene-only speed); objects and tiles are made by the "
+        "next run without this flag, and `searchapp stats` counts the photos waiting",
+    )
+    parser.add_argument(
         "--skip-low-quality",
         action="store_true",
         help="keep blurry, dark, washed-out or flat photos out of the vectors (still listed)",

@@ -165,7 +165,7 @@ class Library:
         self._identity = identity
 
     def _holds_photos(self) -> bool:
-        in_search, set_aside, _, _ = self.catalog.counts()
+        in_search, set_aside, _, _, _ = self.catalog.counts()
         return bool(in_search or set_aside or self.catalog.get_setting("reindex.pending"))
 
     def _forget_encoder(self) -> None:
@@ -478,7 +478,7 @@ class Library:
         return self.catalog.all_failures()
 
     def stats(self) -> LibraryStats:
-        n_images, n_aside, by_kind, n_failures = self.catalog.counts()
+        n_images, n_aside, by_kind, n_failures, n_pending = self.catalog.counts()
         db_path = self.catalog.database_path()
         catalog_bytes = 0
         if db_path is not None:
@@ -500,6 +500,7 @@ class Library:
             quality=quality,
             low_quality=low_quality,
             set_aside=n_aside,
+            regions_pending=n_pending,
         )
 
 

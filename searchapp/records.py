@@ -30,6 +30,7 @@ class ImageMeta:
     phash: bytes | None = None  # ingest.hashes.phash_variants of the displayed photo
     pixel_hash: str | None = None  # set when the photo was decoded at full resolution
     colourfulness: float | None = None  # Hasler-Suesstrunk; 0 for greyscale
+    regions_pending: str | None = None  # kinds still to embed after the scene ("object,tile")
 
 
 @dataclass
@@ -91,6 +92,27 @@ class Copy:
 
 
 @dataclass(frozen=True)
+class PendingImage:
+    """A photo whose scene is embedded and whose other region kinds are still to come."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    kinds: tuple[str, ...]
+
+
+@dataclass
+class RegionsAdded:
+    """The region stage's output for photos of one content: the same regions go to each."""
+
+    image_ids: list[int]
+    regions: list[RegionData]
+    still_pending: str | None = None  # kinds this run did not make
+
+
+@dataclass(frozen=True)
 class Failure:
     stat: FileStat
     reason: str
@@ -109,6 +131,7 @@ class CatalogBatch:
     deleted_ids: list[int] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     cleared_failures: list[str] = field(default_factory=list)
+    regions_added: list[RegionsAdded] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
@@ -121,6 +144,7 @@ class CatalogBatch:
             or self.deleted_ids
             or self.failures
             or self.cleared_failures
+            or self.regions_added
         )
 
 
@@ -176,6 +200,7 @@ class LibraryStats:
     quality: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> percentiles
     low_quality: int = 0  # photos kept out of the vectors by --skip-low-quality
     set_aside: int = 0  # copies moved away by `dupes --move-to`, out of search until undone
+    regions_pending: int = 0  # photos searchable by their scene, still waiting for their regions
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,23 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from searchapp.detect.registry import create_detector
 from searchapp.errors import ImageLoadError
+from searchapp.ingest.encoding import LazyModel as LazyModel
+from searchapp.ingest.encoding import PreparedCut, embed, prepare
 from searchapp.ingest.hashes import photo_hashes
-from searchapp.ingest.load import LoadedImage, LoadLimits, content_hash, decode, read_bytes
+from searchapp.ingest.load import content_hash, decode, read_bytes
 from searchapp.ingest.quality import measure
-from searchapp.ingest.regions import RegionCut, RegionOptions, cut_regions, object_regions
+from searchapp.ingest.region_stage import RegionStage
+from searchapp.ingest.regions import scene_regions
+from searchapp.ingest.run_options import IndexCallbacks as IndexCallbacks
+from searchapp.ingest.run_options import IndexOptions as IndexOptions
+from searchapp.ingest.run_options import IndexSummary as IndexSummary
 from searchapp.ingest.scan import ScanProblem, scan
 from searchapp.interrupts import held_interrupts
 from searchapp.records import (
-    BBox,
     CatalogBatch,
     Copy,
     Failure,
@@ -38,82 +41,11 @@ from searchapp.records import (
     KnownImage,
     Move,
     NewImage,
-    RegionData,
 )
 from searchapp.vectors.faiss_index import IndexStore, commit_batch
 
 if TYPE_CHECKING:
     from searchapp.store.catalog import Catalog
-
-
-@dataclass(frozen=True)
-class IndexOptions:
-    workers: int = max(1, os.cpu_count() or 1)
-    batch_size: int = 32
-    commit_every: int = 256  # images per catalog transaction
-    commit_seconds: float = 15.0
-    index_save_seconds: float = 120.0
-    limits: LoadLimits = field(default_factory=LoadLimits)
-    regions: RegionOptions = field(default_factory=RegionOptions)
-    skip_low_quality: bool = False  # flagged photos are listed but get no vectors
-
-    def decode_side(self, input_size: int) -> int:
-        """Decode big enough for every region kind produced, and no bigger."""
-        return self.regions.decode_side(input_size)
-
-
-@dataclass
-class IndexSummary:
-    new: int = 0
-    changed: int = 0
-    moved: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    embedded: int = 0
-    reused: int = 0  # copies whose vectors were cloned from identical bytes
-    low_quality: int = 0  # listed without vectors (--skip-low-quality)
-    seconds: float = 0.0
-    model_seconds: float = 0.0  # of `seconds`, loading the encoder and the detector
-    interrupted: bool = False
-
-    @property
-    def images_per_second(self) -> float:
-        """The rate to extrapolate from: loading the models is paid once a run, not per photo."""
-        working = self.seconds - self.model_seconds
-        return self.embedded / working if working > 0 else 0.0
-
-    def as_dict(self) -> dict[str, float | int | bool]:
-        data: dict[str, float | int | bool] = {
-            key: getattr(self, key)
-            for key in ("new", "changed", "moved", "deleted", "unchanged", "failed")
-        }
-        data.update(
-            embedded=self.embedded,
-            reused=self.reused,
-            low_quality=self.low_quality,
-            seconds=round(self.seconds, 3),
-            model_seconds=round(self.model_seconds, 3),
-            images_per_second=round(self.images_per_second, 2),
-            interrupted=self.interrupted,
-        )
-        return data
-
-
-@dataclass
-class IndexCallbacks:
-    on_plan: Callable[[int, int], None] | None = None  # (files found, files to read)
-    on_advance: Callable[[int], None] | None = None
-    on_failure: Callable[[str, str], None] | None = None  # (path, reason)
-
-
-@dataclass
-class _Cut:
-    kind: str
-    bbox: BBox
-    label: str | None
-    label_score: float | None
-    array: np.ndarray
 
 
 @dataclass
@@ -122,33 +54,8 @@ class _ReadResult:
     previous: KnownImage | None
     content_hash: str | None = None
     meta: ImageMeta | None = None
-    cuts: list[_Cut] = field(default_factory=list)
+    cuts: list[PreparedCut] = field(default_factory=list)
     error: str | None = None
-    awaiting_detection: LoadedImage | None = None  # decoded pixels, kept until objects are cut
-
-
-class LazyModel:
-    """A model loaded on first use (a run with nothing new loads none), once across threads."""
-
-    def __init__(self, loader: Callable[[], Any]):
-        import threading
-
-        self._loader = loader
-        self._encoder: Any = None
-        self._lock = threading.Lock()
-        self.seconds = 0.0  # spent loading, reported apart from the run's throughput
-
-    def get(self) -> Any:
-        with self._lock:
-            if self._encoder is None:
-                started = time.monotonic()
-                self._encoder = self._loader()
-                self.seconds = time.monotonic() - started
-            return self._encoder
-
-
-def _prepare(cut: RegionCut, model: Any) -> _Cut:
-    return _Cut(cut.kind, cut.bbox, cut.label, cut.label_score, model.preprocess(cut.image))
 
 
 def _read(
@@ -164,7 +71,8 @@ def _read(
         if digest in known_hashes:
             return _ReadResult(stat, previous, digest)
         model = encoder.get()
-        side = options.decode_side(model.input_size)
+        # the scene alone: objects and tiles follow in the region stage, once all is searchable
+        side = model.input_size
         loaded = decode(data, stat, min_side=side, limits=options.limits, digest=digest)
         quality = measure(loaded.image)
         phash, full_pixels = photo_hashes(loaded)
@@ -178,12 +86,12 @@ def _read(
             quality_flag=flag,
             phash=phash,
             pixel_hash=full_pixels,
+            regions_pending=",".join(options.later_kinds) or None,
         )
         if flag is not None:
-            return _ReadResult(stat, previous, digest, meta, [])
-        cuts = [_prepare(c, model) for c in cut_regions(loaded, options.regions)]
-        detect = "object" in options.regions.kinds and options.regions.detector != "none"
-        return _ReadResult(stat, previous, digest, meta, cuts, None, loaded if detect else None)
+            return _ReadResult(stat, previous, digest, replace(meta, regions_pending=None), [])
+        cuts = [prepare(cut, model) for cut in scene_regions(loaded, options.regions)]
+        return _ReadResult(stat, previous, digest, meta, cuts)
     except ImageLoadError as exc:
         return _ReadResult(stat, previous, error=exc.reason)
     except MemoryError:
@@ -247,11 +155,7 @@ class IndexRun:
                 self._record_failure(_problem_stat(problem.path), problem.reason, None)
             else:  # a mistyped folder argument: said now, not kept
                 self._fail_note(problem.path, problem.reason)
-        live_roots = [
-            os.path.abspath(os.path.expanduser(r))
-            for r in roots
-            if os.path.exists(os.path.expanduser(r))
-        ]
+        live_roots = self._live(roots)
         known = self.catalog.images_under(live_roots) if live_roots else {}
         known_failures = self.catalog.failures_under(live_roots) if live_roots else {}
         seen: set[str] = set()
@@ -284,6 +188,14 @@ class IndexRun:
         if self.cb.on_plan:
             self.cb.on_plan(len(entries), len(work))
         return work, missing
+
+    @staticmethod
+    def _live(roots: list[str]) -> list[str]:
+        return [
+            os.path.abspath(os.path.expanduser(r))
+            for r in roots
+            if os.path.exists(os.path.expanduser(r))
+        ]
 
     # ---- outcomes --------------------------------------------------------------------------
 
@@ -343,29 +255,8 @@ class IndexRun:
         if not self.to_encode:
             return
         model = self.encoder.get()
-        self._cut_objects(model)
-        arrays = [cut.array for result in self.to_encode for cut in result.cuts]
-        vectors: list[np.ndarray] = []
-        labels: list[list[tuple[str, float]]] = []
-        for start in range(0, len(arrays), self.options.batch_size):
-            encoded = model.encode(np.stack(arrays[start : start + self.options.batch_size]))
-            vectors.extend(encoded.vectors)
-            labels.extend(encoded.labels or [[] for _ in range(len(encoded.vectors))])
-        position = 0
-        for result in self.to_encode:
-            regions = []
-            for cut in result.cuts:
-                regions.append(
-                    RegionData(
-                        cut.kind,
-                        cut.bbox,
-                        vectors[position],
-                        cut.label,
-                        cut.label_score,
-                        labels[position],
-                    )
-                )
-                position += 1
+        encoded = embed(model, [result.cuts for result in self.to_encode], self.options.batch_size)
+        for result, regions in zip(self.to_encode, encoded, strict=True):
             assert result.content_hash is not None and result.meta is not None
             replaces = result.previous.id if result.previous is not None else None
             if replaces is not None:
@@ -382,30 +273,19 @@ class IndexRun:
         self.to_encode = []
         self.pending_cuts = 0
 
-    def _cut_objects(self, model: Any) -> None:
-        """Detect objects in the waiting photos and add their regions, one detector call."""
-        waiting = [(r, r.awaiting_detection) for r in self.to_encode if r.awaiting_detection]
-        if not waiting:
-            return
-        detector = self.detector.get()
-        if detector is not None:
-            found = detector.detect([loaded.image for _, loaded in waiting])
-            for (result, loaded), detections in zip(waiting, found, strict=True):
-                cuts = object_regions(loaded, detections)
-                result.cuts.extend(_prepare(cut, model) for cut in cuts)
-        for result, _ in waiting:
-            result.awaiting_detection = None
-
     def _commit(self, force_save: bool = False) -> None:
         self._encode_pending()
         with held_interrupts():  # the catalog and the indexes move as one
-            if not self.batch.is_empty():
-                self.generation = commit_batch(
-                    self.catalog, self.indexes, self.batch, self.generation
-                )
+            self._write(self.batch, force_save)
             self.batch = CatalogBatch()
             self.batch_images = 0
             self.doomed.clear()
+
+    def _write(self, batch: CatalogBatch, force_save: bool = False) -> None:
+        """Commit a batch (either stage's), and save the indexes when asked or due."""
+        with held_interrupts():
+            if not batch.is_empty():
+                self.generation = commit_batch(self.catalog, self.indexes, batch, self.generation)
             self.last_commit = time.monotonic()
             due = time.monotonic() - self.last_save > self.options.index_save_seconds
             # a library that has never stored a vector has no encoder, hence no index to save
@@ -435,7 +315,14 @@ class IndexRun:
                 if image.id not in self.claimed:
                     self._doom(image.id)
                     self.summary.deleted += 1
-            self._commit(force_save=True)
+            self._commit(force_save=True)  # every new photo is searchable by its scene now
+            self.summary.scene_seconds = time.monotonic() - started
+            self.summary.scene_model_seconds = self.encoder.seconds
+            if self.options.later_kinds and not self.options.regions_later:
+                stage = RegionStage(
+                    self.catalog, self.encoder, self.detector, self.options, self.cb, self.summary
+                )
+                stage.run(roots, self._write)
         except KeyboardInterrupt:
             self.summary.interrupted = True
             self.to_encode = []  # decoded but not encoded: the next run redoes them
@@ -443,6 +330,12 @@ class IndexRun:
         finally:
             self.summary.seconds = time.monotonic() - started
             self.summary.model_seconds = self.encoder.seconds + self.detector.seconds
+            if not self.summary.scene_seconds:  # interrupted before the scenes were done
+                self.summary.scene_seconds = self.summary.seconds
+                self.summary.scene_model_seconds = self.encoder.seconds
+        live = self._live(roots)
+        if self.options.later_kinds and live:
+            self.summary.regions_pending = len(self.catalog.awaiting_regions(live))
         return self.summary
 
     def _process(

@@ -33,10 +33,9 @@ from searchapp.errors import (
 from searchapp.records import (
     CatalogBatch,
     EncoderIdentity,
-    FileStat,
     KnownFailure,
     KnownImage,
-    Move,
+    PendingImage,
     VectorDelta,
 )
 from searchapp.store.dupe_reads import DupeReads
@@ -59,6 +58,7 @@ from searchapp.store.tables import (
     settings,
     under,
 )
+from searchapp.store.writes import CatalogWrites
 
 
 def _script_location() -> str:
@@ -89,13 +89,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _insert_id(conn: Connection, statement: Any) -> int:
-    key = conn.execute(statement).inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
-class Catalog(SearchReads, DupeReads, IntegrityChecks):
+class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
         self.engine: Engine = create_engine(url, future=True)
@@ -247,6 +241,28 @@ class Catalog(SearchReads, DupeReads, IntegrityChecks):
                     found.setdefault(row.content_hash, []).append(KnownImage(*row))
         return found
 
+    def awaiting_regions(self, roots: list[str] | None = None) -> list[PendingImage]:
+        """Photos in search (under `roots`, if given) whose region stage has not run, by id."""
+        query = (
+            select(
+                images.c.id,
+                images.c.path,
+                images.c.size,
+                images.c.mtime_ns,
+                images.c.content_hash,
+                images.c.regions_pending,
+            )
+            .where(images.c.regions_pending.is_not(None), images.c.set_aside.is_(False))
+            .order_by(images.c.id)
+        )
+        if roots is not None:
+            query = query.where(under(images.c.path, roots))
+        with self.engine.connect() as conn:
+            return [
+                PendingImage(*row[:5], kinds=tuple(row.regions_pending.split(",")))
+                for row in conn.execute(query)
+            ]
+
     def failures_under(self, roots: list[str]) -> dict[str, KnownFailure]:
         query = select(failures.c.path, failures.c.size, failures.c.mtime_ns, failures.c.reason)
         with self.engine.connect() as conn:
@@ -328,145 +344,14 @@ class Catalog(SearchReads, DupeReads, IntegrityChecks):
                     self._insert_region(conn, image_id, region, delta)
             for copy in batch.copies:
                 self._clone_image(conn, copy.source_id, copy.stat, now, delta)
+            for added in batch.regions_added:
+                self._add_regions(conn, added, delta)
             self._write_failures(conn, batch, now)
             generation = int(self._get(conn, "vectors.generation") or 0)
             if delta.added_ids or delta.removed_ids:
                 generation += 1
                 self._set(conn, "vectors.generation", str(generation))
         return generation, delta
-
-    def _delete_images(self, conn: Connection, image_ids: list[int], delta: VectorDelta) -> None:
-        for chunk in chunks(image_ids):
-            rows = conn.execute(
-                select(regions.c.id, regions.c.kind).where(regions.c.image_id.in_(chunk))
-            )
-            region_ids = []
-            for row in rows:
-                delta.remove(row.kind, row.id)
-                region_ids.append(row.id)
-            # explicit deletes: cascades are not enabled on every backend connection
-            for region_chunk in chunks(region_ids):
-                conn.execute(delete(labels).where(labels.c.region_id.in_(region_chunk)))
-                conn.execute(delete(regions).where(regions.c.id.in_(region_chunk)))
-            conn.execute(delete(images).where(images.c.id.in_(chunk)))
-
-    def _place(self, conn: Connection, move: Move, aside: bool, delta: VectorDelta) -> None:
-        """Point an image at its file; its vectors leave the indexes while it is set aside."""
-        was = conn.execute(
-            select(images.c.set_aside).where(images.c.id == move.image_id)
-        ).scalar_one_or_none()
-        if was is None:
-            return
-        stat = move.stat
-        conn.execute(
-            update(images)
-            .where(images.c.id == move.image_id)
-            .values(path=stat.path, size=stat.size, mtime_ns=stat.mtime_ns, set_aside=aside)
-        )
-        if bool(was) == aside:
-            return
-        rows = conn.execute(
-            select(regions.c.id, regions.c.kind, regions.c.vector).where(
-                regions.c.image_id == move.image_id
-            )
-        )
-        for row in rows:
-            if aside:
-                delta.remove(row.kind, row.id)
-            else:
-                delta.add(
-                    row.kind, row.id, np.frombuffer(row.vector, VECTOR_DTYPE).astype(np.float32)
-                )
-
-    def _insert_image(
-        self, conn: Connection, stat: FileStat, content_hash: str, meta: Any, now: float
-    ) -> int:
-        values = dict(meta.__dict__)
-        values.update(
-            path=stat.path,
-            size=stat.size,
-            mtime_ns=stat.mtime_ns,
-            content_hash=content_hash,
-            indexed_at=now,
-        )
-        return _insert_id(conn, insert(images).values(**values))
-
-    def _insert_region(
-        self, conn: Connection, image_id: int, region: Any, delta: VectorDelta
-    ) -> None:
-        x0, y0, x1, y1 = region.bbox
-        stored = np.asarray(region.vector, dtype=VECTOR_DTYPE)
-        region_id = _insert_id(
-            conn,
-            insert(regions).values(
-                image_id=image_id,
-                kind=region.kind,
-                x0=x0,
-                y0=y0,
-                x1=x1,
-                y1=y1,
-                label=region.label,
-                label_score=region.label_score,
-                vector=stored.tobytes(),
-            ),
-        )
-        if region.labels:
-            conn.execute(
-                insert(labels),
-                [
-                    {"region_id": region_id, "rank": rank, "name": name, "prob": float(prob)}
-                    for rank, (name, prob) in enumerate(region.labels)
-                ],
-            )
-        # the index gets the float16-rounded vector, so a rebuild reproduces it exactly
-        delta.add(region.kind, region_id, stored.astype(np.float32))
-
-    def _clone_image(
-        self, conn: Connection, source_id: int, stat: FileStat, now: float, delta: VectorDelta
-    ) -> None:
-        source = conn.execute(select(images).where(images.c.id == source_id)).mappings().one()
-        values = {k: v for k, v in source.items() if k != "id"}
-        values.update(path=stat.path, size=stat.size, mtime_ns=stat.mtime_ns, indexed_at=now)
-        values["set_aside"] = False  # a copy in the library is searchable, wherever its source is
-        image_id = _insert_id(conn, insert(images).values(**values))
-        for region in conn.execute(select(regions).where(regions.c.image_id == source_id)).all():
-            region_values = {k: v for k, v in region._mapping.items() if k not in ("id",)}
-            region_values["image_id"] = image_id
-            new_id = _insert_id(conn, insert(regions).values(**region_values))
-            label_rows = conn.execute(
-                select(labels.c.rank, labels.c.name, labels.c.prob).where(
-                    labels.c.region_id == region.id
-                )
-            ).all()
-            if label_rows:
-                conn.execute(
-                    insert(labels),
-                    [{"region_id": new_id, **row._mapping} for row in label_rows],
-                )
-            vector = np.frombuffer(region.vector, dtype=VECTOR_DTYPE).astype(np.float32)
-            delta.add(region.kind, new_id, vector)
-
-    def _write_failures(self, conn: Connection, batch: CatalogBatch, now: float) -> None:
-        cleared = list(batch.cleared_failures)
-        cleared += [item.stat.path for item in batch.new]
-        cleared += [item.stat.path for item in batch.moves + batch.copies + batch.touched]
-        cleared += [failure.stat.path for failure in batch.failures]
-        for chunk in chunks(cleared):
-            conn.execute(delete(failures).where(failures.c.path.in_(chunk)))
-        if batch.failures:
-            conn.execute(
-                insert(failures),
-                [
-                    {
-                        "path": f.stat.path,
-                        "size": f.stat.size,
-                        "mtime_ns": f.stat.mtime_ns,
-                        "reason": f.reason,
-                        "failed_at": now,
-                    }
-                    for f in batch.failures
-                ],
-            )
 
     def remove_all_vectors(self) -> None:
         """Drop every image and region (used when switching encoders); failures are kept."""
@@ -505,8 +390,9 @@ class Catalog(SearchReads, DupeReads, IntegrityChecks):
             )
             return int(conn.execute(query).scalar_one())
 
-    def counts(self) -> tuple[int, int, dict[str, int], int]:
-        """(images in search, images set aside, regions in search by kind, failures)."""
+    def counts(self) -> tuple[int, int, dict[str, int], int, int]:
+        """(images in search, images set aside, regions in search by kind, failures, images
+        waiting for the region stage)."""
 
         def count(query: Any) -> int:
             return int(conn.execute(query).scalar_one())
@@ -523,7 +409,12 @@ class Catalog(SearchReads, DupeReads, IntegrityChecks):
                 )
             }
             n_failures = count(select(func.count()).select_from(failures))
-        return n_images - n_aside, n_aside, by_kind, n_failures
+            n_pending = count(
+                select(func.count())
+                .select_from(images)
+                .where(images.c.regions_pending.is_not(None))
+            )
+        return n_images - n_aside, n_aside, by_kind, n_failures, n_pending
 
     def database_path(self) -> Path | None:
         database = self.engine.url.database

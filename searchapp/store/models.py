@@ -78,12 +78,20 @@ images = Table(
     Column("colourfulness", Float),  # 0 for greyscale
     # moved away by `dupes --move-to`: its row follows the file, its vectors leave the indexes
     Column("set_aside", Boolean, nullable=False, default=False, server_default=false()),
+    # region kinds still to embed ("object,tile"): the scene comes first, the rest follows
+    Column("regions_pending", String(64)),
     # the few set-aside images, for the NOT IN of every count and read
     Index(
         "ix_images_set_aside",
         "id",
         sqlite_where=text("set_aside IS 1"),
         postgresql_where=text("set_aside"),
+    ),
+    Index(
+        "ix_images_regions_pending",
+        "id",
+        sqlite_where=text("regions_pending IS NOT NULL"),
+        postgresql_where=text("regions_pending IS NOT NULL"),
     ),
 )
 

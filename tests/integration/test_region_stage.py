@@ -1,0 +1,144 @@
+"""The region stage: scenes first, objects and tiles after, resumable, counted by stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from searchapp.ingest.regions import RegionOptions
+from searchapp.library import Library
+from tests.conftest import cli_env
+from tests.integration.helpers import HYBRID, Recorder, assert_consistent, index
+
+LATER = replace(HYBRID, regions_later=True)
+TILES = replace(HYBRID, regions=RegionOptions(kinds=("scene", "tile")))
+
+
+def kinds_of(lib: Library) -> dict[str, int]:
+    return lib.stats().regions_by_kind
+
+
+def test_scenes_now_regions_on_the_next_run(library: Library, photos: Path) -> None:
+    first = index(library, photos, options=LATER)
+    assert first.embedded == 5 and first.with_regions == 0 and first.regions_pending == 5
+    assert kinds_of(library) == {"scene": 5}
+    assert library.stats().regions_pending == 5
+    hits = library.search(image=str(photos / "things" / "coffee.jpg"), k=1, include_self=True).hits
+    assert hits and hits[0].path.endswith("coffee.jpg")  # searchable before any region exists
+
+    second = index(library, photos, options=HYBRID)
+    assert second.embedded == 0 and second.unchanged == 5
+    assert second.with_regions == 5 and second.regions_pending == 0
+    assert library.stats().regions_pending == 0
+    counts = kinds_of(library)
+    assert counts["scene"] == 5 and counts["tile"] >= 5 and counts.get("object", 0) >= 1
+    assert_consistent(library)
+    assert index(library, photos, options=HYBRID).with_regions == 0  # nothing left to make
+
+
+def test_one_run_gives_what_two_stages_give(
+    library: Library, photos: Path, tmp_path: Path, cnn_encoder
+) -> None:
+    index(library, photos, options=TILES)
+    staged = Library(tmp_path / "staged")
+    staged._encoder = cnn_encoder
+    staged.catalog.set_encoder_identity(cnn_encoder.identity)
+    try:
+        index(staged, photos, options=replace(TILES, regions_later=True))
+        index(staged, photos, options=TILES)
+        assert kinds_of(staged) == kinds_of(library)
+        crop = tmp_path / "crop.jpg"
+        from PIL import Image
+
+        with Image.open(photos / "astronaut.jpg") as image:
+            image.crop((150, 40, 330, 220)).save(crop)
+        for lib in (library, staged):
+            hits = lib.search(image=str(crop), k=1, kinds=("tile",)).hits
+            assert hits[0].path.endswith("astronaut.jpg") and hits[0].kind == "tile"
+    finally:
+        staged.close()
+
+
+def test_killed_region_stage_resumes(library: Library, photos: Path) -> None:
+    index(library, photos, options=replace(TILES, regions_later=True))
+    recorder = Recorder()
+    # the region stage reports each photo as read; stop after two, one commit each
+    options = replace(TILES, commit_every=1, batch_size=1, workers=1)
+    stopped = index(library, photos, options=options, callbacks=recorder.callbacks(stop_after=2))
+    assert stopped.interrupted
+    waiting = library.stats().regions_pending
+    assert 0 < waiting < 5
+    assert_consistent(library)
+    resumed = index(library, photos, options=TILES)
+    assert resumed.with_regions == waiting and library.stats().regions_pending == 0
+    tiles_by_photo: dict[int, int] = {}
+    for image in library.catalog.all_images():
+        ids = library.catalog.region_vectors_of_image(image.id, "tile", 1280)
+        tiles_by_photo[image.id] = len(ids)
+    assert all(count >= 1 for count in tiles_by_photo.values())  # none twice, none missing
+    assert sum(tiles_by_photo.values()) == kinds_of(library)["tile"]
+
+
+def test_identical_copies_are_decoded_once(library: Library, photos: Path) -> None:
+    shutil.copy(photos / "astronaut.jpg", photos / "animals" / "astronaut-copy.jpg")
+    index(library, photos, options=replace(TILES, regions_later=True))
+    recorder = Recorder()
+    summary = index(library, photos, options=TILES, recorder=recorder)
+    assert summary.with_regions == 6
+    assert recorder.advanced == 6  # both copies counted, one read
+    by_path = {image.path: image.id for image in library.catalog.all_images()}
+    tiles = [
+        library.catalog.region_vectors_of_image(by_path[str(p)], "tile", 1280)
+        for p in (photos / "astronaut.jpg", photos / "animals" / "astronaut-copy.jpg")
+    ]
+    assert len(tiles[0]) == len(tiles[1]) > 0
+    assert (tiles[0] == tiles[1]).all()
+
+
+def test_changed_or_deleted_photo_between_stages(library: Library, photos: Path) -> None:
+    index(library, photos, options=replace(TILES, regions_later=True))
+    (photos / "camera.jpg").unlink()
+    cat = photos / "animals" / "cat.jpg"
+    with open(cat, "ab") as handle:  # new bytes after the JPEG's end: a changed file
+        handle.write(b"changed")
+    summary = index(library, photos, options=TILES)
+    assert summary.deleted == 1 and summary.changed == 1
+    assert summary.regions_pending == 0 and library.stats().regions_pending == 0
+    assert library.stats().images == 4
+    assert_consistent(library)
+
+
+def test_cli_reports_waiting_photos(tmp_path: Path, photos: Path) -> None:
+    env = cli_env()
+    lib = str(tmp_path / "clilib")
+    base = [sys.executable, "-m", "searchapp", "--library", lib]
+    done = subprocess.run(
+        [*base, "index", str(photos), "--regions-later", "--regions", "scene,tile"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "5 still wait" in done.stdout
+    stats = json.loads(
+        subprocess.run(
+            [*base, "stats", "--json"], capture_output=True, text=True, env=env, timeout=120
+        ).stdout
+    )
+    assert stats["regions_pending"] == 5 and "tile" not in stats["regions"]
+    done = subprocess.run(
+        [*base, "index", str(photos), "--json", "--regions", "scene,tile"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    summary = json.loads(done.stdout)
+    assert summary["with_regions"] == 5 and summary["regions_pending"] == 0
+    assert os.path.exists(lib)
