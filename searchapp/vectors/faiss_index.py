@@ -106,6 +106,7 @@ class IndexStore:
         self._generations: dict[str, int] = {}  # catalog generation each loaded index reflects
         self._lock = threading.Lock()
         self._mapped: set[str] = set()  # kinds loaded memory-mapped and read-only
+        self._unsaved: set[str] = set()  # loaded kinds changed since their file was written
         self.repairs: list[str] = []  # what open() had to rebuild, for the CLI to report
 
     def path_for(self, kind: str, generation: int) -> Path:
@@ -174,6 +175,7 @@ class IndexStore:
         path = self.path_for(kind, generation)
         save_atomic(index, path)
         self.catalog.set_index_record(kind, generation, index.ntotal)
+        self._unsaved.discard(kind)
         self._remove_other_files(kind, keep=path)
 
     def save_all(self, generation: int) -> None:
@@ -211,6 +213,7 @@ class IndexStore:
             remove(index, removed)
             add(index, *added)
         self._generations[kind] = new_generation
+        self._unsaved.add(kind)
 
     def follow(self, delta: VectorDelta, base_generation: int, new_generation: int) -> None:
         """Follow one committed catalog batch: apply it to the kinds it touched, and carry the
@@ -224,10 +227,11 @@ class IndexStore:
             self.apply_delta(kind, (ids, stacked), removed, base_generation, new_generation)
         with self._lock:
             for kind in set(REGION_KINDS) - touched:
-                if kind in self._indexes:
-                    if self._generations[kind] == base_generation:
-                        self._generations[kind] = new_generation
-                else:
+                if self._generations.get(kind) == base_generation:
+                    self._generations[kind] = new_generation
+                if kind not in self._indexes or kind not in self._unsaved:
+                    # its file still holds what it holds: a reader (a search while the region
+                    # stage commits tiles) opens it as it is instead of rebuilding it
                     self._carry_file(kind, base_generation, new_generation)
 
     def _carry_file(self, kind: str, base_generation: int, new_generation: int) -> None:

@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from searchapp.ingest.pipeline import IndexCallbacks
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
 from tests.conftest import cli_env
@@ -142,3 +143,30 @@ def test_cli_reports_waiting_photos(tmp_path: Path, photos: Path) -> None:
     summary = json.loads(done.stdout)
     assert summary["with_regions"] == 5 and summary["regions_pending"] == 0
     assert os.path.exists(lib)
+
+
+def test_search_during_the_region_stage_opens_the_saved_scene_index(
+    library: Library, photos: Path
+) -> None:
+    index(library, photos, options=replace(TILES, regions_later=True))
+    seen: list[list[str]] = []
+
+    def on_advance(n: int) -> None:
+        # another process's view, after some of the region stage's commits
+        if len(seen) < 3:
+            reader = Library(library.directory)
+            try:
+                hits = reader.search(
+                    image=str(photos / "camera.jpg"), k=1, kinds=("scene",), include_self=True
+                ).hits
+                assert hits and hits[0].path.endswith("camera.jpg")
+                seen.append(list(reader.indexes().repairs))
+            finally:
+                reader.close()
+
+    options = replace(TILES, commit_every=1, batch_size=1, workers=1)
+    summary = library.index(
+        [str(photos)], options=options, callbacks=IndexCallbacks(on_advance=on_advance)
+    )
+    assert summary.with_regions == 5 and len(seen) == 3
+    assert all(not any(r.startswith("scene") for r in repairs) for repairs in seen), seen
