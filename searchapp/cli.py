@@ -140,6 +140,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
         kinds=parse_kinds(args.regions) if args.regions else defaults.kinds,
         tiles=replace(defaults.tiles, **{k: v for k, v in given.items() if v is not None}),
         detector=detector,
+        vectors=args.region_vectors or defaults.vectors,
         detector_options=replace(
             defaults.detector_options,
             weights=args.detector_weights,

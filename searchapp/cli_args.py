@@ -162,6 +162,13 @@ def index_flags(parser: argparse.ArgumentParser) -> None:
         help="local checkpoint for a torchvision detector instead of the torch hub cache",
     )
     parser.add_argument(
+        "--region-vectors",
+        choices=("pooled", "crops"),
+        help="pooled (default): objects and tiles pooled from one pass over each photo, where "
+        "the encoder allows (the CNN); crops: each cut out and encoded on its own, "
+        "several times slower and a little better at finding small crops",
+    )
+    parser.add_argument(
         "--regions-later",
         action="store_true",
         help="embed only the scenes now (scene-only speed); objects and tiles are made by the "

@@ -81,37 +81,45 @@ class CamDetector:
         return [self._detect_one(image) for image in images]
 
     def _detect_one(self, image: Image.Image) -> list[Detection]:
-        import cv2
-
-        width, height = image.size
         top, probs, maps = self.activation_maps(image)
-        found: list[Detection] = []
-        for klass, prob, cam in zip(top, probs, maps, strict=True):
-            cam = np.maximum(cam, 0)
-            peak = float(cam.max())
-            if peak <= 0:
+        names = [self.class_names[klass] for klass in top]
+        return detections_from_maps(names, probs, maps, image.size, self.options)
+
+
+def detections_from_maps(
+    names: list[str],
+    probs: np.ndarray | list[float],
+    maps: np.ndarray,
+    size: tuple[int, int],
+    options: DetectorOptions,
+) -> list[Detection]:
+    """Boxes (in pixels of `size`, which the maps cover) from the maps of the top classes.
+
+    Also called by indexing's region stage with the maps of its one pass over the photo and the
+    classes stored with the photo's scene."""
+    import cv2
+
+    width, height = size
+    found: list[Detection] = []
+    for name, prob, cam in zip(names, probs, maps, strict=True):
+        cam = np.maximum(cam, 0)
+        peak = float(cam.max())
+        if peak <= 0:
+            continue
+        h, w = cam.shape
+        fine = cv2.resize(cam / peak, (w * UPSAMPLE, h * UPSAMPLE), interpolation=cv2.INTER_LINEAR)
+        mask = (fine >= THRESHOLD).astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        sx, sy = width / fine.shape[1], height / fine.shape[0]
+        for component in range(1, count):
+            x, y, cw, ch = (int(v) for v in stats[component, :4])
+            strength = float(fine[labels == component].max())
+            if strength < MIN_PEAK:
                 continue
-            h, w = cam.shape
-            fine = cv2.resize(
-                cam / peak, (w * UPSAMPLE, h * UPSAMPLE), interpolation=cv2.INTER_LINEAR
+            pad_x, pad_y = cw * PAD, ch * PAD
+            box = clip_box(
+                ((x - pad_x) * sx, (y - pad_y) * sy, (x + cw + pad_x) * sx, (y + ch + pad_y) * sy),
+                (width, height),
             )
-            mask = (fine >= THRESHOLD).astype(np.uint8)
-            count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-            sx, sy = width / fine.shape[1], height / fine.shape[0]
-            for component in range(1, count):
-                x, y, cw, ch = (int(v) for v in stats[component, :4])
-                strength = float(fine[labels == component].max())
-                if strength < MIN_PEAK:
-                    continue
-                pad_x, pad_y = cw * PAD, ch * PAD
-                box = clip_box(
-                    (
-                        (x - pad_x) * sx,
-                        (y - pad_y) * sy,
-                        (x + cw + pad_x) * sx,
-                        (y + ch + pad_y) * sy,
-                    ),
-                    (width, height),
-                )
-                found.append(Detection(box, self.class_names[klass], float(prob) * strength))
-        return select(found, (width, height), self.options)
+            found.append(Detection(box, name, float(prob) * strength))
+    return select(found, (width, height), options)

@@ -10,6 +10,7 @@ classes come for free from the same forward pass and are stored as labels.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,21 @@ TOP_LABELS = 5
 # per image, against 18 ms for 1 image and 55 ms for 32 in the default layout: activations of a
 # few images stay in cache, and the depthwise convolutions are fast only channels-last.
 MICRO_BATCH = 4
+# The region pass: the whole photo once at this shorter side (aspect kept, up to 2:1), every
+# tile and object vector pooled from its feature map instead of a pass of its own (R-MAC).
+# benchmarks/region_pooling.py: at 448 a half-side tile spans 224 px, the scale a query crop is
+# embedded at; 672 px cost 2.5x for no better recall.
+REGION_SIDE = 448
+MAX_ASPECT = 2.0
+GEM_POWER = 3.0  # generalised-mean pooling of a box's cells: 0.02-0.03 above the average
+
+
+@dataclass
+class FeatureMap:
+    """The last feature map of one region pass, covering the whole photo."""
+
+    cells: np.ndarray  # (1280, h, w) float32
+    size: tuple[int, int]  # the photo's (width, height) in the pixels its boxes are given in
 
 
 def bundled_weights_path() -> Path:
@@ -91,6 +107,22 @@ def preprocess(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(((pixels - 127.0) / 128.0).transpose(2, 0, 1))
 
 
+def region_input(image: Image.Image) -> np.ndarray:
+    """The region pass's input: the photo at REGION_SIDE px on its shorter side, aspect kept
+    (a panorama capped at 2:1 by scaling, never cropped, so the map covers every box)."""
+    width, height = image.size
+    scale = min(REGION_SIDE / min(width, height), REGION_SIDE * MAX_ASPECT / max(width, height))
+    size = (max(32, round(width * scale)), max(32, round(height * scale)))
+    pixels = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BICUBIC), np.float32)
+    return np.ascontiguousarray(((pixels - 127.0) / 128.0).transpose(2, 0, 1))
+
+
+def box_weights(cells: int, start: float, end: float) -> np.ndarray:
+    """How much of each cell along one axis lies within [start, end) (in cells)."""
+    edges = np.arange(cells, dtype=np.float32)
+    return np.clip(np.minimum(edges + 1, end) - np.maximum(edges, start), 0, None)
+
+
 def micro_batched(
     run: Callable[[np.ndarray], Sequence[np.ndarray]], batch: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +134,7 @@ def micro_batched(
 
 class EfficientNetLite0Encoder:
     input_size = INPUT_SIZE
+    region_side = REGION_SIDE
 
     def __init__(self, options: EncoderOptions, weights_path: Path | None = None):
         check_runtime(options.runtime)
@@ -162,12 +195,55 @@ class EfficientNetLite0Encoder:
 
     def encode(self, batch: np.ndarray) -> EncodedBatch:
         pooled, probs = self._forward(batch)
+        return EncodedBatch(vectors=l2_normalise(pooled), labels=self._labels(probs))
+
+    # ---- regions from one pass (ingest's region stage) ---------------------------------------
+
+    def region_input(self, image: Image.Image) -> np.ndarray:
+        return region_input(image)
+
+    def feature_map(self, pixels: np.ndarray, size: tuple[int, int]) -> FeatureMap:
+        """One pass over a region_input(); `size` is the photo's size in box pixels."""
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(pixels)[None].contiguous(memory_format=torch.channels_last)
+            return FeatureMap(self.model.forward_features(x)[0].numpy(), size)
+
+    def pool(self, fmap: FeatureMap, boxes: Sequence[tuple[float, ...]]) -> EncodedBatch:
+        """A vector per box: the GeM of the cells it covers (each weighted by the share
+        covered), normalised; labels from the classifier on the cells' average, as a crop's."""
+        if not boxes:
+            return EncodedBatch(np.zeros((0, FEATURES), np.float32), [])
+        _, h, w = fmap.cells.shape
+        width, height = fmap.size
+        rows = np.stack([box_weights(h, b[1] * h / height, b[3] * h / height) for b in boxes])
+        cols = np.stack([box_weights(w, b[0] * w / width, b[2] * w / width) for b in boxes])
+        area = np.maximum(rows.sum(1) * cols.sum(1), 1e-9)[:, None]
+        cubed = np.maximum(fmap.cells, 0) ** GEM_POWER
+        gem = np.cbrt(np.einsum("chw,bh,bw->bc", cubed, rows, cols) / area)
+        mean = np.einsum("chw,bh,bw->bc", fmap.cells, rows, cols) / area
+        return EncodedBatch(l2_normalise(gem), self._labels(self._probs(mean)))
+
+    def class_maps(self, fmap: FeatureMap, classes: Sequence[int]) -> np.ndarray:
+        """Class activation maps (classes, h, w): each class's classifier row dotted with
+        every cell, for the CAM detector."""
+        weight = self.model.get_classifier().weight.detach().numpy()
+        return np.einsum("kc,chw->khw", weight[list(classes)], fmap.cells)
+
+    def _probs(self, pooled: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model.get_classifier()(torch.from_numpy(pooled.astype(np.float32)))
+            return logits.softmax(dim=-1).numpy()
+
+    def _labels(self, probs: np.ndarray) -> list[list[tuple[str, float]]]:
         top = np.argsort(-probs, axis=1)[:, :TOP_LABELS]
-        labels = [
+        return [
             [(self.class_names[c], float(row_probs[c])) for c in row_top]
             for row_top, row_probs in zip(top, probs, strict=True)
         ]
-        return EncodedBatch(vectors=l2_normalise(pooled), labels=labels)
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (n, 1000), for checks and label search."""

@@ -6,6 +6,11 @@ its regions (the catalog's regions_pending), decodes it at the size its regions 
 their vectors, commit by commit. A killed run leaves the rest pending and the next run resumes
 there; `index --regions-later` stops after the scenes and leaves the whole stage for later.
 
+Where the encoder can (the CNN), each photo gets one pass at the encoder's region side, and every
+tile and object vector is pooled from its feature map (R-MAC); the CAM detector reads its maps
+from the same pass, with the classes stored with the photo's scene. Otherwise, or with
+`--region-vectors crops`, each region is cut out and encoded on its own.
+
 Photos of identical bytes wait as one: the first copy still on disk as indexed is decoded, and
 its regions go to every copy. A photo changed or gone since its scene is passed over: the next
 run's diff re-indexes or forgets it.
@@ -19,14 +24,25 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from searchapp.detect.base import Detection, clip_box
+from searchapp.detect.cam import MIN_CLASS_PROB, TOP_CLASSES, detections_from_maps
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.encoding import LazyModel, PreparedCut, add_objects, embed, prepare
 from searchapp.ingest.load import LoadedImage, decode, read_bytes
 from searchapp.ingest.regions import RegionOptions, cut_regions
 from searchapp.ingest.run_options import IndexCallbacks, IndexOptions, IndexSummary
-from searchapp.records import CatalogBatch, FileStat, PendingImage, RegionsAdded
+from searchapp.records import (
+    BBox,
+    CatalogBatch,
+    FileStat,
+    PendingImage,
+    RegionData,
+    RegionsAdded,
+)
 
 if TYPE_CHECKING:
     from searchapp.store.catalog import Catalog
@@ -38,10 +54,18 @@ Group = list[PendingImage]  # photos of one content, waiting for the same kinds
 class _Read:
     group: Group
     kinds: tuple[str, ...]
-    cuts: list[PreparedCut] = field(default_factory=list)
+    cuts: list[PreparedCut] = field(default_factory=list)  # crops mode: the model inputs
     error: str | None = None
     path: str = ""
     awaiting_detection: LoadedImage | None = None
+    pass_input: np.ndarray | None = None  # pooled mode: the region pass's input
+    tiles: list[BBox] = field(default_factory=list)  # pooled mode: boxes to pool
+    size: tuple[int, int] = (0, 0)  # the photo as displayed
+
+
+def pooling(model: Any, regions: RegionOptions) -> bool:
+    """Whether this run pools its regions from one pass per photo."""
+    return regions.vectors == "pooled" and hasattr(model, "feature_map")
 
 
 def groups_of(pending: list[PendingImage], kinds: tuple[str, ...]) -> list[Group]:
@@ -67,15 +91,22 @@ def _read(group: Group, kinds: tuple[str, ...], encoder: LazyModel, options: Ind
             data = read_bytes(stat, options.limits)
             model = encoder.get()
             regions: RegionOptions = replace(options.regions, kinds=kinds)
-            side = regions.decode_side(model.input_size)
+            pooled = pooling(model, regions)
+            side = model.region_side if pooled else regions.decode_side(model.input_size)
             loaded = decode(data, stat, min_side=side, limits=options.limits)
-            cuts = [prepare(cut, model) for cut in cut_regions(loaded, regions)]
+            made = cut_regions(loaded, regions)
+            cuts = [] if pooled else [prepare(cut, model) for cut in made]
+            pass_input = model.region_input(loaded.image) if pooled else None
         except ImageLoadError as exc:
             return _Read(group, kinds, error=exc.reason, path=item.path)
         except MemoryError:
             return _Read(group, kinds, error="out of memory while decoding; lower --workers")
         detect = "object" in kinds and regions.detector != "none"
-        return _Read(group, kinds, cuts, None, item.path, loaded if detect else None)
+        tiles = [cut.bbox for cut in made] if pooled else []
+        read = _Read(group, kinds, cuts, None, item.path, loaded if detect else None)
+        read.pass_input, read.tiles = pass_input, tiles
+        read.size = (loaded.meta.width, loaded.meta.height)
+        return read
     return _Read(group, kinds)  # every copy changed or went since its scene
 
 
@@ -160,7 +191,9 @@ class RegionStage:
             self.batch.regions_added.append(RegionsAdded(ids, [], None))
         elif result.path:
             self.to_encode.append(result)
-            self.pending_cuts += max(1, len(result.cuts))
+            # a pooled photo is one pass: encode it at once, while the readers decode the next
+            pooled = result.pass_input is not None
+            self.pending_cuts += self.options.batch_size if pooled else max(1, len(result.cuts))
         if self.cb.on_advance:
             self.cb.on_advance(len(result.group))
 
@@ -168,14 +201,81 @@ class RegionStage:
         if not self.to_encode:
             return
         model = self.encoder.get()
-        waiting = [(r.cuts, r.awaiting_detection) for r in self.to_encode if r.awaiting_detection]
+        crops = [r for r in self.to_encode if r.pass_input is None]
+        waiting = [(r.cuts, r.awaiting_detection) for r in crops if r.awaiting_detection]
         add_objects(self.detector, model, waiting)
-        encoded = embed(model, [r.cuts for r in self.to_encode], self.options.batch_size)
-        for result, regions in zip(self.to_encode, encoded, strict=True):
+        encoded = dict(
+            zip(
+                (id(r) for r in crops),
+                embed(model, [r.cuts for r in crops], self.options.batch_size),
+                strict=True,
+            )
+        )
+        pooled = [r for r in self.to_encode if r.pass_input is not None]
+        encoded.update(zip((id(r) for r in pooled), self._pooled(model, pooled), strict=True))
+        for result in self.to_encode:
+            regions = encoded[id(result)]
             left = [k for k in result.group[0].kinds if k not in result.kinds]
             ids = [item.id for item in result.group]
             self.batch.regions_added.append(RegionsAdded(ids, regions, ",".join(left) or None))
             self.summary.with_regions += len(ids)
-            result.awaiting_detection = None
+            result.awaiting_detection = result.pass_input = None
         self.to_encode = []
         self.pending_cuts = 0
+
+    def _pooled(self, model: Any, reads: list[_Read]) -> list[list[RegionData]]:
+        """One pass per photo; tiles and objects pooled from its map."""
+        if not reads:
+            return []
+        scene_labels = self.catalog.image_labels(r.group[0].id for r in reads)
+        out = []
+        for read in reads:
+            assert read.pass_input is not None
+            meta = read.group[0]
+            loaded = read.awaiting_detection
+            fmap = model.feature_map(read.pass_input, read.size)
+            objects = self._objects(model, fmap, loaded, scene_labels.get(meta.id, []))
+            boxes = read.tiles + [det.bbox for det in objects]
+            encoded = model.pool(fmap, boxes)
+            regions = [
+                RegionData("tile", box, vector, None, None, labels)
+                for box, vector, labels in zip(
+                    read.tiles, encoded.vectors, encoded.labels, strict=False
+                )
+            ]
+            start = len(read.tiles)
+            for det, vector, labels in zip(
+                objects, encoded.vectors[start:], encoded.labels[start:], strict=True
+            ):
+                regions.append(RegionData("object", det.bbox, vector, det.label, det.score, labels))
+            out.append(regions)
+        return out
+
+    def _objects(
+        self,
+        model: Any,
+        fmap: Any,
+        loaded: LoadedImage | None,
+        scene_labels: list[tuple[str, float]],
+    ) -> list[Detection]:
+        """Detections in displayed pixels: the CAM detector from the pass's own map, any other
+        detector on the decoded photo."""
+        if loaded is None:
+            return []
+        regions = self.options.regions
+        if regions.detector == "cam":
+            top = [(n, p) for n, p in scene_labels[:TOP_CLASSES] if p >= MIN_CLASS_PROB]
+            classes = [model.class_names.index(name) for name, _ in top]
+            maps = model.class_maps(fmap, classes)
+            names = [name for name, _ in top]
+            probs = [prob for _, prob in top]
+            return detections_from_maps(names, probs, maps, fmap.size, regions.detector_options)
+        detector = self.detector.get()
+        if detector is None:
+            return []
+        found = detector.detect([loaded.image])[0]
+        scale, size = loaded.scale, (loaded.meta.width, loaded.meta.height)
+        return [
+            Detection(clip_box(tuple(v * scale for v in det.bbox), size), det.label, det.score)
+            for det in found
+        ]

@@ -58,6 +58,9 @@ class RegionOptions:
     tiles: TileOptions = field(default_factory=TileOptions)
     detector: str = "cam"
     detector_options: DetectorOptions = field(default_factory=DetectorOptions)
+    # "pooled": every object and tile vector from one pass over the photo, where the encoder
+    # can (the CNN); "crops": each region cut out and encoded on its own (slower, see README)
+    vectors: str = "pooled"
 
     def decode_side(self, input_size: int) -> int:
         """Shorter side to decode at so every kind produced keeps real pixels."""
@@ -151,6 +154,9 @@ REGION_PRODUCERS: dict[str, Callable[[LoadedImage, RegionOptions], list[RegionCu
     "scene": scene_regions,
     "tile": tile_regions,
 }
+
+
+REGION_VECTORS = ("pooled", "crops")
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ check found (which is what sets the order of an image query's top hits)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 
 from searchapp.cli import main
 from searchapp.query import search as search_module
+from tests.integration.helpers import HYBRID, index
 
 CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 
@@ -23,11 +25,14 @@ def test_a_word_hit_names_the_label_that_matched(sample_library) -> None:  # typ
 
 
 def test_tile_labels_need_more_confidence_than_scene_labels(
-    sample_library, monkeypatch: pytest.MonkeyPatch
+    sample_library, library, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """The reported case: "a dog" found the cameraman through a corner tile the CNN called a
-    Boston bull at 0.36. Counted like a scene label, that tile answers; it must not."""
-    library, photos = sample_library
+    Boston bull at 0.36 (tiles encoded as crops). Counted like a scene label, that tile answers;
+    it must not."""
+    _, photos = sample_library
+    crops = replace(HYBRID.regions, vectors="crops")
+    index(library, photos, options=replace(HYBRID, regions=crops))
     camera = str(photos / "cameraman.jpg")
     monkeypatch.setitem(search_module.LABEL_FLOORS, "tile", 0.0)
     unguarded = [hit for hit in library.search("a dog", k=5) if hit.path == camera]

@@ -10,6 +10,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from searchapp.ingest.pipeline import IndexCallbacks
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
@@ -170,3 +172,51 @@ def test_search_during_the_region_stage_opens_the_saved_scene_index(
     )
     assert summary.with_regions == 5 and len(seen) == 3
     assert all(not any(r.startswith("scene") for r in repairs) for repairs in seen), seen
+
+
+def test_a_pooled_tile_is_the_crop_it_covers(cnn_encoder, sample_dir: Path) -> None:
+    """One pass, pooled per box: each box's vector is nearest to the crop of that box, encoded
+    on its own, among the crops of the other boxes."""
+    from PIL import Image
+
+    from searchapp.encoders.cnn import preprocess
+
+    with Image.open(sample_dir / "astronaut.jpg") as opened:
+        photo = opened.convert("RGB")
+    boxes = [(0, 0, 256, 256), (256, 0, 512, 256), (0, 256, 256, 512), (256, 256, 512, 512)]
+    fmap = cnn_encoder.feature_map(cnn_encoder.region_input(photo), photo.size)
+    pooled = cnn_encoder.pool(fmap, boxes).vectors
+    crops = cnn_encoder.encode(np.stack([preprocess(photo.crop(box)) for box in boxes])).vectors
+    similarity = pooled @ crops.T
+    assert (similarity.argmax(axis=1) == np.arange(4)).all(), similarity
+    assert np.allclose(np.linalg.norm(pooled, axis=1), 1, atol=1e-5)
+
+
+def test_regions_of_a_turned_photo_are_in_displayed_pixels(
+    library: Library, tmp_path: Path, sample_dir: Path
+) -> None:
+    """A phone photo stored landscape with EXIF orientation 6 is shown portrait: its tiles and
+    objects are boxes of the portrait picture, and a crop of what is shown finds its tile."""
+    from PIL import Image
+
+    folder = tmp_path / "turned"
+    folder.mkdir()
+    with Image.open(sample_dir / "astronaut.jpg") as opened:
+        shown = opened.convert("RGB").resize((384, 512))  # portrait, as displayed
+    stored = shown.transpose(Image.Transpose.ROTATE_90)  # orientation 6 turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(folder / "turned.jpg", quality=92, exif=exif)
+    index(library, folder, options=HYBRID)
+    image = library.catalog.all_images()[0]
+    crop = tmp_path / "crop.jpg"
+    shown.crop((200, 40, 380, 220)).save(crop, quality=92)
+    hits = library.search(image=str(crop), k=1, kinds=("tile",), verify=False).hits
+    assert hits and hits[0].path == image.path
+    x0, y0, x1, y1 = hits[0].bbox
+    assert 0 <= x0 < x1 <= 384 and 0 <= y0 < y1 <= 512  # portrait coordinates
+    overlap = max(0, min(x1, 380) - max(x0, 200)) * max(0, min(y1, 220) - max(y0, 40))
+    assert overlap > 0.5 * (x1 - x0) * (y1 - y0)  # most of the tile lies in the crop
+    objects = library.search(image=str(crop), k=1, kinds=("object",), verify=False).hits
+    for hit in objects:
+        assert hit.bbox[2] <= 384 and hit.bbox[3] <= 512
