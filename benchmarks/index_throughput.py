@@ -57,7 +57,7 @@ from bench_results import scratch_folder, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PHONE12MP = ROOT.parent / "shared" / "data" / "phone12mp"
-MODES = {"scene": "scene", "hybrid": "scene,object,tile"}
+MODES = {"scene": "scene", "default": "scene,object,tile", "hybrid": "scene,object,tile"}
 REPEAT_SECONDS = 2.0  # each repeat of the encoder alone encodes for at least this long
 WARM_SECONDS = 1.0
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".tif", ".tiff"}
@@ -221,14 +221,16 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from searchapp.library import Library
 
     with Library(Path(library)) as lib:
-        regions = lib.stats().vectors
+        stats = lib.stats()
     return {
         "images": summary["embedded"],
+        "scene_images_per_second": summary.get("scene_images_per_second"),
+        "bytes_per_photo": round(stats.bytes_on_disk / max(1, stats.images)),
         "seconds": round(working, 2),
         "model_seconds": summary["model_seconds"],
         "wall_seconds": round(wall, 2),
         "images_per_second": summary["images_per_second"],  # model load left out
-        "regions_per_photo": regions / max(1, summary["embedded"]),
+        "regions_per_photo": stats.vectors / max(1, summary["embedded"]),
     }
 
 
@@ -462,6 +464,8 @@ def measure_mode(
         "ours_model_seconds": best["ours"]["model_seconds"],
         "ours_wall_seconds": best["ours"]["wall_seconds"],
         "ours_peak_memory_mib": best["ours"]["peak_memory_mib"],
+        "ours_scene_stage_images_per_second": best["ours"]["scene_images_per_second"],
+        "ours_kib_per_photo": round(best["ours"]["bytes_per_photo"] / 1024, 1),
         "naive_peak_memory_mib": best["naive"]["peak_memory_mib"],
         "draft_peer_peak_memory_mib": best["draft"]["peak_memory_mib"],
     }
@@ -501,14 +505,50 @@ def print_row(row: dict[str, Any], bound: dict[str, Any], repeats: int, cores: i
     print(f"  the rest, CPU ms per photo on one thread: {parts}", flush=True)
 
 
+def print_staged(name: str, by_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Issue 17's figures: a default run (every region kind) against a scene-only run."""
+    scene = by_mode["scene"]
+    full = next(row for mode, row in by_mode.items() if mode != "scene")
+    only = scene["ours_images_per_second"]
+    row = {
+        "encoder": name,
+        "scene_only_images_per_second": only,
+        "default_images_per_second": full["ours_images_per_second"],
+        "default_over_scene_only": round(full["ours_images_per_second"] / only, 3),
+        "scene_stage_images_per_second": full["ours_scene_stage_images_per_second"],
+        "scene_stage_over_scene_only": round(
+            (full["ours_scene_stage_images_per_second"] or 0) / only, 3
+        ),
+        "kib_per_photo": {
+            "scene only": scene["ours_kib_per_photo"],
+            "default": full["ours_kib_per_photo"],
+        },
+        "peak_memory_mib": {
+            "scene only": scene["ours_peak_memory_mib"],
+            "default": full["ours_peak_memory_mib"],
+        },
+        "regions_per_photo": full["regions_per_photo"],
+    }
+    print(f"{name}: default run {row['default_images_per_second']:.2f} photos/s = "
+          f"{row['default_over_scene_only']:.3f} of scene-only {only:.2f}; its scene stage "
+          f"{row['scene_stage_images_per_second']:.2f} photos/s = "
+          f"{row['scene_stage_over_scene_only']:.3f} of scene-only; "
+          f"{row['kib_per_photo']['default']} KiB/photo (scene-only "
+          f"{row['kib_per_photo']['scene only']}); peak {row['peak_memory_mib']['default']} MiB "
+          f"(scene-only {row['peak_memory_mib']['scene only']})", flush=True)  # fmt: skip
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, nargs="?", default=PHONE12MP)
     parser.add_argument("--encoders", default="cnn:efficientnet-lite0,clip:ViT-B-32")
-    parser.add_argument("--modes", default="scene,hybrid")
+    parser.add_argument("--modes", default="scene,default")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--clip-weights")
-    parser.add_argument("--hybrid-photos", type=int, default=50)
+    parser.add_argument(
+        "--hybrid-photos", type=int, default=0, help="default mode on the first N only (0: all)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs of ours, naive and peer")
     parser.add_argument("--bound-repeats", type=int, default=5, help="repeats of the encoder")
     parser.add_argument("--copies", type=int, default=1, help="index N byte-distinct copies")
@@ -536,6 +576,7 @@ def main() -> int:
     print(f"{described}; batch {args.batch_size}; {cores} cores", flush=True)
     clip_weights = args.clip_weights
     rows, bounds = [], {}
+    staged: list[dict[str, Any]] = []
     for name in args.encoders.split(","):
         if name.startswith("clip:") and not clip_weights:
             clip_weights = random_vit_b32(scratch)
@@ -549,10 +590,14 @@ def main() -> int:
         bound = {**run_child("bound", spec), "batch_size": args.batch_size}
         bounds[name] = bound
         for mode in args.modes.split(","):
-            mode_folder = folder if mode == "scene" else subset(photos, args.hybrid_photos, scratch)
+            few = args.hybrid_photos and mode != "scene"
+            mode_folder = subset(photos, args.hybrid_photos, scratch) if few else folder
             row = measure_mode(name, mode, mode_folder, bound, args, weights)
             rows.append(row)
             print_row(row, bound, args.repeats, cores)
+        by_mode = {row["mode"]: row for row in rows if row["encoder"] == name}
+        if "scene" in by_mode and len(by_mode) > 1:
+            staged.append(print_staged(name, by_mode))
     result = {
         "folder": str(args.folder),
         "photo_set": kind,
@@ -574,6 +619,7 @@ def main() -> int:
             for name, b in bounds.items()
         },
         "runs": rows,
+        "default_against_scene_only": staged,
     }
     write_result(args.out, result)
     return 0

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from searchapp.errors import QueryError  # noqa: E402
+from searchapp.ingest import regions as regions_module  # noqa: E402
 from searchapp.library import Library  # noqa: E402
 from searchapp.query import search as search_module  # noqa: E402
 
@@ -79,6 +80,8 @@ def main() -> int:
     folder = Path(args.folder)
     library = Path(args.library) if args.library else scratch_folder("label-tiles-") / "lib"
     classes = pixabay_classes(folder)
+    # every tile label stored, so that floors below the one indexing keeps can be tried
+    regions_module.TILE_LABEL_MIN_PROB = 0.0
     with Library(library) as lib:
         lib.index([str(folder)], encoder="cnn:efficientnet-lite0")
         rows = []

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from searchapp.ingest.load import LoadedImage
-from searchapp.ingest.regions import RegionCut, object_regions
+from searchapp.ingest.regions import RegionCut, kept_labels, object_regions
 from searchapp.records import BBox, RegionData
 
 
@@ -84,7 +84,7 @@ def embed(
                     vectors[position],
                     cut.label,
                     cut.label_score,
-                    labels[position],
+                    kept_labels(cut.kind, labels[position]),
                 )
             )
             position += 1

@@ -33,7 +33,7 @@ from searchapp.detect.cam import MIN_CLASS_PROB, TOP_CLASSES, detections_from_ma
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.encoding import LazyModel, PreparedCut, add_objects, embed, prepare
 from searchapp.ingest.load import LoadedImage, decode, read_bytes
-from searchapp.ingest.regions import RegionOptions, cut_regions
+from searchapp.ingest.regions import RegionOptions, cut_regions, kept_labels
 from searchapp.ingest.run_options import IndexCallbacks, IndexOptions, IndexSummary
 from searchapp.records import (
     BBox,
@@ -238,7 +238,7 @@ class RegionStage:
             boxes = read.tiles + [det.bbox for det in objects]
             encoded = model.pool(fmap, boxes)
             regions = [
-                RegionData("tile", box, vector, None, None, labels)
+                RegionData("tile", box, vector, None, None, kept_labels("tile", labels))
                 for box, vector, labels in zip(
                     read.tiles, encoded.vectors, encoded.labels, strict=False
                 )

@@ -23,6 +23,7 @@ import numpy as np
 from searchapp.encoders.registry import supports_text
 from searchapp.errors import ImageLoadError, QueryError
 from searchapp.ingest.load import LoadedImage, load_image
+from searchapp.ingest.regions import TILE_LABEL_MIN_PROB
 from searchapp.query import labels as label_match
 from searchapp.query import verify
 from searchapp.records import BBox, FileStat, Filters, RegionHit
@@ -52,12 +53,6 @@ class Library(Protocol):
 
 TERM_SOURCES = ("text", "image", "like")
 LABEL_MIN_PROB = 0.05  # a label this likely counts as present when words filter or exclude
-# A tile sees a corner of a photo at 2-3x the scene's resolution, and the CNN names what it
-# half-sees there with confidence ("Boston bull" in a corner of the cameraman photo): a tile's
-# label counts only from this probability. benchmarks/label_tiles.py, the class words of the
-# pixabay photos: precision@n 0.727 -> 0.818 on the tuning half with recall@10 kept at 0.909 (the
-# most precise floor that loses no recall); the scoring half stays at 0.955, recall@10 1.0.
-TILE_LABEL_MIN_PROB = 0.4
 LABEL_FLOORS = {"tile": TILE_LABEL_MIN_PROB}
 CLIP_HINT = (
     "for free-text search, index with CLIP: searchapp reindex --encoder "

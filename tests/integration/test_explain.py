@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from searchapp.cli import main
+from searchapp.ingest import regions as regions_module
 from searchapp.query import search as search_module
+from searchapp.records import Filters
 from tests.integration.helpers import HYBRID, index
 
 CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
@@ -29,16 +31,22 @@ def test_tile_labels_need_more_confidence_than_scene_labels(
 ) -> None:  # type: ignore[no-untyped-def]
     """The reported case: "a dog" found the cameraman through a corner tile the CNN called a
     Boston bull at 0.36 (tiles encoded as crops). Counted like a scene label, that tile answers;
-    it must not."""
+    it must not, and a tile label below the floor is not even stored."""
     _, photos = sample_library
-    crops = replace(HYBRID.regions, vectors="crops")
-    index(library, photos, options=replace(HYBRID, regions=crops))
     camera = str(photos / "cameraman.jpg")
-    monkeypatch.setitem(search_module.LABEL_FLOORS, "tile", 0.0)
+    crops = replace(HYBRID, regions=replace(HYBRID.regions, vectors="crops"))
+    monkeypatch.setattr(regions_module, "TILE_LABEL_MIN_PROB", 0.0)  # store every tile label
+    monkeypatch.setitem(search_module.LABEL_FLOORS, "tile", 0.0)  # and count them
+    index(library, photos, options=crops)
     unguarded = [hit for hit in library.search("a dog", k=5) if hit.path == camera]
     assert unguarded and unguarded[0].kind == "tile"
     assert unguarded[0].label == "Boston bull"  # and the hit says so
     monkeypatch.undo()
+    assert camera not in {hit.path for hit in library.search("a dog", k=5)}
+    library.catalog.remove_all_vectors()
+    index(library, photos, options=crops)  # as indexing stores them: none below the floor
+    stored = library.catalog.label_scores(["Boston bull"], ["tile"], Filters(), {"tile": 0.0})
+    assert all(prob >= regions_module.TILE_LABEL_MIN_PROB for prob, _ in stored.values())
     assert camera not in {hit.path for hit in library.search("a dog", k=5)}
 
 
