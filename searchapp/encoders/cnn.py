@@ -219,10 +219,12 @@ class EfficientNetLite0Encoder:
         width, height = fmap.size
         rows = np.stack([box_weights(h, b[1] * h / height, b[3] * h / height) for b in boxes])
         cols = np.stack([box_weights(w, b[0] * w / width, b[2] * w / width) for b in boxes])
-        area = np.maximum(rows.sum(1) * cols.sum(1), 1e-9)[:, None]
-        cubed = np.maximum(fmap.cells, 0) ** GEM_POWER
-        gem = np.cbrt(np.einsum("chw,bh,bw->bc", cubed, rows, cols) / area)
-        mean = np.einsum("chw,bh,bw->bc", fmap.cells, rows, cols) / area
+        # each box a weight per cell, normalised: then both poolings are one matrix product
+        weights = (rows[:, :, None] * cols[:, None, :]).reshape(len(boxes), h * w)
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+        cells = fmap.cells.reshape(len(fmap.cells), h * w)
+        gem = np.cbrt(weights @ (np.maximum(cells, 0) ** GEM_POWER).T)
+        mean = weights @ cells.T
         return EncodedBatch(l2_normalise(gem), self._labels(self._probs(mean)))
 
     def class_maps(self, fmap: FeatureMap, classes: Sequence[int]) -> np.ndarray:

@@ -58,9 +58,10 @@ class RegionOptions:
     tiles: TileOptions = field(default_factory=TileOptions)
     detector: str = "cam"
     detector_options: DetectorOptions = field(default_factory=DetectorOptions)
-    # "pooled": every object and tile vector from one pass over the photo, where the encoder
-    # can (the CNN); "crops": each region cut out and encoded on its own (slower, see README)
-    vectors: str = "pooled"
+    # "crops": each region cut out and encoded on its own; "pooled": every object and tile
+    # vector from one pass over the photo, where the encoder can (the CNN): 2.4x faster on 12 MP
+    # photos, but 3-10% crops found at recall@1 0.85 instead of 0.92 (benchmarks/README.md)
+    vectors: str = "crops"
 
     def decode_side(self, input_size: int) -> int:
         """Shorter side to decode at so every kind produced keeps real pixels."""

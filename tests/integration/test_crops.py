@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from searchapp.ingest.regions import RegionOptions
@@ -24,10 +25,11 @@ def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
     return width * height / ((b[2] - b[0]) * (b[3] - b[1]))
 
 
+@pytest.mark.parametrize("vectors", ["crops", "pooled"])
 def test_a_crop_finds_its_photo_through_a_tile_over_the_crop(
-    library, photos: Path, tmp_path: Path
+    library, photos: Path, tmp_path: Path, vectors: str
 ) -> None:  # type: ignore[no-untyped-def]
-    index(library, photos, options=HYBRID)
+    index(library, photos, options=replace(HYBRID, regions=RegionOptions(vectors=vectors)))
     assert library.stats().regions_by_kind.get("tile", 0) > 0
     box = (280, 40, 480, 240)  # 15% of the 512x512 astronaut photo
     query = tmp_path / "crop.jpg"
@@ -42,10 +44,14 @@ def test_a_crop_finds_its_photo_through_a_tile_over_the_crop(
     assert scene_only[0].kind == "scene"
 
 
+@pytest.mark.parametrize("vectors", ["crops", "pooled"])
 def test_an_object_crop_finds_its_photo_through_the_object_box(
-    library, photos: Path, tmp_path: Path
+    library, photos: Path, tmp_path: Path, vectors: str
 ) -> None:  # type: ignore[no-untyped-def]
-    options = replace(HYBRID, regions=RegionOptions(kinds=("scene", "object")))
+    """The cup's box and label, with objects encoded as crops or pooled from one pass (where
+    the CAM maps come from that pass too)."""
+    regions = RegionOptions(kinds=("scene", "object"), vectors=vectors)
+    options = replace(HYBRID, regions=regions)
     index(library, photos, options=options)
     cup = (165, 15, 415, 245)  # the espresso cup, 24% of the coffee photo
     query = tmp_path / "cup.jpg"

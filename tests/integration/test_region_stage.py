@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from searchapp.ingest.pipeline import IndexCallbacks
 from searchapp.ingest.regions import RegionOptions
@@ -192,8 +193,9 @@ def test_a_pooled_tile_is_the_crop_it_covers(cnn_encoder, sample_dir: Path) -> N
     assert np.allclose(np.linalg.norm(pooled, axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.parametrize("vectors", ["crops", "pooled"])
 def test_regions_of_a_turned_photo_are_in_displayed_pixels(
-    library: Library, tmp_path: Path, sample_dir: Path
+    library: Library, tmp_path: Path, sample_dir: Path, vectors: str
 ) -> None:
     """A phone photo stored landscape with EXIF orientation 6 is shown portrait: its tiles and
     objects are boxes of the portrait picture, and a crop of what is shown finds its tile."""
@@ -207,7 +209,9 @@ def test_regions_of_a_turned_photo_are_in_displayed_pixels(
     exif = Image.Exif()
     exif[0x0112] = 6
     stored.save(folder / "turned.jpg", quality=92, exif=exif)
-    index(library, folder, options=HYBRID)
+    index(
+        library, folder, options=replace(HYBRID, regions=replace(HYBRID.regions, vectors=vectors))
+    )
     image = library.catalog.all_images()[0]
     crop = tmp_path / "crop.jpg"
     shown.crop((200, 40, 380, 220)).save(crop, quality=92)
