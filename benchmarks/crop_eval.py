@@ -1,6 +1,7 @@
 """Crop-to-source recall: scene-only against hybrid (scene + objects + tiles), side by side.
 
     python benchmarks/crop_eval.py [FOLDER] [--crops 2] [--seed 0] [--details FILE]
+        [--region-vectors crops|pooled]
 
 FOLDER defaults to ../shared/data/photos. Two libraries are built from it with the offline CNN:
 scene-only, to time it, and hybrid. The region-kind configurations are then compared on the hybrid
@@ -97,10 +98,10 @@ def random_crop(image: Image.Image, band: tuple[float, float], rng: np.random.Ge
 
 
 def build(
-    folder: Path, work: Path, name: str, kinds: tuple[str, ...], tiles: TileOptions
+    folder: Path, work: Path, name: str, kinds: tuple[str, ...], tiles: TileOptions, vectors: str
 ) -> tuple[Library, dict]:  # type: ignore[type-arg]
     lib = Library(work / name)
-    options = IndexOptions(regions=RegionOptions(kinds=kinds, tiles=tiles))
+    options = IndexOptions(regions=RegionOptions(kinds=kinds, tiles=tiles, vectors=vectors))
     summary = lib.index(
         [str(folder)],
         encoder="cnn:efficientnet-lite0",
@@ -127,6 +128,13 @@ def main() -> int:
     parser.add_argument("--scales", help="tile scales, e.g. 0.5,0.333 (default: the library's)")
     parser.add_argument("--min-tile", type=int, help="smallest tile side in pixels")
     parser.add_argument("--max-tiles", type=int, help="tiles per photo at most")
+    parser.add_argument(
+        "--region-vectors",
+        dest="vectors",
+        choices=("crops", "pooled"),
+        default="crops",
+        help="how the hybrid library embeds its objects and tiles (index --region-vectors)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/crop_eval.json")
     parser.add_argument("--details", type=Path, help="write every query's top 5 here (JSON)")
     args = parser.parse_args()
@@ -143,7 +151,7 @@ def main() -> int:
     libraries, infos = {}, {}
     for name, kinds in BUILDS.items():
         started = time.perf_counter()
-        libraries[name], infos[name] = build(folder, work, name, kinds, tiles)
+        libraries[name], infos[name] = build(folder, work, name, kinds, tiles, args.vectors)
         print(f"indexed {name}: {infos[name]} ({time.perf_counter() - started:.0f} s)")
     libraries["scene-only"].close()
     hybrid = libraries["hybrid"]
@@ -229,6 +237,7 @@ def main() -> int:
         "encoder": "cnn:efficientnet-lite0",
         "crops_per_photo_and_band": args.crops,
         "seed": args.seed,
+        "region_vectors": args.vectors,
         "tiles": {
             "scales": tiles.scales,
             "overlap": tiles.overlap,
