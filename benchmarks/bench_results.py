@@ -16,10 +16,31 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def code_version() -> str:
+    """The commit the benchmark ran, "+changes" when the working tree differed from it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "searchapp"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (commit or "unknown") + ("+changes" if dirty else "")
+
+
 def write_result(path: Path, result: dict[str, Any]) -> None:
-    """Writes `result` to `path` after a date and machine line, and says where it went."""
+    """Writes `result` to `path` after a date, commit and machine line, and says where it went."""
     stamped = {
         "date": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
+        "commit": code_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         **result,
     }
