@@ -14,9 +14,10 @@ given vectors in several ways, in one run:
 - `avg mixed`: each tile pooled from the pass of --sides where it is nearest 224 px.
 Query crops (3-10% and 10-30% of a photo, as in crop_eval.py) are embedded whole at 224 px, as
 search embeds them today, and for the pooled tiles also at the scale a tile has in the pass
-(`+scaled`): the crop's shorter side resized to S/3 and S/2, the tiles' two scales, its whole map
-averaged. A photo scores the best of its scene and tile similarities to any query vector.
-Objects are left out: the tiles are what finds small crops.
+(`+scaled`): the crop's shorter side resized to S/3 and S/2 (the tiles' two scales;
+--query-sides), its whole map averaged. `gemcore` pools each box shrunk by half a cell a side.
+A photo scores the best of its scene and tile similarities to any query vector. Objects are left
+out: the tiles are what finds small crops.
 
 With --dims, the pooled tile vectors (+scaled) are also centred and projected onto the first D
 principal components, fitted on the tuning half's tiles, and stored as int8 (one scale per
@@ -111,6 +112,11 @@ def pool_box(
     y0, y1 = box[1] * h / height, box[3] * h / height
     cols = np.clip(np.minimum(np.arange(w) + 1, x1) - np.maximum(np.arange(w), x0), 0, None)
     rows = np.clip(np.minimum(np.arange(h) + 1, y1) - np.maximum(np.arange(h), y0), 0, None)
+    if how == "gemcore":  # the box shrunk by half a cell a side: less of the context outside
+        x0, x1, y0, y1 = x0 + 0.5, max(x0 + 1.0, x1 - 0.5), y0 + 0.5, max(y0 + 1.0, y1 - 0.5)
+        cols = np.clip(np.minimum(np.arange(w) + 1, x1) - np.maximum(np.arange(w), x0), 0, None)
+        rows = np.clip(np.minimum(np.arange(h) + 1, y1) - np.maximum(np.arange(h), y0), 0, None)
+        how = "gem"
     if how == "max":
         inside = features[:, rows >= 0.5][:, :, cols >= 0.5]
         return inside.reshape(len(features), -1).max(axis=1)
@@ -127,6 +133,9 @@ def main() -> int:
     parser.add_argument("--crops", type=int, default=2, help="crops per photo and band")
     parser.add_argument("--dims", default="0", help="PCA dimensions to try (0: none)")
     parser.add_argument("--pools", default="avg", help="avg, max, gem: pooling of each box")
+    parser.add_argument(
+        "--query-sides", default="3,2", help="+scaled queries at S/N for each N (default 3,2)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=0, help="first N photos only (a quick try)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/region_pooling.json")
@@ -134,6 +143,7 @@ def main() -> int:
     folder = args.folder.resolve()
     sides = [int(s) for s in args.sides.split(",")]
     dims = [int(d) for d in args.dims.split(",")]
+    query_fractions = [1 / float(f) for f in args.query_sides.split(",")]
     options = TileOptions()
     passes = Passes()
     rng = np.random.default_rng(args.seed)
@@ -201,11 +211,11 @@ def main() -> int:
         rows = []
         for _, _, crop in queries:
             vectors = []
-            for tile_side in (round(side / 3), round(side / 2)):
+            for tile_side in (round(side * f) for f in query_fractions):
                 features = passes.feature_map(crop, max(tile_side, 32))
                 vectors.append(normalise(features.mean(axis=(1, 2))))
             rows.append(np.stack(vectors))
-        scaled[side] = np.stack(rows)  # (queries, 2, 1280)
+        scaled[side] = np.stack(rows)  # (queries, len(query_fractions), 1280)
 
     scene_matrix = np.stack(scenes)
     owner = np.concatenate([np.full(len(t), i) for i, t in enumerate(tiles["encoded"])])

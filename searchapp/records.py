@@ -155,6 +155,7 @@ class VectorDelta:
     added_ids: dict[str, list[int]] = field(default_factory=dict)
     added_vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
     removed_ids: dict[str, list[int]] = field(default_factory=dict)
+    recoded: list[str] = field(default_factory=list)  # kinds whose every vector was re-encoded
 
     def add(self, kind: str, region_id: int, vector: np.ndarray) -> None:
         self.added_ids.setdefault(kind, []).append(region_id)

@@ -303,8 +303,10 @@ def _embedding_candidates(
     if "crop" in options.tiers and dim:
         owners, regions = VectorSource(catalog, table, dim).load(REGION_KINDS_FOR_CROPS)
         if len(regions):
+            # scenes onto the basis the library keeps its objects and tiles in, if it has one
+            scenes_there = catalog.project_query(REGION_KINDS_FOR_CROPS[0], matrix)
             queries, hits, scores = neighbour_pairs(
-                matrix, regions, options.neighbours, options.crop_cosine
+                scenes_there, regions, options.neighbours, options.crop_cosine
             )
             for q, h, score in zip(queries.tolist(), hits.tolist(), scores.tolist(), strict=True):
                 a, b = int(scene_rows[q]), int(owners[h])

@@ -243,8 +243,9 @@ def _knn(
         if available == 0:
             continue
         fetch = query.k + len(excluded) if kind == "scene" else 8 * (query.k + len(excluded))
+        queries = library.catalog.project_query(kind, vector)  # onto its codec's basis
         while True:
-            scores, ids = faiss_index.search(index, vector, fetch, allowed=allowed)
+            scores, ids = faiss_index.search(index, queries, fetch, allowed=allowed)
             found = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
             kind_hits = library.catalog.hydrate(found)
             photos = {h.image_id for h in kind_hits} - excluded

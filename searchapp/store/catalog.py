@@ -48,7 +48,6 @@ from searchapp.store.integrity import (
 )
 from searchapp.store.reads import SearchReads
 from searchapp.store.tables import (
-    VECTOR_DTYPE,
     chunks,
     failures,
     images,
@@ -58,6 +57,7 @@ from searchapp.store.tables import (
     settings,
     under,
 )
+from searchapp.store.vector_rows import CODEC_SETTING
 from searchapp.store.writes import CatalogWrites
 
 
@@ -299,9 +299,20 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
         try:
             result = self._apply(batch)
             self._analyze_if_grown()
+            if result[1].recoded:
+                self._compact()
             return result
         except DatabaseError as exc:
             raise translate_error(exc, self.url) from exc
+        finally:
+            self._codec = None  # read again: a basis fitted by a rolled-back batch is not there
+
+    def _compact(self) -> None:
+        """Give back the pages that re-encoding the objects and tiles emptied (once, when the
+        basis is fitted, on a library of a few dozen photos: a fraction of a second)."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM")
 
     def _analyze_if_grown(self) -> None:
         """Refresh SQLite's planner statistics whenever the images table has doubled. Without
@@ -324,6 +335,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
             doomed += [item.replaces_id for item in batch.new if item.replaces_id is not None]
             doomed += [item.replaces_id for item in batch.copies if item.replaces_id is not None]
             self._delete_images(conn, doomed, delta)
+            self._fit_codec_if_due(conn, batch, delta)
             for move in batch.touched:
                 conn.execute(
                     update(images)
@@ -359,6 +371,8 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
             conn.execute(delete(labels))
             conn.execute(delete(regions))
             conn.execute(delete(images))
+            conn.execute(delete(settings).where(settings.c.key == CODEC_SETTING))  # a new encoder
+            self._codec = None
             generation = int(self._get(conn, "vectors.generation") or 0) + 1
             self._set(conn, "vectors.generation", str(generation))
 
@@ -367,7 +381,8 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
     def region_vectors(
         self, kind: str, dim: int, chunk_rows: int = 20000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (ids int64, vectors float32) for every region of a kind, in chunks."""
+        """Yield (ids int64, vectors float32) for every region of a kind, in chunks: `dim`
+        wide, or the codec's width for a kind stored coded (vector_dim)."""
         query = (
             select(regions.c.id, regions.c.vector)
             .where(regions.c.kind == kind, regions.c.image_id.not_in(set_aside_images()))
@@ -378,8 +393,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
             while rows := result.fetchmany(chunk_rows):
                 ids = np.fromiter((row.id for row in rows), dtype=np.int64, count=len(rows))
                 blob = b"".join(row.vector for row in rows)
-                vectors = np.frombuffer(blob, dtype=VECTOR_DTYPE).reshape(len(rows), dim)
-                yield ids, vectors.astype(np.float32)
+                yield ids, self.decode_vectors(kind, blob, len(rows), dim)
 
     def region_count(self, kind: str) -> int:
         with self.engine.connect() as conn:

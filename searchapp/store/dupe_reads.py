@@ -18,14 +18,15 @@ from sqlalchemy.exc import OperationalError
 
 from searchapp.errors import DamagedCatalogError
 from searchapp.records import KnownImage
+from searchapp.store.codec import CODED_KINDS
 from searchapp.store.tables import (
-    VECTOR_DTYPE,
     chunks,
     evidence,
     images,
     regions,
     set_aside_images,
 )
+from searchapp.store.vector_rows import VectorRows
 
 PHASH_BYTES = 64
 
@@ -64,7 +65,7 @@ class PhotoTable:
         return len(self.ids)
 
 
-class DupeReads:
+class DupeReads(VectorRows):
     engine: Engine
 
     def photo_table(self) -> PhotoTable:
@@ -160,7 +161,11 @@ class DupeReads:
     def region_vectors_by_image(
         self, kinds: Iterable[str], dim: int, chunk_rows: int = 20000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (image ids int64, vectors float16) for every region of these kinds, in chunks."""
+        """Yield (image ids int64, vectors float16) for every region of these kinds, in chunks:
+        kinds stored alike (all coded or none, vector_dim)."""
+        kinds = list(kinds)
+        if len({kind in CODED_KINDS for kind in kinds}) > 1:
+            raise ValueError(f"region kinds {kinds} are not stored alike")
         query = (
             select(regions.c.image_id, regions.c.vector)
             .where(regions.c.kind.in_(list(kinds)), regions.c.image_id.not_in(set_aside_images()))
@@ -173,7 +178,8 @@ class DupeReads:
                     (row.image_id for row in rows), dtype=np.int64, count=len(rows)
                 )
                 blob = b"".join(row.vector for row in rows)
-                yield owners, np.frombuffer(blob, dtype=VECTOR_DTYPE).reshape(len(rows), dim)
+                vectors = self.decode_vectors(kinds[0], blob, len(rows), dim)
+                yield owners, vectors.astype(np.float16)
 
     def pixel_evidence(self) -> dict[tuple[str, str, int], dict[str, Any]]:
         """Every kept pixel-check result, by (content hash a, content hash b, method)."""

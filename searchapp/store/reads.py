@@ -12,7 +12,8 @@ import numpy as np
 from sqlalchemy import Engine, and_, func, or_, select
 
 from searchapp.records import Filters, KnownImage, RegionHit
-from searchapp.store.tables import VECTOR_DTYPE, chunks, images, labels, regions, under
+from searchapp.store.tables import chunks, images, labels, regions, under
+from searchapp.store.vector_rows import VectorRows
 
 
 def _filter_conditions(filters: Filters) -> list[Any]:
@@ -38,7 +39,7 @@ def _filter_conditions(filters: Filters) -> list[Any]:
     return conditions
 
 
-class SearchReads:
+class SearchReads(VectorRows):
     engine: Engine
 
     def region_ids_where(self, filters: Filters, kinds: Iterable[str]) -> np.ndarray:
@@ -81,9 +82,7 @@ class SearchReads:
         )
         with self.engine.connect() as conn:
             blobs = list(conn.execute(query).scalars())
-        return (
-            np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(-1, dim).astype(np.float32)
-        )
+        return self.decode_vectors(kind, b"".join(blobs), len(blobs), dim)
 
     def label_scores(
         self,

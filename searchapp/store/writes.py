@@ -9,7 +9,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from searchapp.records import CatalogBatch, FileStat, Move, RegionsAdded, VectorDelta
+from searchapp.store.codec import CODED_KINDS
 from searchapp.store.tables import VECTOR_DTYPE, chunks, failures, images, labels, regions
+from searchapp.store.vector_rows import VectorRows
 
 
 def _insert_id(conn: Connection, statement: Any) -> int:
@@ -18,7 +20,14 @@ def _insert_id(conn: Connection, statement: Any) -> int:
     return int(key[0])
 
 
-class CatalogWrites:
+class CatalogWrites(VectorRows):
+    def _read_back(self, kind: str, blob: bytes) -> np.ndarray:
+        """One stored vector as the index holds it (its width is the blob's)."""
+        codec = self.region_codec() if kind in CODED_KINDS else None
+        if codec is not None:
+            return codec.decode(blob, 1)[0]
+        return np.frombuffer(blob, dtype=VECTOR_DTYPE).astype(np.float32)
+
     def _delete_images(self, conn: Connection, image_ids: list[int], delta: VectorDelta) -> None:
         for chunk in chunks(image_ids):
             rows = conn.execute(
@@ -58,9 +67,7 @@ class CatalogWrites:
             if aside:
                 delta.remove(row.kind, row.id)
             else:
-                delta.add(
-                    row.kind, row.id, np.frombuffer(row.vector, VECTOR_DTYPE).astype(np.float32)
-                )
+                delta.add(row.kind, row.id, self._read_back(row.kind, row.vector))
 
     def _insert_image(
         self, conn: Connection, stat: FileStat, content_hash: str, meta: Any, now: float
@@ -79,7 +86,7 @@ class CatalogWrites:
         self, conn: Connection, image_id: int, region: Any, delta: VectorDelta
     ) -> None:
         x0, y0, x1, y1 = region.bbox
-        stored = np.asarray(region.vector, dtype=VECTOR_DTYPE)
+        blob, vector = self._stored(region)
         region_id = _insert_id(
             conn,
             insert(regions).values(
@@ -91,7 +98,7 @@ class CatalogWrites:
                 y1=y1,
                 label=region.label,
                 label_score=region.label_score,
-                vector=stored.tobytes(),
+                vector=blob,
             ),
         )
         if region.labels:
@@ -102,8 +109,8 @@ class CatalogWrites:
                     for rank, (name, prob) in enumerate(region.labels)
                 ],
             )
-        # the index gets the float16-rounded vector, so a rebuild reproduces it exactly
-        delta.add(region.kind, region_id, stored.astype(np.float32))
+        # the index gets the vector as stored, so a rebuild reproduces it exactly
+        delta.add(region.kind, region_id, vector)
 
     def _clone_image(
         self, conn: Connection, source_id: int, stat: FileStat, now: float, delta: VectorDelta
@@ -127,8 +134,7 @@ class CatalogWrites:
                     insert(labels),
                     [{"region_id": new_id, **row._mapping} for row in label_rows],
                 )
-            vector = np.frombuffer(region.vector, dtype=VECTOR_DTYPE).astype(np.float32)
-            delta.add(region.kind, new_id, vector)
+            delta.add(region.kind, new_id, self._read_back(region.kind, region.vector))
 
     def _write_failures(self, conn: Connection, batch: CatalogBatch, now: float) -> None:
         cleared = list(batch.cleared_failures)

@@ -148,14 +148,15 @@ class IndexStore:
                     problem = f"index file {path.name} is unreadable ({str(exc).splitlines()[0]})"
                 else:
                     counted = expected is None or index.ntotal == expected
-                    if index.ntotal == saved_count and counted and index.d == self.dim:
+                    dim = self.dim_of(kind)
+                    if index.ntotal == saved_count and counted and index.d == dim:
                         if not persist:
                             self._mapped.add(kind)
                         return index, wanted
                     problem = (
                         f"index file {path.name} holds {index.ntotal} vectors of dim {index.d}, "
                         f"catalog has {expected if expected is not None else saved_count} "
-                        f"of dim {self.dim}"
+                        f"of dim {dim}"
                     )
         index = self.rebuild_from_catalog(kind)
         if problem:
@@ -164,10 +165,15 @@ class IndexStore:
             self.save(kind, index, generation)
         return index, generation
 
+    def dim_of(self, kind: str) -> int:
+        """The width of a kind's vectors: the encoder's, or the library's codec's."""
+        return self.catalog.vector_dim(kind, self.dim)
+
     def rebuild_from_catalog(self, kind: str) -> Any:
         """The kind's index made anew from the catalog's vectors: exact or IVF by its size."""
         count = self.catalog.region_count(kind)
-        return ann.build(self.dim, count, lambda: self.catalog.region_vectors(kind, self.dim))
+        vectors = lambda: self.catalog.region_vectors(kind, self.dim)  # noqa: E731
+        return ann.build(self.dim_of(kind), count, vectors)
 
     def save(self, kind: str, index: Any, generation: int) -> None:
         if ann.needs_rebuild(index):  # grown or shrunk past its layout: retrain, re-tune
@@ -218,8 +224,14 @@ class IndexStore:
     def follow(self, delta: VectorDelta, base_generation: int, new_generation: int) -> None:
         """Follow one committed catalog batch: apply it to the kinds it touched, and carry the
         others to the new generation unchanged, so that none is rebuilt for being untouched."""
-        touched = set(delta.added_ids) | set(delta.removed_ids)
-        for kind in touched:
+        touched = set(delta.added_ids) | set(delta.removed_ids) | set(delta.recoded)
+        for kind in delta.recoded:  # every vector of the kind changed width: read them anew
+            with self._lock:
+                self._indexes[kind] = self.rebuild_from_catalog(kind)
+                self._generations[kind] = new_generation
+                self._mapped.discard(kind)
+                self._unsaved.add(kind)
+        for kind in touched - set(delta.recoded):
             ids = np.asarray(delta.added_ids.get(kind, []), dtype=np.int64)
             vectors = delta.added_vectors.get(kind, [])
             stacked = np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)

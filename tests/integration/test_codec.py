@@ -1,0 +1,87 @@
+"""Objects and tiles stored as int8 codes in a basis fitted on the library (store/codec.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from searchapp.library import Library
+from searchapp.store.codec import DIMS, RegionCodec
+from tests.integration.helpers import HYBRID, assert_consistent, index
+
+
+def coded_library(library: Library) -> Library:
+    library.catalog.codec_fit_at = 40  # five sample photos hold about 150 objects and tiles
+    return library
+
+
+def test_regions_are_coded_once_the_library_has_enough(library: Library, photos: Path) -> None:
+    before = Library(library.directory)
+    assert before.catalog.region_codec() is None
+    before.close()
+    coded_library(library)
+    index(library, photos, options=HYBRID)
+    codec = library.catalog.region_codec()
+    assert codec is not None and codec.dim <= DIMS
+    assert library.indexes().get("tile", persist=False).d == codec.dim
+    assert library.indexes().get("scene", persist=False).d == 1280  # scenes stay whole
+    # every stored tile is a code of the basis's width, the scene a float16 vector
+    image = library.catalog.all_images()[0]
+    assert library.catalog.region_vectors_of_image(image.id, "tile", 1280).shape[1] == codec.dim
+    assert library.catalog.region_vectors_of_image(image.id, "scene", 1280).shape[1] == 1280
+    assert_consistent(library)
+    report = library.check()
+    assert not report.findings, report.findings
+
+    crop = photos.parent / "crop.jpg"
+    with Image.open(photos / "astronaut.jpg") as opened:
+        opened.crop((280, 40, 480, 240)).save(crop, quality=90)
+    hits = library.search(image=str(crop), k=1, kinds=("tile",), verify=False).hits
+    assert hits[0].path.endswith("astronaut.jpg") and hits[0].kind == "tile"
+    assert 0.5 < hits[0].score <= 1.0  # a cosine, comparable with the scenes'
+
+
+def test_coded_regions_survive_copies_moves_rebuilds_and_a_reopen(
+    library: Library, photos: Path
+) -> None:
+    coded_library(library)
+    index(library, photos, options=HYBRID)
+    shutil.copy(photos / "camera.jpg", photos / "animals" / "camera-copy.jpg")  # cloned rows
+    (photos / "things" / "coffee.jpg").rename(photos / "coffee-moved.jpg")  # a move
+    summary = index(library, photos, options=HYBRID)
+    assert summary.reused == 1 and summary.moved == 1
+    assert_consistent(library)
+    library.rebuild_index()
+    reopened = Library(library.directory)
+    try:
+        assert not reopened.check().findings
+        tiles = reopened.indexes().get("tile", persist=False)
+        codec = reopened.catalog.region_codec()
+        assert codec is not None and tiles.d == codec.dim
+        by_path = {image.path: image.id for image in reopened.catalog.all_images()}
+        copy = reopened.catalog.region_vectors_of_image(
+            by_path[str(photos / "animals" / "camera-copy.jpg")], "tile", 1280
+        )
+        source = reopened.catalog.region_vectors_of_image(
+            by_path[str(photos / "camera.jpg")], "tile", 1280
+        )
+        np.testing.assert_array_equal(copy, source)
+    finally:
+        reopened.close()
+
+
+def test_the_codec_keeps_cosines_and_round_trips() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 64))
+    sample = centres[rng.integers(0, 8, 500)] + 0.1 * rng.normal(size=(500, 64))
+    sample /= np.linalg.norm(sample, axis=1, keepdims=True)
+    codec = RegionCodec.fit(sample.astype(np.float32), dims=16)
+    again = RegionCodec.from_json(codec.to_json())
+    np.testing.assert_array_equal(again.basis, codec.basis)
+    decoded = codec.decode(b"".join(codec.encode(sample[:50])), 50)
+    exact = sample[:50] @ sample[:50].T
+    assert np.abs(decoded @ decoded.T - exact).max() < 0.1  # 16 of 64 directions keep them
+    assert np.allclose(np.linalg.norm(decoded, axis=1), 1, atol=1e-5)
