@@ -2,8 +2,8 @@
 threaded PIL draft() pipeline, on real 12 MP phone photos.
 
 python benchmarks/index_throughput.py [FOLDER] [--encoders cnn:efficientnet-lite0,clip:ViT-B-32]
-    [--modes scene,hybrid] [--batch-size 32] [--clip-weights FILE] [--hybrid-photos 50]
-    [--repeats 3] [--bound-repeats 5] [--copies 1]
+    [--modes scene,default] [--batch-size 32] [--clip-weights FILE] [--hybrid-photos N]
+    [--repeats 3] [--bound-repeats 5] [--copies 1] [--region-vectors crops|pooled]
 
 FOLDER defaults to ../shared/data/phone12mp: 43 real 4032x3024 phone JPEGs (EXIF orientation 6).
 A folder made by benchmarks/phone_photos.py is labelled "synthetic (upscaled)" in the output and
@@ -31,10 +31,12 @@ JSON). From the encoder's CPU time per photo (measured multi-threaded at the bat
 encoder-alone figure spends it) and the rest's (one thread): the CPU-time bound, cores / (encoder
 + rest) photos/s, the most any pipeline could reach if the encoder and the rest share the cores
 and no core ever waits. It is an estimate from two CPU times measured apart, not a measurement.
-Hybrid mode embeds about 35 regions per photo, so it runs on the first --hybrid-photos photos
-(hard-linked into a scratch folder). `clip:ViT-B-32` needs no download: without --clip-weights a
-randomly initialised checkpoint of the real architecture is written to a temporary folder (the
-speed is the same). Writes results/index_throughput.json.
+The default mode (every region kind; `hybrid` is its old name) runs on every photo, or on the
+first --hybrid-photos (hard-linked into a scratch folder). After both modes of an encoder, the
+issue 17 line: the default run's rate and its scene stage's (how soon every photo is searchable)
+against the scene-only run's, KiB per photo on disk and peak memory. `clip:ViT-B-32` needs no
+download: without --clip-weights a randomly initialised checkpoint of the real architecture is
+written to a temporary folder (the speed is the same). Writes results/index_throughput.json.
 """
 
 from __future__ import annotations
@@ -207,6 +209,8 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     argv = ["index", spec["folder"], "--library", library, "--regions", spec["kinds"]]
     argv += ["--encoder", spec["encoder"], "--batch-size", str(spec["batch_size"])]
     argv += ["--json", "--quiet"]
+    if spec.get("region_vectors"):
+        argv += ["--region-vectors", spec["region_vectors"]]
     if spec["clip_weights"] and spec["encoder"].startswith("clip:"):
         argv += ["--clip-weights", spec["clip_weights"]]
     out = io.StringIO()
@@ -421,6 +425,7 @@ def measure_mode(
         "kinds": MODES[mode],
         "batch_size": args.batch_size,
         "clip_weights": weights,
+        "region_vectors": args.region_vectors,
     }
     runs: dict[str, list[dict[str, Any]]] = {"ours": [], "naive": [], "draft": []}
     for _ in range(args.repeats):  # interleaved: a slow spell of the machine hits all three
@@ -552,6 +557,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs of ours, naive and peer")
     parser.add_argument("--bound-repeats", type=int, default=5, help="repeats of the encoder")
     parser.add_argument("--copies", type=int, default=1, help="index N byte-distinct copies")
+    parser.add_argument(
+        "--region-vectors", choices=("crops", "pooled"), help="ours: index --region-vectors"
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -605,6 +613,7 @@ def main() -> int:
         "copies": args.copies,
         "batch_size": args.batch_size,
         "repeats": args.repeats,
+        "region_vectors": args.region_vectors or "crops",
         "encoder_alone": {
             name: {
                 "runtime": b["runtime"],
