@@ -75,7 +75,7 @@ REST_PARTS = {
     "phash_variants": "pHash (+ pixel hash)",
     "pixel_hash": "pHash (+ pixel hash)",
     "cut_regions": "cut regions",
-    "_prepare": "preprocess regions",
+    "prepare": "preprocess regions",
 }
 DETECT, OBJECTS = "detector (CAM)", "cut objects"
 
@@ -141,10 +141,11 @@ def child_rest(spec: dict[str, Any]) -> dict[str, Any]:
     its objects, split into parts by timers around the functions the read step calls. One photo
     at a time, on one thread: an idle OpenMP thread spins, and its spinning would count as work."""
     from searchapp.detect.registry import create_detector
-    from searchapp.ingest import pipeline
+    from searchapp.ingest import pipeline, region_stage
+    from searchapp.ingest.encoding import prepare
     from searchapp.ingest.pipeline import IndexOptions, LazyModel
     from searchapp.ingest.regions import RegionOptions, object_regions
-    from searchapp.records import FileStat
+    from searchapp.records import FileStat, PendingImage
 
     encoder = _encoder(spec["encoder"], spec["clip_weights"], threads=1)
     options = IndexOptions(regions=RegionOptions(kinds=tuple(spec["kinds"].split(","))))
@@ -171,21 +172,28 @@ def child_rest(spec: dict[str, Any]) -> dict[str, Any]:
         return wrapper
 
     for name, label in REST_PARTS.items():
-        if hasattr(pipeline, name):
-            setattr(pipeline, name, timed(label, getattr(pipeline, name)))
+        for module in (pipeline, region_stage):  # the scene stage's read, then the region stage's
+            if hasattr(module, name):
+                setattr(module, name, timed(label, getattr(module, name)))
     detect = timed(DETECT, detector.detect) if detector is not None else None
     cut_objects = timed(OBJECTS, object_regions)
 
     def work(path: Path) -> None:
         stat = path.stat()
         file = FileStat(str(path), stat.st_size, stat.st_mtime_ns)
-        result = pipeline._read(file, None, set(), LazyModel(lambda: encoder), options)
-        if result.error is not None:
+        model = LazyModel(lambda: encoder)
+        result = pipeline._read(file, None, set(), model, options)
+        if result.error is not None or result.content_hash is None:
             raise SystemExit(f"{path}: {result.error}")
-        if detect is not None and result.awaiting_detection is not None:
-            loaded = result.awaiting_detection
+        if not options.later_kinds:
+            return
+        kinds = options.later_kinds
+        waiting = PendingImage(0, file.path, file.size, file.mtime_ns, result.content_hash, kinds)
+        read = region_stage._read([waiting], kinds, model, options)
+        if detect is not None and read.awaiting_detection is not None:
+            loaded = read.awaiting_detection
             for cut in cut_objects(loaded, detect([loaded.image])[0]):
-                pipeline._prepare(cut, encoder)
+                prepare(cut, encoder)
 
     photos = _photos(Path(spec["folder"]))
     work(photos[0])  # warm-up: lazy imports and first-call allocations
