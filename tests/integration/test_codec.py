@@ -11,6 +11,7 @@ from PIL import Image
 from searchapp.library import Library
 from searchapp.store.codec import DIMS, RegionCodec
 from tests.integration.helpers import HYBRID, assert_consistent, index
+from tests.integration.test_dupes import _groups, dupe_folder  # noqa: F401 (a fixture)
 
 
 def coded_library(library: Library) -> Library:
@@ -85,3 +86,15 @@ def test_the_codec_keeps_cosines_and_round_trips() -> None:
     exact = sample[:50] @ sample[:50].T
     assert np.abs(decoded @ decoded.T - exact).max() < 0.1  # 16 of 64 directions keep them
     assert np.allclose(np.linalg.norm(decoded, axis=1), 1, atol=1e-5)
+
+
+def test_dupes_on_a_coded_library(library: Library, dupe_folder: Path) -> None:  # noqa: F811
+    """The crop tier compares scenes with objects and tiles: onto the basis, it finds the same
+    groups as on a scene-only library (test_dupes.test_each_tier_on_real_photos)."""
+    coded_library(library)
+    index(library, dupe_folder, options=HYBRID)
+    assert library.catalog.region_codec() is not None
+    groups = _groups(library.dupes())
+    assert {"rocket.jpg", "rocket_cropped.jpg"} in groups
+    assert {"coffee.jpg", "coffee_as_png.png"} in groups
+    assert len(groups) == 4
