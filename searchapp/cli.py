@@ -248,7 +248,7 @@ def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib
                 if summary.regions_pending
                 else ""
             )
-            print(f"{scenes}objects and tiles made for {summary.with_regions}{waiting}")
+            print(f"{scenes}regions made for {summary.with_regions}{waiting}")
         if summary.failed:
             print("failed files: `searchapp errors` lists them with their reasons")
     if summary.interrupted:

@@ -35,5 +35,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_images_regions_pending", "images")
-    with op.batch_alter_table("images") as batch:
-        batch.drop_column("regions_pending")
+    # a plain DROP COLUMN (SQLite 3.35+): batch mode would copy the table, and dropping the old
+    # one would cascade to the regions
+    op.drop_column("images", "regions_pending")

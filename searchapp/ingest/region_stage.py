@@ -38,6 +38,7 @@ from searchapp.ingest.run_options import IndexCallbacks, IndexOptions, IndexSumm
 from searchapp.records import (
     BBox,
     CatalogBatch,
+    Failure,
     FileStat,
     PendingImage,
     RegionData,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from searchapp.store.catalog import Catalog
 
 Group = list[PendingImage]  # photos of one content, waiting for the same kinds
+OUT_OF_MEMORY = "out of memory while decoding for regions; lower --workers and run index again"
 
 
 @dataclass
@@ -64,8 +66,10 @@ class _Read:
 
 
 def pooling(model: Any, regions: RegionOptions) -> bool:
-    """Whether this run pools its regions from one pass per photo."""
-    return regions.vectors == "pooled" and hasattr(model, "feature_map")
+    """Whether this run pools its regions from one pass per photo (the encoder's torch model
+    must be there: a query-time encoder runs an ONNX tower of fixed size)."""
+    pools = hasattr(model, "feature_map") and getattr(model, "model", None) is not None
+    return regions.vectors == "pooled" and pools
 
 
 def groups_of(pending: list[PendingImage], kinds: tuple[str, ...]) -> list[Group]:
@@ -99,8 +103,8 @@ def _read(group: Group, kinds: tuple[str, ...], encoder: LazyModel, options: Ind
             pass_input = model.region_input(loaded.image) if pooled else None
         except ImageLoadError as exc:
             return _Read(group, kinds, error=exc.reason, path=item.path)
-        except MemoryError:
-            return _Read(group, kinds, error="out of memory while decoding; lower --workers")
+        except MemoryError:  # the photo keeps waiting: a run with fewer --workers may make it
+            return _Read(group, kinds, error=OUT_OF_MEMORY, path=item.path)
         detect = "object" in kinds and regions.detector != "none"
         tiles = [cut.bbox for cut in made] if pooled else []
         read = _Read(group, kinds, cuts, None, item.path, loaded if detect else None)
@@ -184,11 +188,19 @@ class RegionStage:
 
     def _handle(self, result: _Read) -> None:
         if result.error is not None:
-            # the scene stays searchable; the photo stops waiting for regions it cannot have
+            reason = f"scene indexed, no objects or tiles: {result.error}"
             if self.cb.on_failure:
-                self.cb.on_failure(result.path, f"no objects or tiles: {result.error}")
-            ids = [item.id for item in result.group]
-            self.batch.regions_added.append(RegionsAdded(ids, [], None))
+                self.cb.on_failure(result.path, reason)
+            self.summary.failed += 1
+            if result.error != OUT_OF_MEMORY:
+                # the scene stays searchable; the photo stops waiting for what it cannot have,
+                # and `searchapp errors` says why until the file changes
+                item = next(i for i in result.group if i.path == result.path)
+                stat = FileStat(item.path, item.size, item.mtime_ns)
+                self.batch.failures.append(Failure(stat, reason))
+                ids = [item.id for item in result.group]
+                left = [k for k in result.group[0].kinds if k not in result.kinds]
+                self.batch.regions_added.append(RegionsAdded(ids, [], ",".join(left) or None))
         elif result.path:
             self.to_encode.append(result)
             # a pooled photo is one pass: encode it at once, while the readers decode the next

@@ -311,8 +311,11 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
         """Give back the pages that re-encoding the objects and tiles emptied (once, when the
         basis is fitted, on a library of a few dozen photos: a fraction of a second)."""
         if self.engine.dialect.name == "sqlite":
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM")
+            try:
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                    c.exec_driver_sql("VACUUM")
+            except DatabaseError:  # no room for the copy, say: the pages stay, nothing is lost
+                pass
 
     def _analyze_if_grown(self) -> None:
         """Refresh SQLite's planner statistics whenever the images table has doubled. Without
@@ -360,7 +363,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
                 self._add_regions(conn, added, delta)
             self._write_failures(conn, batch, now)
             generation = int(self._get(conn, "vectors.generation") or 0)
-            if delta.added_ids or delta.removed_ids:
+            if delta.added_ids or delta.removed_ids or delta.recoded:
                 generation += 1
                 self._set(conn, "vectors.generation", str(generation))
         return generation, delta
@@ -426,7 +429,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
             n_pending = count(
                 select(func.count())
                 .select_from(images)
-                .where(images.c.regions_pending.is_not(None))
+                .where(images.c.regions_pending.is_not(None), images.c.set_aside.is_(False))
             )
         return n_images - n_aside, n_aside, by_kind, n_failures, n_pending
 

@@ -5,10 +5,9 @@ turns a vector into a blob and back."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from searchapp.records import CatalogBatch, RegionData, VectorDelta
@@ -16,6 +15,7 @@ from searchapp.store.codec import CODED_KINDS, FIT_AT, FIT_SAMPLE, RegionCodec
 from searchapp.store.tables import VECTOR_DTYPE, chunks, regions, settings
 
 CODEC_SETTING = "codec.regions"
+REENCODE_AT_MOST = 20_000  # stored vectors one committing transaction may re-encode
 
 
 class VectorRows:
@@ -77,6 +77,10 @@ class VectorRows:
         stored = int(conn.execute(select(func.count()).where(coded)).scalar_one())
         if stored + len(fresh) < self.codec_fit_at:
             return
+        if stored > REENCODE_AT_MOST:
+            # a library indexed before codes existed: re-encoding it would hold one transaction
+            # for minutes; it keeps float16 until that is done in steps (not yet)
+            return
         width = len(fresh[0])
         sample_rows = conn.execute(
             select(regions.c.vector).where(coded).order_by(func.random()).limit(FIT_SAMPLE)
@@ -92,18 +96,14 @@ class VectorRows:
             vectors = np.frombuffer(b"".join(r.vector for r in rows), VECTOR_DTYPE)
             codes = codec.encode(vectors.reshape(len(rows), width).astype(np.float32))
             conn.execute(
-                update(regions).where(regions.c.id == _bind("rid")).values(vector=_bind("code")),
+                update(regions)
+                .where(regions.c.id == bindparam("rid"))
+                .values(vector=bindparam("code")),
                 [{"rid": r.id, "code": code} for r, code in zip(rows, codes, strict=True)],
             )
         conn.execute(settings.insert().values(key=CODEC_SETTING, value=codec.to_json()))
         self._codec = codec
         delta.recoded.extend(CODED_KINDS)
-
-
-def _bind(name: str) -> Any:
-    from sqlalchemy import bindparam
-
-    return bindparam(name)
 
 
 def _region_lists(batch: CatalogBatch) -> Iterable[list[RegionData]]:

@@ -9,7 +9,6 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from searchapp.records import CatalogBatch, FileStat, Move, RegionsAdded, VectorDelta
-from searchapp.store.codec import CODED_KINDS
 from searchapp.store.tables import VECTOR_DTYPE, chunks, failures, images, labels, regions
 from searchapp.store.vector_rows import VectorRows
 
@@ -22,11 +21,9 @@ def _insert_id(conn: Connection, statement: Any) -> int:
 
 class CatalogWrites(VectorRows):
     def _read_back(self, kind: str, blob: bytes) -> np.ndarray:
-        """One stored vector as the index holds it (its width is the blob's)."""
-        codec = self.region_codec() if kind in CODED_KINDS else None
-        if codec is not None:
-            return codec.decode(blob, 1)[0]
-        return np.frombuffer(blob, dtype=VECTOR_DTYPE).astype(np.float32)
+        """One stored vector as the index holds it (a float16 blob's width is its length)."""
+        width = len(blob) // np.dtype(VECTOR_DTYPE).itemsize
+        return self.decode_vectors(kind, blob, 1, width)[0]
 
     def _delete_images(self, conn: Connection, image_ids: list[int], delta: VectorDelta) -> None:
         for chunk in chunks(image_ids):

@@ -120,6 +120,9 @@ class IndexStore:
             if persist and kind in self._mapped:  # about to change: load a writable copy
                 del self._indexes[kind]
                 self._mapped.discard(kind)
+            if kind in self._indexes and self._indexes[kind].d != self.dim_of(kind):
+                del self._indexes[kind]  # another process re-encoded the kind: read it anew
+                self._mapped.discard(kind)
             if kind not in self._indexes:
                 index, generation = self._open(kind, persist=persist, at_generation=at_generation)
                 self._indexes[kind], self._generations[kind] = index, generation
@@ -280,6 +283,6 @@ def commit_batch(
     Returns the catalog's new vector generation."""
     with held_interrupts():
         generation, delta = catalog.apply(batch)
-        if delta.added_ids or delta.removed_ids:
+        if delta.added_ids or delta.removed_ids or delta.recoded:
             indexes().follow(delta, base_generation, generation)
     return generation

@@ -98,3 +98,25 @@ def test_dupes_on_a_coded_library(library: Library, dupe_folder: Path) -> None: 
     assert {"rocket.jpg", "rocket_cropped.jpg"} in groups
     assert {"coffee.jpg", "coffee_as_png.png"} in groups
     assert len(groups) == 4
+
+
+def test_a_reader_open_across_the_fit(library: Library, photos: Path, sample_dir: Path) -> None:
+    """A library object that loaded the float16 tile index before another one fitted the basis
+    reads the index anew, instead of searching it with a query of the other width."""
+    library.catalog.codec_fit_at = 10**9  # not yet
+    index(library, photos, options=HYBRID)
+    crop = photos.parent / "crop.jpg"
+    with Image.open(photos / "astronaut.jpg") as opened:
+        opened.crop((280, 40, 480, 240)).save(crop, quality=90)
+    reader = Library(library.directory)
+    try:
+        before = reader.search(image=str(crop), k=1, kinds=("tile",), verify=False).hits
+        assert reader.indexes().get("tile", persist=False).d == 1280
+        coded_library(library)
+        shutil.copy(sample_dir / "motorcycle_left.jpg", photos / "bike.jpg")  # one more photo
+        index(library, photos, options=HYBRID)
+        assert library.catalog.region_codec() is not None
+        after = reader.search(image=str(crop), k=1, kinds=("tile",), verify=False).hits
+        assert before[0].path == after[0].path and after[0].path.endswith("astronaut.jpg")
+    finally:
+        reader.close()

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from searchapp.errors import ImageLoadError
+from searchapp.ingest import region_stage
 from searchapp.ingest.pipeline import IndexCallbacks
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
@@ -80,21 +82,31 @@ def test_killed_region_stage_resumes(library: Library, photos: Path) -> None:
     assert_consistent(library)
     resumed = index(library, photos, options=TILES)
     assert resumed.with_regions == waiting and library.stats().regions_pending == 0
-    tiles_by_photo: dict[int, int] = {}
-    for image in library.catalog.all_images():
-        ids = library.catalog.region_vectors_of_image(image.id, "tile", 1280)
-        tiles_by_photo[image.id] = len(ids)
-    assert all(count >= 1 for count in tiles_by_photo.values())  # none twice, none missing
-    assert sum(tiles_by_photo.values()) == kinds_of(library)["tile"]
+    with library.catalog.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT image_id, x0, y0, x1, y1 FROM regions WHERE kind = 'tile'"
+        ).all()
+    assert len(rows) == len(set(rows))  # no photo got its tiles twice
+    assert {row[0] for row in rows} == {image.id for image in library.catalog.all_images()}
 
 
-def test_identical_copies_are_decoded_once(library: Library, photos: Path) -> None:
+def test_identical_copies_are_decoded_once(
+    library: Library, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shutil.copy(photos / "astronaut.jpg", photos / "animals" / "astronaut-copy.jpg")
     index(library, photos, options=replace(TILES, regions_later=True))
     recorder = Recorder()
+    decoded: list[str] = []
+    real_decode = region_stage.decode
+
+    def counting_decode(data, stat, **kw):  # type: ignore[no-untyped-def]
+        decoded.append(stat.path)
+        return real_decode(data, stat, **kw)
+
+    monkeypatch.setattr(region_stage, "decode", counting_decode)
     summary = index(library, photos, options=TILES, recorder=recorder)
     assert summary.with_regions == 6
-    assert recorder.advanced == 6  # both copies counted, one read
+    assert recorder.advanced == 6 and len(decoded) == 5  # both copies counted, one decoded
     by_path = {image.path: image.id for image in library.catalog.all_images()}
     tiles = [
         library.catalog.region_vectors_of_image(by_path[str(p)], "tile", 1280)
@@ -224,3 +236,44 @@ def test_regions_of_a_turned_photo_are_in_displayed_pixels(
     objects = library.search(image=str(crop), k=1, kinds=("object",), verify=False).hits
     for hit in objects:
         assert hit.bbox[2] <= 384 and hit.bbox[3] <= 512
+
+
+def test_a_photo_whose_regions_fail_keeps_its_scene_and_says_why(
+    library: Library, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index(library, photos, options=replace(HYBRID, regions_later=True))
+    real_decode = region_stage.decode
+    broken = str(photos / "camera.jpg")
+
+    def failing_decode(data, stat, **kw):  # type: ignore[no-untyped-def]
+        if stat.path == broken:
+            raise ImageLoadError(stat.path, "truncated data")
+        return real_decode(data, stat, **kw)
+
+    monkeypatch.setattr(region_stage, "decode", failing_decode)
+    recorder = Recorder()
+    summary = index(library, photos, options=TILES, recorder=recorder)
+    assert summary.failed == 1 and summary.with_regions == 4
+    assert [path for path, _ in recorder.failures] == [broken]
+    assert [(f.path, "truncated" in f.reason) for f in library.failures()] == [(broken, True)]
+    # this run made tiles only: the objects it never tried still wait
+    waiting = {item.path: item.kinds for item in library.catalog.awaiting_regions()}
+    assert waiting[broken] == ("object",)
+    hits = library.search(image=broken, k=1, kinds=("scene",), include_self=True).hits
+    assert hits[0].path == broken  # still searchable by its scene
+
+
+def test_out_of_memory_leaves_the_photo_waiting(
+    library: Library, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index(library, photos, options=replace(TILES, regions_later=True))
+
+    def no_memory(data, stat, **kw):  # type: ignore[no-untyped-def]
+        raise MemoryError
+
+    monkeypatch.setattr(region_stage, "decode", no_memory)
+    summary = index(library, photos, options=TILES)
+    assert summary.failed == 5 and library.stats().regions_pending == 5
+    assert library.failures() == []  # nothing to list: the next run tries again
+    monkeypatch.undo()
+    assert index(library, photos, options=TILES).with_regions == 5

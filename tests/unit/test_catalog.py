@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 
 from searchapp.errors import SchemaTooNewError
 from searchapp.store.catalog import Catalog, _alembic_config
@@ -88,3 +88,35 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.execute("UPDATE alembic_version SET version_num = '9999_future'")
     with pytest.raises(SchemaTooNewError, match="upgrade searchapp"):
         Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+
+
+def test_downgrading_0010_keeps_the_regions(tmp_path: Path) -> None:
+    """Dropping regions_pending must not copy the images table: dropping the old copy would
+    cascade to every region."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    Catalog(url).close()
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        conn.execute(
+            "INSERT INTO images (id, path, size, mtime_ns, content_hash, width, height, format,"
+            " taken_at, taken_source, indexed_at, regions_pending) VALUES"
+            " (1, '/p/a.jpg', 10, 5, 'h1', 4, 3, 'JPEG', 1.0, 'mtime', 1.0, 'tile')"
+        )
+        conn.execute(
+            "INSERT INTO regions (id, image_id, kind, x0, y0, x1, y1, vector)"
+            " VALUES (7, 1, 'scene', 0, 0, 4, 3, x'0000')"
+        )
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _foreign_keys(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")  # as the catalog's connections do
+
+    with engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0009")
+    engine.dispose()
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        assert conn.execute("SELECT count(*) FROM regions").fetchone()[0] == 1
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(images)")}
+    assert "regions_pending" not in columns
