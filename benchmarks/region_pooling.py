@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from bench_results import write_result
+from crop_eval import BANDS, random_crop
 from photo_split import (
     half_of_group,
     photo_files,
@@ -53,19 +54,6 @@ sys.path.insert(0, str(ROOT))
 from searchapp.encoders.base import EncoderOptions  # noqa: E402
 from searchapp.encoders.cnn import EfficientNetLite0Encoder, preprocess  # noqa: E402
 from searchapp.ingest.regions import TileOptions, _informative, tile_boxes  # noqa: E402
-
-BANDS = {"3-10%": (0.03, 0.10), "10-30%": (0.10, 0.30)}
-
-
-def random_crop(image: Image.Image, band: tuple[float, float], rng: np.random.Generator):  # type: ignore[no-untyped-def]
-    width, height = image.size
-    area = rng.uniform(*band) * width * height
-    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    w = int(min(width, round(np.sqrt(area * aspect))))
-    h = int(min(height, round(area / max(w, 1))))
-    x0 = int(rng.integers(0, width - w + 1))
-    y0 = int(rng.integers(0, height - h + 1))
-    return image.crop((x0, y0, x0 + w, y0 + h))
 
 
 def normalise(v: np.ndarray) -> np.ndarray:
@@ -199,7 +187,7 @@ def main() -> int:
             tiles["avg mixed"].append(normalise(np.array(mixed).reshape(-1, 1280)))
         for band_name, band in BANDS.items():
             for _ in range(args.crops):
-                crop = random_crop(shown, band, rng)
+                crop, _ = random_crop(shown, band, rng)
                 queries.append((band_name, index, crop))
         if number % 20 == 0:
             print(f"{number}/{len(files)} photos", flush=True)

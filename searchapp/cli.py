@@ -173,29 +173,26 @@ def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
 
     bar: dict[str, Any] = {}
 
-    def on_plan(found: int, to_read: int) -> None:
-        console.detail(f"found {found} image files; {to_read} to read")
+    def start(stage: str, total: int) -> None:
+        """A progress bar (rate, ETA) per stage: reading and scenes, then regions."""
+        if "bar" in bar:
+            bar["bar"].close()
         bar["bar"] = tqdm(
-            total=to_read,
+            total=total,
             unit="img",
-            desc="indexing",
+            desc=stage,
             file=sys.stderr,
-            disable=console.quiet or to_read == 0,
+            disable=console.quiet or total == 0,
             dynamic_ncols=True,
         )
 
+    def on_plan(found: int, to_read: int) -> None:
+        console.detail(f"found {found} image files; {to_read} to read")
+        start("indexing", to_read)
+
     def on_regions(to_make: int) -> None:
-        if "bar" in bar:
-            bar["bar"].close()
         console.detail(f"every new photo is searchable by its scene; {to_make} wait for regions")
-        bar["bar"] = tqdm(
-            total=to_make,
-            unit="img",
-            desc="regions",
-            file=sys.stderr,
-            disable=console.quiet,
-            dynamic_ncols=True,
-        )
+        start("regions", to_make)
 
     def on_advance(n: int) -> None:
         if "bar" in bar:
