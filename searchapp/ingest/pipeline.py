@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from searchapp.detect.registry import create_detector
 from searchapp.errors import ImageLoadError
@@ -25,6 +26,7 @@ from searchapp.ingest.encoding import PreparedCut, embed, prepare
 from searchapp.ingest.hashes import photo_hashes
 from searchapp.ingest.load import content_hash, decode, read_bytes
 from searchapp.ingest.quality import measure
+from searchapp.ingest.readers import read_ahead
 from searchapp.ingest.region_stage import RegionStage
 from searchapp.ingest.regions import scene_regions
 from searchapp.ingest.run_options import IndexCallbacks as IndexCallbacks
@@ -347,37 +349,25 @@ class IndexRun:
         if not work:
             return
         in_flight = max(4, self.options.workers * 4)
-        with ThreadPoolExecutor(self.options.workers, thread_name_prefix="decode") as pool:
-            pending: deque[Future[_ReadResult]] = deque()
-            queue: Iterator[tuple[FileStat, KnownImage | None, set[str]]] = (
-                (stat, previous, known_hashes) for stat, previous in work
-            )
-            retry: deque[tuple[FileStat, KnownImage | None, set[str]]] = deque()
+        queue = ((stat, previous, known_hashes) for stat, previous in work)
+        retry: deque[tuple[Any, ...]] = deque()
 
-            def fill() -> None:
-                while len(pending) < in_flight:
-                    item = retry.popleft() if retry else next(queue, None)
-                    if item is None:
-                        return
-                    pending.append(pool.submit(_read, *item, self.encoder, self.options))
+        def read(stat: FileStat, previous: KnownImage | None, hashes: set[str]) -> _ReadResult:
+            return _read(stat, previous, hashes, self.encoder, self.options)
 
-            try:
-                fill()
-                while pending:
-                    result = pending.popleft().result()
-                    self._handle(result, missing, retry)
-                    fill()
-                    self._maybe_commit()
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+        with (
+            ThreadPoolExecutor(self.options.workers, thread_name_prefix="decode") as pool,
+            closing(read_ahead(pool, read, queue, retry, in_flight)) as results,
+        ):
+            for result in results:
+                self._handle(result, missing, retry)
+                self._maybe_commit()
 
     def _handle(
         self,
         result: _ReadResult,
         missing: dict[str, KnownImage],
-        retry: deque[tuple[FileStat, KnownImage | None, set[str]]],
+        retry: deque[tuple[Any, ...]],
     ) -> None:
         if result.error is not None:
             self._record_failure(result.stat, result.error, result.previous)

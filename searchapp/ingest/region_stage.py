@@ -22,7 +22,8 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from searchapp.detect.cam import MIN_CLASS_PROB, TOP_CLASSES, detections_from_ma
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.encoding import LazyModel, PreparedCut, add_objects, embed, prepare
 from searchapp.ingest.load import LoadedImage, decode, read_bytes
+from searchapp.ingest.readers import read_ahead
 from searchapp.ingest.regions import RegionOptions, cut_regions, kept_labels
 from searchapp.ingest.run_options import IndexCallbacks, IndexOptions, IndexSummary
 from searchapp.records import (
@@ -156,35 +158,25 @@ class RegionStage:
     def _process(self, groups: list[Group], write: Callable[[CatalogBatch, bool], None]) -> None:
         options = self.options
         in_flight = max(4, options.workers * 4)
-        queue = iter(groups)
-        with ThreadPoolExecutor(options.workers, thread_name_prefix="regions") as pool:
-            pending: deque[Future[_Read]] = deque()
+        jobs = ((g, tuple(k for k in g[0].kinds if k in options.later_kinds)) for g in groups)
 
-            def fill() -> None:
-                while len(pending) < in_flight:
-                    group = next(queue, None)
-                    if group is None:
-                        return
-                    kinds = tuple(k for k in group[0].kinds if k in options.later_kinds)
-                    pending.append(pool.submit(_read, group, kinds, self.encoder, options))
+        def read(group: Group, kinds: tuple[str, ...]) -> _Read:
+            return _read(group, kinds, self.encoder, options)
 
-            try:
-                fill()
-                while pending:
-                    self._handle(pending.popleft().result())
-                    fill()
-                    if self.pending_cuts >= options.batch_size:
-                        self._encode_pending()
-                    photos = sum(len(added.image_ids) for added in self.batch.regions_added)
-                    overdue = time.monotonic() - self.last_commit > options.commit_seconds
-                    if photos >= options.commit_every or (photos and overdue):
-                        write(self.batch, False)
-                        self.batch = CatalogBatch()
-                        self.last_commit = time.monotonic()
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+        with (
+            ThreadPoolExecutor(options.workers, thread_name_prefix="regions") as pool,
+            closing(read_ahead(pool, read, jobs, deque(), in_flight)) as results,
+        ):
+            for result in results:
+                self._handle(result)
+                if self.pending_cuts >= options.batch_size:
+                    self._encode_pending()
+                photos = sum(len(added.image_ids) for added in self.batch.regions_added)
+                overdue = time.monotonic() - self.last_commit > options.commit_seconds
+                if photos >= options.commit_every or (photos and overdue):
+                    write(self.batch, False)
+                    self.batch = CatalogBatch()
+                    self.last_commit = time.monotonic()
 
     def _handle(self, result: _Read) -> None:
         if result.error is not None:
