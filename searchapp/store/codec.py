@@ -8,6 +8,10 @@ meaning), every stored one is re-encoded, and from then on each is stored as its
 normalised, in int8 with one scale per vector (DIMS bytes). Search projects the query onto the
 same basis for these kinds; the scene keeps its full vector. benchmarks/region_pooling.py measured
 what that costs in crop recall (README: "Regions without the wait").
+
+The basis itself is kept as int8 rows with one scale each (a third of a MB for the CNN, which
+a library of a hundred photos would otherwise feel), and with the range of each direction over
+the fitting sample, which the index files use to keep these kinds at 8 bits a component too.
 """
 
 from __future__ import annotations
@@ -24,9 +28,13 @@ FIT_AT = 1024  # coded-kind vectors a library holds before its basis is fitted (
 FIT_SAMPLE = 20_000  # at most this many vectors fit the basis
 
 
+RANGE_MARGIN = 0.1  # each direction's range grows by this share of it on both sides
+
+
 @dataclass(frozen=True)
 class RegionCodec:
-    basis: np.ndarray  # (dims, width) float32, orthonormal rows
+    basis: np.ndarray  # (dims, width) float32, near-orthonormal rows (int8-rounded)
+    ranges: np.ndarray  # (2, dims) float32: low and high of each direction's component
 
     @property
     def dim(self) -> int:
@@ -36,7 +44,13 @@ class RegionCodec:
     def fit(cls, sample: np.ndarray, dims: int = DIMS) -> RegionCodec:
         _, _, vt = np.linalg.svd(np.asarray(sample, np.float32), full_matrices=False)
         # rounded as it is stored, so that this process and the next project alike
-        return cls(np.ascontiguousarray(vt[:dims].astype(np.float16), dtype=np.float32))
+        codes, scales = _int8_rows(vt[:dims])
+        basis = np.ascontiguousarray(codes * scales[:, None], dtype=np.float32)
+        projected = cls(basis, _unit_ranges(len(basis))).project(sample)
+        low, high = projected.min(axis=0), projected.max(axis=0)
+        margin = RANGE_MARGIN * (high - low)
+        ranges = np.stack([np.maximum(low - margin, -1.0), np.minimum(high + margin, 1.0)])
+        return cls(basis, ranges.astype(np.float32))
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """(n, width) -> (n, dim), normalised: cosines in the basis stand for cosines."""
@@ -57,11 +71,42 @@ class RegionCodec:
         return (codes / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def to_json(self) -> str:
-        basis = base64.b64encode(self.basis.astype(np.float16).tobytes()).decode("ascii")
-        return json.dumps({"shape": list(self.basis.shape), "basis": basis})
+        codes, scales = _int8_rows(self.basis)
+        return json.dumps(
+            {
+                "shape": list(self.basis.shape),
+                "basis_int8": _text(codes),
+                "scales": _text(scales.astype(np.float32)),
+                "ranges": _text(self.ranges.astype(np.float32)),
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> RegionCodec:
         data = json.loads(text)
-        raw = np.frombuffer(base64.b64decode(data["basis"]), dtype=np.float16)
-        return cls(raw.reshape(data["shape"]).astype(np.float32))
+        shape = data["shape"]
+        if "basis" in data:  # fitted before the int8 basis (float16, no ranges)
+            raw = np.frombuffer(base64.b64decode(data["basis"]), dtype=np.float16)
+            return cls(raw.reshape(shape).astype(np.float32), _unit_ranges(shape[0]))
+        codes = np.frombuffer(base64.b64decode(data["basis_int8"]), np.int8).reshape(shape)
+        scales = np.frombuffer(base64.b64decode(data["scales"]), np.float32)
+        ranges = np.frombuffer(base64.b64decode(data["ranges"]), np.float32).reshape(2, -1)
+        basis = codes.astype(np.float32) * scales[:, None]
+        return cls(np.ascontiguousarray(basis, dtype=np.float32), ranges.copy())
+
+
+def _int8_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row as int8 codes and its scale (max-abs / 127)."""
+    rows = np.asarray(rows, np.float32)
+    scales = np.maximum(np.abs(rows).max(axis=1), 1e-12) / 127.0
+    codes = np.clip(np.round(rows / scales[:, None]), -127, 127).astype(np.int8)
+    return codes, scales.astype(np.float32)
+
+
+def _unit_ranges(dims: int) -> np.ndarray:
+    """The widest range a component of a unit vector can have."""
+    return np.stack([-np.ones(dims), np.ones(dims)]).astype(np.float32)
+
+
+def _text(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")

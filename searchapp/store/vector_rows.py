@@ -39,6 +39,11 @@ class VectorRows:
         codec = self.region_codec() if kind in CODED_KINDS else None
         return codec.dim if codec is not None else width
 
+    def code_ranges(self, kind: str) -> np.ndarray | None:
+        """Each component's range for a coded kind's index (8 bits a component), else None."""
+        codec = self.region_codec() if kind in CODED_KINDS else None
+        return codec.ranges if codec is not None else None
+
     def decode_vectors(self, kind: str, blob: bytes, count: int, width: int) -> np.ndarray:
         """`count` stored vectors of a kind, joined -> (count, vector_dim) float32."""
         codec = self.region_codec() if kind in CODED_KINDS else None

@@ -10,6 +10,9 @@ builds in about a minute at 1M (HNSW32: 212 s) and answers in about 1 ms.
 - Probes: chosen at build time by measured recall, not guessed. TUNING_QUERIES stored vectors are
   searched for their 10 nearest others, exactly and through the index, and the fewest probes
   reaching RECALL_TARGET are kept (FAISS saves them in the index file).
+- Width: fp16 codes, or 8 bits a component for kinds whose vectors are the catalog's int8 codes
+  (objects and tiles once the library has its basis, store/codec.py), with each component's range
+  fixed by the basis rather than trained, so that a rebuild and a followed batch store alike.
 - Growth: an index is rebuilt from the catalog's vectors when the size calls for twice or half its
   lists, that is when the library has grown or shrunk about 4x, and goes back to exact below half
   the limit. The catalog keeps every vector, so nothing is re-embedded.
@@ -64,12 +67,29 @@ def needs_rebuild(index: Any) -> bool:
     return want >= 2 * have or 4 * want <= have
 
 
-def exact_index(dim: int) -> Any:
+def exact_index(dim: int, ranges: np.ndarray | None = None) -> Any:
     """Exact inner-product search over fp16 codes. The catalog keeps vectors as float16, so this
-    loses nothing against a float32 flat index, and reads half the memory per query."""
+    loses nothing against a float32 flat index, and reads half the memory per query. With
+    `ranges` ((2, dim): each component's low and high), 8 bits a component."""
     faiss = _faiss()
-    quantizer = faiss.ScalarQuantizer.QT_fp16
-    return faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dim, quantizer, faiss.METRIC_INNER_PRODUCT))
+    if ranges is None:
+        inner = faiss.IndexScalarQuantizer(
+            dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+    else:
+        inner = faiss.IndexScalarQuantizer(
+            dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        _fix_ranges(inner, ranges)
+    return faiss.IndexIDMap2(inner)
+
+
+def _fix_ranges(index: Any, ranges: np.ndarray) -> None:
+    """Set an 8-bit scalar quantizer's per-component ranges instead of training them."""
+    faiss = _faiss()
+    low, high = np.asarray(ranges, np.float32)
+    faiss.copy_array_to_vector(np.concatenate([low, high - low]), index.sq.trained)
+    index.is_trained = True
 
 
 def add(index: Any, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -79,11 +99,14 @@ def add(index: Any, ids: np.ndarray, vectors: np.ndarray) -> None:
         )
 
 
-def build(dim: int, count: int, chunks: Chunks, seed: int = 0) -> Any:
-    """The index for `count` vectors read from `chunks`: exact, or IVF trained and tuned on them."""
+def build(
+    dim: int, count: int, chunks: Chunks, seed: int = 0, ranges: np.ndarray | None = None
+) -> Any:
+    """The index for `count` vectors read from `chunks`: exact, or IVF trained and tuned on them;
+    8 bits a component within `ranges` when given (see exact_index)."""
     lists = lists_for(count)
     if lists == 0:
-        index = exact_index(dim)
+        index = exact_index(dim, ranges)
         for ids, vectors in chunks():
             add(index, ids, vectors)
         return index
@@ -98,10 +121,13 @@ def build(dim: int, count: int, chunks: Chunks, seed: int = 0) -> Any:
         query_ids.append(np.asarray(ids)[chosen])
         queries.append(np.asarray(vectors[chosen], np.float32))
     quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dim, lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-    )
+    kind = faiss.ScalarQuantizer.QT_fp16 if ranges is None else faiss.ScalarQuantizer.QT_8bit
+    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, kind, faiss.METRIC_INNER_PRODUCT)
+    if ranges is not None:
+        index.by_residual = False  # the fixed ranges are the vectors', not their residuals'
     index.train(np.concatenate(sample))
+    if ranges is not None:
+        _fix_ranges(index, ranges)
     del sample
     tuning = _ExactNeighbours(np.concatenate(query_ids), np.concatenate(queries))
     for ids, vectors in chunks():  # second pass: fill the lists, and find the true neighbours

@@ -176,7 +176,7 @@ class IndexStore:
         """The kind's index made anew from the catalog's vectors: exact or IVF by its size."""
         count = self.catalog.region_count(kind)
         vectors = lambda: self.catalog.region_vectors(kind, self.dim)  # noqa: E731
-        return ann.build(self.dim_of(kind), count, vectors)
+        return ann.build(self.dim_of(kind), count, vectors, ranges=self.catalog.code_ranges(kind))
 
     def save(self, kind: str, index: Any, generation: int) -> None:
         if ann.needs_rebuild(index):  # grown or shrunk past its layout: retrain, re-tune

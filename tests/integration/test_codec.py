@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 from pathlib import Path
 
+import faiss
 import numpy as np
 from PIL import Image
 
@@ -82,10 +85,50 @@ def test_the_codec_keeps_cosines_and_round_trips() -> None:
     codec = RegionCodec.fit(sample.astype(np.float32), dims=16)
     again = RegionCodec.from_json(codec.to_json())
     np.testing.assert_array_equal(again.basis, codec.basis)
+    np.testing.assert_array_equal(again.ranges, codec.ranges)
+    projected = codec.project(sample)  # every fitted vector within its ranges, with room
+    assert (projected > codec.ranges[0]).all() and (projected < codec.ranges[1]).all()
+    # the basis is kept as int8 rows: still near-orthonormal
+    gram = codec.basis @ codec.basis.T
+    assert np.abs(gram - np.eye(16)).max() < 0.02
     decoded = codec.decode(b"".join(codec.encode(sample[:50])), 50)
     exact = sample[:50] @ sample[:50].T
     assert np.abs(decoded @ decoded.T - exact).max() < 0.1  # 16 of 64 directions keep them
     assert np.allclose(np.linalg.norm(decoded, axis=1), 1, atol=1e-5)
+
+
+def test_a_basis_stored_before_the_int8_layout_still_reads() -> None:
+    basis = np.linalg.qr(np.random.default_rng(1).normal(size=(64, 16)))[0].T
+    legacy = json.dumps(
+        {
+            "shape": [16, 64],
+            "basis": base64.b64encode(basis.astype(np.float16).tobytes()).decode("ascii"),
+        }
+    )
+    codec = RegionCodec.from_json(legacy)
+    np.testing.assert_array_equal(codec.basis, basis.astype(np.float16).astype(np.float32))
+    assert (codec.ranges == [[-1.0], [1.0]]).all()  # any unit vector's component fits
+
+
+def test_coded_kinds_index_at_eight_bits_and_a_rebuild_stores_alike(
+    library: Library, photos: Path
+) -> None:
+    coded_library(library)
+    index(library, photos, options=HYBRID)
+    followed = library.indexes().get("tile", persist=False)
+    codec = library.catalog.region_codec()
+    assert codec is not None
+    inner = faiss.downcast_index(followed.index)
+    assert inner.code_size == codec.dim  # one byte a component; the scene's stay fp16
+    scene = faiss.downcast_index(library.indexes().get("scene", persist=False).index)
+    assert scene.code_size == 2 * 1280
+    queries = codec.project(library.catalog.region_vectors_of_image(1, "scene", 1280))
+    before = followed.search(queries, 10)
+    library.rebuild_index()
+    rebuilt = library.indexes().get("tile", persist=False)
+    after = rebuilt.search(queries, 10)
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_allclose(before[0], after[0], atol=1e-6)
 
 
 def test_dupes_on_a_coded_library(library: Library, dupe_folder: Path) -> None:  # noqa: F811

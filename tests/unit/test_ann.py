@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -76,6 +77,20 @@ def test_ivf_meets_the_recall_target_on_unseen_queries() -> None:
     queries = clustered(300, seed=1)
     _, found = faiss_index.search(index, queries, 10)
     assert recall(found, exact_top(queries, vectors, ids, 10)) >= 0.93
+
+
+@pytest.mark.parametrize("count", [500, 8000])  # exact, IVF
+def test_eight_bit_indexes_within_fixed_ranges_keep_recall(count: int) -> None:
+    vectors = clustered(count)
+    ids = np.arange(count, dtype=np.int64)
+    ranges = np.stack([vectors.min(axis=0), vectors.max(axis=0)])
+    index = ann.build(DIM, count, ann.chunks_of(vectors, ids), ranges=ranges)
+    assert (ann.lists_of(index) > 0) == (count > LIMIT)
+    inner = faiss.extract_index_ivf(index) if count > LIMIT else faiss.downcast_index(index.index)
+    assert inner.code_size == DIM  # a byte a component, against two for fp16
+    queries = clustered(300, seed=1)
+    _, found = faiss_index.search(index, queries, 10)
+    assert recall(found, exact_top(queries, vectors, ids, 10)) >= 0.9
 
 
 def test_a_narrow_filter_on_ivf_still_finds_its_hits() -> None:
