@@ -24,6 +24,7 @@ from searchapp.encoders.base import (
     l2_normalise,
     resize_shorter_and_center_crop,
 )
+from searchapp.encoders.feature_maps import FeatureMaps, pass_input
 from searchapp.encoders.imagenet import imagenet_class_names
 from searchapp.encoders.onnx_runtime import check_runtime, exported_tower, onnx_tower
 from searchapp.errors import WeightsUnavailableError
@@ -42,7 +43,6 @@ MICRO_BATCH = 4
 # benchmarks/region_pooling.py: at 448 a half-side tile spans 224 px, the scale a query crop is
 # embedded at; 672 px cost 2.5x for no better recall.
 REGION_SIDE = 448
-MAX_ASPECT = 2.0
 GEM_POWER = 3.0  # generalised-mean pooling of a box's cells: 0.02-0.03 above the average
 
 
@@ -107,16 +107,6 @@ def preprocess(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(((pixels - 127.0) / 128.0).transpose(2, 0, 1))
 
 
-def region_input(image: Image.Image) -> np.ndarray:
-    """The region pass's input: the photo at REGION_SIDE px on its shorter side, aspect kept
-    (a panorama capped at 2:1 by scaling, never cropped, so the map covers every box)."""
-    width, height = image.size
-    scale = min(REGION_SIDE / min(width, height), REGION_SIDE * MAX_ASPECT / max(width, height))
-    size = (max(32, round(width * scale)), max(32, round(height * scale)))
-    pixels = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BICUBIC), np.float32)
-    return np.ascontiguousarray(((pixels - 127.0) / 128.0).transpose(2, 0, 1))
-
-
 def box_weights(cells: int, start: float, end: float) -> np.ndarray:
     """How much of each cell along one axis lies within [start, end) (in cells)."""
     edges = np.arange(cells, dtype=np.float32)
@@ -165,6 +155,7 @@ class EfficientNetLite0Encoder:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(map_state_dict(state, model.state_dict()))
         self.model = model.eval().to(memory_format=torch.channels_last)
+        self.maps = FeatureMaps(self.model, options.runtime)
         self._onnx = onnx_tower(
             _PooledAndProbs(self.model),
             lambda batch: list(micro_batched(self._torch_forward, batch)),
@@ -200,15 +191,12 @@ class EfficientNetLite0Encoder:
     # ---- regions from one pass (ingest's region stage) ---------------------------------------
 
     def region_input(self, image: Image.Image) -> np.ndarray:
-        return region_input(image)
+        """The region pass's input: the photo at REGION_SIDE px on its shorter side."""
+        return pass_input(image, REGION_SIDE)
 
     def feature_map(self, pixels: np.ndarray, size: tuple[int, int]) -> FeatureMap:
         """One pass over a region_input(); `size` is the photo's size in box pixels."""
-        import torch
-
-        with torch.inference_mode():
-            x = torch.from_numpy(pixels)[None].contiguous(memory_format=torch.channels_last)
-            return FeatureMap(self.model.forward_features(x)[0].numpy(), size)
+        return FeatureMap(self.maps(pixels), size)
 
     def pool(self, fmap: FeatureMap, boxes: Sequence[tuple[float, ...]]) -> EncodedBatch:
         """A vector per box: the GeM of the cells it covers (each weighted by the share

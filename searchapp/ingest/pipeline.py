@@ -19,6 +19,8 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from threadpoolctl import threadpool_limits
+
 from searchapp.detect.registry import create_detector
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.encoding import LazyModel as LazyModel
@@ -308,6 +310,12 @@ class IndexRun:
     # ---- the run ---------------------------------------------------------------------------
 
     def run(self, roots: list[str]) -> IndexSummary:
+        # numpy's few small products here (pooling, codes) woke OpenBLAS's threads, which then
+        # spun through the next photo's decode: 70-90 ms of a core a photo in the region stage
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._run(roots)
+
+    def _run(self, roots: list[str]) -> IndexSummary:
         started = time.monotonic()
         try:
             work, missing = self._plan(roots)

@@ -21,24 +21,27 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from searchapp.detect.base import Detection, clip_box
-from searchapp.detect.cam import MIN_CLASS_PROB, TOP_CLASSES, detections_from_maps
+from searchapp.detect.cam import Labels, chosen_classes, detections_from_maps
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.encoding import LazyModel, PreparedCut, add_objects, embed, prepare
 from searchapp.ingest.load import LoadedImage, decode, read_bytes
 from searchapp.ingest.readers import read_ahead
-from searchapp.ingest.regions import RegionOptions, cut_regions, kept_labels
+from searchapp.ingest.regions import (
+    RegionCut,
+    RegionOptions,
+    cut_regions,
+    kept_labels,
+    object_regions,
+)
 from searchapp.ingest.run_options import IndexCallbacks, IndexOptions, IndexSummary
 from searchapp.records import (
-    BBox,
     CatalogBatch,
     Failure,
     FileStat,
@@ -51,7 +54,15 @@ if TYPE_CHECKING:
     from searchapp.store.catalog import Catalog
 
 Group = list[PendingImage]  # photos of one content, waiting for the same kinds
+LABELS_CHUNK = 256  # groups whose scene classes are read from the catalog at once
 OUT_OF_MEMORY = "out of memory while decoding for regions; lower --workers and run index again"
+
+
+@dataclass
+class _Job:
+    group: Group
+    kinds: tuple[str, ...]
+    labels: Labels  # the scene's classes, for the CAM detector
 
 
 @dataclass
@@ -61,10 +72,8 @@ class _Read:
     cuts: list[PreparedCut] = field(default_factory=list)  # crops mode: the model inputs
     error: str | None = None
     path: str = ""
-    awaiting_detection: LoadedImage | None = None
-    pass_input: np.ndarray | None = None  # pooled mode: the region pass's input
-    tiles: list[BBox] = field(default_factory=list)  # pooled mode: boxes to pool
-    size: tuple[int, int] = (0, 0)  # the photo as displayed
+    awaiting_detection: LoadedImage | None = None  # for a detector that runs batched
+    regions: list[RegionData] | None = None  # pooled mode: made in the reader, pass and all
 
 
 def pooling(model: Any, regions: RegionOptions) -> bool:
@@ -84,7 +93,8 @@ def groups_of(pending: list[PendingImage], kinds: tuple[str, ...]) -> list[Group
     return list(grouped.values())
 
 
-def _read(group: Group, kinds: tuple[str, ...], encoder: LazyModel, options: IndexOptions) -> _Read:
+def _read(job: _Job, encoder: LazyModel, detector: LazyModel, options: IndexOptions) -> _Read:
+    group, kinds = job.group, job.kinds
     for item in group:  # the first copy still as it was indexed
         try:
             st = os.stat(item.path)
@@ -101,19 +111,69 @@ def _read(group: Group, kinds: tuple[str, ...], encoder: LazyModel, options: Ind
             side = model.region_side if pooled else regions.decode_side(model.input_size)
             loaded = decode(data, stat, min_side=side, limits=options.limits)
             made = cut_regions(loaded, regions)
-            cuts = [] if pooled else [prepare(cut, model) for cut in made]
-            pass_input = model.region_input(loaded.image) if pooled else None
+            detect = "object" in kinds and regions.detector != "none"
+            cam = detect and regions.detector == "cam"
+            if pooled:  # the pass runs here, one photo a reader, while the others decode
+                found = None if cam or not detect else _detected(detector, loaded)
+                read = _Read(group, kinds, path=item.path)
+                labels = job.labels if cam else None
+                read.regions = pooled_regions(model, loaded, made, labels, found, regions)
+                return read
+            cuts = [prepare(cut, model) for cut in made]
+            if cam:  # here too, with the scene's classes where the library stores them
+                boxes = detector.get().detect([loaded.image], [job.labels or None])[0]
+                cuts.extend(prepare(cut, model) for cut in object_regions(loaded, boxes))
+                detect = False
         except ImageLoadError as exc:
             return _Read(group, kinds, error=exc.reason, path=item.path)
         except MemoryError:  # the photo keeps waiting: a run with fewer --workers may make it
             return _Read(group, kinds, error=OUT_OF_MEMORY, path=item.path)
-        detect = "object" in kinds and regions.detector != "none"
-        tiles = [cut.bbox for cut in made] if pooled else []
-        read = _Read(group, kinds, cuts, None, item.path, loaded if detect else None)
-        read.pass_input, read.tiles = pass_input, tiles
-        read.size = (loaded.meta.width, loaded.meta.height)
-        return read
+        return _Read(group, kinds, cuts, None, item.path, loaded if detect else None)
     return _Read(group, kinds)  # every copy changed or went since its scene
+
+
+def _detected(detector: LazyModel, loaded: LoadedImage) -> list[Detection]:
+    """Another detector's boxes on the decoded photo, in displayed pixels."""
+    found = detector.get()
+    if found is None:
+        return []
+    scale, size = loaded.scale, (loaded.meta.width, loaded.meta.height)
+    return [
+        Detection(clip_box(tuple(v * scale for v in det.bbox), size), det.label, det.score)
+        for det in found.detect([loaded.image])[0]
+    ]
+
+
+def pooled_regions(
+    model: Any,
+    loaded: LoadedImage,
+    tiles: list[RegionCut],
+    labels: Labels | None,
+    found: list[Detection] | None,
+    regions: RegionOptions,
+) -> list[RegionData]:
+    """One pass over the photo; every tile and object pooled from its map. Objects are the
+    CAM detector's, from the same map, given `labels` (the scene's classes), or `found`, another
+    detector's boxes in displayed pixels; neither: no objects."""
+    size = (loaded.meta.width, loaded.meta.height)
+    fmap = model.feature_map(model.region_input(loaded.image), size)
+    objects: list[Detection] = found or []
+    if labels is not None:
+        chosen = chosen_classes(labels)
+        maps = model.class_maps(fmap, [model.class_names.index(name) for name, _ in chosen])
+        names, probs = [name for name, _ in chosen], [prob for _, prob in chosen]
+        objects = detections_from_maps(names, probs, maps, size, regions.detector_options)
+    boxes = [cut.bbox for cut in tiles]
+    encoded = model.pool(fmap, boxes + [det.bbox for det in objects])
+    made = [
+        RegionData("tile", box, vector, None, None, kept_labels("tile", named))
+        for box, vector, named in zip(boxes, encoded.vectors, encoded.labels, strict=False)
+    ]
+    for det, vector, named in zip(
+        objects, encoded.vectors[len(boxes) :], encoded.labels[len(boxes) :], strict=True
+    ):
+        made.append(RegionData("object", det.bbox, vector, det.label, det.score, named))
+    return made
 
 
 class RegionStage:
@@ -158,14 +218,13 @@ class RegionStage:
     def _process(self, groups: list[Group], write: Callable[[CatalogBatch, bool], None]) -> None:
         options = self.options
         in_flight = max(4, options.workers * 4)
-        jobs = ((g, tuple(k for k in g[0].kinds if k in options.later_kinds)) for g in groups)
 
-        def read(group: Group, kinds: tuple[str, ...]) -> _Read:
-            return _read(group, kinds, self.encoder, options)
+        def read(job: _Job) -> _Read:
+            return _read(job, self.encoder, self.detector, options)
 
         with (
             ThreadPoolExecutor(options.workers, thread_name_prefix="regions") as pool,
-            closing(read_ahead(pool, read, jobs, deque(), in_flight)) as results,
+            closing(read_ahead(pool, read, self._jobs(groups), deque(), in_flight)) as results,
         ):
             for result in results:
                 self._handle(result)
@@ -177,6 +236,17 @@ class RegionStage:
                     write(self.batch, False)
                     self.batch = CatalogBatch()
                     self.last_commit = time.monotonic()
+
+    def _jobs(self, groups: list[Group]) -> Iterator[tuple[_Job]]:
+        """Each group with the kinds this run makes and its scene's classes, read a chunk of
+        groups at a time on this thread (the catalog's connections stay here)."""
+        later = self.options.later_kinds
+        for start in range(0, len(groups), LABELS_CHUNK):
+            chunk = groups[start : start + LABELS_CHUNK]
+            labels = self.catalog.image_labels(group[0].id for group in chunk)
+            for group in chunk:
+                kinds = tuple(k for k in group[0].kinds if k in later)
+                yield (_Job(group, kinds, labels.get(group[0].id, [])),)
 
     def _handle(self, result: _Read) -> None:
         if result.error is not None:
@@ -195,9 +265,7 @@ class RegionStage:
                 self.batch.regions_added.append(RegionsAdded(ids, [], ",".join(left) or None))
         elif result.path:
             self.to_encode.append(result)
-            # a pooled photo is one pass: encode it at once, while the readers decode the next
-            pooled = result.pass_input is not None
-            self.pending_cuts += self.options.batch_size if pooled else max(1, len(result.cuts))
+            self.pending_cuts += max(1, len(result.cuts))
         if self.cb.on_advance:
             self.cb.on_advance(len(result.group))
 
@@ -205,7 +273,7 @@ class RegionStage:
         if not self.to_encode:
             return
         model = self.encoder.get()
-        crops = [r for r in self.to_encode if r.pass_input is None]
+        crops = [r for r in self.to_encode if r.regions is None]
         waiting = [(r.cuts, r.awaiting_detection) for r in crops if r.awaiting_detection]
         add_objects(self.detector, model, waiting)
         encoded = dict(
@@ -215,71 +283,13 @@ class RegionStage:
                 strict=True,
             )
         )
-        pooled = [r for r in self.to_encode if r.pass_input is not None]
-        encoded.update(zip((id(r) for r in pooled), self._pooled(model, pooled), strict=True))
+        encoded.update((id(r), r.regions) for r in self.to_encode if r.regions is not None)
         for result in self.to_encode:
             regions = encoded[id(result)]
             left = [k for k in result.group[0].kinds if k not in result.kinds]
             ids = [item.id for item in result.group]
             self.batch.regions_added.append(RegionsAdded(ids, regions, ",".join(left) or None))
             self.summary.with_regions += len(ids)
-            result.awaiting_detection = result.pass_input = None
+            result.awaiting_detection = result.regions = None
         self.to_encode = []
         self.pending_cuts = 0
-
-    def _pooled(self, model: Any, reads: list[_Read]) -> list[list[RegionData]]:
-        """One pass per photo; tiles and objects pooled from its map."""
-        if not reads:
-            return []
-        scene_labels = self.catalog.image_labels(r.group[0].id for r in reads)
-        out = []
-        for read in reads:
-            assert read.pass_input is not None
-            meta = read.group[0]
-            loaded = read.awaiting_detection
-            fmap = model.feature_map(read.pass_input, read.size)
-            objects = self._objects(model, fmap, loaded, scene_labels.get(meta.id, []))
-            boxes = read.tiles + [det.bbox for det in objects]
-            encoded = model.pool(fmap, boxes)
-            regions = [
-                RegionData("tile", box, vector, None, None, kept_labels("tile", labels))
-                for box, vector, labels in zip(
-                    read.tiles, encoded.vectors, encoded.labels, strict=False
-                )
-            ]
-            start = len(read.tiles)
-            for det, vector, labels in zip(
-                objects, encoded.vectors[start:], encoded.labels[start:], strict=True
-            ):
-                regions.append(RegionData("object", det.bbox, vector, det.label, det.score, labels))
-            out.append(regions)
-        return out
-
-    def _objects(
-        self,
-        model: Any,
-        fmap: Any,
-        loaded: LoadedImage | None,
-        scene_labels: list[tuple[str, float]],
-    ) -> list[Detection]:
-        """Detections in displayed pixels: the CAM detector from the pass's own map, any other
-        detector on the decoded photo."""
-        if loaded is None:
-            return []
-        regions = self.options.regions
-        if regions.detector == "cam":
-            top = [(n, p) for n, p in scene_labels[:TOP_CLASSES] if p >= MIN_CLASS_PROB]
-            classes = [model.class_names.index(name) for name, _ in top]
-            maps = model.class_maps(fmap, classes)
-            names = [name for name, _ in top]
-            probs = [prob for _, prob in top]
-            return detections_from_maps(names, probs, maps, fmap.size, regions.detector_options)
-        detector = self.detector.get()
-        if detector is None:
-            return []
-        found = detector.detect([loaded.image])[0]
-        scale, size = loaded.scale, (loaded.meta.width, loaded.meta.height)
-        return [
-            Detection(clip_box(tuple(v * scale for v in det.bbox), size), det.label, det.score)
-            for det in found
-        ]

@@ -51,6 +51,38 @@ def test_cam_boxes_stay_inside_odd_shaped_images(cam) -> None:  # type: ignore[n
             assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
 
 
+def test_cam_with_the_classes_indexing_stored_skips_its_class_pass(  # type: ignore[no-untyped-def]
+    cam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coffee = sample_image("coffee")
+    labels = cam.classes(coffee)
+    assert labels[0][0] == "espresso"
+    computed = cam.detect([coffee])[0]
+
+    def no_class_pass(image: Image.Image) -> None:
+        raise AssertionError("the class pass ran although the classes were given")
+
+    monkeypatch.setattr(cam, "classes", no_class_pass)
+    given = cam.detect([coffee], [labels])[0]
+    assert [(d.label, d.bbox) for d in given] == [(d.label, d.bbox) for d in computed]
+    assert cam.detect([coffee], [[("espresso", 0.01)]])[0] == []  # below the guessing floor
+
+
+def test_feature_maps_on_onnx_runtime_match_pytorch_at_each_size(cnn_encoder) -> None:  # type: ignore[no-untyped-def]
+    from searchapp.encoders.feature_maps import CELL, FeatureMaps, pass_input, pass_size
+
+    assert pass_size(4032, 3024, 448) == (608, 448)  # whole cells: 597 px -> 19 cells
+    assert pass_size(3000, 1000, 448) == (896, 288)  # a panorama capped at 2:1, 299 -> 288
+    onnx, torch_maps = FeatureMaps(cnn_encoder.model), FeatureMaps(cnn_encoder.model, "torch")
+    for name, side in (("coffee", 384), ("astronaut", 224)):
+        pixels = pass_input(sample_image(name), side)
+        assert pixels.shape[1] % CELL == 0 and pixels.shape[2] % CELL == 0
+        cells = onnx(pixels)
+        assert cells.shape == (1280, pixels.shape[1] // CELL, pixels.shape[2] // CELL)
+        np.testing.assert_allclose(cells, torch_maps(pixels), atol=2e-3)
+    assert onnx.use_onnx and len(onnx._sessions) == 2  # one session a size
+
+
 def test_select_applies_area_limits_nms_and_the_cap() -> None:
     options = DetectorOptions(max_objects=2, min_area=0.01, max_area=0.7)
     found = [
