@@ -6,10 +6,13 @@ its regions (the catalog's regions_pending), decodes it at the size its regions 
 their vectors, commit by commit. A killed run leaves the rest pending and the next run resumes
 there; `index --regions-later` stops after the scenes and leaves the whole stage for later.
 
-Where the encoder can (the CNN), each photo gets one pass at the encoder's region side, and every
-tile and object vector is pooled from its feature map (R-MAC); the CAM detector reads its maps
-from the same pass, with the classes stored with the photo's scene. Otherwise, or with
-`--region-vectors crops`, each region is cut out and encoded on its own.
+Each region is cut out and encoded on its own by default. With `--region-vectors pooled`, where
+the encoder can (the CNN), each photo gets one pass at the encoder's region side instead, and
+every tile and object vector is pooled from its feature map (R-MAC); the CAM detector reads its
+maps from the same pass. Either way the readers do all they can for a photo, the region pass and
+the CAM detector included, one photo a thread; the main thread encodes batches of crops and
+commits. The CAM detector gets the classes stored with the photo's scene, read a chunk at a time
+here, so that it runs no class pass of its own.
 
 Photos of identical bytes wait as one: the first copy still on disk as indexed is decoded, and
 its regions go to every copy. A photo changed or gone since its scene is passed over: the next
