@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from searchapp.detect.base import Detection, DetectorOptions, clip_box, select
-from searchapp.encoders.feature_maps import pass_input
+from searchapp.encoders.feature_maps import FeatureMaps, pass_input
 
 CLASS_SIDE = 224  # shorter side for choosing classes: the scale the classifier was trained at
 CAM_SIDE = 384  # shorter side for the maps: 12 cells, against 7 at 224 px
@@ -46,8 +46,10 @@ class CamDetector:
         from searchapp.encoders.cnn import EfficientNetLite0Encoder
 
         self.options = options
-        cnn = EfficientNetLite0Encoder(EncoderOptions(threads=threads), options.weights)
-        self.maps = cnn.maps  # both passes, on ONNX Runtime where it exports
+        # its own PyTorch model, without the 224 px tower's session (no crops are encoded here)
+        torch_only = EncoderOptions(threads=threads, runtime="torch")
+        cnn = EfficientNetLite0Encoder(torch_only, options.weights)
+        self.maps = FeatureMaps(cnn.model)  # both passes, on ONNX Runtime where it exports
         self.class_names = cnn.class_names
         classifier = cnn.model.get_classifier()
         self.weight = classifier.weight.detach().numpy()  # (1000, 1280)
