@@ -68,7 +68,10 @@ def test_cam_with_the_classes_indexing_stored_skips_its_class_pass(  # type: ign
     assert cam.detect([coffee], [[("espresso", 0.01)]])[0] == []  # below the guessing floor
 
 
-def test_feature_maps_on_onnx_runtime_match_pytorch_at_each_size(cnn_encoder) -> None:  # type: ignore[no-untyped-def]
+def test_feature_maps_on_onnx_runtime_match_pytorch_at_each_size(  # type: ignore[no-untyped-def]
+    cnn_encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from searchapp.encoders import feature_maps
     from searchapp.encoders.feature_maps import CELL, FeatureMaps, pass_input, pass_size
 
     assert pass_size(4032, 3024, 448) == (608, 448)  # whole cells: 597 px -> 19 cells
@@ -81,6 +84,11 @@ def test_feature_maps_on_onnx_runtime_match_pytorch_at_each_size(cnn_encoder) ->
         assert cells.shape == (1280, pixels.shape[1] // CELL, pixels.shape[2] // CELL)
         np.testing.assert_allclose(cells, torch_maps(pixels), atol=2e-3)
     assert onnx.use_onnx and len(onnx._sessions) == 2  # one session a size
+    # past MAX_SESSIONS sizes, PyTorch runs the rest: a folder of every shape stays in memory
+    monkeypatch.setattr(feature_maps, "MAX_SESSIONS", 2)
+    pixels = pass_input(sample_image("rocket"), 224)
+    np.testing.assert_allclose(onnx(pixels), torch_maps(pixels), atol=2e-3)
+    assert len(onnx._sessions) == 2
 
 
 def test_select_applies_area_limits_nms_and_the_cap() -> None:
