@@ -140,11 +140,9 @@ def child_rest(spec: dict[str, Any]) -> dict[str, Any]:
     (searchapp.ingest.pipeline._read) and, in hybrid mode, the detector and the preprocessing of
     its objects, split into parts by timers around the functions the read step calls. One photo
     at a time, on one thread: an idle OpenMP thread spins, and its spinning would count as work."""
-    from threadpoolctl import threadpool_limits
-
     from searchapp.detect.registry import create_detector
     from searchapp.ingest import pipeline, region_stage
-    from searchapp.ingest.pipeline import IndexOptions, LazyModel
+    from searchapp.ingest.pipeline import IndexOptions, LazyModel, numpy_blas_at_one_thread
     from searchapp.ingest.regions import RegionOptions, object_regions
     from searchapp.records import FileStat, PendingImage
 
@@ -206,7 +204,7 @@ def child_rest(spec: dict[str, Any]) -> dict[str, Any]:
     cpu.clear()
     labels_seconds[0] = 0.0
     started = time.process_time()
-    with threadpool_limits(limits=1, user_api="blas"):  # as `searchapp index` runs
+    with numpy_blas_at_one_thread():  # as `searchapp index` runs
         for path in photos:
             work(path)
     total = (time.process_time() - started - labels_seconds[0]) / len(photos) * 1000

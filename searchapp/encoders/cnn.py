@@ -221,6 +221,14 @@ class EfficientNetLite0Encoder:
         weight = self.model.get_classifier().weight.detach().numpy()
         return np.einsum("kc,chw->khw", weight[list(classes)], fmap.cells)
 
+    def class_logits(self, fmap: FeatureMap, classes: Sequence[int]) -> np.ndarray:
+        """The classifier's logits of `classes` for the whole map's average cell."""
+        classifier = self.model.get_classifier()
+        weight, bias = classifier.weight.detach().numpy(), classifier.bias.detach().numpy()
+        return np.asarray(
+            weight[list(classes)] @ fmap.cells.mean(axis=(1, 2)) + bias[list(classes)]
+        )
+
     def _probs(self, pooled: np.ndarray) -> np.ndarray:
         import torch
 

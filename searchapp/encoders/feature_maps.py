@@ -27,6 +27,8 @@ from searchapp.encoders.onnx_runtime import installed, shaped_session
 
 CELL = 32  # input pixels per cell of the last feature map
 MAX_ASPECT = 2.0  # a panorama keeps its aspect up to this, then is scaled, never cropped
+_EXPORT = threading.Lock()
+_TORCH_PASS = threading.Lock()
 MAX_SESSIONS = 4  # input sizes that get an ONNX Runtime session, per model and process
 
 
@@ -53,7 +55,6 @@ class FeatureMaps:
         self.model = model
         self.use_onnx = runtime != "torch" and installed()
         self._sessions: dict[tuple[int, ...], Any] = {}
-        self._lock = threading.Lock()
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """(3, h, w) input -> (channels, h/32, w/32) float32."""
@@ -63,12 +64,15 @@ class FeatureMaps:
             return np.asarray(session.run(None, {"pixels": batch})[0][0])
         import torch
 
-        with torch.inference_mode():
+        # one PyTorch pass at a time: each runs on all of its threads, and readers call this
+        with _TORCH_PASS, torch.inference_mode():
             x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
             return np.asarray(self.model.forward_features(x)[0].numpy())
 
     def _session(self, shape: tuple[int, ...]) -> Any:
-        with self._lock:  # one export per size, whichever reader asks first
+        # one export at a time in the process (the exporter keeps global state), and one per
+        # size, whichever reader asks first
+        with _EXPORT:
             if shape not in self._sessions:
                 if len(self._sessions) >= MAX_SESSIONS:
                     return None

@@ -19,7 +19,7 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from searchapp.detect.registry import create_detector
 from searchapp.errors import ImageLoadError
@@ -100,6 +100,19 @@ def _read(
         return _ReadResult(stat, previous, error=exc.reason)
     except MemoryError:
         return _ReadResult(stat, previous, error="out of memory while decoding; lower --workers")
+
+
+def numpy_blas_at_one_thread() -> Any:
+    """A context that holds numpy's BLAS to one thread. Its few small products while indexing
+    (pooling, codes) woke its threads, which then spun through the next photo's decode: 70-90 ms
+    of a core a photo in the region stage. FAISS's own BLAS (IVF training) keeps its threads."""
+    controller = ThreadpoolController()
+    paths = [
+        lib.filepath
+        for lib in controller.lib_controllers
+        if lib.user_api == "blas" and "numpy" in lib.filepath
+    ]
+    return controller.select(filepath=paths).limit(limits=1)
 
 
 def _problem_stat(path: str) -> FileStat:
@@ -310,9 +323,7 @@ class IndexRun:
     # ---- the run ---------------------------------------------------------------------------
 
     def run(self, roots: list[str]) -> IndexSummary:
-        # numpy's few small products here (pooling, codes) woke OpenBLAS's threads, which then
-        # spun through the next photo's decode: 70-90 ms of a core a photo in the region stage
-        with threadpool_limits(limits=1, user_api="blas"):
+        with numpy_blas_at_one_thread():
             return self._run(roots)
 
     def _run(self, roots: list[str]) -> IndexSummary:

@@ -22,6 +22,7 @@ run's diff re-indexes or forgets it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from searchapp.detect.base import Detection, clip_box
-from searchapp.detect.cam import Labels, chosen_classes, detections_from_maps
+from searchapp.detect.cam import Labels, chosen_classes, class_indexes, detections_from_maps
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.encoding import LazyModel, PreparedCut, add_objects, embed, prepare
 from searchapp.ingest.load import LoadedImage, decode, read_bytes
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from searchapp.store.catalog import Catalog
 
 Group = list[PendingImage]  # photos of one content, waiting for the same kinds
+_ONE_DETECTOR = threading.Lock()
 LABELS_CHUNK = 256  # groups whose scene classes are read from the catalog at once
 OUT_OF_MEMORY = "out of memory while decoding for regions; lower --workers and run index again"
 
@@ -131,19 +133,31 @@ def _read(job: _Job, encoder: LazyModel, detector: LazyModel, options: IndexOpti
             return _Read(group, kinds, error=exc.reason, path=item.path)
         except MemoryError:  # the photo keeps waiting: a run with fewer --workers may make it
             return _Read(group, kinds, error=OUT_OF_MEMORY, path=item.path)
+        except Exception as exc:  # ONNX Runtime and PyTorch report a failed allocation so
+            if not _out_of_memory(exc):
+                raise
+            return _Read(group, kinds, error=OUT_OF_MEMORY, path=item.path)
         return _Read(group, kinds, cuts, None, item.path, loaded if detect else None)
     return _Read(group, kinds)  # every copy changed or went since its scene
 
 
+def _out_of_memory(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(words in text for words in ("out of memory", "not enough memory", "allocate"))
+
+
 def _detected(detector: LazyModel, loaded: LoadedImage) -> list[Detection]:
-    """Another detector's boxes on the decoded photo, in displayed pixels."""
+    """Another detector's boxes on the decoded photo, in displayed pixels. One reader at a time:
+    a torchvision detector runs on all of PyTorch's threads, as it did on the main thread."""
     found = detector.get()
     if found is None:
         return []
+    with _ONE_DETECTOR:
+        boxes = found.detect([loaded.image])[0]
     scale, size = loaded.scale, (loaded.meta.width, loaded.meta.height)
     return [
         Detection(clip_box(tuple(v * scale for v in det.bbox), size), det.label, det.score)
-        for det in found.detect([loaded.image])[0]
+        for det in boxes
     ]
 
 
@@ -163,7 +177,8 @@ def pooled_regions(
     objects: list[Detection] = found or []
     if labels is not None:
         chosen = chosen_classes(labels)
-        maps = model.class_maps(fmap, [model.class_names.index(name) for name, _ in chosen])
+        classes = class_indexes(chosen, model.class_names, lambda k: model.class_logits(fmap, k))
+        maps = model.class_maps(fmap, classes)
         names, probs = [name for name, _ in chosen], [prob for _, prob in chosen]
         objects = detections_from_maps(names, probs, maps, size, regions.detector_options)
     boxes = [cut.bbox for cut in tiles]

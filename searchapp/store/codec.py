@@ -34,7 +34,9 @@ RANGE_MARGIN = 0.1  # each direction's range grows by this share of it on both s
 @dataclass(frozen=True)
 class RegionCodec:
     basis: np.ndarray  # (dims, width) float32, near-orthonormal rows (int8-rounded)
-    ranges: np.ndarray  # (2, dims) float32: low and high of each direction's component
+    # (2, dims) float32: low and high of each direction's component; None for a basis fitted
+    # before ranges were kept, whose kinds then stay fp16 in the index files
+    ranges: np.ndarray | None
 
     @property
     def dim(self) -> int:
@@ -50,7 +52,7 @@ class RegionCodec:
         # rounded as it is stored, so that this process and the next project alike
         codes, scales = _int8_rows(leading)
         basis = np.ascontiguousarray(codes * scales[:, None], dtype=np.float32)
-        projected = cls(basis, _unit_ranges(len(basis))).project(sample)
+        projected = cls(basis, None).project(sample)
         low, high = projected.min(axis=0), projected.max(axis=0)
         margin = RANGE_MARGIN * (high - low)
         ranges = np.stack([np.maximum(low - margin, -1.0), np.minimum(high + margin, 1.0)])
@@ -76,14 +78,14 @@ class RegionCodec:
 
     def to_json(self) -> str:
         codes, scales = _int8_rows(self.basis)
-        return json.dumps(
-            {
-                "shape": list(self.basis.shape),
-                "basis_int8": _text(codes),
-                "scales": _text(scales.astype(np.float32)),
-                "ranges": _text(self.ranges.astype(np.float32)),
-            }
-        )
+        data = {
+            "shape": list(self.basis.shape),
+            "basis_int8": _text(codes),
+            "scales": _text(scales.astype(np.float32)),
+        }
+        if self.ranges is not None:
+            data["ranges"] = _text(self.ranges.astype(np.float32))
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> RegionCodec:
@@ -91,12 +93,14 @@ class RegionCodec:
         shape = data["shape"]
         if "basis" in data:  # fitted before the int8 basis (float16, no ranges)
             raw = np.frombuffer(base64.b64decode(data["basis"]), dtype=np.float16)
-            return cls(raw.reshape(shape).astype(np.float32), _unit_ranges(shape[0]))
+            return cls(raw.reshape(shape).astype(np.float32), None)
         codes = np.frombuffer(base64.b64decode(data["basis_int8"]), np.int8).reshape(shape)
         scales = np.frombuffer(base64.b64decode(data["scales"]), np.float32)
-        ranges = np.frombuffer(base64.b64decode(data["ranges"]), np.float32).reshape(2, -1)
+        ranges = None
+        if "ranges" in data:
+            ranges = np.frombuffer(base64.b64decode(data["ranges"]), np.float32).reshape(2, -1)
         basis = codes.astype(np.float32) * scales[:, None]
-        return cls(np.ascontiguousarray(basis, dtype=np.float32), ranges.copy())
+        return cls(np.ascontiguousarray(basis, dtype=np.float32), ranges)
 
 
 def _int8_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,11 +109,6 @@ def _int8_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.maximum(np.abs(rows).max(axis=1), 1e-12) / 127.0
     codes = np.clip(np.round(rows / scales[:, None]), -127, 127).astype(np.int8)
     return codes, scales.astype(np.float32)
-
-
-def _unit_ranges(dims: int) -> np.ndarray:
-    """The widest range a component of a unit vector can have."""
-    return np.stack([-np.ones(dims), np.ones(dims)]).astype(np.float32)
 
 
 def _text(array: np.ndarray) -> str:

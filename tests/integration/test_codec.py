@@ -13,6 +13,8 @@ from PIL import Image
 
 from searchapp.library import Library
 from searchapp.store.codec import DIMS, RegionCodec
+from searchapp.store.tables import settings
+from searchapp.store.vector_rows import CODEC_SETTING
 from tests.integration.helpers import HYBRID, assert_consistent, index
 from tests.integration.test_dupes import _groups, dupe_folder  # noqa: F401 (a fixture)
 
@@ -107,7 +109,33 @@ def test_a_basis_stored_before_the_int8_layout_still_reads() -> None:
     )
     codec = RegionCodec.from_json(legacy)
     np.testing.assert_array_equal(codec.basis, basis.astype(np.float16).astype(np.float32))
-    assert (codec.ranges == [[-1.0], [1.0]]).all()  # any unit vector's component fits
+    assert codec.ranges is None  # no ranges known: its kinds stay fp16 in the index files
+
+
+def test_a_library_whose_basis_has_no_ranges_keeps_fp16_index_files(
+    library: Library, photos: Path
+) -> None:
+    coded_library(library)
+    index(library, photos, options=HYBRID)
+    codec = library.catalog.region_codec()
+    assert codec is not None
+    legacy = json.dumps(
+        {
+            "shape": list(codec.basis.shape),
+            "basis": base64.b64encode(codec.basis.astype(np.float16).tobytes()).decode("ascii"),
+        }
+    )
+    with library.catalog.engine.begin() as conn:
+        conn.execute(settings.update().where(settings.c.key == CODEC_SETTING).values(value=legacy))
+    library.close()
+    reopened = Library(library.directory)
+    try:
+        reopened.rebuild_index()
+        tiles = faiss.downcast_index(reopened.indexes().get("tile", persist=False).index)
+        assert tiles.code_size == 2 * codec.dim  # fp16, not 8 bits over [-1, 1]
+        assert not reopened.check().findings
+    finally:
+        reopened.close()
 
 
 def test_coded_kinds_index_at_eight_bits_and_a_rebuild_stores_alike(

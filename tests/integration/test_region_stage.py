@@ -263,13 +263,22 @@ def test_a_photo_whose_regions_fail_keeps_its_scene_and_says_why(
     assert hits[0].path == broken  # still searchable by its scene
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        # ONNX Runtime's and PyTorch's words for a failed allocation, not MemoryErrors
+        RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory"),
+        RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 8 GB"),
+    ],
+)
 def test_out_of_memory_leaves_the_photo_waiting(
-    library: Library, photos: Path, monkeypatch: pytest.MonkeyPatch
+    library: Library, photos: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     index(library, photos, options=replace(TILES, regions_later=True))
 
     def no_memory(data, stat, **kw):  # type: ignore[no-untyped-def]
-        raise MemoryError
+        raise error
 
     monkeypatch.setattr(region_stage, "decode", no_memory)
     summary = index(library, photos, options=TILES)
