@@ -1,8 +1,8 @@
 """The CNN's last feature map over a whole photo: the pooled region pass and the CAM detector's.
 
 Both run the photo once at a given shorter side, aspect kept. ONNX Runtime runs that pass in
-about half PyTorch's time on one thread (44 against 90 ms at 448 x 597 px, cells within 6e-5),
-but timm's 'same' convolutions make its export valid for one input size only, so each size gets
+about half PyTorch's time on one thread (44 against 90 ms at 448 x 597 px, cells within 6e-5)
+when the graph is exported for one input size, which lets it fold every shape: each size gets
 its own session, exported in memory on first use (0.3 s). Sizes are snapped to whole cells (32
 px), which leaves a handful of sizes in a library: the two orientations of each aspect ratio.
 Each session runs on one thread; the region stage's readers run one photo each at once.

@@ -59,8 +59,9 @@ class RegionOptions:
     detector: str = "cam"
     detector_options: DetectorOptions = field(default_factory=DetectorOptions)
     # "crops": each region cut out and encoded on its own; "pooled": every object and tile
-    # vector from one pass over the photo, where the encoder can (the CNN): 2.4x faster on 12 MP
-    # photos, but 3-10% crops found at recall@1 0.85 instead of 0.92 (benchmarks/README.md)
+    # vector from one pass over the photo, where the encoder can (the CNN): the whole run 2.3-2.7x
+    # faster on 12 MP photos, but 3-10% crops found at recall@1 0.83 instead of 0.92, verified
+    # (benchmarks/README.md)
     vectors: str = "crops"
 
     def decode_side(self, input_size: int) -> int:

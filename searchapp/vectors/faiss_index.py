@@ -3,7 +3,8 @@
 Index files are caches. Each file is named after the catalog's vector generation it holds
 (`index-scene-g42.faiss`); the catalog records which generation and count it saved last. On open,
 a file that is missing, unreadable, of another generation or of the wrong size is rebuilt from the
-float16 vectors kept in the catalog, so nothing is ever re-embedded to repair an index.
+vectors kept in the catalog (float16, or int8 codes for objects and tiles), so nothing is ever
+re-embedded to repair an index.
 """
 
 from __future__ import annotations
