@@ -281,6 +281,8 @@ class RegionStage:
                 ids = [item.id for item in result.group]
                 left = [k for k in result.group[0].kinds if k not in result.kinds]
                 self.batch.regions_added.append(RegionsAdded(ids, [], ",".join(left) or None))
+        elif result.regions is not None:  # pooled: made in the reader, nothing to encode
+            self._add(result, result.regions)
         elif result.path:
             self.to_encode.append(result)
             self.pending_cuts += max(1, len(result.cuts))
@@ -288,26 +290,21 @@ class RegionStage:
             self.cb.on_advance(len(result.group))
 
     def _encode_pending(self) -> None:
+        """Encode the crops of the photos read so far, and add their regions to the batch."""
         if not self.to_encode:
             return
         model = self.encoder.get()
-        crops = [r for r in self.to_encode if r.regions is None]
-        waiting = [(r.cuts, r.awaiting_detection) for r in crops if r.awaiting_detection]
+        waiting = [(r.cuts, r.awaiting_detection) for r in self.to_encode if r.awaiting_detection]
         add_objects(self.detector, model, waiting)
-        encoded = dict(
-            zip(
-                (id(r) for r in crops),
-                embed(model, [r.cuts for r in crops], self.options.batch_size),
-                strict=True,
-            )
-        )
-        encoded.update((id(r), r.regions) for r in self.to_encode if r.regions is not None)
-        for result in self.to_encode:
-            regions = encoded[id(result)]
-            left = [k for k in result.group[0].kinds if k not in result.kinds]
-            ids = [item.id for item in result.group]
-            self.batch.regions_added.append(RegionsAdded(ids, regions, ",".join(left) or None))
-            self.summary.with_regions += len(ids)
-            result.awaiting_detection = result.regions = None
+        encoded = embed(model, [r.cuts for r in self.to_encode], self.options.batch_size)
+        for result, regions in zip(self.to_encode, encoded, strict=True):
+            self._add(result, regions)
+            result.awaiting_detection = None
         self.to_encode = []
         self.pending_cuts = 0
+
+    def _add(self, result: _Read, regions: list[RegionData]) -> None:
+        left = [k for k in result.group[0].kinds if k not in result.kinds]
+        ids = [item.id for item in result.group]
+        self.batch.regions_added.append(RegionsAdded(ids, regions, ",".join(left) or None))
+        self.summary.with_regions += len(ids)
