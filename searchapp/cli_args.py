@@ -166,7 +166,7 @@ def index_flags(parser: argparse.ArgumentParser) -> None:
         choices=("pooled", "crops"),
         help="crops (default): each object and tile cut out and encoded on its own; pooled: "
         "all pooled from one pass over each photo where the encoder allows (the CNN), the "
-        "whole run 2.3-2.7x faster on 12 MP photos, but small crops are found less often",
+        "whole run 2.1-2.7x faster on 12 MP photos, but small crops are found less often",
     )
     parser.add_argument(
         "--regions-later",

@@ -59,7 +59,7 @@ class RegionOptions:
     detector: str = "cam"
     detector_options: DetectorOptions = field(default_factory=DetectorOptions)
     # "crops": each region cut out and encoded on its own; "pooled": every object and tile
-    # vector from one pass over the photo, where the encoder can (the CNN): the whole run 2.3-2.7x
+    # vector from one pass over the photo, where the encoder can (the CNN): the whole run 2.1-2.7x
     # faster on 12 MP photos, but 3-10% crops found at recall@1 0.83 instead of 0.92, verified
     # (benchmarks/README.md)
     vectors: str = "crops"
