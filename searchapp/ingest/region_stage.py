@@ -31,7 +31,7 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from searchapp.detect.base import Detection, clip_box
+from searchapp.detect.base import Detection
 from searchapp.detect.cam import Labels, chosen_classes, class_indexes, detections_from_maps
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.encoding import LazyModel, PreparedCut, add_objects, embed, prepare
@@ -41,6 +41,7 @@ from searchapp.ingest.regions import (
     RegionCut,
     RegionOptions,
     cut_regions,
+    displayed_box,
     kept_labels,
     object_regions,
 )
@@ -154,11 +155,7 @@ def _detected(detector: LazyModel, loaded: LoadedImage) -> list[Detection]:
         return []
     with _ONE_DETECTOR:
         boxes = found.detect([loaded.image])[0]
-    scale, size = loaded.scale, (loaded.meta.width, loaded.meta.height)
-    return [
-        Detection(clip_box(tuple(v * scale for v in det.bbox), size), det.label, det.score)
-        for det in boxes
-    ]
+    return [Detection(displayed_box(loaded, det.bbox), det.label, det.score) for det in boxes]
 
 
 def pooled_regions(

@@ -148,17 +148,22 @@ def _square_around(box: BBox, width: int, height: int) -> BBox:
     return (left, top, left + side, top + side)
 
 
+def displayed_box(loaded: LoadedImage, box: tuple[float, ...]) -> BBox:
+    """A box in decoded pixels as displayed-photo pixels, inside the photo."""
+    size = (loaded.meta.width, loaded.meta.height)
+    return clip_box(tuple(v * loaded.scale for v in box), size)
+
+
 def object_regions(loaded: LoadedImage, detections: list[Detection]) -> list[RegionCut]:
     """One region per detection: its box (displayed pixels) and label, a square around it embedded.
 
     Detections are in decoded pixels: the detector ran on loaded.image.
     """
-    scale = loaded.scale
     width, height = loaded.image.size
     cuts = []
     for det in detections:
         square = _square_around(det.bbox, width, height)
-        bbox = clip_box(tuple(v * scale for v in det.bbox), (loaded.meta.width, loaded.meta.height))
+        bbox = displayed_box(loaded, det.bbox)
         cuts.append(RegionCut("object", bbox, loaded.image.crop(square), det.label, det.score))
     return cuts
 
