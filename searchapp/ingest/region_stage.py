@@ -256,9 +256,10 @@ class RegionStage:
         """Each group with the kinds this run makes and its scene's classes, read a chunk of
         groups at a time on this thread (the catalog's connections stay here)."""
         later = self.options.later_kinds
+        cam = "object" in later and self.options.regions.detector == "cam"
         for start in range(0, len(groups), LABELS_CHUNK):
             chunk = groups[start : start + LABELS_CHUNK]
-            labels = self.catalog.image_labels(group[0].id for group in chunk)
+            labels = self.catalog.image_labels(group[0].id for group in chunk) if cam else {}
             for group in chunk:
                 kinds = tuple(k for k in group[0].kinds if k in later)
                 yield (_Job(group, kinds, labels.get(group[0].id, [])),)
