@@ -29,6 +29,7 @@ from searchapp.cli_args import (
 )
 from searchapp.cli_dupes import add_dupes_parser, cmd_dupes
 from searchapp.cli_search import add_search_parser, cmd_search
+from searchapp.cli_serve import add_serve_parser, cmd_serve
 from searchapp.console import Console, table
 from searchapp.paths import shown
 
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_parser(sub, common)
     add_dupes_parser(sub, common)
+    add_serve_parser(sub, common)
 
     stats = sub.add_parser("stats", parents=[common], help="what the library holds")
     stats.add_argument("--json", action="store_true", help="JSON output")
@@ -310,29 +312,8 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
         stats = lib.stats()
         directory = str(lib.directory.absolute())
     encoder = stats.encoder
-    bytes_per_photo = round(stats.bytes_on_disk / stats.images) if stats.images else 0
-    per_photo = (
-        {kind: round(count / stats.images, 2) for kind, count in stats.regions_by_kind.items()}
-        if stats.images
-        else {}
-    )
-    data = {
-        "library": directory,
-        "images": stats.images,
-        "regions": stats.regions_by_kind,
-        "vectors": stats.vectors,
-        "failures": stats.failures,
-        "encoder": encoder.__dict__ if encoder else None,
-        "bytes_on_disk": stats.bytes_on_disk,
-        "catalog_bytes": stats.catalog_bytes,
-        "index_bytes": stats.index_bytes,
-        "regions_per_photo": per_photo,
-        "bytes_per_photo": bytes_per_photo,
-        "quality": stats.quality,
-        "low_quality": stats.low_quality,
-        "set_aside": stats.set_aside,
-        "regions_pending": stats.regions_pending,
-    }
+    bytes_per_photo, per_photo = stats.bytes_per_photo, stats.regions_per_photo
+    data = {"library": directory, **stats.as_dict()}
     if args.json:
         print(json.dumps(data))
         return 0
@@ -423,6 +404,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "check": cmd_check,
     "rebuild-index": cmd_rebuild_index,
     "reindex": cmd_reindex,
+    "serve": cmd_serve,
 }
 
 

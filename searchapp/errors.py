@@ -80,3 +80,11 @@ class LibraryProblemsError(SearchappError):
     """`searchapp check` found what it reports."""
 
     exit_code = 10
+
+
+class PhotoNotFoundError(SearchappError):
+    """No photo in the catalog has this id."""
+
+
+class PhotoChangedError(SearchappError):
+    """The file at a photo's path is gone or no longer holds the bytes that were indexed."""

@@ -34,6 +34,7 @@ from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexRun, La
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
 from searchapp.ingest.quality import measure
 from searchapp.ingest.regions import REGION_KINDS
+from searchapp.query import photos
 from searchapp.query.filters import build_filters
 from searchapp.query.search import Query, SearchResults, search
 from searchapp.query.terms import terms_from
@@ -43,6 +44,7 @@ from searchapp.records import (
     FileStat,
     KnownFailure,
     LibraryStats,
+    PhotoDetails,
 )
 from searchapp.store.catalog import Catalog
 from searchapp.store.dupe_reads import HashUpdate
@@ -272,6 +274,20 @@ class Library:
             verify=verify,
         )
         return search(self, query)
+
+    # ---- photos by id (for viewers: files are reached through the catalog only) ------------
+
+    def photo(self, photo_id: int) -> PhotoDetails:
+        return photos.details(self.catalog, photo_id)
+
+    def photo_bytes(self, photo_id: int) -> tuple[PhotoDetails, bytes]:
+        return photos.original_bytes(self.catalog, photo_id)
+
+    def thumbnail(self, photo_id: int, size: int | None = None) -> Path:
+        return photos.thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
+
+    def region_jpeg(self, photo_id: int, bbox: tuple[int, int, int, int]) -> bytes:
+        return photos.region_jpeg(self.catalog, photo_id, bbox)
 
     # ---- operations ------------------------------------------------------------------------
 

@@ -33,6 +33,29 @@ class ImageMeta:
     regions_pending: str | None = None  # kinds still to embed after the scene ("object,tile")
 
 
+@dataclass(frozen=True)
+class PhotoRegion:
+    id: int
+    kind: str
+    bbox: BBox
+    label: str | None
+    label_score: float | None
+
+
+@dataclass(frozen=True)
+class PhotoDetails:
+    """One photo as the catalog knows it: what a viewer shows beside the picture."""
+
+    id: int
+    path: str
+    size: int
+    content_hash: str
+    meta: ImageMeta
+    set_aside: bool
+    regions: tuple[PhotoRegion, ...]
+    labels: tuple[tuple[str, float], ...]
+
+
 @dataclass
 class RegionData:
     kind: str
@@ -202,6 +225,35 @@ class LibraryStats:
     low_quality: int = 0  # photos kept out of the vectors by --skip-low-quality
     set_aside: int = 0  # copies moved away by `dupes --move-to`, out of search until undone
     regions_pending: int = 0  # photos searchable by their scene, still waiting for their regions
+
+    @property
+    def regions_per_photo(self) -> dict[str, float]:
+        if not self.images:
+            return {}
+        return {kind: round(n / self.images, 2) for kind, n in self.regions_by_kind.items()}
+
+    @property
+    def bytes_per_photo(self) -> int:
+        return round(self.bytes_on_disk / self.images) if self.images else 0
+
+    def as_dict(self) -> dict[str, object]:
+        """What `stats --json` prints (after the library's folder) and the web API answers."""
+        return {
+            "images": self.images,
+            "regions": self.regions_by_kind,
+            "vectors": self.vectors,
+            "failures": self.failures,
+            "encoder": self.encoder.__dict__ if self.encoder else None,
+            "bytes_on_disk": self.bytes_on_disk,
+            "catalog_bytes": self.catalog_bytes,
+            "index_bytes": self.index_bytes,
+            "regions_per_photo": self.regions_per_photo,
+            "bytes_per_photo": self.bytes_per_photo,
+            "quality": self.quality,
+            "low_quality": self.low_quality,
+            "set_aside": self.set_aside,
+            "regions_pending": self.regions_pending,
+        }
 
 
 @dataclass(frozen=True)

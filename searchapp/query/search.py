@@ -90,6 +90,7 @@ class SearchHit:
     taken_at: float
     labels: tuple[tuple[str, float], ...] = ()
     verified: str | None = None  # what the pixel check said: "pixels", "geometry" or None
+    image_id: int | None = None  # the photo's id in the catalog
 
     @property
     def date(self) -> str:
@@ -290,6 +291,7 @@ def _finish(
             h.label,
             h.taken_at,
             tuple(photo_labels.get(h.image_id, [])),
+            image_id=h.image_id,
         )
         for h in best
     ]

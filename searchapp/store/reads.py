@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, and_, func, or_, select
 
-from searchapp.records import Filters, KnownImage, RegionHit
+from searchapp.records import Filters, ImageMeta, KnownImage, PhotoDetails, PhotoRegion, RegionHit
 from searchapp.store.tables import chunks, images, labels, regions, under
 from searchapp.store.vector_rows import VectorRows
 
@@ -75,6 +75,52 @@ class SearchReads(VectorRows):
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return KnownImage(*row) if row else None
+
+    def photo_details(self, image_id: int) -> PhotoDetails | None:
+        """A photo's row, its regions (scene first) and its labels; None for an unknown id."""
+        meta_columns = [images.c[name] for name in ImageMeta.__dataclass_fields__]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    images.c.id,
+                    images.c.path,
+                    images.c.size,
+                    images.c.content_hash,
+                    images.c.set_aside,
+                    *meta_columns,
+                ).where(images.c.id == image_id)
+            ).first()
+            if row is None:
+                return None
+            found = conn.execute(
+                select(
+                    regions.c.id,
+                    regions.c.kind,
+                    regions.c.x0,
+                    regions.c.y0,
+                    regions.c.x1,
+                    regions.c.y1,
+                    regions.c.label,
+                    regions.c.label_score,
+                )
+                .where(regions.c.image_id == image_id)
+                .order_by(regions.c.kind != "scene", regions.c.kind, regions.c.id)
+            )
+            photo_regions = tuple(
+                PhotoRegion(r.id, r.kind, (r.x0, r.y0, r.x1, r.y1), r.label, r.label_score)
+                for r in found
+            )
+        meta = ImageMeta(**{name: row._mapping[name] for name in ImageMeta.__dataclass_fields__})
+        return PhotoDetails(
+            id=row.id,
+            path=row.path,
+            size=row.size,
+            content_hash=row.content_hash,
+            meta=meta,
+            set_aside=bool(row.set_aside),
+            regions=photo_regions,
+            labels=tuple(self.image_labels([image_id]).get(image_id, [])),
+        )
 
     def region_vectors_of_image(self, image_id: int, kind: str, dim: int) -> np.ndarray:
         query = select(regions.c.vector).where(

@@ -1,0 +1,87 @@
+"""`searchapp serve`: the web app over one library (searchapp.web), in this process."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import secrets
+import socket
+from typing import Any
+
+from searchapp.console import Console
+from searchapp.errors import UsageError
+
+DEFAULT_PORT = 8765
+
+
+def add_serve_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="search and look at the library in a web browser",
+        description="Serve a web page and a JSON API (schema at /openapi.json) over the "
+        "library. It listens on 127.0.0.1 only, unless --host says otherwise; then every "
+        "request needs a token (--token, or one generated and printed).",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)"
+    )
+    serve.add_argument("--token", help="the token requests must carry (default: none on loopback)")
+    serve.add_argument("--open", action="store_true", help="open the page in the web browser")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port, or a --host "
+            "this machine has"
+        ) from None
+    listening.listen(128)
+    return listening
+
+
+def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    import uvicorn
+
+    from searchapp.library import Library
+    from searchapp.web.app import create_app
+
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port {args.port}: give a port between 1 and 65535 (0: any free one)")
+    token = args.token
+    if token is None and not _loopback(args.host):
+        token = secrets.token_urlsafe(24)  # anyone on the network could read the library
+    with Library(args.library, args.db, create=False) as library:
+        for repair in library.check_indexes():
+            console.note(f"searchapp: {repair}")
+        listening = _listen(args.host, args.port)  # a taken port fails here, in words
+        port = listening.getsockname()[1]
+        address = f"http://{'localhost' if _loopback(args.host) else args.host}:{port}/"
+        if token:
+            address += f"?token={token}"
+        print(f"searchapp: serving {library.directory} at {address} (Ctrl-C stops)", flush=True)
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(address)
+        app = create_app(library, token=token)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+    return 0

@@ -1,0 +1,107 @@
+"""Photos by id, for viewers: the catalog's facts about one photo, its file's bytes, a thumbnail,
+and a part of it cut out as a query.
+
+A photo is reached only through its catalog row, never through a path a caller names. What is
+read from its path must still hash to the content hash stored when it was indexed: a file
+replaced since (by a symlink to a private file, say) is refused, not served.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from searchapp.errors import ImageLoadError, PhotoChangedError, PhotoNotFoundError, QueryError
+from searchapp.ingest.load import LoadLimits, content_hash, decode, read_bytes
+from searchapp.records import BBox, FileStat, PhotoDetails
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from searchapp.store.catalog import Catalog
+
+THUMB_SIZES = (160, 320, 640, 1280)  # longer side, px; a request is served the next size up
+THUMB_QUALITY = 82
+
+
+def details(catalog: Catalog, photo_id: int) -> PhotoDetails:
+    found = catalog.photo_details(photo_id)
+    if found is None:
+        raise PhotoNotFoundError(f"no photo with id {photo_id} in this library")
+    return found
+
+
+def original_bytes(catalog: Catalog, photo_id: int) -> tuple[PhotoDetails, bytes]:
+    """The photo's file as indexed: its bytes, checked against the stored content hash."""
+    photo = details(catalog, photo_id)
+    try:
+        st = os.stat(photo.path)
+        data = read_bytes(FileStat(photo.path, st.st_size, st.st_mtime_ns), LoadLimits())
+    except (OSError, ImageLoadError) as exc:
+        reason = exc.reason if isinstance(exc, ImageLoadError) else exc.strerror
+        raise PhotoChangedError(
+            f"{photo.path}: {reason}; reconnect its drive, or run `searchapp index` on its "
+            "folder to drop it from the library"
+        ) from None
+    if content_hash(data) != photo.content_hash:
+        raise PhotoChangedError(
+            f"{photo.path} changed since it was indexed; run `searchapp index` on its folder"
+        )
+    return photo, data
+
+
+def _displayed(catalog: Catalog, photo_id: int, min_side: int) -> Image.Image:
+    photo, data = original_bytes(catalog, photo_id)
+    st = FileStat(photo.path, len(data), 0)
+    try:
+        limits = LoadLimits()
+        return decode(data, st, min_side=min_side, limits=limits, digest=photo.content_hash).image
+    except ImageLoadError as exc:
+        raise PhotoChangedError(f"{photo.path}: {exc.reason}") from None
+
+
+def thumb_size(requested: int | None) -> int:
+    if requested is None:
+        return THUMB_SIZES[1]
+    if requested < 1:
+        raise QueryError(f"thumbnail size must be a positive number of pixels (got {requested})")
+    return next((size for size in THUMB_SIZES if size >= requested), THUMB_SIZES[-1])
+
+
+def thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int | None = None) -> Path:
+    """A JPEG of the photo as displayed (EXIF-oriented), its longer side at most `size`, made
+    once and kept under `cache` by content hash: a changed photo gets a new one."""
+    side = thumb_size(size)
+    photo = details(catalog, photo_id)
+    path = cache / str(side) / photo.content_hash[:2] / f"{photo.content_hash}.jpg"
+    if path.exists():
+        return path
+    image = _displayed(catalog, photo_id, min_side=side)
+    image.thumbnail((side, side))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")  # two viewers, one thumbnail
+    image.save(partial, "JPEG", quality=THUMB_QUALITY)
+    os.replace(partial, path)
+    return path
+
+
+def region_jpeg(catalog: Catalog, photo_id: int, bbox: BBox) -> bytes:
+    """The part of a photo inside `bbox` (displayed pixels), as a JPEG to search with."""
+    photo = details(catalog, photo_id)
+    x0, y0, x1, y1 = bbox
+    width, height = photo.meta.width, photo.meta.height
+    x0, x1 = max(0, min(x0, x1)), min(width, max(x0, x1))
+    y0, y1 = max(0, min(y0, y1)), min(height, max(y0, y1))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise QueryError(
+            f"box {list(bbox)} holds less than 8 x 8 pixels of the {width} x {height} photo; "
+            "draw a larger box"
+        )
+    image = _displayed(catalog, photo_id, min_side=0)
+    scale = image.width / width  # decoded pixels per displayed one
+    part = image.crop((round(x0 * scale), round(y0 * scale), round(x1 * scale), round(y1 * scale)))
+    out = io.BytesIO()
+    part.save(out, "JPEG", quality=95)
+    return out.getvalue()

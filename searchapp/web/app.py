@@ -1,0 +1,140 @@
+"""The web app: FastAPI routes over one open Library, behind the checks every request passes.
+
+- A token, when the server listens beyond the loopback: `Authorization: Bearer TOKEN`, or the
+  cookie the page gets from opening `/?token=TOKEN` once.
+- A request that changes state is a POST, and a browser's POST must come from this very origin
+  (its Origin header), so that another site open in the same browser cannot move photos.
+- Every answer carries a Content-Security-Policy that allows this origin's scripts and nothing
+  else; the page needs no CDN.
+- Errors are JSON, `{"error": message}`, with the message the CLI would print.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError, StarletteHTTPException
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from searchapp.errors import (
+    LibraryBusyError,
+    PhotoChangedError,
+    PhotoNotFoundError,
+    SearchappError,
+    UsageError,
+)
+from searchapp.web.routes import UPLOAD_LIMIT, api_router
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from searchapp.library import Library
+
+STATIC = Path(__file__).parent / "static"
+TOKEN_COOKIE = "searchapp_token"
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+STATUS = (  # most specific first
+    (PhotoNotFoundError, 404),
+    (PhotoChangedError, 410),
+    (LibraryBusyError, 409),
+    (UsageError, 400),
+    (SearchappError, 500),
+)
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _status_of(exc: SearchappError) -> int:
+    return next(status for kind, status in STATUS if isinstance(exc, kind))
+
+
+def _token_of(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE)
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser names the page a POST comes from; scripts (curl, Python) send no Origin."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = request.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+def create_app(
+    library: Library, *, token: str | None = None, upload_limit: int = UPLOAD_LIMIT
+) -> FastAPI:
+    """The app for one open library. With `token`, every request must carry it."""
+    app = FastAPI(
+        title="searchapp",
+        summary="Search, look at and clean up a photo library.",
+        docs_url=None,  # Swagger's page loads from a CDN; the schema is at /openapi.json
+        redoc_url=None,
+    )
+    app.state.library = library
+    app.state.upload_limit = upload_limit
+
+    @app.middleware("http")
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        given = _token_of(request)
+        if token is not None and not (given and hmac.compare_digest(given, token)):
+            return error(
+                401,
+                "this server needs its token: open the address `searchapp serve` printed "
+                "(it ends in ?token=...), or send `Authorization: Bearer TOKEN`",
+            )
+        if request.method not in ("GET", "HEAD") and not _same_origin(request):
+            return error(403, "a page from another site may not change this library")
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if token is not None and request.query_params.get("token") == token:
+            # the page's own requests (thumbnails, API calls) then carry it as a cookie
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.exception_handler(SearchappError)
+    async def searchapp_error(_request: Request, exc: SearchappError) -> JSONResponse:
+        return error(_status_of(exc), str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for problem in exc.errors():
+            where = ".".join(str(part) for part in problem.get("loc", ())[1:]) or "request"
+            problems.append(f"{where}: {problem.get('msg', 'invalid')}")
+        return error(400, "; ".join(problems))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error(404, f"no such page or route: {request.url.path}")
+        return error(exc.status_code, str(exc.detail))
+
+    app.include_router(api_router)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # files only, no listing
+    return app

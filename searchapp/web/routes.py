@@ -1,0 +1,316 @@
+"""The JSON API: search, photos by id, thumbnails, the library's figures.
+
+Search answers with the JSON of `searchapp search --json`; each result adds its photo's "id",
+its "thumb" URL and its "size" (displayed width and height, for drawing the region's box). Files
+are reached only by photo id, through the catalog (searchapp.query.photos checks that the file
+still holds the bytes that were indexed).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response
+
+from searchapp.errors import QueryError
+from searchapp.ingest.regions import REGION_KINDS
+from searchapp.query.filters import build_filters
+from searchapp.query.search import Query as SearchQuery
+from searchapp.query.search import SearchResults, Term, search
+from searchapp.query.terms import apply_weights, parse_weights
+
+if TYPE_CHECKING:
+    from searchapp.library import Library
+    from searchapp.records import PhotoDetails
+
+UPLOAD_LIMIT = 50 * 2**20  # bytes of a query image
+MAX_RESULTS = 1000  # offset + limit of one search request
+KINDS = ("any", "scene", "object", "tile")
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+
+api_router = APIRouter(prefix="/api")
+_SEARCHING = threading.Lock()  # the Library loads its encoder and indexes lazily, once
+
+
+def _library(request: Request) -> Library:
+    library: Library = request.app.state.library
+    return library
+
+
+@dataclass(frozen=True)
+class SearchForm:
+    """The fields a search takes, from a query string (GET) or a form (POST)."""
+
+    q: str | None = None
+    like: list[str] | None = None
+    like_id: list[int] | None = None
+    minus: list[str] | None = None
+    minus_like: list[str] | None = None
+    weights: str | None = None
+    photo: int | None = None
+    box: str | None = None
+    k: int = 50
+    offset: int = 0
+    kind: str = "any"
+    after: str | None = None
+    before: str | None = None
+    folder: str | None = None
+    camera: str | None = None
+    min_width: int | None = None
+    min_pixels: int | None = None
+    format: str | None = None
+    min_score: float | None = None
+    sort: str = "score"
+    include_self: bool = False
+    verify: bool = True
+
+
+def _box(text: str) -> tuple[int, int, int, int]:
+    try:
+        x0, y0, x1, y1 = (round(float(part)) for part in text.split(","))
+    except ValueError:
+        raise QueryError(
+            f"box {text!r}: give four numbers, x0,y0,x1,y1 in the photo's pixels"
+        ) from None
+    return x0, y0, x1, y1
+
+
+def _terms(library: Library, form: SearchForm, query_image: str | None) -> tuple[Term, ...]:
+    """In the order weights apply: words, the image, liked photos, then what is subtracted."""
+    terms = [Term("text", form.q)] if form.q else []
+    if query_image is not None:
+        terms.append(Term("image", query_image))
+    terms += [Term("like", path) for path in form.like or []]
+    terms += [Term("like", library.photo(photo_id).path) for photo_id in form.like_id or []]
+    terms += [Term("text", words, -1.0) for words in form.minus or []]
+    terms += [Term("like", path, -1.0) for path in form.minus_like or []]
+    return apply_weights(terms, parse_weights(form.weights) if form.weights else None)
+
+
+def _query(library: Library, form: SearchForm, query_image: str | None) -> SearchQuery:
+    if form.kind not in KINDS:
+        raise QueryError(f"kind {form.kind!r}: valid kinds are {', '.join(KINDS)}")
+    if form.sort not in ("score", "date"):
+        raise QueryError(f"sort {form.sort!r}: sort by score or by date")
+    if form.offset < 0 or form.k < 1 or form.offset + form.k > MAX_RESULTS:
+        raise QueryError(
+            f"offset {form.offset} and k {form.k}: k at least 1, offset at least 0, and "
+            f"together at most {MAX_RESULTS}"
+        )
+    return SearchQuery(
+        terms=_terms(library, form, query_image),
+        filters=build_filters(
+            after=form.after,
+            before=form.before,
+            folder=form.folder,
+            camera=form.camera,
+            min_width=form.min_width,
+            min_pixels=form.min_pixels,
+            formats=form.format,
+            min_score=form.min_score,
+        ),
+        k=form.offset + form.k,
+        kinds=REGION_KINDS if form.kind == "any" else (form.kind,),
+        include_self=form.include_self,
+        verify=form.verify,
+    )
+
+
+def _answer(library: Library, results: SearchResults, form: SearchForm) -> dict[str, Any]:
+    hits = list(results)
+    if form.sort == "date":
+        hits.sort(key=lambda hit: (-hit.taken_at, hit.path))
+    shown = []
+    for hit in hits[form.offset :]:
+        entry = hit.as_dict()
+        if hit.image_id is not None:
+            meta = library.photo(hit.image_id).meta
+            entry |= {
+                "id": hit.image_id,
+                "thumb": f"/api/photos/{hit.image_id}/thumb",
+                "size": [meta.width, meta.height],
+            }
+        shown.append(entry)
+    return {
+        "mode": results.mode,
+        "checked": results.checked,
+        "notes": results.notes,
+        "results": shown,
+    }
+
+
+def _run(
+    library: Library, form: SearchForm, query_image: str | None, shown_as: str
+) -> dict[str, Any]:
+    """Search; a query image's temporary path in a message becomes the name the user knows."""
+    try:
+        with _SEARCHING:
+            results = search(library, _query(library, form, query_image))
+    except QueryError as exc:
+        if query_image is None:
+            raise
+        message = str(exc).replace(f"query image {query_image}", shown_as)
+        raise QueryError(message.replace(query_image, shown_as)) from None
+    return _answer(library, results, form)
+
+
+def _search_with_bytes(
+    library: Library, form: SearchForm, data: bytes | None, name: str
+) -> dict[str, Any]:
+    if data is None and form.photo is not None:
+        if not form.box:
+            raise QueryError("photo given without box: say which part, box=x0,y0,x1,y1")
+        data, name = (
+            library.region_jpeg(form.photo, _box(form.box)),
+            f"the box on photo {form.photo}",
+        )
+    if data is None:
+        return _run(library, form, None, "")
+    with tempfile.TemporaryDirectory(prefix="searchapp-query-") as folder:
+        path = os.path.join(folder, "query")
+        with open(path, "wb") as file:
+            file.write(data)
+        return _run(library, form, path, name)
+
+
+@api_router.get("/search")
+def search_get(
+    request: Request,
+    q: str | None = None,
+    like: Annotated[list[str] | None, Query()] = None,
+    like_id: Annotated[list[int] | None, Query()] = None,
+    minus: Annotated[list[str] | None, Query()] = None,
+    minus_like: Annotated[list[str] | None, Query()] = None,
+    weights: str | None = None,
+    photo: int | None = None,
+    box: str | None = None,
+    k: int = 50,
+    offset: int = 0,
+    kind: str = "any",
+    after: str | None = None,
+    before: str | None = None,
+    folder: str | None = None,
+    camera: str | None = None,
+    min_width: int | None = None,
+    min_pixels: int | None = None,
+    format: str | None = None,
+    min_score: float | None = None,
+    sort: str = "score",
+    include_self: bool = False,
+    verify: bool = True,
+) -> dict[str, Any]:
+    """Search by words (`q`), indexed photos (`like` paths, `like_id` ids), a part of an indexed
+    photo (`photo` and `box`, x0,y0,x1,y1 in its displayed pixels), with words (`minus`) or
+    photos (`minus_like`) subtracted. Filters as the CLI's flags."""
+    fields = dict(locals())
+    del fields["request"]
+    return _search_with_bytes(_library(request), SearchForm(**fields), None, "")
+
+
+@api_router.post("/search")
+async def search_post(
+    request: Request,
+    image: Annotated[UploadFile | None, File()] = None,
+    q: Annotated[str | None, Form()] = None,
+    like: Annotated[list[str] | None, Form()] = None,
+    minus: Annotated[list[str] | None, Form()] = None,
+    minus_like: Annotated[list[str] | None, Form()] = None,
+    weights: Annotated[str | None, Form()] = None,
+    k: Annotated[int, Form()] = 50,
+    offset: Annotated[int, Form()] = 0,
+    kind: Annotated[str, Form()] = "any",
+    after: Annotated[str | None, Form()] = None,
+    before: Annotated[str | None, Form()] = None,
+    folder: Annotated[str | None, Form()] = None,
+    camera: Annotated[str | None, Form()] = None,
+    min_score: Annotated[float | None, Form()] = None,
+    sort: Annotated[str, Form()] = "score",
+    verify: Annotated[bool, Form()] = True,
+) -> dict[str, Any]:
+    """Search with an uploaded image (multipart field `image`), plus the same fields as GET."""
+    fields = dict(locals())
+    del fields["request"], fields["image"]
+    data, name = None, ""
+    if image is not None:
+        limit = request.app.state.upload_limit
+        data = await image.read(limit + 1)
+        name = f"the uploaded image {image.filename or ''}".rstrip()
+        if len(data) > limit:
+            raise QueryError(
+                f"{name} is over the {limit / 2**20:.0f} MiB limit; send a smaller one"
+            )
+    return await run_in_threadpool(
+        _search_with_bytes, _library(request), SearchForm(**fields), data, name
+    )
+
+
+def photo_json(photo: PhotoDetails) -> dict[str, Any]:
+    meta = photo.meta
+    return {
+        "id": photo.id,
+        "path": photo.path,
+        "bytes": photo.size,
+        "size": [meta.width, meta.height],
+        "format": meta.format,
+        "taken_at": meta.taken_at,
+        "taken_source": meta.taken_source,
+        "camera": " ".join(part for part in (meta.camera_make, meta.camera_model) if part) or None,
+        "gps": [meta.gps_lat, meta.gps_lon] if meta.gps_lat is not None else None,
+        "quality": {
+            "blur": meta.blur,
+            "brightness": meta.brightness,
+            "contrast": meta.contrast,
+            "flag": meta.quality_flag,
+        },
+        "set_aside": photo.set_aside,
+        "regions_pending": meta.regions_pending,
+        "labels": [{"name": name, "prob": round(prob, 4)} for name, prob in photo.labels],
+        "regions": [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "bbox": list(r.bbox),
+                "label": r.label,
+                "score": r.label_score,
+            }
+            for r in photo.regions
+        ],
+        "thumb": f"/api/photos/{photo.id}/thumb",
+        "image": f"/api/photos/{photo.id}/image",
+    }
+
+
+@api_router.get("/photos/{photo_id}")
+def photo(request: Request, photo_id: int) -> dict[str, Any]:
+    """A photo's metadata, labels and regions (boxes in its displayed pixels)."""
+    return photo_json(_library(request).photo(photo_id))
+
+
+@api_router.get("/photos/{photo_id}/thumb", response_class=FileResponse)
+def thumb(request: Request, photo_id: int, size: int | None = None) -> FileResponse:
+    """A JPEG thumbnail, EXIF-oriented, its longer side 160, 320 (default), 640 or 1280 px."""
+    path = _library(request).thumbnail(photo_id, size)
+    return FileResponse(
+        path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+@api_router.get("/photos/{photo_id}/image", response_class=Response)
+def image(request: Request, photo_id: int) -> Response:
+    """The photo's file, as indexed."""
+    photo, data = _library(request).photo_bytes(photo_id)
+    media_type = MEDIA_TYPES.get(photo.meta.format, "application/octet-stream")
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@api_router.get("/stats")
+def stats(request: Request) -> dict[str, Any]:
+    """What `searchapp stats --json` prints."""
+    library = _library(request)
+    return {"library": str(library.directory.absolute()), **library.stats().as_dict()}

@@ -1,0 +1,248 @@
+// searchapp's page: search by words, by an image (chosen, dropped or pasted), by a photo or a
+// part of one; results as thumbnails with the matching region's box; a viewer with every region.
+// Everything shown is set as text or as a DOM attribute, never parsed as HTML.
+"use strict";
+
+const PAGE = 50;
+const FIELDS = ["q", "kind", "sort", "after", "before", "folder", "camera", "min_score"];
+const EXTRA = ["like_id", "photo", "box"]; // set by "more like this" and by a drawn box
+const $ = (id) => document.getElementById(id);
+const state = { params: null, image: null, offset: 0, done: true, loading: false, hits: [] };
+
+function el(tag, props = {}, children = []) {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+function formParams() {
+  const params = new URLSearchParams();
+  for (const name of FIELDS) {
+    const value = $(name).value.trim();
+    if (value && !(name === "kind" && value === "any") && !(name === "sort" && value === "score")) {
+      params.set(name, value);
+    }
+  }
+  return params;
+}
+
+function showParams(params) {
+  for (const name of FIELDS) $(name).value = params.get(name) || { kind: "any", sort: "score" }[name] || "";
+  if (["after", "before", "folder", "camera", "min_score"].some((n) => params.get(n))) $("filters").open = true;
+}
+
+async function fetchPage() {
+  const params = new URLSearchParams(state.params);
+  params.set("k", PAGE);
+  params.set("offset", state.offset);
+  let response;
+  if (state.image) {
+    const body = new FormData();
+    for (const [name, value] of params) body.append(name, value);
+    body.append("image", state.image, state.image.name || "pasted.png");
+    response = await fetch("/api/search", { method: "POST", body });
+  } else {
+    response = await fetch("/api/search?" + params);
+  }
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
+}
+
+async function search(params, image = null, push = true) {
+  state.params = params;
+  state.image = image;
+  state.offset = 0;
+  state.done = false;
+  state.hits = [];
+  $("grid").replaceChildren();
+  $("notes").replaceChildren();
+  if (push) history.pushState(null, "", params.toString() ? "?" + params : "/");
+  const query = $("query-image");
+  query.hidden = !image;
+  if (image) query.querySelector("img").src = URL.createObjectURL(image);
+  if (!image && ![...params.keys()].some((k) => k === "q" || EXTRA.includes(k))) {
+    state.done = true;
+    setStatus("Type words, or drop a photo on the page, to search the library.");
+    return;
+  }
+  await loadMore();
+}
+
+async function loadMore() {
+  if (state.done || state.loading) return;
+  state.loading = true;
+  setStatus(state.offset ? "loading more..." : "searching...");
+  try {
+    const started = performance.now();
+    const answer = await fetchPage();
+    if (state.offset === 0) {
+      for (const note of answer.notes) $("notes").append(el("li", { textContent: note }));
+    }
+    for (const hit of answer.results) $("grid").append(card(hit, state.hits.length)), state.hits.push(hit);
+    state.offset += answer.results.length;
+    state.done = answer.results.length < PAGE;
+    const took = Math.round(performance.now() - started);
+    const checked = answer.checked ? `; the top ${answer.checked} checked against the query's pixels` : "";
+    setStatus(state.hits.length ? `${state.hits.length} photos (${took} ms)${checked}` : "no results: nothing matched");
+  } catch (error) {
+    state.done = true;
+    setStatus(error.message, true);
+  } finally {
+    state.loading = false;
+  }
+}
+
+function boxNode(bbox, size, text, win) {
+  const [w, h] = size;
+  const node = el("div", { className: "box" + (win ? " win" : "") });
+  Object.assign(node.style, {
+    left: (100 * bbox[0]) / w + "%", top: (100 * bbox[1]) / h + "%",
+    width: (100 * (bbox[2] - bbox[0])) / w + "%", height: (100 * (bbox[3] - bbox[1])) / h + "%",
+  });
+  if (text) node.append(el("span", { textContent: text }));
+  return node;
+}
+
+function card(hit, index) {
+  const fit = el("div", { className: "fit" }, [el("img", { src: hit.thumb, alt: hit.path, loading: "lazy" })]);
+  const region = hit.region;
+  const whole = region.bbox[0] === 0 && region.bbox[1] === 0 && region.bbox[2] === hit.size[0] && region.bbox[3] === hit.size[1];
+  if (!whole) fit.append(boxNode(region.bbox, hit.size, region.label || region.kind, true));
+  const badge = hit.verified ? [el("span", { className: "badge", textContent: hit.verified, title: "confirmed by the pixels" })] : [];
+  const caption = el("div", { className: "caption" }, [
+    el("span", { textContent: hit.score.toFixed(3), title: "score" }),
+    ...badge,
+    el("span", { className: "path", textContent: hit.path.split("/").pop(), title: hit.path }),
+    el("span", { textContent: hit.date.slice(0, 10) }),
+  ]);
+  const node = el("div", { className: "card", tabIndex: 0 }, [el("div", { className: "thumb" }, [fit]), caption]);
+  node.dataset.id = hit.id;
+  node.addEventListener("click", () => openViewer(hit));
+  node.addEventListener("keydown", (e) => e.key === "Enter" && openViewer(hit));
+  return node;
+}
+
+// ---- the viewer -------------------------------------------------------------------------
+
+let viewing = null;
+
+async function openViewer(hit) {
+  const response = await fetch(`/api/photos/${hit.id}`);
+  const photo = await response.json();
+  if (!response.ok) return setStatus(photo.error, true);
+  viewing = photo;
+  $("viewer").hidden = false;
+  $("large").src = `${photo.thumb}?size=1280`;
+  $("name").textContent = photo.path;
+  const region = hit.region;
+  const verdict = hit.verified ? `, confirmed by the ${hit.verified}` : "";
+  $("why").textContent = `matched by its ${region.kind}${region.label ? " (" + region.label + ")" : ""}, score ${hit.score.toFixed(3)}${verdict}`;
+  const boxes = photo.regions.filter((r) => r.kind !== "scene" && r.kind !== "tile").map((r) => boxNode(r.bbox, photo.size, r.label || r.kind, false));
+  const same = (r) => r.bbox.every((v, i) => v === region.bbox[i]);
+  if (region.kind !== "scene") boxes.push(boxNode(region.bbox, photo.size, "match", true));
+  $("boxes").replaceChildren(...boxes);
+  const rows = [
+    ["date", new Date(photo.taken_at * 1000).toLocaleString() + (photo.taken_source === "exif" ? "" : " (file time)")],
+    ["size", `${photo.size[0]} x ${photo.size[1]}, ${photo.format}, ${(photo.bytes / 1048576).toFixed(1)} MiB`],
+    ["camera", photo.camera || "-"],
+    ["place", photo.gps ? photo.gps.map((v) => v.toFixed(5)).join(", ") : "-"],
+    ["labels", photo.labels.map((l) => `${l.name.split(",")[0]} ${l.prob.toFixed(2)}`).join("; ") || "-"],
+  ];
+  $("meta").replaceChildren(...rows.map(([k, v]) => el("tr", {}, [el("td", { textContent: k }), el("td", { textContent: v })])));
+  const listed = photo.regions.filter((r) => r.kind !== "tile" || same(r));
+  $("regions").replaceChildren(...listed.map((r) => el("li", { className: same(r) && r.kind === region.kind ? "win" : "", textContent: `${r.kind} [${r.bbox.join(", ")}]${r.label ? " " + r.label : ""}` })));
+}
+
+function closeViewer() {
+  $("viewer").hidden = true;
+  $("drawn").hidden = true;
+  viewing = null;
+}
+
+function drawBox() {
+  const frame = document.querySelector(".frame");
+  let start = null;
+  const point = (e) => {
+    const rect = $("large").getBoundingClientRect();
+    return [Math.min(Math.max(e.clientX - rect.left, 0), rect.width), Math.min(Math.max(e.clientY - rect.top, 0), rect.height), rect];
+  };
+  frame.addEventListener("mousedown", (e) => { e.preventDefault(); start = point(e); });
+  window.addEventListener("mousemove", (e) => {
+    if (!start) return;
+    const [x, y] = point(e);
+    Object.assign($("drawn").style, { left: Math.min(x, start[0]) + "px", top: Math.min(y, start[1]) + "px", width: Math.abs(x - start[0]) + "px", height: Math.abs(y - start[1]) + "px" });
+    $("drawn").hidden = false;
+  });
+  window.addEventListener("mouseup", (e) => {
+    if (!start || !viewing) return (start = null);
+    const [x, y, rect] = point(e);
+    const [x0, y0] = start;
+    start = null;
+    if (Math.abs(x - x0) < 8 || Math.abs(y - y0) < 8) return ($("drawn").hidden = true);
+    const scale = viewing.size[0] / rect.width; // displayed photo pixels per screen pixel
+    const box = [Math.min(x0, x), Math.min(y0, y), Math.max(x0, x), Math.max(y0, y)].map((v) => Math.round(v * scale));
+    const params = new URLSearchParams({ photo: viewing.id, box: box.join(",") });
+    const kind = $("kind").value;
+    if (kind !== "any") params.set("kind", kind);
+    closeViewer();
+    $("q").value = "";
+    search(params);
+  });
+}
+
+// ---- wiring -----------------------------------------------------------------------------
+
+function imageFrom(items) {
+  for (const item of items || []) {
+    const file = item instanceof File ? item : item.kind === "file" ? item.getAsFile() : null;
+    if (file && file.type.startsWith("image/")) return file;
+  }
+  return null;
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  $("search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    search(formParams(), state.image && !$("query-image").hidden ? state.image : null);
+  });
+  $("file").addEventListener("change", () => $("file").files[0] && search(formParams(), $("file").files[0]));
+  $("clear-image").addEventListener("click", () => { $("file").value = ""; search(formParams(), null); });
+  document.addEventListener("paste", (e) => {
+    const image = imageFrom(e.clipboardData && e.clipboardData.items);
+    if (image) { e.preventDefault(); search(formParams(), image); }
+  });
+  document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dragging"); });
+  document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    document.body.classList.remove("dragging");
+    const image = imageFrom(e.dataTransfer && e.dataTransfer.files);
+    if (image) search(formParams(), image);
+    else setStatus("drop a photo file (JPEG, PNG, ...) to search with it", true);
+  });
+  $("close").addEventListener("click", closeViewer);
+  $("viewer").addEventListener("click", (e) => e.target === $("viewer") && closeViewer());
+  document.addEventListener("keydown", (e) => e.key === "Escape" && closeViewer());
+  $("more-like").addEventListener("click", () => {
+    const params = new URLSearchParams({ like_id: viewing.id });
+    closeViewer();
+    $("q").value = "";
+    search(params);
+  });
+  drawBox();
+  new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && loadMore()).observe($("more"));
+  const fromAddress = () => {
+    const params = new URLSearchParams(location.search);
+    params.delete("token");
+    showParams(params);
+    search(params, null, false);
+  };
+  window.addEventListener("popstate", fromAddress);
+  fromAddress();
+});
