@@ -83,5 +83,9 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
 
             webbrowser.open(address)
         app = create_app(library, token=token)
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+        try:
+            uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+        except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again: a clean end
+            pass
+        console.note("searchapp: stopped")
     return 0
