@@ -165,40 +165,6 @@ def _bar(console: Console, desc: str, unit: str) -> tuple[Any, Any]:
     return update, close
 
 
-def report_dict(report: Any) -> dict[str, Any]:
-    paths = report.table.paths
-    groups = []
-    for group in report.groups:
-        groups.append(
-            {
-                "keep": paths[group.keep],
-                "why": group.why,
-                "paths": [paths[row] for row in group.rows],
-                "pairs": [
-                    {
-                        "a": paths[p.a],
-                        "b": paths[p.b],
-                        "tier": p.tier,
-                        "score": p.score,
-                        "reason": p.reason,
-                    }
-                    for p in group.pairs
-                ],
-            }
-        )
-    return {
-        "groups": groups,
-        "summary": {
-            "photos": len(report.table),
-            "groups": len(report.groups),
-            "copies": sum(len(g.rows) - 1 for g in report.groups),
-            "pairs_proposed": report.proposed,
-            "pairs_checked": report.checked,
-            "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
-        },
-    }
-
-
 def _count(number: int, one: str, many: str | None = None) -> str:
     return f"{number} {one if number == 1 else many or one + 's'}"
 
@@ -231,6 +197,8 @@ def cmd_dupes(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("--apply needs --move-to DIR: it applies a move")
     if args.undo and (args.move_to or args.apply):
         raise UsageError("--undo puts back an earlier move; give it alone")
+    from searchapp.dupes.report import report_dict
+
     options = _options(args)
     with Library(args.library, args.db, create=False) as lib:
         if args.undo:

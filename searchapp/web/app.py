@@ -21,12 +21,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from searchapp.errors import (
+    JournalError,
     LibraryBusyError,
     PhotoChangedError,
     PhotoNotFoundError,
     SearchappError,
     UsageError,
 )
+from searchapp.web.dupes_routes import dupes_router
 from searchapp.web.routes import UPLOAD_LIMIT, api_router
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ STATUS = (  # most specific first
     (PhotoNotFoundError, 404),
     (PhotoChangedError, 410),
     (LibraryBusyError, 409),
+    (JournalError, 400),
     (UsageError, 400),
     (SearchappError, 500),
 )
@@ -131,8 +134,11 @@ def create_app(
         return error(exc.status_code, str(exc.detail))
 
     app.include_router(api_router)
+    app.include_router(dupes_router)
 
     @app.get("/", include_in_schema=False)
+    @app.get("/dupes", include_in_schema=False)
+    @app.get("/library", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
