@@ -70,3 +70,13 @@ def serve(app: Any) -> Iterator[str]:
     server.should_exit = True
     thread.join(timeout=10)
     listening.close()
+
+
+def screenshot(driver: Any, name: str, fallback: Any) -> None:
+    """Save the page as NAME.png: in SEARCHAPP_SCREENSHOTS when set (the README's pictures are
+    made so), else in the test's own folder; a page that drew nothing fails."""
+    folder = os.environ.get("SEARCHAPP_SCREENSHOTS") or str(fallback)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.png")
+    driver.save_screenshot(path)
+    assert os.path.getsize(path) > 10_000, f"{path}: an empty page"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from searchapp.web.app import create_app
-from tests.browser.conftest import serve
+from tests.browser.conftest import screenshot, serve
 
 WAIT = 60  # seconds: the first image query loads the encoder in the server
 
@@ -82,10 +81,7 @@ def test_a_dropped_crop_finds_its_photo_and_shows_the_box(
     chromium.execute_async_script(DROP, base64.b64encode(out.getvalue()).decode(), "crop.jpg")
     cards = _results(chromium)
     assert cards[0] == {"name": "cameraman.jpg", "loaded": True, "box": True, "badge": "pixels"}
-    screenshot = Path(os.environ.get("SEARCHAPP_SCREENSHOTS", tmp_path)) / "search-page.png"
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
-    chromium.save_screenshot(str(screenshot))
-    assert screenshot.stat().st_size > 10_000
+    screenshot(chromium, "search-page", tmp_path)
 
     chromium.find_elements(By.CSS_SELECTOR, ".card")[0].click()
     viewer = chromium.find_element(By.ID, "viewer")

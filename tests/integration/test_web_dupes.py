@@ -27,6 +27,7 @@ def _with_copies(photos: Path) -> tuple[Path, Path]:
 
 def test_groups_move_and_undo(library: Any, photos: Path, tmp_path: Path) -> None:
     small, png = _with_copies(photos)
+    assert png.exists()
     index(library, photos)
     client = TestClient(create_app(library))
     report = client.get("/api/dupes").json()

@@ -207,13 +207,19 @@ function imageFrom(items) {
 }
 
 window.addEventListener("DOMContentLoaded", () => {
+  const view = location.pathname === "/dupes" ? "dupes" : "search";
+  $("search-view").hidden = view !== "search";
+  $("dupes-view").hidden = view !== "dupes";
+  document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("here", a.dataset.view === view));
   $("search").addEventListener("submit", (e) => {
     e.preventDefault();
+    if (view !== "search") return (location.href = "/?" + formParams());
     search(formParams(), state.image && !$("query-image").hidden ? state.image : null);
   });
   $("file").addEventListener("change", () => $("file").files[0] && search(formParams(), $("file").files[0]));
   $("clear-image").addEventListener("click", () => { $("file").value = ""; search(formParams(), null); });
   document.addEventListener("paste", (e) => {
+    if (view !== "search") return;
     const image = imageFrom(e.clipboardData && e.clipboardData.items);
     if (image) { e.preventDefault(); search(formParams(), image); }
   });
@@ -222,6 +228,7 @@ window.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("drop", (e) => {
     e.preventDefault();
     document.body.classList.remove("dragging");
+    if (view !== "search") return;
     const image = imageFrom(e.dataTransfer && e.dataTransfer.files);
     if (image) search(formParams(), image);
     else setStatus("drop a photo file (JPEG, PNG, ...) to search with it", true);
@@ -243,6 +250,7 @@ window.addEventListener("DOMContentLoaded", () => {
     showParams(params);
     search(params, null, false);
   };
+  if (view === "dupes") return showDupes();
   window.addEventListener("popstate", fromAddress);
   fromAddress();
 });
