@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
+import os
 import secrets
 import socket
 from typing import Any
@@ -66,6 +68,9 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
 
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port {args.port}: give a port between 1 and 65535 (0: any free one)")
+    for folder in args.folders:
+        if not os.path.isdir(folder):
+            raise UsageError(f"{folder} is no folder: give folders of photos the page may index")
     token = args.token
     if token is None and not _loopback(args.host):
         token = secrets.token_urlsafe(24)  # anyone on the network could read the library
@@ -82,10 +87,9 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
             import webbrowser
 
             webbrowser.open(address)
-        app = create_app(library, token=token)
-        try:
+        app = create_app(library, token=token, folders=args.folders)
+        # uvicorn stops on Ctrl-C, then raises it again: that is a clean end here
+        with contextlib.suppress(KeyboardInterrupt):
             uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
-        except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again: a clean end
-            pass
         console.note("searchapp: stopped")
     return 0

@@ -240,6 +240,12 @@ class Library:
             )
         return identity
 
+    def forget_loaded(self) -> None:
+        """Another writer changed the library (an index run on a thread of a server): the next
+        search loads the identity and the index files afresh."""
+        self._indexes = None
+        self._identity = None
+
     def indexes(self) -> IndexStore:
         if self._indexes is None:
             self._indexes = IndexStore(self.directory, self.catalog, self.require_identity().dim)
@@ -492,6 +498,14 @@ class Library:
 
     def failures(self) -> list[KnownFailure]:
         return self.catalog.all_failures()
+
+    def low_quality(self, limit: int = 500) -> list[tuple[int, str, str]]:
+        """(id, path, why) of the photos `--skip-low-quality` kept out of the vectors."""
+        return self.catalog.flagged_photos(limit)
+
+    def folders(self) -> list[str]:
+        """The fewest folders that hold every photo of the library."""
+        return roots_covering([image.path for image in self.catalog.all_images()])
 
     def stats(self) -> LibraryStats:
         n_images, n_aside, by_kind, n_failures, n_pending = self.catalog.counts()

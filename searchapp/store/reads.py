@@ -122,6 +122,17 @@ class SearchReads(VectorRows):
             labels=tuple(self.image_labels([image_id]).get(image_id, [])),
         )
 
+    def flagged_photos(self, limit: int) -> list[tuple[int, str, str]]:
+        """(id, path, why) of photos kept out of the vectors as low quality, at most `limit`."""
+        query = (
+            select(images.c.id, images.c.path, images.c.quality_flag)
+            .where(images.c.quality_flag.is_not(None))
+            .order_by(images.c.path)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(row.id, row.path, row.quality_flag) for row in conn.execute(query)]
+
     def region_vectors_of_image(self, image_id: int, kind: str, dim: int) -> np.ndarray:
         query = select(regions.c.vector).where(
             regions.c.image_id == image_id, regions.c.kind == kind

@@ -29,10 +29,12 @@ from searchapp.errors import (
     UsageError,
 )
 from searchapp.web.dupes_routes import dupes_router
+from searchapp.web.index_runs import IndexRuns
+from searchapp.web.library_routes import library_router
 from searchapp.web.routes import UPLOAD_LIMIT, api_router
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from searchapp.library import Library
 
@@ -83,9 +85,14 @@ def _same_origin(request: Request) -> bool:
 
 
 def create_app(
-    library: Library, *, token: str | None = None, upload_limit: int = UPLOAD_LIMIT
+    library: Library,
+    *,
+    token: str | None = None,
+    upload_limit: int = UPLOAD_LIMIT,
+    folders: Sequence[str] = (),
 ) -> FastAPI:
-    """The app for one open library. With `token`, every request must carry it."""
+    """The app for one open library. With `token`, every request must carry it; `folders`
+    may be indexed from the page, besides those the library holds."""
     app = FastAPI(
         title="searchapp",
         summary="Search, look at and clean up a photo library.",
@@ -94,6 +101,8 @@ def create_app(
     )
     app.state.library = library
     app.state.upload_limit = upload_limit
+    app.state.folders = list(folders)
+    app.state.index_runs = IndexRuns(library)
 
     @app.middleware("http")
     async def guard(
@@ -135,6 +144,7 @@ def create_app(
 
     app.include_router(api_router)
     app.include_router(dupes_router)
+    app.include_router(library_router)
 
     @app.get("/", include_in_schema=False)
     @app.get("/dupes", include_in_schema=False)

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -51,6 +52,7 @@ def chromium() -> Iterator[Any]:
     driver.quit()
 
 
+@contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Serve `app` from a thread on 127.0.0.1 and a free port; yields its address."""
     import uvicorn
@@ -66,10 +68,12 @@ def serve(app: Any) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{listening.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    listening.close()
+    try:
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listening.close()
 
 
 def screenshot(driver: Any, name: str, fallback: Any) -> None:

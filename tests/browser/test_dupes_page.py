@@ -32,7 +32,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, cnn_encoder: Any) -> Iterat
     lib._encoder = cnn_encoder
     lib.catalog.set_encoder_identity(cnn_encoder.identity)
     index(lib, photos)
-    for address in serve(create_app(lib)):
+    with serve(create_app(lib)) as address:
         yield address, photos, folder
     lib.close()
 

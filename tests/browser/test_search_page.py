@@ -34,7 +34,8 @@ done();
 @pytest.fixture(scope="module")
 def address(sample_library: Any) -> Iterator[str]:
     lib, _photos = sample_library
-    yield from serve(create_app(lib))
+    with serve(create_app(lib)) as address:
+        yield address
 
 
 def _results(driver: Any) -> list[dict[str, Any]]:

@@ -207,9 +207,8 @@ function imageFrom(items) {
 }
 
 window.addEventListener("DOMContentLoaded", () => {
-  const view = location.pathname === "/dupes" ? "dupes" : "search";
-  $("search-view").hidden = view !== "search";
-  $("dupes-view").hidden = view !== "dupes";
+  const view = { "/dupes": "dupes", "/library": "library" }[location.pathname] || "search";
+  for (const name of ["search", "dupes", "library"]) $(name + "-view").hidden = view !== name;
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("here", a.dataset.view === view));
   $("search").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -251,6 +250,7 @@ window.addEventListener("DOMContentLoaded", () => {
     search(params, null, false);
   };
   if (view === "dupes") return showDupes();
+  if (view === "library") return showLibrary();
   window.addEventListener("popstate", fromAddress);
   fromAddress();
 });
