@@ -26,6 +26,12 @@ def add_serve_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "request needs a token (--token, or one generated and printed).",
     )
     serve.add_argument(
+        "folders",
+        nargs="*",
+        metavar="FOLDER",
+        help="folders the page may index, besides those the library holds",
+    )
+    serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
     )
     serve.add_argument(

@@ -209,6 +209,7 @@ class RegionHit:
     label: str | None
     taken_at: float
     score: float
+    photo_size: tuple[int, int] = (0, 0)  # the photo's displayed width and height
 
 
 @dataclass(frozen=True)

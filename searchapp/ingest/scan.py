@@ -71,8 +71,25 @@ def classify(path: str, heif: bool) -> tuple[bool, str | None]:
             return True, None
         return True, f"unsupported format: {HEIF_MISSING}"
     if ext in UNSUPPORTED_REASONS:
+        if _raster_inside(path):  # a photo under another name: its bytes decide
+            return True, None
         return True, UNSUPPORTED_REASONS[ext]
     return False, None
+
+
+# How the formats we decode begin: a file named .svg or .psd that begins so is a photo under
+# another name. Not TIFF's: camera RAW files (.cr2, .nef, .dng) are TIFF inside
+RASTER_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+def _raster_inside(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except OSError:
+        return False  # the reader reports it
+    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    return webp or head.startswith(RASTER_MAGIC)
 
 
 def scan(

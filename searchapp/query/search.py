@@ -91,6 +91,7 @@ class SearchHit:
     labels: tuple[tuple[str, float], ...] = ()
     verified: str | None = None  # what the pixel check said: "pixels", "geometry" or None
     image_id: int | None = None  # the photo's id in the catalog
+    photo_size: tuple[int, int] = (0, 0)  # its displayed width and height
 
     @property
     def date(self) -> str:
@@ -292,6 +293,7 @@ def _finish(
             h.taken_at,
             tuple(photo_labels.get(h.image_id, [])),
             image_id=h.image_id,
+            photo_size=h.photo_size,
         )
         for h in best
     ]

@@ -218,6 +218,8 @@ class SearchReads(VectorRows):
                         regions.c.y1,
                         regions.c.label,
                         images.c.taken_at,
+                        images.c.width,
+                        images.c.height,
                     )
                     .join(images, images.c.id == regions.c.image_id)
                     .where(regions.c.id.in_(chunk))
@@ -233,6 +235,7 @@ class SearchReads(VectorRows):
                             label=row.label,
                             taken_at=row.taken_at,
                             score=scored[row.id],
+                            photo_size=(row.width, row.height),
                         )
                     )
         return hits

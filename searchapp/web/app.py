@@ -31,6 +31,7 @@ from searchapp.errors import (
 from searchapp.web.dupes_routes import dupes_router
 from searchapp.web.index_runs import IndexRuns
 from searchapp.web.library_routes import library_router
+from searchapp.web.result_pages import ResultPages
 from searchapp.web.routes import UPLOAD_LIMIT, api_router
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def create_app(
     app.state.upload_limit = upload_limit
     app.state.folders = list(folders)
     app.state.index_runs = IndexRuns(library)
+    app.state.result_pages = ResultPages()
 
     @app.middleware("http")
     async def guard(
@@ -146,9 +148,9 @@ def create_app(
     app.include_router(dupes_router)
     app.include_router(library_router)
 
-    @app.get("/", include_in_schema=False)
-    @app.get("/dupes", include_in_schema=False)
-    @app.get("/library", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.api_route("/dupes", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.api_route("/library", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 

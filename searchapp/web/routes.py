@@ -8,10 +8,11 @@ still holds the bytes that were indexed).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -24,13 +25,15 @@ from searchapp.query.filters import build_filters
 from searchapp.query.search import Query as SearchQuery
 from searchapp.query.search import SearchResults, Term, search
 from searchapp.query.terms import apply_weights, parse_weights
+from searchapp.web.result_pages import Ranking, ResultPages
 
 if TYPE_CHECKING:
     from searchapp.library import Library
     from searchapp.records import PhotoDetails
 
 UPLOAD_LIMIT = 50 * 2**20  # bytes of a query image
-MAX_RESULTS = 1000  # offset + limit of one search request
+MAX_PAGE = 500  # results in one answer
+DATE_SORTED = 1000  # sorted by date: the best this many, so that every page sorts the same set
 KINDS = ("any", "scene", "object", "tile")
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 
@@ -98,13 +101,18 @@ def _query(library: Library, form: SearchForm, query_image: str | None) -> Searc
         raise QueryError(f"kind {form.kind!r}: valid kinds are {', '.join(KINDS)}")
     if form.sort not in ("score", "date"):
         raise QueryError(f"sort {form.sort!r}: sort by score or by date")
-    if form.offset < 0 or form.k < 1 or form.offset + form.k > MAX_RESULTS:
+    if form.offset < 0 or not 1 <= form.k <= MAX_PAGE:
         raise QueryError(
-            f"offset {form.offset} and k {form.k}: k at least 1, offset at least 0, and "
-            f"together at most {MAX_RESULTS}"
+            f"offset {form.offset} and k {form.k}: k from 1 to {MAX_PAGE}, offset at least 0"
+        )
+    terms = _terms(library, form, query_image)
+    if not terms:
+        raise QueryError(
+            "nothing to search for: give q (words), like or like_id (photos of the library), "
+            "an image (POST), or photo and box (a part of one)"
         )
     return SearchQuery(
-        terms=_terms(library, form, query_image),
+        terms=terms,
         filters=build_filters(
             after=form.after,
             before=form.before,
@@ -115,26 +123,26 @@ def _query(library: Library, form: SearchForm, query_image: str | None) -> Searc
             formats=form.format,
             min_score=form.min_score,
         ),
-        k=form.offset + form.k,
+        k=form.offset + form.k,  # ResultPages asks for more
         kinds=REGION_KINDS if form.kind == "any" else (form.kind,),
         include_self=form.include_self,
         verify=form.verify,
     )
 
 
-def _answer(library: Library, results: SearchResults, form: SearchForm) -> dict[str, Any]:
+def _answer(ranking: Ranking, form: SearchForm) -> dict[str, Any]:
+    results = ranking.results
     hits = list(results)
     if form.sort == "date":
         hits.sort(key=lambda hit: (-hit.taken_at, hit.path))
     shown = []
-    for hit in hits[form.offset :]:
+    for hit in hits[form.offset : form.offset + form.k]:
         entry = hit.as_dict()
         if hit.image_id is not None:
-            meta = library.photo(hit.image_id).meta
             entry |= {
                 "id": hit.image_id,
                 "thumb": f"/api/photos/{hit.image_id}/thumb",
-                "size": [meta.width, meta.height],
+                "size": list(hit.photo_size),
             }
         shown.append(entry)
     return {
@@ -142,27 +150,41 @@ def _answer(library: Library, results: SearchResults, form: SearchForm) -> dict[
         "checked": results.checked,
         "notes": results.notes,
         "results": shown,
+        "total": len(hits) if ranking.complete or form.sort == "date" else None,
     }
 
 
 def _run(
-    library: Library, form: SearchForm, query_image: str | None, shown_as: str
+    request: Request, form: SearchForm, query_image: str | None, shown_as: str, digest: str
 ) -> dict[str, Any]:
-    """Search; a query image's temporary path in a message becomes the name the user knows."""
-    try:
+    """Search, or take the page from the query's kept ranking; a query image's temporary path
+    in a message becomes the name the user knows."""
+    library = _library(request)
+    pages: ResultPages = request.app.state.result_pages
+    query = _query(library, form, query_image)
+    # one ranking serves every page of a query, until the library changes
+    unpaged = replace(form, offset=0, k=1, sort="score")
+    key = (library.catalog.vector_generation(), digest, repr(unpaged))
+    need = DATE_SORTED if form.sort == "date" else form.offset + form.k
+
+    def run(k: int) -> SearchResults:
         with _SEARCHING:
-            results = search(library, _query(library, form, query_image))
+            return search(library, replace(query, k=k))
+
+    try:
+        ranking = pages.ranking(key, need, run)
     except QueryError as exc:
         if query_image is None:
             raise
         message = str(exc).replace(f"query image {query_image}", shown_as)
         raise QueryError(message.replace(query_image, shown_as)) from None
-    return _answer(library, results, form)
+    return _answer(ranking, form)
 
 
 def _search_with_bytes(
-    library: Library, form: SearchForm, data: bytes | None, name: str
+    request: Request, form: SearchForm, data: bytes | None, name: str
 ) -> dict[str, Any]:
+    library = _library(request)
     if data is None and form.photo is not None:
         if not form.box:
             raise QueryError("photo given without box: say which part, box=x0,y0,x1,y1")
@@ -171,12 +193,12 @@ def _search_with_bytes(
             f"the box on photo {form.photo}",
         )
     if data is None:
-        return _run(library, form, None, "")
+        return _run(request, form, None, "", "")
     with tempfile.TemporaryDirectory(prefix="searchapp-query-") as folder:
         path = os.path.join(folder, "query")
         with open(path, "wb") as file:
             file.write(data)
-        return _run(library, form, path, name)
+        return _run(request, form, path, name, hashlib.blake2b(data, digest_size=16).hexdigest())
 
 
 @api_router.get("/search")
@@ -210,7 +232,7 @@ def search_get(
     photos (`minus_like`) subtracted. Filters as the CLI's flags."""
     fields = dict(locals())
     del fields["request"]
-    return _search_with_bytes(_library(request), SearchForm(**fields), None, "")
+    return _search_with_bytes(request, SearchForm(**fields), None, "")
 
 
 @api_router.post("/search")
@@ -245,9 +267,7 @@ async def search_post(
             raise QueryError(
                 f"{name} is over the {limit / 2**20:.0f} MiB limit; send a smaller one"
             )
-    return await run_in_threadpool(
-        _search_with_bytes, _library(request), SearchForm(**fields), data, name
-    )
+    return await run_in_threadpool(_search_with_bytes, request, SearchForm(**fields), data, name)
 
 
 def photo_json(photo: PhotoDetails) -> dict[str, Any]:
@@ -307,6 +327,11 @@ def image(request: Request, photo_id: int) -> Response:
     photo, data = _library(request).photo_bytes(photo_id)
     media_type = MEDIA_TYPES.get(photo.meta.format, "application/octet-stream")
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+
+
+# HEAD as GET, without a second entry in the schema
+for _path, _route in (("/photos/{photo_id}/thumb", thumb), ("/photos/{photo_id}/image", image)):
+    api_router.add_api_route(_path, _route, methods=["HEAD"], include_in_schema=False)
 
 
 @api_router.get("/stats")

@@ -15,7 +15,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from searchapp.library import Library
 from searchapp.web.app import create_app
-from tests.browser.conftest import screenshot, serve
+from tests.browser.chromium import serve
+from tests.browser.conftest import screenshot
 from tests.integration.helpers import index
 
 WAIT = 60

@@ -10,7 +10,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from searchapp.web.app import create_app
-from tests.browser.conftest import screenshot, serve
+from tests.browser.chromium import serve
+from tests.browser.conftest import screenshot
 from tests.integration.helpers import index
 
 WAIT = 60

@@ -17,7 +17,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from searchapp.web.app import create_app
-from tests.browser.conftest import screenshot, serve
+from tests.browser.chromium import serve
+from tests.browser.conftest import screenshot
 
 WAIT = 60  # seconds: the first image query loads the encoder in the server
 

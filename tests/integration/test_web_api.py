@@ -117,10 +117,10 @@ def test_more_like_this_pages_and_sorts(client: TestClient, sample_library: Any)
         ({"q": "cat", "k": "many"}, "k: Input should be a valid integer"),
         ({"q": "cat", "kind": "face"}, "valid kinds are any, scene, object, tile"),
         ({"q": "cat", "sort": "size"}, "sort by score or by date"),
-        ({"q": "cat", "offset": 990, "k": 50}, "at most 1000"),
+        ({"q": "cat", "k": 600}, "k from 1 to 500"),
         ({"q": "cat", "after": "yesterday"}, "--after"),
         ({"q": "qwxzv"}, "no ImageNet label matches"),
-        ({}, "nothing to search for"),
+        ({}, "nothing to search for: give q (words), like or like_id"),
         ({"like": "/etc/passwd"}, "not in the library"),
         ({"photo": 1, "box": "a,b"}, "give four numbers"),
     ],
@@ -161,6 +161,8 @@ def test_photos_thumbnails_and_files_by_id(client: TestClient, sample_library: A
     assert original.content == (photos / "cat.jpg").read_bytes()
     assert original.headers["content-type"] == "image/jpeg"
     assert client.get(f"/api/photos/{cat}/thumb", params={"size": 0}).status_code == 400
+    head = client.head(f"/api/photos/{cat}/image")
+    assert head.status_code == 200 and head.headers["content-type"] == "image/jpeg"
 
 
 @pytest.mark.parametrize(
@@ -234,6 +236,7 @@ def test_stats_page_and_schema(client: TestClient) -> None:
     assert stats["images"] == 10 and stats["regions"]["scene"] == 10
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html") and "/static/app.js" in page.text
+    assert client.head("/").status_code == 200 and client.head("/dupes").status_code == 200
     assert "http" not in page.text.replace("http-equiv", "")  # nothing from another host
     schema = client.get("/openapi.json").json()
     assert {"/api/search", "/api/photos/{photo_id}", "/api/stats"} <= set(schema["paths"])

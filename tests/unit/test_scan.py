@@ -35,6 +35,16 @@ def test_unsupported_images_are_listed_with_a_reason(tmp_path: Path) -> None:
     assert "RAW" in (reasons["raw.CR2"] or "")
 
 
+def test_a_photo_under_an_unsupported_name_is_read_by_its_bytes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "really_a_jpeg.svg", "JPEG")
+    (tmp_path / "raw_as_tiff.dng").write_bytes(b"II*\x00" + bytes(64))  # RAW is TIFF inside
+    reasons = {Path(e.stat.path).name: e.unsupported for e in scan([str(tmp_path)])}
+    assert reasons["really_a_jpeg.svg"] is None
+    assert "RAW" in (reasons["raw_as_tiff.dng"] or "")
+
+
 def test_classify_by_extension() -> None:
     for name in (
         "x.jpg",

@@ -5,14 +5,23 @@
 
 const PAGE = 50;
 const FIELDS = ["q", "kind", "sort", "after", "before", "folder", "camera", "min_score"];
-const EXTRA = ["like_id", "photo", "box"]; // set by "more like this" and by a drawn box
+const EXTRA = ["like", "like_id", "minus_like", "photo", "box"]; // set by "more like this", a drawn box or an address
 const $ = (id) => document.getElementById(id);
-const state = { params: null, image: null, offset: 0, done: true, loading: false, hits: [] };
+const ROW = 232; // px a row of cards takes, gap included
+const CARD_MIN = 180; // px, the narrowest a card gets
+const GAP = 10;
+const state = { params: null, image: null, hits: [], total: 0, known: 0, pages: new Map(), nodes: new Map(), query: 0 };
 
 function el(tag, props = {}, children = []) {
   const node = Object.assign(document.createElement(tag), props);
   for (const child of children) node.append(child);
   return node;
+}
+
+function bytes(count) {
+  if (count < 1024) return `${count} B`;
+  if (count < 1048576) return `${(count / 1024).toFixed(0)} KiB`;
+  return `${(count / 1048576).toFixed(count < 10485760 ? 2 : 1)} MiB`;
 }
 
 function setStatus(text, isError = false) {
@@ -36,10 +45,10 @@ function showParams(params) {
   if (["after", "before", "folder", "camera", "min_score"].some((n) => params.get(n))) $("filters").open = true;
 }
 
-async function fetchPage() {
+async function fetchPage(offset) {
   const params = new URLSearchParams(state.params);
   params.set("k", PAGE);
-  params.set("offset", state.offset);
+  params.set("offset", offset);
   let response;
   if (state.image) {
     const body = new FormData();
@@ -55,47 +64,98 @@ async function fetchPage() {
 }
 
 async function search(params, image = null, push = true) {
-  state.params = params;
-  state.image = image;
-  state.offset = 0;
-  state.done = false;
-  state.hits = [];
-  $("grid").replaceChildren();
+  Object.assign(state, { params, image, hits: [], total: null, known: 0, pages: new Map(), query: state.query + 1, took: null });
+  for (const node of state.nodes.values()) node.remove();
+  state.nodes.clear();
   $("notes").replaceChildren();
   if (push) history.pushState(null, "", params.toString() ? "?" + params : "/");
   const query = $("query-image");
   query.hidden = !image;
   if (image) query.querySelector("img").src = URL.createObjectURL(image);
   if (!image && ![...params.keys()].some((k) => k === "q" || EXTRA.includes(k))) {
-    state.done = true;
+    state.total = 0;
     setStatus("Type words, or drop a photo on the page, to search the library.");
-    return;
+    return render();
   }
-  await loadMore();
+  setStatus("searching...");
+  window.scrollTo(0, 0);
+  await loadPage(0);
 }
 
-async function loadMore() {
-  if (state.done || state.loading) return;
-  state.loading = true;
-  setStatus(state.offset ? "loading more..." : "searching...");
+// The grid is virtual: only the rows on screen (and a few around) are in the page, placed
+// absolutely in a container as tall as all the results, so that scrolling stays smooth past
+// 100,000 of them. Pages of results are fetched as their rows come near the screen.
+async function loadPage(page) {
+  if (state.pages.has(page)) return;
+  const query = state.query;
+  state.pages.set(page, "loading");
   try {
     const started = performance.now();
-    const answer = await fetchPage();
-    if (state.offset === 0) {
+    const answer = await fetchPage(page * PAGE);
+    if (query !== state.query) return; // a newer search replaced this one
+    answer.results.forEach((hit, i) => (state.hits[page * PAGE + i] = hit));
+    state.pages.set(page, "done");
+    state.known = Math.max(state.known, page * PAGE + answer.results.length);
+    if (answer.total !== null) state.total = answer.total;
+    else if (answer.results.length < PAGE) state.total = state.known;
+    if (page === 0) {
       for (const note of answer.notes) $("notes").append(el("li", { textContent: note }));
+      state.took = Math.round(performance.now() - started);
+      state.checked = answer.checked;
     }
-    for (const hit of answer.results) $("grid").append(card(hit, state.hits.length)), state.hits.push(hit);
-    state.offset += answer.results.length;
-    state.done = answer.results.length < PAGE;
-    const took = Math.round(performance.now() - started);
-    const checked = answer.checked ? `; the top ${answer.checked} checked against the query's pixels` : "";
-    setStatus(state.hits.length ? `${state.hits.length} photos (${took} ms)${checked}` : "no results: nothing matched");
+    showCount();
+    render();
   } catch (error) {
-    state.done = true;
+    if (query !== state.query) return;
+    state.total = state.known;
     setStatus(error.message, true);
-  } finally {
-    state.loading = false;
   }
+}
+
+function showCount() {
+  const count = state.total !== null ? String(state.total) : `${state.known}+`;
+  const checked = state.checked ? `; the top ${state.checked} checked against the query's pixels` : "";
+  setStatus(state.total === 0 ? "no results: nothing matched" : `${count} photos (${state.took} ms)${checked}`);
+}
+
+function layout() {
+  const width = $("grid").clientWidth;
+  const columns = Math.max(1, Math.floor((width + GAP) / (CARD_MIN + GAP)));
+  return { columns, cardWidth: (width - GAP * (columns - 1)) / columns };
+}
+
+let rendering = false;
+function render() {
+  if (rendering) return;
+  rendering = true;
+  requestAnimationFrame(() => {
+    rendering = false;
+    const { columns, cardWidth } = layout();
+    const count = state.total !== null ? state.total : state.known + PAGE;
+    $("grid").style.height = Math.ceil(count / columns) * ROW + "px";
+    const top = window.scrollY - ($("grid").getBoundingClientRect().top + window.scrollY);
+    const firstRow = Math.max(0, Math.floor(top / ROW) - 2);
+    const lastRow = Math.floor((top + window.innerHeight) / ROW) + 2;
+    const first = firstRow * columns;
+    const last = Math.min(count, (lastRow + 1) * columns);
+    for (const [index, node] of state.nodes) {
+      if (index < first || index >= last) node.remove(), state.nodes.delete(index);
+    }
+    for (let index = first; index < last; index++) {
+      const hit = state.hits[index];
+      if (!hit) {
+        loadPage(Math.floor(index / PAGE));
+        continue;
+      }
+      let node = state.nodes.get(index);
+      if (!node) $("grid").append((node = card(hit, index))), state.nodes.set(index, node);
+      Object.assign(node.style, {
+        left: (index % columns) * (cardWidth + GAP) + "px",
+        top: Math.floor(index / columns) * ROW + "px",
+        width: cardWidth + "px",
+      });
+    }
+  });
 }
 
 function boxNode(bbox, size, text, win) {
@@ -114,15 +174,16 @@ function card(hit, index) {
   const region = hit.region;
   const whole = region.bbox[0] === 0 && region.bbox[1] === 0 && region.bbox[2] === hit.size[0] && region.bbox[3] === hit.size[1];
   if (!whole) fit.append(boxNode(region.bbox, hit.size, region.label || region.kind, true));
-  const badge = hit.verified ? [el("span", { className: "badge", textContent: hit.verified, title: "confirmed by the pixels" })] : [];
+  const thumb = el("div", { className: "thumb" }, [fit]);
+  if (hit.verified) thumb.append(el("span", { className: "badge", textContent: hit.verified, title: `confirmed by the ${hit.verified}` }));
   const caption = el("div", { className: "caption" }, [
     el("span", { textContent: hit.score.toFixed(3), title: "score" }),
-    ...badge,
     el("span", { className: "path", textContent: hit.path.split("/").pop(), title: hit.path }),
     el("span", { textContent: hit.date.slice(0, 10) }),
   ]);
-  const node = el("div", { className: "card", tabIndex: 0 }, [el("div", { className: "thumb" }, [fit]), caption]);
+  const node = el("div", { className: "card", tabIndex: 0 }, [thumb, caption]);
   node.dataset.id = hit.id;
+  node.dataset.index = index;
   node.addEventListener("click", () => openViewer(hit));
   node.addEventListener("keydown", (e) => e.key === "Enter" && openViewer(hit));
   return node;
@@ -149,7 +210,7 @@ async function openViewer(hit) {
   $("boxes").replaceChildren(...boxes);
   const rows = [
     ["date", new Date(photo.taken_at * 1000).toLocaleString() + (photo.taken_source === "exif" ? "" : " (file time)")],
-    ["size", `${photo.size[0]} x ${photo.size[1]}, ${photo.format}, ${(photo.bytes / 1048576).toFixed(1)} MiB`],
+    ["size", `${photo.size[0]} x ${photo.size[1]}, ${photo.format}, ${bytes(photo.bytes)}`],
     ["camera", photo.camera || "-"],
     ["place", photo.gps ? photo.gps.map((v) => v.toFixed(5)).join(", ") : "-"],
     ["labels", photo.labels.map((l) => `${l.name.split(",")[0]} ${l.prob.toFixed(2)}`).join("; ") || "-"],
@@ -242,7 +303,8 @@ window.addEventListener("DOMContentLoaded", () => {
     search(params);
   });
   drawBox();
-  new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && loadMore()).observe($("more"));
+  window.addEventListener("scroll", render, { passive: true });
+  window.addEventListener("resize", render);
   const fromAddress = () => {
     const params = new URLSearchParams(location.search);
     params.delete("token");

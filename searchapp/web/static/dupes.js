@@ -4,13 +4,9 @@
 
 const dupes = { groups: [], current: 0, review: false, journal: null };
 
-function mib(bytes) {
-  return (bytes / 1048576).toFixed(bytes < 10485760 ? 2 : 1) + " MiB";
-}
-
 const FACTS = {
   folder: (p) => p.path.slice(0, p.path.lastIndexOf("/")) || "/",
-  bytes: (p) => mib(p.bytes),
+  bytes: (p) => bytes(p.bytes),
   size: (p) => `${p.size[0]} x ${p.size[1]}`,
   format: (p) => p.format,
   date: (p) => new Date(p.taken_at * 1000).toLocaleString(),
@@ -32,6 +28,17 @@ async function postJson(url, body) {
   return answer;
 }
 
+// The end of a path that tells it from the other paths of its group: the name, or as many
+// folders above it as it takes.
+function shortName(path, paths) {
+  const parts = path.split("/");
+  for (let keep = 1; keep < parts.length; keep++) {
+    const tail = parts.slice(-keep).join("/");
+    if (paths.filter((p) => p === tail || p.endsWith("/" + tail)).length === 1) return tail;
+  }
+  return path;
+}
+
 function groupNode(group, index) {
   const facts = differing(group.photos);
   const copies = group.photos.map((photo, i) => {
@@ -40,7 +47,7 @@ function groupNode(group, index) {
     const node = el("div", { className: "copy" + (keep ? " keep" : ""), title: photo.path }, [
       el("div", { className: "role", textContent: `${i + 1}. ${keep ? "keep" : "move away"}` }),
       el("img", { src: `/api/photos/${photo.id}/thumb?size=${dupes.review ? 640 : 320}`, alt: photo.path, loading: "lazy" }),
-      el("div", { textContent: photo.path.split("/").pop() }),
+      el("div", { textContent: shortName(photo.path, group.paths) }),
       list,
     ]);
     node.addEventListener("click", () => chooseKeep(index, i));
@@ -48,10 +55,10 @@ function groupNode(group, index) {
   });
   const pairs = group.pairs.map((pair) => el("li", {}, [
     el("span", { className: "tier " + pair.tier, textContent: pair.tier }),
-    ` ${pair.a.split("/").pop()} ~ ${pair.b.split("/").pop()}: ${pair.reason}`,
+    ` ${shortName(pair.a, group.paths)} ~ ${shortName(pair.b, group.paths)}: ${pair.reason.replace(/^\w+: /, "")}`,
   ]));
   const others = group.photos.length - 1;
-  const move = el("button", { type: "button", textContent: `move the other ${others === 1 ? "copy" : others + " copies"} (${mib(group.bytes_freed)})` });
+  const move = el("button", { type: "button", textContent: `move the other ${others === 1 ? "copy" : others + " copies"} (${bytes(group.bytes_freed)})` });
   move.addEventListener("click", () => moveGroup(index));
   const head = el("div", { className: "head" }, [el("strong", { textContent: `group ${index + 1} of ${dupes.groups.length}` }), el("span", { textContent: group.why }), move]);
   const node = el("div", { className: "group" + (group.moved ? " moved" : "") + (index === dupes.current ? " current" : "") }, [head, el("div", { className: "photos" }, copies), el("ul", { className: "pairs" }, pairs)]);
@@ -68,7 +75,7 @@ function drawGroups() {
   const left = dupes.groups.filter((g) => !g.moved);
   const sure = left.filter((g) => g.confirmed);
   const freed = left.reduce((sum, g) => sum + g.bytes_freed, 0);
-  $("dupes-summary").textContent = `${left.length} groups, ${left.reduce((n, g) => n + g.photos.length - 1, 0)} copies, ${mib(freed)} to free`;
+  $("dupes-summary").textContent = `${left.length} groups, ${left.reduce((n, g) => n + g.photos.length - 1, 0)} copies, ${bytes(freed)} to free`;
   $("accept-all").textContent = `move all confirmed (${sure.length} groups)`;
   $("accept-all").disabled = sure.length === 0;
 }
@@ -107,8 +114,8 @@ async function undoMove() {
     const answer = await postJson("/api/dupes/undo", { journal: dupes.journal });
     dupes.journal = null;
     $("undo-bar").hidden = true;
-    setStatus(`moved ${answer.moved.length} back`);
     await loadDupes(false);
+    setStatus(`moved ${answer.moved.length} back`); // once the groups show them back
   } catch (error) {
     setStatus(error.message, true);
   }

@@ -11,12 +11,12 @@ function countRows(data) {
     ["library", data.library],
     ["photos", String(stats.images)],
     ["regions", Object.entries(stats.regions).map(([k, v]) => `${k} ${v}`).join(", ") || "none"],
-    ["per photo", `${perPhoto || "-"}; ${mib(stats.bytes_per_photo)} on disk`],
+    ["per photo", `${perPhoto || "-"}; ${bytes(stats.bytes_per_photo)} on disk`],
     ["waiting for regions", String(stats.regions_pending)],
     ["set aside", String(stats.set_aside)],
     ["failed files", String(stats.failures)],
     ["encoder", stats.encoder ? `${stats.encoder.name} (dim ${stats.encoder.dim})` : "none yet"],
-    ["on disk", mib(stats.bytes_on_disk)],
+    ["on disk", bytes(stats.bytes_on_disk)],
   ];
 }
 

@@ -1,0 +1,183 @@
+"""The web app's speed: what `/api/search` adds to `Library.search` at 100,000 photos, and how soon
+the first screen of 50 thumbnails is complete in Chromium on real 12 MP phone photos.
+
+    python benchmarks/web_speed.py [--photos 100000] [--queries 200] [--rounds 3]
+
+1. A synthetic library of --photos scene rows (dupes_scale.build: 1280-d clustered vectors,
+   written through the catalog's own write path). The same queries (`like` an indexed photo,
+   k=50, scene kind) go to `Library.search` and, interleaved, to `/api/search` of a real server
+   (uvicorn on a thread of this process, over loopback, one kept-alive connection); the added
+   time is the API's p50 less the direct p50. The client shares the process, and its GIL, with
+   the server, so the figure is an upper one.
+2. The 43 real phone photos of ../shared/data/phone12mp, twice, each copy with a few bytes after
+   the JPEG's end (86 byte-distinct photos), indexed scene-only. Chromium (headless, 1920x1600,
+   so that 50 thumbnails are on the first screen) opens `/?like_id=1`, and the time from
+   navigation start until the first 50 thumbnails have loaded is read in the page. Cold: the
+   library's thumbnail cache emptied before each round; cached: it is full. The browser's own
+   cache is off (DevTools), so every round asks the server for all 50.
+
+Writes results/web_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import numpy as np
+from bench_results import scratch_folder, write_result
+from dupes_scale import build
+from index_throughput import copies
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PHONE12MP = ROOT.parent / "shared" / "data" / "phone12mp"
+FIRST_SCREEN = 50
+ALL_LOADED = """
+const done = arguments[arguments.length - 1];
+const wanted = arguments[0];
+(function check() {
+  const images = [...document.querySelectorAll(".card img")].slice(0, wanted);
+  if (images.length === wanted && images.every((i) => i.complete && i.naturalWidth > 0)) {
+    done(performance.now());
+  } else {
+    setTimeout(check, 5);
+  }
+})();
+"""
+
+
+def _ms(seconds: list[float]) -> dict[str, float]:
+    values = sorted(1000 * s for s in seconds)
+    return {
+        "p50": round(statistics.median(values), 2),
+        "p95": round(values[int(0.95 * (len(values) - 1))], 2),
+    }
+
+
+def api_overhead(size: int, queries: int) -> dict[str, Any]:
+    from searchapp.library import Library
+    from searchapp.web.app import create_app
+    from tests.browser.chromium import serve
+
+    folder = scratch_folder("web-speed-api-")
+    build(folder / "lib", size, 1280)
+    lib = Library(folder / "lib", create=False)
+    rng = np.random.default_rng(0)
+    paths = [f"/synthetic/{row:07d}.jpg" for row in rng.choice(size, queries + 5, replace=False)]
+    direct: list[float] = []
+    api: list[float] = []
+    with serve(create_app(lib)) as address:
+        where = urlsplit(address)
+        connection = http.client.HTTPConnection(where.hostname, where.port)
+        for number, path in enumerate(paths):
+            started = time.perf_counter()
+            found = lib.search(like=path, k=50, kinds=("scene",), verify=False)
+            took = time.perf_counter() - started
+            params = {"like": path, "k": 50, "kind": "scene", "verify": "false"}
+            started = time.perf_counter()
+            connection.request("GET", "/api/search?" + urlencode(params))
+            answer = connection.getresponse()
+            body = answer.read()
+            api_took = time.perf_counter() - started
+            assert answer.status == 200, body[:200]
+            assert body.count(b'"thumb"') == len(found.hits) == 50
+            if number >= 5:  # the first ones load the index and warm the caches
+                direct.append(took)
+                api.append(api_took)
+    lib.close()
+    direct_ms, api_ms = _ms(direct), _ms(api)
+    added = [a - d for a, d in zip(api, direct, strict=True)]
+    return {
+        "photos": size,
+        "queries": queries,
+        "library_search_ms": direct_ms,
+        "api_search_ms": api_ms,
+        "added_p50_ms": round(api_ms["p50"] - direct_ms["p50"], 2),
+        "added_paired_median_ms": round(1000 * statistics.median(added), 2),
+    }
+
+
+def first_screen(rounds: int) -> dict[str, Any]:
+    import shutil
+
+    from searchapp.ingest.pipeline import IndexOptions
+    from searchapp.ingest.regions import RegionOptions
+    from searchapp.library import Library
+    from searchapp.web.app import create_app
+    from tests.browser.chromium import binaries, serve, start_chromium
+
+    found = binaries()
+    if found is None:
+        raise SystemExit("no chromium or chromedriver: apt-get install -y chromium chromium-driver")
+    scratch = scratch_folder("web-speed-screen-")
+    photos = sorted(PHONE12MP.glob("*.jpg")) + sorted(PHONE12MP.glob("*.JPG"))
+    folder = copies(photos, 2, scratch)
+    lib = Library(scratch / "lib")
+    options = IndexOptions(regions=RegionOptions(kinds=("scene",)))
+    summary = lib.index([str(folder)], options=options)
+    assert summary.new == 2 * len(photos), summary
+    driver = start_chromium(*found, window="1920,1600")
+    driver.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
+    driver.set_script_timeout(120)
+    result: dict[str, Any] = {"photos": summary.new, "rounds": rounds}
+    try:
+        with serve(create_app(lib)) as address:
+            driver.get(f"{address}/?like_id=1")  # the encoder-free path warms up once
+            driver.execute_async_script(ALL_LOADED, FIRST_SCREEN)
+            for state in ("cold", "cached"):
+                times = []
+                for _ in range(rounds):
+                    if state == "cold":
+                        shutil.rmtree(lib.directory / "thumbs", ignore_errors=True)
+                    driver.get("about:blank")
+                    driver.get(f"{address}/?like_id=1")
+                    times.append(driver.execute_async_script(ALL_LOADED, FIRST_SCREEN))
+                result[f"{state}_ms"] = [round(t) for t in times]
+                result[f"{state}_median_ms"] = round(statistics.median(times))
+    finally:
+        driver.quit()
+        lib.close()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "web_speed.json"
+    )
+    args = parser.parse_args()
+    overhead = api_overhead(args.photos, args.queries)
+    print(
+        f"/api/search at {args.photos} photos: Library.search p50 "
+        f"{overhead['library_search_ms']['p50']} ms, through the API "
+        f"{overhead['api_search_ms']['p50']} ms: {overhead['added_p50_ms']} ms added"
+    )
+    screen = first_screen(args.rounds)
+    print(
+        f"first screen of {FIRST_SCREEN} thumbnails, {screen['photos']} real 12 MP photos: cold "
+        f"{screen['cold_median_ms']} ms, cached {screen['cached_median_ms']} ms (medians of "
+        f"{args.rounds})"
+    )
+    write_result(
+        args.out,
+        {
+            "api_overhead": overhead,
+            "first_screen": screen,
+            "photo_set": "real photos (phone12mp), synthetic 100k catalog",
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

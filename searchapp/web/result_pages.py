@@ -1,0 +1,55 @@
+"""Pages of ranked results: scrolling asks for page after page of one query, and each should
+not search again. A query's ranking is kept (the last few queries, least recently used out) for
+as many photos as its pages have asked for; a page beyond them searches again for twice as many,
+so scrolling through n results costs searches for about 2n in all, not n/50 of them."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from searchapp.query.search import SearchResults
+
+KEPT = 4  # queries; a ranking of 100,000 photos holds about 30 MB
+FIRST = 200  # photos a new query ranks, whatever its first page asks
+
+
+@dataclass(frozen=True)
+class Ranking:
+    results: SearchResults
+    asked: int  # the k it was searched with
+
+    @property
+    def complete(self) -> bool:
+        """Every photo that can match is in it: the search found fewer than it was asked for."""
+        return len(self.results.hits) < self.asked
+
+
+class ResultPages:
+    def __init__(self) -> None:
+        self._kept: OrderedDict[Hashable, Ranking] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def ranking(self, key: Hashable, need: int, run: Callable[[int], SearchResults]) -> Ranking:
+        """The ranking of the query `key` holding at least `need` photos, or all there are;
+        `run(k)` searches for k."""
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None:
+                self._kept.move_to_end(key)
+                if kept.complete or len(kept.results.hits) >= need:
+                    return kept
+        asked = max(need, FIRST, 2 * kept.asked if kept else 0)
+        ranking = Ranking(run(asked), asked)
+        with self._lock:
+            self._kept[key] = ranking
+            self._kept.move_to_end(key)
+            while len(self._kept) > KEPT:
+                self._kept.popitem(last=False)
+        return ranking
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
