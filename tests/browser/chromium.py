@@ -44,7 +44,7 @@ def serve(app: Any) -> Iterator[str]:
     """Serve `app` from a thread on 127.0.0.1 and a free port; yields its address."""
     import uvicorn
 
-    listening = socket.socket()
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # NODELAY
     listening.bind(("127.0.0.1", 0))
     listening.listen(64)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
