@@ -74,8 +74,10 @@ def thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int | None = N
     """A JPEG of the photo as displayed (EXIF-oriented), its longer side at most `size`, made
     once and kept under `cache` by content hash: a changed photo gets a new one."""
     side = thumb_size(size)
-    photo = details(catalog, photo_id)
-    path = cache / str(side) / photo.content_hash[:2] / f"{photo.content_hash}.jpg"
+    digest = catalog.content_hash_of(photo_id)  # one small read: most thumbnails are made
+    if digest is None:
+        raise PhotoNotFoundError(f"no photo with id {photo_id} in this library")
+    path = cache / str(side) / digest[:2] / f"{digest}.jpg"
     if path.exists():
         return path
     image = _displayed(catalog, photo_id, min_side=side)

@@ -122,6 +122,12 @@ class SearchReads(VectorRows):
             labels=tuple(self.image_labels([image_id]).get(image_id, [])),
         )
 
+    def content_hash_of(self, image_id: int) -> str | None:
+        with self.engine.connect() as conn:
+            query = select(images.c.content_hash).where(images.c.id == image_id)
+            found: str | None = conn.execute(query).scalar_one_or_none()
+        return found
+
     def flagged_photos(self, limit: int) -> list[tuple[int, str, str]]:
         """(id, path, why) of photos kept out of the vectors as low quality, at most `limit`."""
         query = (

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from searchapp.query.search import SearchResults
 
 KEPT = 4  # queries; a ranking of 100,000 photos holds about 30 MB
-FIRST = 200  # photos a new query ranks, whatever its first page asks
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,8 @@ class ResultPages:
                 self._kept.move_to_end(key)
                 if kept.complete or len(kept.results.hits) >= need:
                     return kept
-        asked = max(need, FIRST, 2 * kept.asked if kept else 0)
+        # a first page asks for just itself: it is the answer a user waits for
+        asked = max(need, 2 * kept.asked if kept else 0)
         ranking = Ranking(run(asked), asked)
         with self._lock:
             self._kept[key] = ranking

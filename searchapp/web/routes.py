@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from searchapp.errors import QueryError
 from searchapp.ingest.regions import REGION_KINDS
@@ -312,12 +312,16 @@ def photo(request: Request, photo_id: int) -> dict[str, Any]:
     return photo_json(_library(request).photo(photo_id))
 
 
-@api_router.get("/photos/{photo_id}/thumb", response_class=FileResponse)
-def thumb(request: Request, photo_id: int, size: int | None = None) -> FileResponse:
+@api_router.get("/photos/{photo_id}/thumb", response_class=Response)
+def thumb(request: Request, photo_id: int, size: int | None = None) -> Response:
     """A JPEG thumbnail, EXIF-oriented, its longer side 160, 320 (default), 640 or 1280 px."""
-    path = _library(request).thumbnail(photo_id, size)
-    return FileResponse(
-        path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    library = _library(request)
+    try:
+        data = library.thumbnail(photo_id, size).read_bytes()
+    except FileNotFoundError:  # the cache was emptied meanwhile: made again
+        data = library.thumbnail(photo_id, size).read_bytes()
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
     )
 
 

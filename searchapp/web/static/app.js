@@ -10,6 +10,8 @@ const $ = (id) => document.getElementById(id);
 const ROW = 232; // px a row of cards takes, gap included
 const CARD_MIN = 180; // px, the narrowest a card gets
 const GAP = 10;
+// a card shows its photo at most 180 px high: a thumbnail twice that on a high-density screen
+const THUMB_SIZE = window.devicePixelRatio > 1 ? 320 : 160;
 const state = { params: null, image: null, hits: [], total: 0, known: 0, pages: new Map(), nodes: new Map(), query: 0 };
 
 function el(tag, props = {}, children = []) {
@@ -170,7 +172,7 @@ function boxNode(bbox, size, text, win) {
 }
 
 function card(hit, index) {
-  const fit = el("div", { className: "fit" }, [el("img", { src: hit.thumb, alt: hit.path, loading: "lazy" })]);
+  const fit = el("div", { className: "fit" }, [el("img", { src: `${hit.thumb}?size=${THUMB_SIZE}`, alt: hit.path })]);
   const region = hit.region;
   const whole = region.bbox[0] === 0 && region.bbox[1] === 0 && region.bbox[2] === hit.size[0] && region.bbox[3] === hit.size[1];
   if (!whole) fit.append(boxNode(region.bbox, hit.size, region.label || region.kind, true));
