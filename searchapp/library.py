@@ -292,6 +292,9 @@ class Library:
     def thumbnail(self, photo_id: int, size: int | None = None) -> Path:
         return photos.thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
 
+    def cached_thumbnail(self, photo_id: int, size: int) -> bytes | None:
+        return photos.cached_thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
+
     def region_jpeg(self, photo_id: int, bbox: tuple[int, int, int, int]) -> bytes:
         return photos.region_jpeg(self.catalog, photo_id, bbox)
 

@@ -70,6 +70,21 @@ def thumb_size(requested: int | None) -> int:
     return next((size for size in THUMB_SIZES if size >= requested), THUMB_SIZES[-1])
 
 
+def _thumb_path(cache: Path, side: int, digest: str) -> Path:
+    return cache / str(side) / digest[:2] / f"{digest}.jpg"
+
+
+def cached_thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int) -> bytes | None:
+    """The thumbnail's bytes if it was made already; None rather than making it."""
+    digest = catalog.content_hash_of(photo_id)
+    if digest is None:
+        return None
+    try:
+        return _thumb_path(cache, thumb_size(size), digest).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int | None = None) -> Path:
     """A JPEG of the photo as displayed (EXIF-oriented), its longer side at most `size`, made
     once and kept under `cache` by content hash: a changed photo gets a new one."""
@@ -77,7 +92,7 @@ def thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int | None = N
     digest = catalog.content_hash_of(photo_id)  # one small read: most thumbnails are made
     if digest is None:
         raise PhotoNotFoundError(f"no photo with id {photo_id} in this library")
-    path = cache / str(side) / digest[:2] / f"{digest}.jpg"
+    path = _thumb_path(cache, side, digest)
     if path.exists():
         return path
     image = _displayed(catalog, photo_id, min_side=side)

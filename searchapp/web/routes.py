@@ -8,6 +8,7 @@ still holds the bytes that were indexed).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import tempfile
@@ -72,6 +73,7 @@ class SearchForm:
     sort: str = "score"
     include_self: bool = False
     verify: bool = True
+    inline: int = 0  # thumbnails of this size already made come inside the answer
 
 
 def _box(text: str) -> tuple[int, int, int, int]:
@@ -130,7 +132,7 @@ def _query(library: Library, form: SearchForm, query_image: str | None) -> Searc
     )
 
 
-def _answer(ranking: Ranking, form: SearchForm) -> dict[str, Any]:
+def _answer(library: Library, ranking: Ranking, form: SearchForm) -> dict[str, Any]:
     results = ranking.results
     hits = list(results)
     if form.sort == "date":
@@ -144,6 +146,9 @@ def _answer(ranking: Ranking, form: SearchForm) -> dict[str, Any]:
                 "thumb": f"/api/photos/{hit.image_id}/thumb",
                 "size": list(hit.photo_size),
             }
+            data = library.cached_thumbnail(hit.image_id, form.inline) if form.inline else None
+            if data is not None:  # fifty requests fewer for a first screen
+                entry["thumb_data"] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
         shown.append(entry)
     return {
         "mode": results.mode,
@@ -178,7 +183,7 @@ def _run(
             raise
         message = str(exc).replace(f"query image {query_image}", shown_as)
         raise QueryError(message.replace(query_image, shown_as)) from None
-    return _answer(ranking, form)
+    return _answer(library, ranking, form)
 
 
 def _search_with_bytes(
@@ -226,10 +231,13 @@ def search_get(
     sort: str = "score",
     include_self: bool = False,
     verify: bool = True,
+    inline: int = 0,
 ) -> dict[str, Any]:
     """Search by words (`q`), indexed photos (`like` paths, `like_id` ids), a part of an indexed
     photo (`photo` and `box`, x0,y0,x1,y1 in its displayed pixels), with words (`minus`) or
-    photos (`minus_like`) subtracted. Filters as the CLI's flags."""
+    photos (`minus_like`) subtracted. Filters as the CLI's flags. With `inline=SIZE`, each
+    result whose thumbnail of that size is made already carries it as `thumb_data` (a data
+    URL)."""
     fields = dict(locals())
     del fields["request"]
     return _search_with_bytes(request, SearchForm(**fields), None, "")
@@ -254,6 +262,7 @@ async def search_post(
     min_score: Annotated[float | None, Form()] = None,
     sort: Annotated[str, Form()] = "score",
     verify: Annotated[bool, Form()] = True,
+    inline: Annotated[int, Form()] = 0,
 ) -> dict[str, Any]:
     """Search with an uploaded image (multipart field `image`), plus the same fields as GET."""
     fields = dict(locals())

@@ -241,3 +241,17 @@ def test_stats_page_and_schema(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert {"/api/search", "/api/photos/{photo_id}", "/api/stats"} <= set(schema["paths"])
     assert {"get", "post"} <= set(schema["paths"]["/api/search"])
+
+
+def test_thumbnails_made_already_come_inside_the_answer(client: TestClient) -> None:
+    import base64
+
+    params = {"q": "cat", "k": 3, "inline": 160}
+    first = client.get("/api/search", params=params).json()["results"]
+    made = first[0]["id"]
+    thumb = client.get(f"/api/photos/{made}/thumb", params={"size": 160}).content
+    answer = client.get("/api/search", params=params).json()["results"]
+    inline = {hit["id"]: hit.get("thumb_data") for hit in answer}
+    assert inline[made] == "data:image/jpeg;base64," + base64.b64encode(thumb).decode()
+    plain = client.get("/api/search", params={"q": "cat", "k": 3}).json()["results"]
+    assert not any("thumb_data" in hit for hit in plain)  # only when asked

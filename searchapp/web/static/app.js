@@ -51,6 +51,7 @@ async function fetchPage(offset) {
   const params = new URLSearchParams(state.params);
   params.set("k", PAGE);
   params.set("offset", offset);
+  params.set("inline", THUMB_SIZE); // thumbnails made already come with the answer
   let response;
   if (state.image) {
     const body = new FormData();
@@ -172,7 +173,7 @@ function boxNode(bbox, size, text, win) {
 }
 
 function card(hit, index) {
-  const fit = el("div", { className: "fit" }, [el("img", { src: `${hit.thumb}?size=${THUMB_SIZE}`, alt: hit.path })]);
+  const fit = el("div", { className: "fit" }, [el("img", { src: hit.thumb_data || `${hit.thumb}?size=${THUMB_SIZE}`, alt: hit.path })]);
   const region = hit.region;
   const whole = region.bbox[0] === 0 && region.bbox[1] === 0 && region.bbox[2] === hit.size[0] && region.bbox[3] === hit.size[1];
   if (!whole) fit.append(boxNode(region.bbox, hit.size, region.label || region.kind, true));
