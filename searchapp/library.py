@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from searchapp.checkup import Checkup, examine, mend
 from searchapp.dupes.find import DupeOptions, DupeReport, find_duplicates
@@ -49,6 +49,9 @@ from searchapp.records import (
 from searchapp.store.catalog import Catalog
 from searchapp.store.dupe_reads import HashUpdate
 from searchapp.vectors.faiss_index import IndexStore, commit_batch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_LIBRARY = Path("indexes") / "default"
 LIBRARY_ENV = "SEARCHAPP_LIBRARY"
@@ -294,6 +297,11 @@ class Library:
 
     def cached_thumbnail(self, photo_id: int, size: int) -> bytes | None:
         return photos.cached_thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
+
+    def region_scores(self, photo_id: int, vector: np.ndarray) -> dict[int, float]:
+        """Each region of the photo against a search's vector (SearchResults.vector)."""
+        self.photo(photo_id)  # an unknown id is an error, not an empty map
+        return photos.region_scores(self.catalog, self.require_identity().dim, photo_id, vector)
 
     def region_jpeg(self, photo_id: int, bbox: tuple[int, int, int, int]) -> bytes:
         return photos.region_jpeg(self.catalog, photo_id, bbox)

@@ -13,8 +13,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from searchapp.errors import ImageLoadError, PhotoChangedError, PhotoNotFoundError, QueryError
 from searchapp.ingest.load import LoadLimits, content_hash, decode, read_bytes
+from searchapp.ingest.regions import REGION_KINDS
 from searchapp.records import BBox, FileStat, PhotoDetails
 
 if TYPE_CHECKING:
@@ -102,6 +105,20 @@ def thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int | None = N
     image.save(partial, "JPEG", quality=THUMB_QUALITY)
     os.replace(partial, path)
     return path
+
+
+def region_scores(
+    catalog: Catalog, dim: int, photo_id: int, vector: np.ndarray
+) -> dict[int, float]:
+    """Every region of a photo scored against a search's vector as the search scored regions:
+    the cosine in its kind's space. For a heat map of where in the photo the query matched."""
+    scores: dict[int, float] = {}
+    for kind in REGION_KINDS:
+        ids, vectors = catalog.image_region_vectors(photo_id, kind, dim)
+        if len(ids):
+            query = catalog.project_query(kind, vector)[0]
+            scores.update(zip(ids.tolist(), (vectors @ query).tolist(), strict=True))
+    return scores
 
 
 def region_jpeg(catalog: Catalog, photo_id: int, bbox: BBox) -> bytes:

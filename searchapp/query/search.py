@@ -115,6 +115,7 @@ class SearchResults:
     notes: list[str] = field(default_factory=list)
     region_hits: list[RegionHit] = field(default_factory=list)  # best regions, unaggregated
     checked: int = 0  # top hits the pixel check looked at (verify.py); 0 when it did not run
+    vector: np.ndarray | None = None  # what regions were ranked by: (1, dim); None for labels
 
     def __iter__(self) -> Iterator[SearchHit]:
         return iter(self.hits)
@@ -431,11 +432,12 @@ def search(library: Library, query: Query) -> SearchResults:
     if check_pixels:
         wanted = query.k
         query = replace(query, k=max(query.k, verify.CANDIDATES))
-    region_hits = _knn(library, combine(vectors, weights), query, allowed, excluded)
+    vector = combine(vectors, weights)
+    region_hits = _knn(library, vector, query, allowed, excluded)
     photos, regions = _finish(library, region_hits, query, excluded)
     if check_pixels:
         assert query_pixels is not None  # a pure image query decoded its image above
         checked = min(len(photos), verify.CANDIDATES)
         photos = verified_first(query_pixels.image, photos, query_pixels.scale)[:wanted]
-        return SearchResults(photos, "vector", notes, regions[:wanted], checked)
-    return SearchResults(photos, "vector", notes, regions)
+        return SearchResults(photos, "vector", notes, regions[:wanted], checked, vector)
+    return SearchResults(photos, "vector", notes, regions, vector=vector)

@@ -139,6 +139,21 @@ class SearchReads(VectorRows):
         with self.engine.connect() as conn:
             return [(row.id, row.path, row.quality_flag) for row in conn.execute(query)]
 
+    def image_region_vectors(
+        self, image_id: int, kind: str, dim: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(region ids, their vectors as the kind's index holds them) of one photo."""
+        query = (
+            select(regions.c.id, regions.c.vector)
+            .where(regions.c.image_id == image_id, regions.c.kind == kind)
+            .order_by(regions.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        ids = np.fromiter((row.id for row in rows), dtype=np.int64, count=len(rows))
+        blob = b"".join(row.vector for row in rows)
+        return ids, self.decode_vectors(kind, blob, len(rows), dim)
+
     def region_vectors_of_image(self, image_id: int, kind: str, dim: int) -> np.ndarray:
         query = select(regions.c.vector).where(
             regions.c.image_id == image_id, regions.c.kind == kind

@@ -5,6 +5,7 @@ so scrolling through n results costs searches for about 2n in all, not n/50 of t
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -19,6 +20,7 @@ KEPT = 4  # queries; a ranking of 100,000 photos holds about 30 MB
 class Ranking:
     results: SearchResults
     asked: int  # the k it was searched with
+    id: int  # what a viewer names it by, to score one photo's regions against its query
 
     @property
     def complete(self) -> bool:
@@ -30,6 +32,7 @@ class ResultPages:
     def __init__(self) -> None:
         self._kept: OrderedDict[Hashable, Ranking] = OrderedDict()
         self._lock = threading.Lock()
+        self._ids = itertools.count(1)
 
     def ranking(self, key: Hashable, need: int, run: Callable[[int], SearchResults]) -> Ranking:
         """The ranking of the query `key` holding at least `need` photos, or all there are;
@@ -42,13 +45,17 @@ class ResultPages:
                     return kept
         # a first page asks for just itself: it is the answer a user waits for
         asked = max(need, 2 * kept.asked if kept else 0)
-        ranking = Ranking(run(asked), asked)
+        ranking = Ranking(run(asked), asked, kept.id if kept else next(self._ids))
         with self._lock:
             self._kept[key] = ranking
             self._kept.move_to_end(key)
             while len(self._kept) > KEPT:
                 self._kept.popitem(last=False)
         return ranking
+
+    def by_id(self, ranking_id: int) -> Ranking | None:
+        with self._lock:
+            return next((r for r in self._kept.values() if r.id == ranking_id), None)
 
     def clear(self) -> None:
         with self._lock:

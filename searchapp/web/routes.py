@@ -20,7 +20,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from searchapp.errors import QueryError
+from searchapp.errors import PhotoNotFoundError, QueryError
 from searchapp.ingest.regions import REGION_KINDS
 from searchapp.query.filters import build_filters
 from searchapp.query.search import Query as SearchQuery
@@ -56,6 +56,7 @@ class SearchForm:
     like_id: list[int] | None = None
     minus: list[str] | None = None
     minus_like: list[str] | None = None
+    minus_id: list[int] | None = None
     weights: str | None = None
     photo: int | None = None
     box: str | None = None
@@ -95,6 +96,7 @@ def _terms(library: Library, form: SearchForm, query_image: str | None) -> tuple
     terms += [Term("like", library.photo(photo_id).path) for photo_id in form.like_id or []]
     terms += [Term("text", words, -1.0) for words in form.minus or []]
     terms += [Term("like", path, -1.0) for path in form.minus_like or []]
+    terms += [Term("like", library.photo(photo_id).path, -1.0) for photo_id in form.minus_id or []]
     return apply_weights(terms, parse_weights(form.weights) if form.weights else None)
 
 
@@ -156,6 +158,7 @@ def _answer(library: Library, ranking: Ranking, form: SearchForm) -> dict[str, A
         "notes": results.notes,
         "results": shown,
         "total": len(hits) if ranking.complete or form.sort == "date" else None,
+        "ranking": ranking.id,
     }
 
 
@@ -214,6 +217,7 @@ def search_get(
     like_id: Annotated[list[int] | None, Query()] = None,
     minus: Annotated[list[str] | None, Query()] = None,
     minus_like: Annotated[list[str] | None, Query()] = None,
+    minus_id: Annotated[list[int] | None, Query()] = None,
     weights: str | None = None,
     photo: int | None = None,
     box: str | None = None,
@@ -235,9 +239,9 @@ def search_get(
 ) -> dict[str, Any]:
     """Search by words (`q`), indexed photos (`like` paths, `like_id` ids), a part of an indexed
     photo (`photo` and `box`, x0,y0,x1,y1 in its displayed pixels), with words (`minus`) or
-    photos (`minus_like`) subtracted. Filters as the CLI's flags. With `inline=SIZE`, each
-    result whose thumbnail of that size is made already carries it as `thumb_data` (a data
-    URL)."""
+    photos (`minus_like` paths, `minus_id` ids) subtracted. Filters as the CLI's flags. With
+    `inline=SIZE`, each result whose thumbnail of that size is made already carries it as
+    `thumb_data` (a data URL)."""
     fields = dict(locals())
     del fields["request"]
     return _search_with_bytes(request, SearchForm(**fields), None, "")
@@ -249,8 +253,10 @@ async def search_post(
     image: Annotated[UploadFile | None, File()] = None,
     q: Annotated[str | None, Form()] = None,
     like: Annotated[list[str] | None, Form()] = None,
+    like_id: Annotated[list[int] | None, Form()] = None,
     minus: Annotated[list[str] | None, Form()] = None,
     minus_like: Annotated[list[str] | None, Form()] = None,
+    minus_id: Annotated[list[int] | None, Form()] = None,
     weights: Annotated[str | None, Form()] = None,
     k: Annotated[int, Form()] = 50,
     offset: Annotated[int, Form()] = 0,
@@ -259,8 +265,12 @@ async def search_post(
     before: Annotated[str | None, Form()] = None,
     folder: Annotated[str | None, Form()] = None,
     camera: Annotated[str | None, Form()] = None,
+    min_width: Annotated[int | None, Form()] = None,
+    min_pixels: Annotated[int | None, Form()] = None,
+    format: Annotated[str | None, Form()] = None,
     min_score: Annotated[float | None, Form()] = None,
     sort: Annotated[str, Form()] = "score",
+    include_self: Annotated[bool, Form()] = False,
     verify: Annotated[bool, Form()] = True,
     inline: Annotated[int, Form()] = 0,
 ) -> dict[str, Any]:
@@ -340,6 +350,35 @@ def image(request: Request, photo_id: int) -> Response:
     photo, data = _library(request).photo_bytes(photo_id)
     media_type = MEDIA_TYPES.get(photo.meta.format, "application/octet-stream")
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@api_router.get("/rankings/{ranking_id}/photos/{photo_id}/regions")
+def region_scores(request: Request, ranking_id: int, photo_id: int) -> dict[str, Any]:
+    """Every region of a photo scored against the query of a search (its answer's
+    "ranking"), as the search scored regions: where in the photo the query matched."""
+    pages: ResultPages = request.app.state.result_pages
+    ranking = pages.by_id(ranking_id)
+    if ranking is None:
+        raise PhotoNotFoundError(f"search {ranking_id} is no longer kept here; search again")
+    vector = ranking.results.vector
+    if vector is None:
+        raise QueryError("that search matched words to labels; it scored no regions")
+    library = _library(request)
+    scores = library.region_scores(photo_id, vector)
+    regions = library.photo(photo_id).regions
+    return {
+        "regions": [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "bbox": list(r.bbox),
+                "label": r.label,
+                "score": round(scores[r.id], 6),
+            }
+            for r in regions
+            if r.id in scores
+        ]
+    }
 
 
 # HEAD as GET, without a second entry in the schema

@@ -95,6 +95,16 @@ def test_a_dropped_crop_finds_its_photo_and_shows_the_box(
     assert "confirmed by the pixels" in chromium.find_element(By.ID, "why").text
     match = chromium.find_element(By.CSS_SELECTOR, "#boxes .box.win")
     assert match.size["width"] > 20 and match.size["height"] > 20
+    # a tile won: the heat map shades every tile by its score, the best solid
+    opacities = WebDriverWait(chromium, WAIT).until(
+        lambda d: d.execute_script(
+            "return [...document.querySelectorAll('#heat .heat-cell')].map((c) => +c.style.opacity)"
+        )
+    )
+    assert len(opacities) > 10 and max(opacities) == pytest.approx(0.6) and min(opacities) == 0
+    chromium.find_element(By.ID, "less-like").click()  # the same image, minus this photo
+    WebDriverWait(chromium, WAIT).until(lambda d: "minus_id=" in d.current_url)
+    assert _results(chromium)[0]["name"] != "cameraman.jpg"
 
 
 def test_a_box_drawn_on_a_photo_searches_with_that_part(chromium: Any, address: str) -> None:

@@ -255,3 +255,43 @@ def test_thumbnails_made_already_come_inside_the_answer(client: TestClient) -> N
     assert inline[made] == "data:image/jpeg;base64," + base64.b64encode(thumb).decode()
     plain = client.get("/api/search", params={"q": "cat", "k": 3}).json()["results"]
     assert not any("thumb_data" in hit for hit in plain)  # only when asked
+
+
+def test_a_photos_regions_scored_against_a_search(client: TestClient, sample_library: Any) -> None:
+    """The heat map's numbers: each region of a result against the search's vector, the
+    winning region's score the hit's own."""
+    rocket = _id_of(sample_library, "rocket.jpg")
+    width, height = client.get(f"/api/photos/{rocket}").json()["size"]
+    box = f"{width // 4},{height // 4},{width // 2},{height // 2}"
+    answer = client.get("/api/search", params={"photo": rocket, "box": box, "k": 3}).json()
+    hit = answer["results"][0]
+    scored = client.get(f"/api/rankings/{answer['ranking']}/photos/{hit['id']}/regions")
+    assert scored.status_code == 200, scored.text
+    regions = scored.json()["regions"]
+    assert {r["kind"] for r in regions} >= {"scene", "tile"}
+    winner = [
+        r
+        for r in regions
+        if r["kind"] == hit["region"]["kind"] and r["bbox"] == hit["region"]["bbox"]
+    ]
+    assert winner and abs(winner[0]["score"] - hit["score"]) < 1e-4
+    assert (
+        max(r["score"] for r in regions if r["kind"] == hit["region"]["kind"]) == winner[0]["score"]
+    )
+    gone = client.get(f"/api/rankings/99999/photos/{hit['id']}/regions")
+    assert gone.status_code == 404 and "search again" in gone.json()["error"]
+    words = client.get("/api/search", params={"q": "cat", "k": 1}).json()
+    labels = client.get(f"/api/rankings/{words['ranking']}/photos/{hit['id']}/regions")
+    assert labels.status_code == 400 and "labels" in labels.json()["error"]
+
+
+def test_less_like_a_photo(client: TestClient, sample_library: Any) -> None:
+    cat = _id_of(sample_library, "cat.jpg")
+    small = _id_of(sample_library, "cat_small.jpg")
+    plain = client.get("/api/search", params={"like_id": cat, "k": 9, "kind": "scene"}).json()
+    assert plain["results"][0]["id"] == small
+    less = client.get(
+        "/api/search", params={"like_id": cat, "minus_id": small, "k": 9, "kind": "scene"}
+    ).json()
+    ranks = [r["id"] for r in less["results"]]
+    assert small not in ranks[:1] and ranks != [r["id"] for r in plain["results"]]

@@ -4,8 +4,8 @@
 "use strict";
 
 const PAGE = 50;
-const FIELDS = ["q", "kind", "sort", "after", "before", "folder", "camera", "min_score"];
-const EXTRA = ["like", "like_id", "minus_like", "photo", "box"]; // set by "more like this", a drawn box or an address
+const FIELDS = ["q", "minus", "kind", "sort", "after", "before", "folder", "camera", "min_width", "min_score"];
+const EXTRA = ["like", "like_id", "minus_like", "minus_id", "photo", "box"]; // set by "more like this", a drawn box or an address
 const $ = (id) => document.getElementById(id);
 const ROW = 232; // px a row of cards takes, gap included
 const CARD_MIN = 180; // px, the narrowest a card gets
@@ -44,7 +44,7 @@ function formParams() {
 
 function showParams(params) {
   for (const name of FIELDS) $(name).value = params.get(name) || { kind: "any", sort: "score" }[name] || "";
-  if (["after", "before", "folder", "camera", "min_score"].some((n) => params.get(n))) $("filters").open = true;
+  if (["minus", "after", "before", "folder", "camera", "min_width", "min_score"].some((n) => params.get(n))) $("filters").open = true;
 }
 
 async function fetchPage(offset) {
@@ -105,6 +105,7 @@ async function loadPage(page) {
       for (const note of answer.notes) $("notes").append(el("li", { textContent: note }));
       state.took = Math.round(performance.now() - started);
       state.checked = answer.checked;
+      state.ranking = answer.mode === "vector" ? answer.ranking : null;
     }
     showCount();
     render();
@@ -211,6 +212,9 @@ async function openViewer(hit) {
   const same = (r) => r.bbox.every((v, i) => v === region.bbox[i]);
   if (region.kind !== "scene") boxes.push(boxNode(region.bbox, photo.size, "match", true));
   $("boxes").replaceChildren(...boxes);
+  $("heat").replaceChildren();
+  $("heat-toggle").hidden = !state.ranking;
+  if (state.ranking) drawHeat(photo, hit, state.ranking);
   const rows = [
     ["date", new Date(photo.taken_at * 1000).toLocaleString() + (photo.taken_source === "exif" ? "" : " (file time)")],
     ["size", `${photo.size[0]} x ${photo.size[1]}, ${photo.format}, ${bytes(photo.bytes)}`],
@@ -221,6 +225,29 @@ async function openViewer(hit) {
   $("meta").replaceChildren(...rows.map(([k, v]) => el("tr", {}, [el("td", { textContent: k }), el("td", { textContent: v })])));
   const listed = photo.regions.filter((r) => r.kind !== "tile" || same(r));
   $("regions").replaceChildren(...listed.map((r) => el("li", { className: same(r) && r.kind === region.kind ? "win" : "", textContent: `${r.kind} [${r.bbox.join(", ")}]${r.label ? " " + r.label : ""}` })));
+}
+
+// Where in the photo the query matched: each tile shaded by its score against the search's
+// vector, from the lowest of this photo's tiles (clear) to the highest (solid).
+async function drawHeat(photo, hit, ranking) {
+  const response = await fetch(`/api/rankings/${ranking}/photos/${photo.id}/regions`);
+  const answer = await response.json();
+  if (!response.ok || !viewing || viewing.id !== photo.id) return;
+  const tiles = answer.regions.filter((r) => r.kind === "tile");
+  if (!tiles.length) return;
+  const scores = tiles.map((r) => r.score);
+  const [low, high] = [Math.min(...scores), Math.max(...scores)];
+  const cells = tiles
+    .sort((a, b) => (b.bbox[2] - b.bbox[0]) * (b.bbox[3] - b.bbox[1]) - (a.bbox[2] - a.bbox[0]) * (a.bbox[3] - a.bbox[1]))
+    .map((r) => {
+      const cell = boxNode(r.bbox, photo.size, "", false);
+      cell.className = "heat-cell";
+      cell.style.opacity = high > low ? (0.6 * (r.score - low)) / (high - low) : 0;
+      cell.title = `tile score ${r.score.toFixed(3)}`;
+      return cell;
+    });
+  $("heat").replaceChildren(...cells);
+  $("heat").hidden = !$("show-heat").checked;
 }
 
 function closeViewer() {
@@ -299,6 +326,12 @@ window.addEventListener("DOMContentLoaded", () => {
   $("close").addEventListener("click", closeViewer);
   $("viewer").addEventListener("click", (e) => e.target === $("viewer") && closeViewer());
   document.addEventListener("keydown", (e) => e.key === "Escape" && closeViewer());
+  $("less-like").addEventListener("click", () => {
+    const params = new URLSearchParams(state.params);
+    params.append("minus_id", viewing.id);
+    closeViewer();
+    search(params, state.image);
+  });
   $("more-like").addEventListener("click", () => {
     const params = new URLSearchParams({ like_id: viewing.id });
     closeViewer();
