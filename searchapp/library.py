@@ -34,7 +34,7 @@ from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexRun, La
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
 from searchapp.ingest.quality import measure
 from searchapp.ingest.regions import REGION_KINDS
-from searchapp.query import photos
+from searchapp.library_photos import PhotoViews, roots_covering
 from searchapp.query.filters import build_filters
 from searchapp.query.search import Query, SearchResults, search
 from searchapp.query.terms import terms_from
@@ -44,14 +44,13 @@ from searchapp.records import (
     FileStat,
     KnownFailure,
     LibraryStats,
-    PhotoDetails,
 )
 from searchapp.store.catalog import Catalog
 from searchapp.store.dupe_reads import HashUpdate
 from searchapp.vectors.faiss_index import IndexStore, commit_batch
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 DEFAULT_LIBRARY = Path("indexes") / "default"
 LIBRARY_ENV = "SEARCHAPP_LIBRARY"
@@ -103,7 +102,7 @@ class WriteLock:
         return self._handle is not None
 
 
-class Library:
+class Library(PhotoViews):
     def __init__(
         self, directory: Path | str | None = None, db_url: str | None = None, *, create: bool = True
     ):
@@ -283,28 +282,6 @@ class Library:
             verify=verify,
         )
         return search(self, query)
-
-    # ---- photos by id (for viewers: files are reached through the catalog only) ------------
-
-    def photo(self, photo_id: int) -> PhotoDetails:
-        return photos.details(self.catalog, photo_id)
-
-    def photo_bytes(self, photo_id: int) -> tuple[PhotoDetails, bytes]:
-        return photos.original_bytes(self.catalog, photo_id)
-
-    def thumbnail(self, photo_id: int, size: int | None = None) -> Path:
-        return photos.thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
-
-    def cached_thumbnail(self, photo_id: int, size: int) -> bytes | None:
-        return photos.cached_thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
-
-    def region_scores(self, photo_id: int, vector: np.ndarray) -> dict[int, float]:
-        """Each region of the photo against a search's vector (SearchResults.vector)."""
-        self.photo(photo_id)  # an unknown id is an error, not an empty map
-        return photos.region_scores(self.catalog, self.require_identity().dim, photo_id, vector)
-
-    def region_jpeg(self, photo_id: int, bbox: tuple[int, int, int, int]) -> bytes:
-        return photos.region_jpeg(self.catalog, photo_id, bbox)
 
     # ---- operations ------------------------------------------------------------------------
 
@@ -510,14 +487,6 @@ class Library:
     def failures(self) -> list[KnownFailure]:
         return self.catalog.all_failures()
 
-    def low_quality(self, limit: int = 500) -> list[tuple[int, str, str]]:
-        """(id, path, why) of the photos `--skip-low-quality` kept out of the vectors."""
-        return self.catalog.flagged_photos(limit)
-
-    def folders(self) -> list[str]:
-        """The fewest folders that hold every photo of the library."""
-        return roots_covering([image.path for image in self.catalog.all_images()])
-
     def stats(self) -> LibraryStats:
         n_images, n_aside, by_kind, n_failures, n_pending = self.catalog.counts()
         db_path = self.catalog.database_path()
@@ -551,16 +520,6 @@ def require_existing_paths(paths: list[str]) -> None:
     missing = [path for path in paths if not os.path.exists(os.path.expanduser(path))]
     if missing and len(missing) == len(paths):
         raise UsageError(f"nothing to index: {', '.join(missing)}: no such file or folder")
-
-
-def roots_covering(paths: list[str]) -> list[str]:
-    """The fewest folders that contain all the paths (their parents, nested ones dropped)."""
-    parents = sorted({os.path.dirname(p) for p in paths})
-    roots: list[str] = []
-    for parent in parents:
-        if not any(parent == r or parent.startswith(r.rstrip("/") + "/") for r in roots):
-            roots.append(parent)
-    return roots
 
 
 def open_library(directory: Path | str | None = None, db_url: str | None = None) -> Library:

@@ -160,3 +160,32 @@ def _flat_beyond(grey: np.ndarray, covered: np.ndarray) -> bool:
 
     inner = cv2.erode(beyond.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     return bool(inner.any() and grey[inner].std() < FILL_STD)
+
+
+def difference_image(path_a: str, path_b: str) -> Image.Image | None:
+    """Photo B aligned onto photo A (at most COMPARE_SIDE px) and their difference, for a person
+    to see what an edit changed: black where the pixels agree, bright where they differ, blue
+    where B does not cover A. A is tried turned and flipped as pHash variants are. None when
+    no alignment holds (or a file is gone)."""
+    comparer = PixelComparer()
+    b = comparer._photo(path_b, 0)
+    for variant in _TURNS:
+        a = comparer._photo(path_a, variant)
+        if a is None or b is None:
+            return None
+        a_to_b, _ = homography(a[1], b[1], a[0].shape)
+        if a_to_b is not None:
+            break
+    else:
+        return None
+    cv2 = comparer.cv2
+    height, width = a[0].shape
+    inverse = cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(b[0], a_to_b, (width, height), flags=cv2.INTER_LINEAR | inverse)
+    covered = cv2.warpPerspective(
+        np.ones_like(b[0]), a_to_b, (width, height), flags=cv2.INTER_NEAREST | inverse
+    ).astype(bool)
+    difference = np.abs(a[0].astype(np.int16) - warped.astype(np.int16))
+    shown = np.repeat(np.clip(4 * difference, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    shown[~covered] = (30, 60, 140)
+    return Image.fromarray(shown)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Request
+from fastapi.responses import Response
 
 from searchapp.dupes.find import DEFAULT_TIERS, DupeOptions
 from searchapp.dupes.report import report_dict
@@ -35,17 +36,43 @@ def _moves(outcome: MoveOutcome) -> dict[str, Any]:
     }
 
 
+def _report(request: Request, tier: str) -> dict[str, Any]:
+    """The library's duplicate report, kept until the library's vectors change (an index run, a
+    move): a viewer asks for one photo's copies many times."""
+    library = _library(request)
+    options = DupeOptions(tiers=tuple(part.strip() for part in tier.split(",") if part.strip()))
+    with _CHECKING:
+        key = (library.catalog.vector_generation(), options.tiers)
+        kept = getattr(request.app.state, "dupes_report", None)
+        if kept is not None and kept[0] == key:
+            return dict(kept[1])
+        library.backfill_hashes()
+        report = report_dict(library.dupes(options))
+        request.app.state.dupes_report = (key, report)
+    return dict(report)
+
+
 @dupes_router.get("")
 def dupes(request: Request, tier: str = ",".join(DEFAULT_TIERS)) -> dict[str, Any]:
     """Every duplicate group (`searchapp dupes --json`): its photos, the one to keep and why,
     each pair's tier and evidence, the bytes moving the others would free, and whether the
     pixels confirmed every pair ("confirmed")."""
-    library = _library(request)
-    options = DupeOptions(tiers=tuple(part.strip() for part in tier.split(",") if part.strip()))
-    with _CHECKING:
-        library.backfill_hashes()
-        report = library.dupes(options)
-    return {"move_to": str(Path(SET_ASIDE).expanduser()), **report_dict(report)}
+    return {"move_to": str(Path(SET_ASIDE).expanduser()), **_report(request, tier)}
+
+
+@dupes_router.get("/of/{photo_id}")
+def copies_of(request: Request, photo_id: int) -> dict[str, Any]:
+    """The duplicate group a photo is in, if any (default tiers)."""
+    path = _library(request).photo(photo_id).path
+    groups = _report(request, ",".join(DEFAULT_TIERS))["groups"]
+    return {"groups": [group for group in groups if path in group["paths"]]}
+
+
+@dupes_router.get("/difference", response_class=Response)
+def difference(request: Request, a: int, b: int) -> Response:
+    """Photo `b` aligned onto photo `a` and their difference (JPEG): black where the pixels
+    agree, bright where an edit changed them, blue where `b` does not cover `a`."""
+    return Response(_library(request).difference_image(a, b), media_type="image/jpeg")
 
 
 @dupes_router.post("/move")

@@ -58,6 +58,16 @@ def test_a_copy_moved_away_from_the_review_and_put_back(chromium: Any, served: t
     assert sorted(cat["names"]) == ["cat.jpg", "cat_small.jpg"]
     assert {"bytes", "size"} <= set(cat["facts"]) and "camera" not in cat["facts"]
     assert "to free" in chromium.find_element(By.ID, "dupes-summary").text
+    cat_group = next(
+        g
+        for g in chromium.find_elements(By.CSS_SELECTOR, ".group")
+        if g.find_element(By.CSS_SELECTOR, ".copy.keep").get_attribute("title").endswith("/cat.jpg")
+    )
+    cat_group.find_element(By.CSS_SELECTOR, "button.difference").click()
+    difference = cat_group.find_element(By.CSS_SELECTOR, "img.difference-image")
+    WebDriverWait(chromium, WAIT).until(
+        lambda d: d.execute_script("return arguments[0].naturalWidth", difference) == 451
+    )  # the copy aligned onto the cat's own frame
     screenshot(chromium, "dupes-page", folder)
     aside = folder / "aside"
     move_to = chromium.find_element(By.ID, "move-to")

@@ -63,6 +63,12 @@ def test_words_show_thumbnails_and_the_address_holds_the_query(chromium: Any, ad
     cards = _results(chromium)
     assert cards[0]["name"] in ("cat.jpg", "cat_small.jpg")
     assert "label matching" in chromium.find_element(By.ID, "notes").text
+    chromium.find_elements(By.CSS_SELECTOR, ".card")[0].click()  # its copy is in the viewer
+    copies = chromium.find_element(By.ID, "copies")
+    WebDriverWait(chromium, WAIT).until(lambda d: "looking" not in copies.text and copies.text)
+    other = ({"cat.jpg", "cat_small.jpg"} - {cards[0]["name"]}).pop()
+    assert copies.text.startswith(f"near: {other}")
+    chromium.find_element(By.ID, "close").click()
     box = chromium.find_element(By.ID, "q")
     box.clear()
     box.send_keys("espresso", Keys.ENTER)
@@ -92,6 +98,9 @@ def test_a_dropped_crop_finds_its_photo_and_shows_the_box(
         lambda d: d.execute_script("return document.getElementById('large').naturalWidth") > 0
     )
     assert chromium.find_element(By.ID, "name").text.endswith("cameraman.jpg")
+    copies = chromium.find_element(By.ID, "copies")
+    WebDriverWait(chromium, WAIT).until(lambda d: "looking" not in copies.text)
+    assert copies.text == "none found"  # the cameraman has no copy among the samples
     assert "confirmed by the pixels" in chromium.find_element(By.ID, "why").text
     match = chromium.find_element(By.CSS_SELECTOR, "#boxes .box.win")
     assert match.size["width"] > 20 and match.size["height"] > 20

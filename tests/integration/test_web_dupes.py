@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -42,6 +43,11 @@ def test_groups_move_and_undo(library: Any, photos: Path, tmp_path: Path) -> Non
     )
     assert small_entry["size"] == [225, 150]
     assert report["summary"]["bytes_freed"] == sum(g["bytes_freed"] for g in report["groups"])
+
+    of_cat = client.get(f"/api/dupes/of/{cat['photos'][0]['id']}").json()["groups"]
+    assert [group["keep"] for group in of_cat] == [cat["keep"]]
+    rocket = library.catalog.image_by_path(str(photos / "things" / "deep" / "rocket.jpg")).id
+    assert client.get(f"/api/dupes/of/{rocket}").json() == {"groups": []}
 
     aside = tmp_path / "aside"
     moved = client.post("/api/dupes/move", json={"ids": [small_entry["id"]], "folder": str(aside)})
@@ -79,3 +85,22 @@ def test_bad_moves_are_answered_in_words(library: Any, photos: Path, tmp_path: P
     missing = client.post("/api/dupes/move", json={"folder": str(aside)})
     assert missing.status_code == 400 and "ids" in missing.json()["error"]
     assert os.listdir(aside) == ["journal.json"]  # nothing moved by any of these
+
+
+def test_the_difference_of_an_aligned_pair(library: Any, photos: Path) -> None:
+    small, _png = _with_copies(photos)
+    index(library, photos)
+    client = TestClient(create_app(library))
+    cat = library.catalog.image_by_path(str(photos / "animals" / "cat.jpg")).id
+    copy = library.catalog.image_by_path(str(small)).id
+    shown = client.get("/api/dupes/difference", params={"a": cat, "b": copy})
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+    import io
+
+    with Image.open(io.BytesIO(shown.content)) as image:
+        assert image.size == (451, 300)  # the cat's frame, the copy aligned onto it
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert pixels.mean() < 40  # a resized copy: the pixels agree nearly everywhere
+    rocket = library.catalog.image_by_path(str(photos / "things" / "deep" / "rocket.jpg")).id
+    unrelated = client.get("/api/dupes/difference", params={"a": cat, "b": rocket})
+    assert unrelated.status_code == 400 and "do not align" in unrelated.json()["error"]

@@ -215,6 +215,7 @@ async function openViewer(hit) {
   $("heat").replaceChildren();
   $("heat-toggle").hidden = !state.ranking;
   if (state.ranking) drawHeat(photo, hit, state.ranking);
+  showCopies(photo);
   const rows = [
     ["date", new Date(photo.taken_at * 1000).toLocaleString() + (photo.taken_source === "exif" ? "" : " (file time)")],
     ["size", `${photo.size[0]} x ${photo.size[1]}, ${photo.format}, ${bytes(photo.bytes)}`],
@@ -248,6 +249,26 @@ async function drawHeat(photo, hit, ranking) {
     });
   $("heat").replaceChildren(...cells);
   $("heat").hidden = !$("show-heat").checked;
+}
+
+// The photo's duplicate group, if it is in one: the other copies, how each pair was found,
+// and the one `dupes` would keep.
+async function showCopies(photo) {
+  $("copies").replaceChildren(el("li", { textContent: "looking..." }));
+  const response = await fetch(`/api/dupes/of/${photo.id}`);
+  const answer = await response.json();
+  if (!viewing || viewing.id !== photo.id) return;
+  if (!response.ok) return $("copies").replaceChildren(el("li", { textContent: answer.error }));
+  const items = answer.groups.flatMap((group) =>
+    group.pairs
+      .filter((pair) => pair.a === photo.path || pair.b === photo.path)
+      .map((pair) => {
+        const other = pair.a === photo.path ? pair.b : pair.a;
+        const keep = other === group.keep ? " (the one to keep)" : "";
+        return el("li", { title: other, textContent: `${pair.tier}: ${other.split("/").pop()}${keep}; ${pair.reason.replace(/^\w+: /, "")}` });
+      })
+  );
+  $("copies").replaceChildren(...(items.length ? items : [el("li", { textContent: "none found" })]));
 }
 
 function closeViewer() {

@@ -53,10 +53,24 @@ function groupNode(group, index) {
     node.addEventListener("click", () => chooseKeep(index, i));
     return node;
   });
-  const pairs = group.pairs.map((pair) => el("li", {}, [
-    el("span", { className: "tier " + pair.tier, textContent: pair.tier }),
-    ` ${shortName(pair.a, group.paths)} ~ ${shortName(pair.b, group.paths)}: ${pair.reason.replace(/^\w+: /, "")}`,
-  ]));
+  const idOf = Object.fromEntries(group.photos.map((p) => [p.path, p.id]));
+  const pairs = group.pairs.map((pair) => {
+    const item = el("li", {}, [
+      el("span", { className: "tier " + pair.tier, textContent: pair.tier }),
+      ` ${shortName(pair.a, group.paths)} ~ ${shortName(pair.b, group.paths)}: ${pair.reason.replace(/^\w+: /, "")} `,
+    ]);
+    if (pair.tier !== "similar") {
+      const show = el("button", { type: "button", className: "difference", textContent: "difference" });
+      show.title = "the second aligned onto the first: black where the pixels agree, bright where they differ";
+      show.addEventListener("click", () => {
+        const shown = item.querySelector("img");
+        if (shown) return shown.remove();
+        item.append(el("img", { className: "difference-image", src: `/api/dupes/difference?a=${idOf[pair.a]}&b=${idOf[pair.b]}`, alt: "aligned difference" }));
+      });
+      item.append(show);
+    }
+    return item;
+  });
   const others = group.photos.length - 1;
   const move = el("button", { type: "button", textContent: `move the other ${others === 1 ? "copy" : others + " copies"} (${bytes(group.bytes_freed)})` });
   move.addEventListener("click", () => moveGroup(index));

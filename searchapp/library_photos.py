@@ -1,0 +1,76 @@
+"""The Library's photos by id, for viewers (the web app): details, files checked against their
+indexed bytes, thumbnails, where a search matched, and what an edit changed. Files are reached
+through the catalog only, never through a path a caller names."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from searchapp.dupes.pixels import difference_image
+from searchapp.errors import UsageError
+from searchapp.query import photos
+from searchapp.records import BBox, EncoderIdentity, PhotoDetails
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from searchapp.store.catalog import Catalog
+
+
+def roots_covering(paths: list[str]) -> list[str]:
+    """The fewest folders that contain all the paths (their parents, nested ones dropped)."""
+    parents = sorted({os.path.dirname(p) for p in paths})
+    roots: list[str] = []
+    for parent in parents:
+        if not any(parent == r or parent.startswith(r.rstrip("/") + "/") for r in roots):
+            roots.append(parent)
+    return roots
+
+
+class PhotoViews:
+    catalog: Catalog
+    directory: Path
+
+    def require_identity(self) -> EncoderIdentity:
+        raise NotImplementedError
+
+    def photo(self, photo_id: int) -> PhotoDetails:
+        return photos.details(self.catalog, photo_id)
+
+    def photo_bytes(self, photo_id: int) -> tuple[PhotoDetails, bytes]:
+        return photos.original_bytes(self.catalog, photo_id)
+
+    def thumbnail(self, photo_id: int, size: int | None = None) -> Path:
+        return photos.thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
+
+    def cached_thumbnail(self, photo_id: int, size: int) -> bytes | None:
+        return photos.cached_thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
+
+    def region_scores(self, photo_id: int, vector: np.ndarray) -> dict[int, float]:
+        """Each region of the photo against a search's vector (SearchResults.vector)."""
+        self.photo(photo_id)  # an unknown id is an error, not an empty map
+        return photos.region_scores(self.catalog, self.require_identity().dim, photo_id, vector)
+
+    def region_jpeg(self, photo_id: int, bbox: BBox) -> bytes:
+        return photos.region_jpeg(self.catalog, photo_id, bbox)
+
+    def difference_image(self, photo_a: int, photo_b: int) -> bytes:
+        """Photo B aligned onto photo A and their difference, as a JPEG (dupes.pixels)."""
+        paths = [self.photo_bytes(photo_id)[0].path for photo_id in (photo_a, photo_b)]
+        image = difference_image(*paths)  # of the files as indexed: their bytes were checked
+        if image is None:
+            raise UsageError(f"photos {photo_a} and {photo_b} do not align: no difference to show")
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=85)
+        return out.getvalue()
+
+    def low_quality(self, limit: int = 500) -> list[tuple[int, str, str]]:
+        """(id, path, why) of the photos `--skip-low-quality` kept out of the vectors."""
+        return self.catalog.flagged_photos(limit)
+
+    def folders(self) -> list[str]:
+        """The fewest folders that hold every photo of the library."""
+        return roots_covering([image.path for image in self.catalog.all_images()])
