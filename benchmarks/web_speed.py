@@ -20,6 +20,11 @@ the first screen of 50 thumbnails is complete in Chromium on real 12 MP phone ph
    start is not counted. A browser told to skip its cache through DevTools
    (Network.enable) slowed every request it watched, so it is not used.
 
+3. Scrolling the grid of all 100,000 results of a `like` search on the synthetic catalog: the
+   frame times of 600 animation frames, each scrolling 1,000 px (about 40 rows of cards), the
+   cards in the page meanwhile, and the time until the last result is on screen when the page
+   is scrolled to its end again and again (the kept ranking doubles up to all of them).
+
 Writes results/web_speed.json.
 """
 
@@ -86,11 +91,9 @@ def serving(library: Path) -> Iterator[str]:
         process.wait(timeout=60)
 
 
-def api_overhead(size: int, queries: int) -> dict[str, Any]:
+def api_overhead(folder: Path, size: int, queries: int) -> dict[str, Any]:
     from searchapp.library import Library
 
-    folder = scratch_folder("web-speed-api-")
-    build(folder / "lib", size, 1280)
     lib = Library(folder / "lib", create=False)
     rng = np.random.default_rng(0)
     paths = [f"/synthetic/{row:07d}.jpg" for row in rng.choice(size, queries + 5, replace=False)]
@@ -124,6 +127,66 @@ def api_overhead(size: int, queries: int) -> dict[str, Any]:
         "api_search_ms": api_ms,
         "added_p50_ms": round(api_ms["p50"] - direct_ms["p50"], 2),
         "added_paired_median_ms": round(1000 * statistics.median(added), 2),
+    }
+
+
+SCROLL = """
+const done = arguments[arguments.length - 1];
+const [step, frames] = [arguments[0], arguments[1]];
+const gaps = [];
+let last = performance.now();
+function frame(now) {
+  gaps.push(now - last);
+  last = now;
+  window.scrollBy(0, step);
+  if (gaps.length < frames) requestAnimationFrame(frame);
+  else done({ gaps, cards: document.querySelectorAll(".card").length, y: window.scrollY });
+}
+requestAnimationFrame(frame);
+"""
+
+
+def scrolling(folder: Path, size: int) -> dict[str, Any]:
+    """Frame times while a grid of `size` results scrolls, and how long the last one takes to
+    reach. The photos' files do not exist: their thumbnails answer 410 and show as broken."""
+    from tests.browser.chromium import binaries
+
+    found = binaries()
+    if found is None:
+        raise SystemExit("no chromium or chromedriver: apt-get install -y chromium chromium-driver")
+    with serving(folder / "lib") as address:
+        driver = fresh_browser(found, address)
+        try:
+            driver.get(f"{address}/?like=/synthetic/0000000.jpg&kind=scene")
+            started = time.perf_counter()
+            while not driver.execute_script("return state.known >= 50"):
+                time.sleep(0.01)
+            first = time.perf_counter() - started
+            # 600 frames, 1,000 px each: the first 25,000 or so results
+            scrolled = driver.execute_async_script(SCROLL, 1000, 600)
+            started = time.perf_counter()
+            last = size - 2  # all but the photo asked about; indexes from 0
+            while not driver.execute_script(
+                "window.scrollTo(0, document.documentElement.scrollHeight);"
+                f"return !!document.querySelector('.card[data-index=\"{last}\"]')"
+            ):
+                time.sleep(0.02)
+            to_end = time.perf_counter() - started
+            cards = driver.execute_script("return document.querySelectorAll('.card').length")
+        finally:
+            driver.quit()
+    gaps = sorted(scrolled["gaps"][1:])
+    return {
+        "results": size - 1,
+        "first_page_s": round(first, 3),
+        "frames": len(gaps),
+        "frame_ms_p50": round(statistics.median(gaps), 1),
+        "frame_ms_p95": round(gaps[int(0.95 * (len(gaps) - 1))], 1),
+        "frame_ms_max": round(gaps[-1], 1),
+        "cards_in_page": scrolled["cards"],
+        "scrolled_px": scrolled["y"],
+        "to_the_last_result_s": round(to_end, 1),
+        "cards_in_page_at_the_end": cards,
     }
 
 
@@ -193,11 +256,20 @@ def main() -> int:
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "web_speed.json"
     )
     args = parser.parse_args()
-    overhead = api_overhead(args.photos, args.queries)
+    folder = scratch_folder("web-speed-api-")
+    build(folder / "lib", args.photos, 1280)
+    overhead = api_overhead(folder, args.photos, args.queries)
     print(
         f"/api/search at {args.photos} photos: Library.search p50 "
         f"{overhead['library_search_ms']['p50']} ms, through the API "
         f"{overhead['api_search_ms']['p50']} ms: {overhead['added_p50_ms']} ms added"
+    )
+    scroll = scrolling(folder, args.photos)
+    print(
+        f"scrolling {scroll['results']} results: frames p50 {scroll['frame_ms_p50']} ms, p95 "
+        f"{scroll['frame_ms_p95']} ms, longest {scroll['frame_ms_max']} ms; the last result "
+        f"reached in {scroll['to_the_last_result_s']} s; {scroll['cards_in_page']} cards in "
+        "the page"
     )
     screen = first_screen(args.rounds)
     print(
@@ -211,6 +283,7 @@ def main() -> int:
         {
             "api_overhead": overhead,
             "first_screen": screen,
+            "scrolling": scroll,
             "photo_set": "real photos (phone12mp), synthetic 100k catalog",
         },
     )

@@ -96,3 +96,19 @@ def test_a_stopped_run_keeps_what_it_committed(library: Any, photos: Path) -> No
         not rest["interrupted"] and stopped["new"] + rest["new"] == 12
     )  # nothing lost, nothing twice
     assert client.get("/api/library").json()["stats"]["images"] == 13
+
+
+def test_searches_answer_while_a_run_goes_on(library: Any, photos: Path) -> None:
+    index(library, photos)
+    for number in range(8):
+        shutil.copy(photos / "astronaut.jpg", photos / "things" / f"astronaut{number}.jpg")
+    client = TestClient(create_app(library))
+    started = client.post("/api/index", json={"folder": str(photos)})
+    assert started.status_code == 202
+    # the run loads an encoder of its own first (a second or more): these come meanwhile
+    found = client.get("/api/search", params={"q": "cat", "k": 2})
+    going = client.get("/api/library").json()["runs"][0]["finished"]
+    assert found.status_code == 200 and found.json()["results"]
+    assert not going, "the run ended before the search: nothing was shown"
+    events = _events(client, started.json()["events"])
+    assert events[-1]["type"] == "done" and events[-1]["summary"]["new"] == 8
