@@ -87,7 +87,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
             console.note(f"searchapp: {repair}")
         listening = _listen(args.host, args.port)  # a taken port fails here, in words
         port = listening.getsockname()[1]
-        address = f"http://{'localhost' if _loopback(args.host) else args.host}:{port}/"
+        shown_host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+        address = f"http://{shown_host}:{port}/"
         if token:
             address += f"?token={token}"
         print(f"searchapp: serving {library.directory} at {address} (Ctrl-C stops)", flush=True)

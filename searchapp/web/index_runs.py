@@ -128,6 +128,8 @@ class IndexRuns:
 
     def _callbacks(self, run: IndexRunState) -> IndexCallbacks:
         def stage(name: str, total: int) -> None:
+            if run.total:
+                run.progress(force=True)  # where the last stage ended, 20 of 20
             run.stage, run.total, run.done, run.stage_started = name, total, 0, time.monotonic()
             run.progress(force=True)
 

@@ -289,6 +289,13 @@ async def search_post(
     return await run_in_threadpool(_search_with_bytes, request, SearchForm(**fields), data, name)
 
 
+def _camera(make: str | None, model: str | None) -> str | None:
+    """ "Canon IXUS 155", not "Canon Canon IXUS 155": many models name their make."""
+    if make and model and model.lower().startswith(make.lower()):
+        return model
+    return " ".join(part for part in (make, model) if part) or None
+
+
 def photo_json(photo: PhotoDetails) -> dict[str, Any]:
     meta = photo.meta
     return {
@@ -299,7 +306,7 @@ def photo_json(photo: PhotoDetails) -> dict[str, Any]:
         "format": meta.format,
         "taken_at": meta.taken_at,
         "taken_source": meta.taken_source,
-        "camera": " ".join(part for part in (meta.camera_make, meta.camera_model) if part) or None,
+        "camera": _camera(meta.camera_make, meta.camera_model),
         "gps": [meta.gps_lat, meta.gps_lon] if meta.gps_lat is not None else None,
         "quality": {
             "blur": meta.blur,

@@ -51,7 +51,7 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
 def test_serve_answers_on_loopback_without_a_token(sample_library: Any) -> None:
     lib, _photos = sample_library
     with serving(lib.directory, "--port", "0") as address:
-        assert address.startswith("http://localhost:") and "token" not in address
+        assert address.startswith("http://127.0.0.1:") and "token" not in address
         status, stats = _get(address + "api/stats")
         assert status == 200 and stats["images"] == 10
 

@@ -20,6 +20,13 @@ function el(tag, props = {}, children = []) {
   return node;
 }
 
+// "2021-05-15 18:12" in the viewer's time zone: the form the grid and the CLI show dates in
+function isoTime(seconds) {
+  const d = new Date(seconds * 1000);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
+}
+
 function bytes(count) {
   if (count < 1024) return `${count} B`;
   if (count < 1048576) return `${(count / 1024).toFixed(0)} KiB`;
@@ -217,7 +224,7 @@ async function openViewer(hit) {
   if (state.ranking) drawHeat(photo, hit, state.ranking);
   showCopies(photo);
   const rows = [
-    ["date", new Date(photo.taken_at * 1000).toLocaleString() + (photo.taken_source === "exif" ? "" : " (file time)")],
+    ["date", isoTime(photo.taken_at) + (photo.taken_source === "exif" ? "" : " (file time)")],
     ["size", `${photo.size[0]} x ${photo.size[1]}, ${photo.format}, ${bytes(photo.bytes)}`],
     ["camera", photo.camera || "-"],
     ["place", photo.gps ? photo.gps.map((v) => v.toFixed(5)).join(", ") : "-"],
@@ -228,26 +235,42 @@ async function openViewer(hit) {
   $("regions").replaceChildren(...listed.map((r) => el("li", { className: same(r) && r.kind === region.kind ? "win" : "", textContent: `${r.kind} [${r.bbox.join(", ")}]${r.label ? " " + r.label : ""}` })));
 }
 
-// Where in the photo the query matched: each tile shaded by its score against the search's
-// vector, from the lowest of this photo's tiles (clear) to the highest (solid).
+// Where in the photo the query matched: a grid of cells over the photo, each as warm as the
+// tiles covering it score against the search's vector on average (a large tile that holds the
+// match scores well everywhere it reaches; the small ones beside the match do not), relative to
+// the photo's other cells. The weaker half of that range stays clear.
+const HEAT_CELLS = 48; // across the photo's longer side
 async function drawHeat(photo, hit, ranking) {
   const response = await fetch(`/api/rankings/${ranking}/photos/${photo.id}/regions`);
   const answer = await response.json();
   if (!response.ok || !viewing || viewing.id !== photo.id) return;
   const tiles = answer.regions.filter((r) => r.kind === "tile");
   if (!tiles.length) return;
-  const scores = tiles.map((r) => r.score);
-  const [low, high] = [Math.min(...scores), Math.max(...scores)];
-  const cells = tiles
-    .sort((a, b) => (b.bbox[2] - b.bbox[0]) * (b.bbox[3] - b.bbox[1]) - (a.bbox[2] - a.bbox[0]) * (a.bbox[3] - a.bbox[1]))
-    .map((r) => {
-      const cell = boxNode(r.bbox, photo.size, "", false);
-      cell.className = "heat-cell";
-      cell.style.opacity = high > low ? (0.6 * (r.score - low)) / (high - low) : 0;
-      cell.title = `tile score ${r.score.toFixed(3)}`;
-      return cell;
-    });
-  $("heat").replaceChildren(...cells);
+  const [width, height] = photo.size;
+  const cell = Math.max(width, height) / HEAT_CELLS;
+  const [columns, rows] = [Math.ceil(width / cell), Math.ceil(height / cell)];
+  const canvas = el("canvas", { id: "heat-canvas", width: columns, height: rows });
+  const sums = new Float32Array(columns * rows);
+  const counts = new Uint16Array(columns * rows);
+  for (const { bbox, score } of tiles) {
+    for (let row = Math.floor(bbox[1] / cell); row < Math.min(rows, Math.ceil(bbox[3] / cell)); row++) {
+      for (let column = Math.floor(bbox[0] / cell); column < Math.min(columns, Math.ceil(bbox[2] / cell)); column++) {
+        sums[row * columns + column] += score;
+        counts[row * columns + column] += 1;
+      }
+    }
+  }
+  const values = sums.map((sum, i) => (counts[i] ? sum / counts[i] : NaN));
+  const covered = values.filter((v) => !Number.isNaN(v));
+  const [low, high] = [Math.min(...covered), Math.max(...covered)];
+  const pixels = new ImageData(columns, rows);
+  values.forEach((value, i) => {
+    const t = high > low && !Number.isNaN(value) ? (value - low) / (high - low) : 0;
+    const warmth = Math.max(0, (t - 0.5) / 0.5); // the weaker half of the range stays clear
+    pixels.data.set([255, 90, 0, Math.round(170 * warmth * warmth)], 4 * i);
+  });
+  canvas.getContext("2d").putImageData(pixels, 0, 0);
+  $("heat").replaceChildren(canvas);
   $("heat").hidden = !$("show-heat").checked;
 }
 
@@ -347,6 +370,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("close").addEventListener("click", closeViewer);
   $("viewer").addEventListener("click", (e) => e.target === $("viewer") && closeViewer());
   document.addEventListener("keydown", (e) => e.key === "Escape" && closeViewer());
+  $("show-heat").addEventListener("change", () => ($("heat").hidden = !$("show-heat").checked));
   $("less-like").addEventListener("click", () => {
     const params = new URLSearchParams(state.params);
     params.append("minus_id", viewing.id);

@@ -9,7 +9,7 @@ const FACTS = {
   bytes: (p) => bytes(p.bytes),
   size: (p) => `${p.size[0]} x ${p.size[1]}`,
   format: (p) => p.format,
-  date: (p) => new Date(p.taken_at * 1000).toLocaleString(),
+  date: (p) => isoTime(p.taken_at),
   camera: (p) => p.camera || "-",
 };
 
@@ -59,7 +59,7 @@ function groupNode(group, index) {
       el("span", { className: "tier " + pair.tier, textContent: pair.tier }),
       ` ${shortName(pair.a, group.paths)} ~ ${shortName(pair.b, group.paths)}: ${pair.reason.replace(/^\w+: /, "")} `,
     ]);
-    if (pair.tier !== "similar") {
+    if (pair.tier === "near" || pair.tier === "crop") { // exact pairs have no difference to show
       const show = el("button", { type: "button", className: "difference", textContent: "difference" });
       show.title = "the second aligned onto the first: black where the pixels agree, bright where they differ";
       show.addEventListener("click", () => {
