@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from searchapp.dupes.pixels import difference_image
 from searchapp.errors import UsageError
 from searchapp.query import photos
-from searchapp.records import BBox, EncoderIdentity, PhotoDetails
+from searchapp.records import BBox, EncoderIdentity, Filters, PhotoDetails
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,6 +66,11 @@ class PhotoViews:
         out = io.BytesIO()
         image.save(out, "JPEG", quality=85)
         return out.getvalue()
+
+    def photo_count(self, filters: Filters, kinds: tuple[str, ...]) -> int:
+        """Photos that pass these filters with a region of these kinds: as many as a search by
+        example ranks, when no score cut-off drops any."""
+        return self.catalog.photo_count_where(filters, kinds)
 
     def low_quality(self, limit: int = 500) -> list[tuple[int, str, str]]:
         """(id, path, why) of the photos `--skip-low-quality` kept out of the vectors."""

@@ -52,6 +52,16 @@ class SearchReads(VectorRows):
         with self.engine.connect() as conn:
             return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
 
+    def photo_count_where(self, filters: Filters, kinds: Iterable[str]) -> int:
+        """How many photos pass the filters with a region of these kinds."""
+        query = (
+            select(func.count(func.distinct(regions.c.image_id)))
+            .join(images, images.c.id == regions.c.image_id)
+            .where(regions.c.kind.in_(list(kinds)), *_filter_conditions(filters))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def sibling_regions(self, region_ids: Iterable[int]) -> set[int]:
         """Every region of the photos these regions belong to."""
         ids = sorted(set(region_ids))

@@ -21,6 +21,7 @@ class Ranking:
     results: SearchResults
     asked: int  # the k it was searched with
     id: int  # what a viewer names it by, to score one photo's regions against its query
+    estimate: int | None = None  # how many it will hold when complete, if known beforehand
 
     @property
     def complete(self) -> bool:
@@ -33,24 +34,39 @@ class ResultPages:
         self._kept: OrderedDict[Hashable, Ranking] = OrderedDict()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._building: dict[Hashable, threading.Lock] = {}
 
-    def ranking(self, key: Hashable, need: int, run: Callable[[int], SearchResults]) -> Ranking:
+    def ranking(
+        self,
+        key: Hashable,
+        need: int,
+        run: Callable[[int], SearchResults],
+        estimate: Callable[[SearchResults], int | None],
+    ) -> Ranking:
         """The ranking of the query `key` holding at least `need` photos, or all there are;
-        `run(k)` searches for k."""
+        `run(k)` searches for k; `estimate(first results)` says how many there will be."""
         with self._lock:
-            kept = self._kept.get(key)
+            building = self._building.setdefault(key, threading.Lock())
+        with building:  # pages asked for at once wait for one search, not run one each
+            with self._lock:
+                kept = self._kept.get(key)
+                if kept is not None:
+                    self._kept.move_to_end(key)
+                    if kept.complete or len(kept.results.hits) >= need:
+                        return kept
+            # a first page asks for just itself: it is the answer a user waits for
+            asked = max(need, 2 * kept.asked if kept else 0)
+            results = run(asked)
             if kept is not None:
+                ranking = Ranking(results, asked, kept.id, kept.estimate)
+            else:
+                ranking = Ranking(results, asked, next(self._ids), estimate(results))
+            with self._lock:
+                self._kept[key] = ranking
                 self._kept.move_to_end(key)
-                if kept.complete or len(kept.results.hits) >= need:
-                    return kept
-        # a first page asks for just itself: it is the answer a user waits for
-        asked = max(need, 2 * kept.asked if kept else 0)
-        ranking = Ranking(run(asked), asked, kept.id if kept else next(self._ids))
-        with self._lock:
-            self._kept[key] = ranking
-            self._kept.move_to_end(key)
-            while len(self._kept) > KEPT:
-                self._kept.popitem(last=False)
+                while len(self._kept) > KEPT:
+                    dropped, _ = self._kept.popitem(last=False)
+                    self._building.pop(dropped, None)
         return ranking
 
     def by_id(self, ranking_id: int) -> Ranking | None:
@@ -60,3 +76,4 @@ class ResultPages:
     def clear(self) -> None:
         with self._lock:
             self._kept.clear()
+            self._building.clear()

@@ -158,6 +158,7 @@ def _answer(library: Library, ranking: Ranking, form: SearchForm) -> dict[str, A
         "notes": results.notes,
         "results": shown,
         "total": len(hits) if ranking.complete or form.sort == "date" else None,
+        "estimate": ranking.estimate,
         "ranking": ranking.id,
     }
 
@@ -179,8 +180,16 @@ def _run(
         with _SEARCHING:
             return search(library, replace(query, k=k))
 
+    def estimate(results: SearchResults) -> int | None:
+        """A search by example ranks every photo that passes the filters: the page can size its
+        grid for all of them at once, and a jump far down fetches just that page."""
+        if results.mode != "vector" or query.filters.min_score is not None:
+            return None  # labels match some photos; a cut-off drops an unknown number
+        excluded = sum(1 for term in query.terms if term.source == "like" and term.weight > 0)
+        return max(0, library.photo_count(query.filters, query.kinds) - excluded)
+
     try:
-        ranking = pages.ranking(key, need, run)
+        ranking = pages.ranking(key, need, run, estimate)
     except QueryError as exc:
         if query_image is None:
             raise

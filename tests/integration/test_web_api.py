@@ -104,6 +104,13 @@ def test_more_like_this_pages_and_sorts(client: TestClient, sample_library: Any)
         r["id"] for r in whole["results"]
     ]
     assert cat not in [r["id"] for r in whole["results"]]  # the photo itself is left out
+    # every other photo ranks: the page can size its grid for all nine before it has them
+    assert (first["total"], first["estimate"]) == (None, 9)
+    every = client.get("/api/search", params={"like_id": cat, "k": 50, "kind": "scene"}).json()
+    assert every["total"] == len(every["results"]) == 9
+    cut = client.get("/api/search", params={"like_id": cat, "k": 2, "min_score": 0.5}).json()
+    words = client.get("/api/search", params={"q": "cat", "k": 1}).json()
+    assert cut["estimate"] is None and words["estimate"] is None  # unknown beforehand
     by_date = client.get(
         "/api/search", params={"like_id": cat, "k": 6, "kind": "scene", "sort": "date"}
     ).json()

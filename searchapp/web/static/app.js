@@ -74,7 +74,7 @@ async function fetchPage(offset) {
 }
 
 async function search(params, image = null, push = true) {
-  Object.assign(state, { params, image, hits: [], total: null, known: 0, pages: new Map(), query: state.query + 1, took: null });
+  Object.assign(state, { params, image, hits: [], total: null, estimate: null, known: 0, pages: new Map(), query: state.query + 1, took: null });
   for (const node of state.nodes.values()) node.remove();
   state.nodes.clear();
   $("notes").replaceChildren();
@@ -107,6 +107,7 @@ async function loadPage(page) {
     state.pages.set(page, "done");
     state.known = Math.max(state.known, page * PAGE + answer.results.length);
     if (answer.total !== null) state.total = answer.total;
+    else if (page === 0) state.estimate = answer.estimate;
     else if (answer.results.length < PAGE) state.total = state.known;
     if (page === 0) {
       for (const note of answer.notes) $("notes").append(el("li", { textContent: note }));
@@ -124,7 +125,7 @@ async function loadPage(page) {
 }
 
 function showCount() {
-  const count = state.total !== null ? String(state.total) : `${state.known}+`;
+  const count = state.total !== null ? String(state.total) : state.estimate ? `about ${state.estimate}` : `${state.known}+`;
   const checked = state.checked ? `; the top ${state.checked} checked against the query's pixels` : "";
   setStatus(state.total === 0 ? "no results: nothing matched" : `${count} photos (${state.took} ms)${checked}`);
 }
@@ -142,7 +143,7 @@ function render() {
   requestAnimationFrame(() => {
     rendering = false;
     const { columns, cardWidth } = layout();
-    const count = state.total !== null ? state.total : state.known + PAGE;
+    const count = state.total !== null ? state.total : Math.max(state.estimate || 0, state.known + PAGE);
     $("grid").style.height = Math.ceil(count / columns) * ROW + "px";
     const top = window.scrollY - ($("grid").getBoundingClientRect().top + window.scrollY);
     const firstRow = Math.max(0, Math.floor(top / ROW) - 2);
