@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from searchapp.query.search import SearchResults
 
 KEPT = 4  # queries; a ranking of 100,000 photos holds about 30 MB
+KEPT_COUNTS = 64  # photo counts, one per filters used
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ResultPages:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._building: dict[Hashable, threading.Lock] = {}
+        self._counts: dict[Hashable, int] = {}
 
     def ranking(
         self,
@@ -69,6 +71,19 @@ class ResultPages:
                     self._building.pop(dropped, None)
         return ranking
 
+    def photo_count(self, key: Hashable, count: Callable[[], int]) -> int:
+        """How many photos pass a search's filters, counted once per filters and library state:
+        a count over 100,000 photos took 13 ms, more than the rest of a search's answer."""
+        with self._lock:
+            if key in self._counts:
+                return self._counts[key]
+        counted = count()
+        with self._lock:
+            if len(self._counts) >= KEPT_COUNTS:
+                self._counts.clear()
+            self._counts[key] = counted
+        return counted
+
     def by_id(self, ranking_id: int) -> Ranking | None:
         with self._lock:
             return next((r for r in self._kept.values() if r.id == ranking_id), None)
@@ -77,3 +92,4 @@ class ResultPages:
         with self._lock:
             self._kept.clear()
             self._building.clear()
+            self._counts.clear()

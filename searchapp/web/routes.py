@@ -186,7 +186,11 @@ def _run(
         if results.mode != "vector" or query.filters.min_score is not None:
             return None  # labels match some photos; a cut-off drops an unknown number
         excluded = sum(1 for term in query.terms if term.source == "like" and term.weight > 0)
-        return max(0, library.photo_count(query.filters, query.kinds) - excluded)
+        counted = pages.photo_count(
+            (key[0], repr(query.filters), query.kinds),
+            lambda: library.photo_count(query.filters, query.kinds),
+        )
+        return max(0, counted - excluded)
 
     try:
         ranking = pages.ranking(key, need, run, estimate)
