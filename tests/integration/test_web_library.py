@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from searchapp.library import Library
 from searchapp.web.app import create_app
+from searchapp.web.index_runs import IndexRuns
 from tests.integration.helpers import index
 
 
@@ -76,15 +80,18 @@ def test_only_the_library_folders_and_a_busy_library_is_said(
     assert client.get("/api/index/7/events").status_code == 400
 
 
-def test_a_stopped_run_keeps_what_it_committed(library: Any, photos: Path) -> None:
+def test_a_stopped_run_keeps_what_it_committed(
+    library: Any, photos: Path, gate: threading.Event
+) -> None:
     index(library, photos / "animals")
     for number in range(12):
         shutil.copy(photos / "astronaut.jpg", photos / "animals" / f"astronaut{number}.jpg")
     client = TestClient(create_app(library))
     started = client.post("/api/index", json={"folder": str(photos / "animals")})
     assert started.status_code == 202
-    # asked at once: the run is still loading its encoder, before its first photo
+    # asked while the run waits at its first photo
     assert client.post(f"/api/index/{started.json()['run']}/stop").status_code == 200
+    gate.set()
     events = _events(client, started.json()["events"])
     stopped = events[-1]["summary"]
     assert events[-1]["type"] == "done" and stopped["interrupted"]
@@ -98,17 +105,39 @@ def test_a_stopped_run_keeps_what_it_committed(library: Any, photos: Path) -> No
     assert client.get("/api/library").json()["stats"]["images"] == 13
 
 
-def test_searches_answer_while_a_run_goes_on(library: Any, photos: Path) -> None:
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Runs started from the page wait at their first photo until the test sets this: what a
+    test does meanwhile happens while the run goes on, with no race."""
+    opened = threading.Event()
+    plain = IndexRuns._callbacks
+
+    def held(self: IndexRuns, run: Any) -> Any:
+        callbacks = plain(self, run)
+        advance = callbacks.on_advance
+
+        def after_the_gate(n: int) -> None:
+            assert opened.wait(60), "the test never opened the gate"
+            advance(n)
+
+        return replace(callbacks, on_advance=after_the_gate)
+
+    monkeypatch.setattr(IndexRuns, "_callbacks", held)
+    return opened
+
+
+def test_searches_answer_while_a_run_goes_on(
+    library: Any, photos: Path, gate: threading.Event
+) -> None:
     index(library, photos)
     for number in range(8):
         shutil.copy(photos / "astronaut.jpg", photos / "things" / f"astronaut{number}.jpg")
     client = TestClient(create_app(library))
     started = client.post("/api/index", json={"folder": str(photos)})
     assert started.status_code == 202
-    # the run loads an encoder of its own first (a second or more): these come meanwhile
     found = client.get("/api/search", params={"q": "cat", "k": 2})
-    going = client.get("/api/library").json()["runs"][0]["finished"]
     assert found.status_code == 200 and found.json()["results"]
-    assert not going, "the run ended before the search: nothing was shown"
+    assert not client.get("/api/library").json()["runs"][0]["finished"]
+    gate.set()
     events = _events(client, started.json()["events"])
     assert events[-1]["type"] == "done" and events[-1]["summary"]["new"] == 8
