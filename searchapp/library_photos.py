@@ -46,8 +46,8 @@ class PhotoViews:
     def thumbnail(self, photo_id: int, size: int | None = None) -> Path:
         return photos.thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
 
-    def cached_thumbnail(self, photo_id: int, size: int) -> bytes | None:
-        return photos.cached_thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
+    def cached_thumbnails(self, photo_ids: list[int], size: int) -> dict[int, bytes]:
+        return photos.cached_thumbnails(self.catalog, self.directory / "thumbs", photo_ids, size)
 
     def region_scores(self, photo_id: int, vector: np.ndarray) -> dict[int, float]:
         """Each region of the photo against a search's vector (SearchResults.vector)."""

@@ -77,22 +77,25 @@ def _thumb_path(cache: Path, side: int, digest: str) -> Path:
     return cache / str(side) / digest[:2] / f"{digest}.jpg"
 
 
-def cached_thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int) -> bytes | None:
-    """The thumbnail's bytes if it was made already; None rather than making it."""
-    digest = catalog.content_hash_of(photo_id)
-    if digest is None:
-        return None
-    try:
-        return _thumb_path(cache, thumb_size(size), digest).read_bytes()
-    except FileNotFoundError:
-        return None
+def cached_thumbnails(
+    catalog: Catalog, cache: Path, photo_ids: list[int], size: int
+) -> dict[int, bytes]:
+    """The thumbnails of these photos that are made already, by id; none is made here."""
+    side = thumb_size(size)
+    made: dict[int, bytes] = {}
+    for photo_id, digest in catalog.content_hashes(photo_ids).items():
+        try:
+            made[photo_id] = _thumb_path(cache, side, digest).read_bytes()
+        except FileNotFoundError:
+            continue
+    return made
 
 
 def thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int | None = None) -> Path:
     """A JPEG of the photo as displayed (EXIF-oriented), its longer side at most `size`, made
     once and kept under `cache` by content hash: a changed photo gets a new one."""
     side = thumb_size(size)
-    digest = catalog.content_hash_of(photo_id)  # one small read: most thumbnails are made
+    digest = catalog.content_hashes([photo_id]).get(photo_id)  # one small read: most are made
     if digest is None:
         raise PhotoNotFoundError(f"no photo with id {photo_id} in this library")
     path = _thumb_path(cache, side, digest)

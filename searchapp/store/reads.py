@@ -132,10 +132,13 @@ class SearchReads(VectorRows):
             labels=tuple(self.image_labels([image_id]).get(image_id, [])),
         )
 
-    def content_hash_of(self, image_id: int) -> str | None:
+    def content_hashes(self, image_ids: Iterable[int]) -> dict[int, str]:
+        """{image id: content hash} of those that exist, in one read per chunk of ids."""
+        found: dict[int, str] = {}
         with self.engine.connect() as conn:
-            query = select(images.c.content_hash).where(images.c.id == image_id)
-            found: str | None = conn.execute(query).scalar_one_or_none()
+            for chunk in chunks(sorted(set(image_ids))):
+                query = select(images.c.id, images.c.content_hash).where(images.c.id.in_(chunk))
+                found.update((row.id, row.content_hash) for row in conn.execute(query))
         return found
 
     def flagged_photos(self, limit: int) -> list[tuple[int, str, str]]:

@@ -12,13 +12,11 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from searchapp.errors import LibraryBusyError, SearchappError, UsageError
 from searchapp.ingest.pipeline import IndexCallbacks
-
-if TYPE_CHECKING:
-    from searchapp.library import Library
+from searchapp.library import Library
 
 PROGRESS_EVERY = 0.5  # seconds between progress events
 
@@ -103,8 +101,6 @@ class IndexRuns:
         with self._starting:
             if self.running() is not None:
                 raise LibraryBusyError("an index run is going on; wait for it, or stop it")
-            from searchapp.library import Library
-
             writer = Library(self.library.directory, self.library.db_url, create=False)
             try:
                 writer.lock.acquire()  # busy now, in the request, rather than later on the thread

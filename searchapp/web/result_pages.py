@@ -87,9 +87,3 @@ class ResultPages:
     def by_id(self, ranking_id: int) -> Ranking | None:
         with self._lock:
             return next((r for r in self._kept.values() if r.id == ranking_id), None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._kept.clear()
-            self._building.clear()
-            self._counts.clear()

@@ -139,8 +139,11 @@ def _answer(library: Library, ranking: Ranking, form: SearchForm) -> dict[str, A
     hits = list(results)
     if form.sort == "date":
         hits.sort(key=lambda hit: (-hit.taken_at, hit.path))
+    page = hits[form.offset : form.offset + form.k]
+    ids = [hit.image_id for hit in page if hit.image_id is not None]
+    made = library.cached_thumbnails(ids, form.inline) if form.inline else {}
     shown = []
-    for hit in hits[form.offset : form.offset + form.k]:
+    for hit in page:
         entry = hit.as_dict()
         if hit.image_id is not None:
             entry |= {
@@ -148,9 +151,9 @@ def _answer(library: Library, ranking: Ranking, form: SearchForm) -> dict[str, A
                 "thumb": f"/api/photos/{hit.image_id}/thumb",
                 "size": list(hit.photo_size),
             }
-            data = library.cached_thumbnail(hit.image_id, form.inline) if form.inline else None
-            if data is not None:  # fifty requests fewer for a first screen
-                entry["thumb_data"] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+            if hit.image_id in made:  # fifty requests fewer for a first screen
+                data = base64.b64encode(made[hit.image_id]).decode()
+                entry["thumb_data"] = "data:image/jpeg;base64," + data
         shown.append(entry)
     return {
         "mode": results.mode,
