@@ -54,3 +54,16 @@ def scratch_folder(prefix: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def random_vit_b32(folder: Path) -> str:
+    """A randomly initialised ViT-B-32 checkpoint in open_clip's layout: real shapes, real
+    speed, no download."""
+    import open_clip
+    import torch
+
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    path = folder / "vit-b-32-random.pt"
+    torch.save(model.state_dict(), path)
+    return str(path)

@@ -1,10 +1,15 @@
 """Crop-to-source recall: scene-only against hybrid (scene + objects + tiles), side by side.
 
     python benchmarks/crop_eval.py [FOLDER] [--crops 2] [--seed 0] [--details FILE]
-        [--region-vectors crops|pooled]
+        [--region-vectors crops|pooled] [--encoder cnn:efficientnet-lite0] [--clip-weights FILE]
 
-FOLDER defaults to ../shared/data/photos. Two libraries are built from it with the offline CNN:
-scene-only, to time it, and hybrid. The region-kind configurations are then compared on the hybrid
+FOLDER defaults to ../shared/data/photos. Two libraries are built from it, with the offline CNN
+unless --encoder says otherwise: scene-only, to time it, and hybrid. A CLIP library keeps its
+tiles in the CNN's space; `--encoder clip:ViT-B-32` without --clip-weights runs a randomly
+initialised ViT-B-32 (no download here), whose scene and object rankings are then noise: what
+is measured is how much the tiles, ranked across the two spaces, find despite it.
+
+The region-kind configurations are then compared on the hybrid
 library by restricting the kinds a search may match, which gives the same scene vectors as a
 scene-only library. Each configuration is queried with and without geometric verification.
 For every indexed photo, random crops covering 3-10% and 10-30% of its area (aspect 3:4 to 4:3)
@@ -32,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_results import scratch_folder, write_result
+from bench_results import random_vit_b32, scratch_folder, write_result
 from photo_split import (
     HALVES,
     half_of_group,
@@ -98,14 +103,22 @@ def random_crop(image: Image.Image, band: tuple[float, float], rng: np.random.Ge
 
 
 def build(
-    folder: Path, work: Path, name: str, kinds: tuple[str, ...], tiles: TileOptions, vectors: str
+    folder: Path,
+    work: Path,
+    name: str,
+    kinds: tuple[str, ...],
+    tiles: TileOptions,
+    vectors: str,
+    encoder: str,
+    clip_weights: str | None,
 ) -> tuple[Library, dict]:  # type: ignore[type-arg]
     lib = Library(work / name)
     options = IndexOptions(regions=RegionOptions(kinds=kinds, tiles=tiles, vectors=vectors))
+    weights = Path(clip_weights) if clip_weights else None
     summary = lib.index(
         [str(folder)],
-        encoder="cnn:efficientnet-lite0",
-        encoder_options=EncoderOptions(allow_download=False),
+        encoder=encoder,
+        encoder_options=EncoderOptions(allow_download=False, clip_weights=weights),
         options=options,
     )
     stats = lib.stats()
@@ -135,11 +148,16 @@ def main() -> int:
         default="crops",
         help="how the hybrid library embeds its objects and tiles (index --region-vectors)",
     )
+    parser.add_argument("--encoder", default="cnn:efficientnet-lite0")
+    parser.add_argument("--clip-weights", help="a CLIP checkpoint (clip:ViT-B-32: random)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/crop_eval.json")
     parser.add_argument("--details", type=Path, help="write every query's top 5 here (JSON)")
     args = parser.parse_args()
     folder = args.folder.resolve()
     work = scratch_folder("searchapp-crops-")
+    clip_weights = args.clip_weights
+    if args.encoder == "clip:ViT-B-32" and not clip_weights:
+        clip_weights = random_vit_b32(work)
 
     tiles = TileOptions()
     if args.scales:
@@ -151,7 +169,9 @@ def main() -> int:
     libraries, infos = {}, {}
     for name, kinds in BUILDS.items():
         started = time.perf_counter()
-        libraries[name], infos[name] = build(folder, work, name, kinds, tiles, args.vectors)
+        libraries[name], infos[name] = build(
+            folder, work, name, kinds, tiles, args.vectors, args.encoder, clip_weights
+        )
         print(f"indexed {name}: {infos[name]} ({time.perf_counter() - started:.0f} s)")
     libraries["scene-only"].close()
     hybrid = libraries["hybrid"]
@@ -234,7 +254,9 @@ def main() -> int:
     }
     record = {
         "folder": str(folder),
-        "encoder": "cnn:efficientnet-lite0",
+        "encoder": args.encoder,
+        "clip_weights": "random ViT-B-32" if clip_weights and not args.clip_weights else None,
+        "tiles_encoder": hybrid.tile_encoder_name(),
         "crops_per_photo_and_band": args.crops,
         "seed": args.seed,
         "region_vectors": args.vectors,

@@ -55,7 +55,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from bench_results import scratch_folder, write_result
+from bench_results import random_vit_b32, scratch_folder, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PHONE12MP = ROOT.parent / "shared" / "data" / "phone12mp"
@@ -381,19 +381,6 @@ def run_child(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- the run ----------------------------------------------------------------------------------
-
-
-def random_vit_b32(folder: Path) -> str:
-    """A randomly initialised ViT-B-32 checkpoint in open_clip's layout: real shapes, real
-    speed, no download."""
-    import open_clip
-    import torch
-
-    torch.manual_seed(0)
-    model = open_clip.create_model("ViT-B-32", pretrained=None)
-    path = folder / "vit-b-32-random.pt"
-    torch.save(model.state_dict(), path)
-    return str(path)
 
 
 def subset(photos: list[Path], count: int, scratch: Path) -> Path:

@@ -341,6 +341,11 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
             ),
             ("failures", str(stats.failures)),
             ("encoder", encoder.describe() if encoder else "none yet"),
+            *(
+                [("tiles by", f"{stats.tile_encoder.describe()}: image queries reach them")]
+                if stats.tile_encoder
+                else []
+            ),
             (
                 "on disk",
                 f"{_human_bytes(stats.bytes_on_disk)} (catalog "

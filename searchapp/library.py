@@ -20,9 +20,8 @@ from searchapp.checkup import Checkup, examine, mend
 from searchapp.dupes.find import DupeOptions, DupeReport, find_duplicates
 from searchapp.dupes.moves import MoveOutcome, apply_moves, plan_moves, undo_moves
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
-from searchapp.encoders.registry import AUTO, choose_auto, create_encoder, split_name
+from searchapp.encoders.registry import AUTO, create_encoder, split_name
 from searchapp.errors import (
-    EncoderMismatchError,
     ImageLoadError,
     LibraryBusyError,
     SearchappError,
@@ -34,6 +33,7 @@ from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexRun, La
 from searchapp.ingest.pipeline import IndexSummary as IndexSummary
 from searchapp.ingest.quality import measure
 from searchapp.ingest.regions import REGION_KINDS
+from searchapp.library_encoders import LibraryEncoders
 from searchapp.library_photos import PhotoViews, roots_covering
 from searchapp.query.filters import build_filters
 from searchapp.query.search import Query, SearchResults, search
@@ -102,7 +102,7 @@ class WriteLock:
         return self._handle is not None
 
 
-class Library(PhotoViews):
+class Library(LibraryEncoders, PhotoViews):
     def __init__(
         self, directory: Path | str | None = None, db_url: str | None = None, *, create: bool = True
     ):
@@ -122,10 +122,11 @@ class Library(PhotoViews):
                 "pass --library DIR with a writable folder"
             ) from exc
         self.db_url = catalog_url(self.directory, db_url)
-        self.lock = WriteLock(self.directory)
+        self.lock: WriteLock = WriteLock(self.directory)
         self.catalog = Catalog(self.db_url)
         self._indexes: IndexStore | None = None
         self._encoder: ImageEncoder | None = None
+        self._tile_encoder: ImageEncoder | None = None
         self._identity: EncoderIdentity | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -152,101 +153,12 @@ class Library(PhotoViews):
             if not already:
                 self.lock.release()
 
-    # ---- encoder ---------------------------------------------------------------------------
-
-    @property
-    def encoder_identity(self) -> EncoderIdentity | None:
-        # cached: every search asks, and only this object's writes change it
-        if self._identity is None:
-            self._identity = self.catalog.encoder_identity()
-        return self._identity
-
-    def _set_identity(self, identity: EncoderIdentity | None) -> None:
-        if identity is None:
-            self.catalog.set_setting("encoder", "")
-        else:
-            self.catalog.set_encoder_identity(identity)
-        self._identity = identity
-
-    def _holds_photos(self) -> bool:
-        in_search, set_aside, _, _, _ = self.catalog.counts()
-        return bool(in_search or set_aside or self.catalog.get_setting("reindex.pending"))
-
-    def _forget_encoder(self) -> None:
-        """Unbind the library from its encoder: its vectors are gone or were never stored."""
-        self._set_identity(None)
-        for kind in REGION_KINDS:
-            self.catalog.set_setting(f"index.{kind}", "")
-        self._encoder = None
-        self._indexes = None
-
-    def resolve_encoder_name(
-        self, requested: str | None, options: EncoderOptions
-    ) -> tuple[str, str]:
-        """(encoder name, why) for this library: its own, or the requested one for a new one."""
-
-        recorded = self.encoder_identity
-        if requested and requested != AUTO:
-            split_name(requested)  # unknown names fail here, before any model loads
-            if recorded and recorded.name != requested and self._holds_photos():
-                raise EncoderMismatchError(
-                    f"library {self.directory} holds vectors of {recorded.name}; mixing encoders "
-                    f"is refused. Run `searchapp reindex --encoder {requested}` to switch"
-                )
-            return requested, "as requested"
-        if recorded:
-            return recorded.name, "the library's encoder"
-        choice = choose_auto(options)
-        return choice.name, choice.reason
-
-    def encoder(
-        self, name: str | None = None, options: EncoderOptions | None = None
-    ) -> ImageEncoder:
-        """The library's encoder, loaded once and checked against the recorded identity."""
-
-        if self._encoder is None:
-            recorded_file = self.catalog.get_setting("encoder.weights_file") or None
-            options = options or EncoderOptions(
-                allow_download=False,
-                clip_weights=Path(recorded_file) if recorded_file else None,
-                quick_start=True,  # a query: start from an ONNX export where there is one
-            )
-            resolved, _ = self.resolve_encoder_name(name, options)
-            return self._adopt(create_encoder(resolved, options), options)
-        return self._encoder
-
-    def _adopt(self, encoder: ImageEncoder, options: EncoderOptions) -> ImageEncoder:
-        """Use a loaded encoder: recorded as the library's if it has none, else checked."""
-        recorded = self.encoder_identity
-        if recorded is None:
-            if self.lock.held:
-                self._set_identity(encoder.identity)
-                weights_file = options.clip_weights
-                self.catalog.set_setting(
-                    "encoder.weights_file", str(weights_file.absolute()) if weights_file else ""
-                )
-        elif (recorded.name, recorded.dim) != (encoder.identity.name, encoder.identity.dim):
-            raise EncoderMismatchError(
-                f"library {self.directory} holds vectors of {recorded.describe()}, but the "
-                f"encoder loaded is {encoder.identity.describe()}; pass the same weights, or "
-                "`searchapp reindex` to switch"
-            )
-        self._encoder = encoder
-        return encoder
-
-    def require_identity(self) -> EncoderIdentity:
-        identity = self.encoder_identity
-        if identity is None:
-            raise SearchappError(
-                f"library {self.directory} is empty; run `searchapp index PATH` first"
-            )
-        return identity
-
     def forget_loaded(self) -> None:
         """Another writer changed the library (an index run on a thread of a server): the next
         search loads the identity and the index files afresh."""
         self._indexes = None
         self._identity = None
+        self.catalog.forget_layout()
 
     def indexes(self) -> IndexStore:
         if self._indexes is None:
@@ -312,6 +224,7 @@ class Library(PhotoViews):
                 options or IndexOptions(),
                 callbacks or IndexCallbacks(),
                 only=only,
+                tiles=LazyModel(lambda: self.tile_encoder(encoder_options)),
             )
             return run.run(paths)
 
@@ -511,6 +424,7 @@ class Library(PhotoViews):
             low_quality=low_quality,
             set_aside=n_aside,
             regions_pending=n_pending,
+            tile_encoder=self.catalog.tile_identity(),
         )
 
 

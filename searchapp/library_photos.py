@@ -49,10 +49,14 @@ class PhotoViews:
     def cached_thumbnails(self, photo_ids: list[int], size: int) -> dict[int, bytes]:
         return photos.cached_thumbnails(self.catalog, self.directory / "thumbs", photo_ids, size)
 
-    def region_scores(self, photo_id: int, vector: np.ndarray) -> dict[int, float]:
-        """Each region of the photo against a search's vector (SearchResults.vector)."""
+    def region_scores(
+        self, photo_id: int, vector: np.ndarray, tile_vector: np.ndarray | None = None
+    ) -> dict[int, float]:
+        """Each region of the photo against a search's vectors (SearchResults.vector, and
+        .tile_vector where the tiles are in a space of their own)."""
         self.photo(photo_id)  # an unknown id is an error, not an empty map
-        return photos.region_scores(self.catalog, self.require_identity().dim, photo_id, vector)
+        dim = self.require_identity().dim
+        return photos.region_scores(self.catalog, dim, photo_id, vector, tile_vector)
 
     def region_jpeg(self, photo_id: int, bbox: BBox) -> bytes:
         return photos.region_jpeg(self.catalog, photo_id, bbox)

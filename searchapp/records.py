@@ -226,6 +226,7 @@ class LibraryStats:
     low_quality: int = 0  # photos kept out of the vectors by --skip-low-quality
     set_aside: int = 0  # copies moved away by `dupes --move-to`, out of search until undone
     regions_pending: int = 0  # photos searchable by their scene, still waiting for their regions
+    tile_encoder: EncoderIdentity | None = None  # where the tiles are not in the encoder's space
 
     @property
     def regions_per_photo(self) -> dict[str, float]:
@@ -245,6 +246,7 @@ class LibraryStats:
             "vectors": self.vectors,
             "failures": self.failures,
             "encoder": self.encoder.__dict__ if self.encoder else None,
+            "tile_encoder": self.tile_encoder.__dict__ if self.tile_encoder else None,
             "bytes_on_disk": self.bytes_on_disk,
             "catalog_bytes": self.catalog_bytes,
             "index_bytes": self.index_bytes,

@@ -95,10 +95,12 @@ class VectorSource:
         found = self.table.ids[positions] == image_ids if len(self.table.ids) else positions < 0
         return np.where(found, positions, -1)
 
-    def load(self, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """(owner rows, float16 vectors) of every region of these kinds."""
+    def load(self, kinds: tuple[str, ...], whole: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(owner rows, float16 vectors) of every region of these kinds (`whole`: only those
+        over the whole photo)."""
         owners, vectors = [], []
-        for image_ids, block in self.catalog.region_vectors_by_image(kinds, self.dim):
+        regions = self.catalog.region_vectors_by_image(kinds, self.dim, whole=whole)
+        for image_ids, block in regions:
             owners.append(self.rows_of(image_ids))
             vectors.append(block)
         if not owners:
@@ -301,17 +303,41 @@ def _embedding_candidates(
         if a != b and (score >= options.near_cosine or "crop" in options.tiers):
             found.append(_Candidate(a, b, cosine=score))
     if "crop" in options.tiers and dim:
-        owners, regions = VectorSource(catalog, table, dim).load(REGION_KINDS_FOR_CROPS)
-        if len(regions):
-            # scenes onto the basis the library keeps its objects and tiles in, if it has one
-            scenes_there = catalog.project_query(REGION_KINDS_FOR_CROPS[0], matrix)
-            queries, hits, scores = neighbour_pairs(
-                scenes_there, regions, options.neighbours, options.crop_cosine
-            )
-            for q, h, score in zip(queries.tolist(), hits.tolist(), scores.tolist(), strict=True):
-                a, b = int(scene_rows[q]), int(owners[h])
-                if a != b and b >= 0:
-                    found.append(_Candidate(a, b, cosine=score, region="region"))
+        found.extend(_crop_candidates(table, options, scene_rows, matrix, dim, catalog))
+    return found
+
+
+def _crop_candidates(
+    table: PhotoTable,
+    options: DupeOptions,
+    scene_rows: np.ndarray,
+    matrix: np.ndarray,
+    dim: int,
+    catalog: Catalog,
+) -> list[_Candidate]:
+    """Photos whose scene is close to another's tile or object. A CLIP library's tiles are in
+    the CNN's space, where each photo's whole-photo tile stands for its scene."""
+    source = VectorSource(catalog, table, dim)
+    found: list[_Candidate] = []
+    searches = []
+    kinds = tuple(kind for kind in REGION_KINDS_FOR_CROPS if catalog.same_space(kind))
+    if kinds:
+        # scenes onto the basis the library keeps its objects and tiles in, if it has one
+        searches.append((scene_rows, catalog.project_query(kinds[0], matrix), kinds))
+    if not catalog.same_space("tile"):
+        owners, wholes = source.load(("tile",), whole=True)
+        searches.append((owners, wholes.astype(np.float32), ("tile",)))
+    for query_rows, queries, region_kinds in searches:
+        owners, regions = source.load(region_kinds)
+        if not len(regions) or not len(queries):
+            continue
+        rows, hits, scores = neighbour_pairs(
+            queries, regions, options.neighbours, options.crop_cosine
+        )
+        for q, h, score in zip(rows.tolist(), hits.tolist(), scores.tolist(), strict=True):
+            a, b = int(query_rows[q]), int(owners[h])
+            if a != b and a >= 0 and b >= 0:
+                found.append(_Candidate(a, b, cosine=score, region="region"))
     return found
 
 

@@ -73,6 +73,17 @@ def supports_text(name: str) -> bool:
     return name.partition(":")[0] in TEXT_FAMILIES
 
 
+# A CLIP library encodes its tiles with the CNN: tiles serve image queries, which need no text
+# space, and the CNN encodes a tile for a fraction of a ViT's cost, or pools every tile from one
+# pass over the photo (benchmarks/README.md, "Regions without the wait").
+TILE_ENCODERS = {"clip": DEFAULT_CNN}
+
+
+def tile_encoder_name(name: str) -> str | None:
+    """The encoder a library of encoder `name` puts its tiles in, where not its own."""
+    return TILE_ENCODERS.get(name.partition(":")[0])
+
+
 def valid_names() -> list[str]:
     from searchapp.encoders.clip import DEFAULT_CLIP
 

@@ -134,11 +134,13 @@ class IndexRun:
         options: IndexOptions,
         callbacks: IndexCallbacks,
         only: set[str] | None = None,
+        tiles: LazyModel | None = None,
     ):
         self.only = only  # restrict the run to these paths (used by reindex)
         self.catalog = catalog
         self.indexes = indexes
         self.encoder = encoder
+        self.tiles = tiles or encoder  # the tiles' encoder, where it is not the library's
         regions = options.regions
         self.detector = LazyModel(
             lambda: create_detector(regions.detector, regions.detector_options)
@@ -341,7 +343,13 @@ class IndexRun:
             self.summary.scene_model_seconds = self.encoder.seconds
             if self.options.later_kinds and not self.options.regions_later:
                 stage = RegionStage(
-                    self.catalog, self.encoder, self.detector, self.options, self.cb, self.summary
+                    self.catalog,
+                    self.encoder,
+                    self.tiles,
+                    self.detector,
+                    self.options,
+                    self.cb,
+                    self.summary,
                 )
                 stage.run(roots, self._write)
         except KeyboardInterrupt:
@@ -350,7 +358,8 @@ class IndexRun:
             self._commit(force_save=True)
         finally:
             self.summary.seconds = time.monotonic() - started
-            self.summary.model_seconds = self.encoder.seconds + self.detector.seconds
+            tiles = self.tiles.seconds if self.tiles is not self.encoder else 0.0
+            self.summary.model_seconds = self.encoder.seconds + self.detector.seconds + tiles
             if not self.summary.scene_seconds:  # interrupted before the scenes were done
                 self.summary.scene_seconds = self.summary.seconds
                 self.summary.scene_model_seconds = self.encoder.seconds

@@ -14,6 +14,10 @@ the CAM detector included, one photo a thread; the main thread encodes batches o
 commits. The CAM detector gets the classes stored with the photo's scene, read a chunk at a time
 here, so that it runs no class pass of its own.
 
+A CLIP library puts its tiles in the CNN's space (encoders/registry.py): `tiles` is then a
+second model, the tiles' cuts (or their pooled pass) go to it and the objects' to the library's
+encoder; elsewhere `tiles` is the library's encoder itself.
+
 Photos of identical bytes wait as one: the first copy still on disk as indexed is decoded, and
 its regions go to every copy. A photo changed or gone since its scene is passed over: the next
 run's diff re-indexes or forgets it.
@@ -44,6 +48,7 @@ from searchapp.ingest.regions import (
     displayed_box,
     kept_labels,
     object_regions,
+    whole_tile,
 )
 from searchapp.ingest.run_options import IndexCallbacks, IndexOptions, IndexSummary
 from searchapp.records import (
@@ -75,11 +80,16 @@ class _Job:
 class _Read:
     group: Group
     kinds: tuple[str, ...]
-    cuts: list[PreparedCut] = field(default_factory=list)  # crops mode: the model inputs
+    cuts: list[PreparedCut] = field(default_factory=list)  # objects' inputs, for the encoder
     error: str | None = None
     path: str = ""
     awaiting_detection: LoadedImage | None = None  # for a detector that runs batched
-    regions: list[RegionData] | None = None  # pooled mode: made in the reader, pass and all
+    regions: list[RegionData] = field(default_factory=list)  # pooled in the reader, pass and all
+    tile_cuts: list[PreparedCut] = field(default_factory=list)  # tiles' inputs, for `tiles`
+
+    def waits(self) -> bool:
+        """Whether anything is left for the main thread to encode or detect."""
+        return bool(self.cuts or self.tile_cuts or self.awaiting_detection)
 
 
 def pooling(model: Any, regions: RegionOptions) -> bool:
@@ -99,7 +109,9 @@ def groups_of(pending: list[PendingImage], kinds: tuple[str, ...]) -> list[Group
     return list(grouped.values())
 
 
-def _read(job: _Job, encoder: LazyModel, detector: LazyModel, options: IndexOptions) -> _Read:
+def _read(
+    job: _Job, encoder: LazyModel, tiles: LazyModel, detector: LazyModel, options: IndexOptions
+) -> _Read:
     group, kinds = job.group, job.kinds
     for item in group:  # the first copy still as it was indexed
         try:
@@ -112,24 +124,31 @@ def _read(job: _Job, encoder: LazyModel, detector: LazyModel, options: IndexOpti
         try:
             data = read_bytes(stat, options.limits)
             model = encoder.get()
+            tile_model = tiles.get() if "tile" in kinds else model
             regions: RegionOptions = replace(options.regions, kinds=kinds)
-            pooled = pooling(model, regions)
-            side = model.region_side if pooled else regions.decode_side(model.input_size)
+            pooled = pooling(tile_model, regions)
+            side = _side(model, tile_model, regions, pooled)
             loaded = decode(data, stat, min_side=side, limits=options.limits)
             made = cut_regions(loaded, regions)
+            if tile_model is not model and "tile" in kinds:
+                made.insert(0, whole_tile(loaded))
             detect = "object" in kinds and regions.detector != "none"
             cam = detect and regions.detector == "cam"
-            if pooled:  # the pass runs here, one photo a reader, while the others decode
+            read = _Read(group, kinds, path=item.path)
+            if pooled and tile_model is model:  # the pass runs here, one photo a reader
                 found = None if cam or not detect else _detected(detector, loaded)
-                read = _Read(group, kinds, path=item.path)
                 labels = job.labels if cam else None
                 read.regions = pooled_regions(model, loaded, made, labels, found, regions)
                 return read
-            cuts = [prepare(cut, model) for cut in made]
+            if pooled:  # tiles pooled in their own space; objects cut for the library's encoder
+                read.regions = pooled_regions(tile_model, loaded, made, None, None, regions)
+            else:
+                read.tile_cuts = [prepare(cut, tile_model) for cut in made]
             if cam:  # here too, with the scene's classes where the library stores them
                 boxes = detector.get().detect([loaded.image], [job.labels or None])[0]
-                cuts.extend(prepare(cut, model) for cut in object_regions(loaded, boxes))
-                detect = False
+                read.cuts = [prepare(cut, model) for cut in object_regions(loaded, boxes)]
+            elif detect:
+                read.awaiting_detection = loaded
         except ImageLoadError as exc:
             return _Read(group, kinds, error=exc.reason, path=item.path)
         except MemoryError:  # the photo keeps waiting: a run with fewer --workers may make it
@@ -138,8 +157,20 @@ def _read(job: _Job, encoder: LazyModel, detector: LazyModel, options: IndexOpti
             if not _out_of_memory(exc):
                 raise
             return _Read(group, kinds, error=OUT_OF_MEMORY, path=item.path)
-        return _Read(group, kinds, cuts, None, item.path, loaded if detect else None)
+        return read
     return _Read(group, kinds)  # every copy changed or went since its scene
+
+
+def _side(model: Any, tile_model: Any, regions: RegionOptions, pooled: bool) -> int:
+    """The shorter side to decode a photo at for its regions: the pooled pass's, or what the
+    cuts need at each encoder's input size."""
+    if pooled and tile_model is model:
+        return int(model.region_side)
+    others = replace(regions, kinds=tuple(k for k in regions.kinds if k != "tile"))
+    side = others.decode_side(model.input_size)
+    tiled = replace(regions, kinds=("tile",)) if "tile" in regions.kinds else others
+    wanted = tile_model.region_side if pooled else tiled.decode_side(tile_model.input_size)
+    return max(side, int(wanted))
 
 
 def _out_of_memory(exc: Exception) -> bool:
@@ -196,6 +227,7 @@ class RegionStage:
         self,
         catalog: Catalog,
         encoder: LazyModel,
+        tiles: LazyModel,
         detector: LazyModel,
         options: IndexOptions,
         callbacks: IndexCallbacks,
@@ -203,6 +235,7 @@ class RegionStage:
     ):
         self.catalog = catalog
         self.encoder = encoder
+        self.tiles = tiles  # the tiles' encoder: the library's own, or a CLIP library's CNN
         self.detector = detector
         self.options = options
         self.cb = callbacks
@@ -235,7 +268,7 @@ class RegionStage:
         in_flight = max(4, options.workers * 4)
 
         def read(job: _Job) -> _Read:
-            return _read(job, self.encoder, self.detector, options)
+            return _read(job, self.encoder, self.tiles, self.detector, options)
 
         with (
             ThreadPoolExecutor(options.workers, thread_name_prefix="regions") as pool,
@@ -279,11 +312,11 @@ class RegionStage:
                 ids = [item.id for item in result.group]
                 left = [k for k in result.group[0].kinds if k not in result.kinds]
                 self.batch.regions_added.append(RegionsAdded(ids, [], ",".join(left) or None))
-        elif result.regions is not None:  # pooled: made in the reader, nothing to encode
-            self._add(result, result.regions)
-        elif result.path:
+        elif result.path and result.waits():
             self.to_encode.append(result)
-            self.pending_cuts += max(1, len(result.cuts))
+            self.pending_cuts += max(1, len(result.cuts) + len(result.tile_cuts))
+        elif result.path:  # pooled in the reader with nothing left to encode, or no regions
+            self._add(result, result.regions)
         if self.cb.on_advance:
             self.cb.on_advance(len(result.group))
 
@@ -294,9 +327,15 @@ class RegionStage:
         model = self.encoder.get()
         waiting = [(r.cuts, r.awaiting_detection) for r in self.to_encode if r.awaiting_detection]
         add_objects(self.detector, model, waiting)
-        encoded = embed(model, [r.cuts for r in self.to_encode], self.options.batch_size)
-        for result, regions in zip(self.to_encode, encoded, strict=True):
-            self._add(result, regions)
+        size = self.options.batch_size
+        objects = embed(model, [r.cuts for r in self.to_encode], size)
+        tile_cuts = [r.tile_cuts for r in self.to_encode]
+        # a run with no tiles to cut loads no second model
+        tiles: list[list[RegionData]] = [[] for _ in tile_cuts]
+        if any(tile_cuts):
+            tiles = embed(self.tiles.get(), tile_cuts, size)
+        for result, found, tiled in zip(self.to_encode, objects, tiles, strict=True):
+            self._add(result, [*result.regions, *tiled, *found])
             result.awaiting_detection = None
         self.to_encode = []
         self.pending_cuts = 0

@@ -168,6 +168,12 @@ def object_regions(loaded: LoadedImage, detections: list[Detection]) -> list[Reg
     return cuts
 
 
+def whole_tile(loaded: LoadedImage) -> RegionCut:
+    """A tile over the whole photo: a CLIP library's tiles are in the CNN's space, where this
+    one stands for the scene (the crop tier of `dupes` compares it with the others)."""
+    return RegionCut("tile", (0, 0, loaded.meta.width, loaded.meta.height), loaded.image)
+
+
 def scene_regions(loaded: LoadedImage, options: RegionOptions) -> list[RegionCut]:
     return [RegionCut("scene", (0, 0, loaded.meta.width, loaded.meta.height), loaded.image)]
 

@@ -111,15 +111,21 @@ def thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int | None = N
 
 
 def region_scores(
-    catalog: Catalog, dim: int, photo_id: int, vector: np.ndarray
+    catalog: Catalog,
+    dim: int,
+    photo_id: int,
+    vector: np.ndarray,
+    tile_vector: np.ndarray | None = None,
 ) -> dict[int, float]:
     """Every region of a photo scored against a search's vector as the search scored regions:
-    the cosine in its kind's space. For a heat map of where in the photo the query matched."""
+    the cosine in its kind's space. For a heat map of where in the photo the query matched.
+    Tiles in a space of their own are scored by `tile_vector`, or not at all without one."""
     scores: dict[int, float] = {}
     for kind in REGION_KINDS:
+        searched = vector if catalog.same_space(kind) else tile_vector
         ids, vectors = catalog.image_region_vectors(photo_id, kind, dim)
-        if len(ids):
-            query = catalog.project_query(kind, vector)[0]
+        if len(ids) and searched is not None:
+            query = catalog.project_query(kind, searched)[0]
             scores.update(zip(ids.tolist(), (vectors @ query).tolist(), strict=True))
     return scores
 

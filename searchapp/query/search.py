@@ -25,7 +25,7 @@ from searchapp.errors import ImageLoadError, QueryError
 from searchapp.ingest.load import LoadedImage, load_image
 from searchapp.ingest.regions import TILE_LABEL_MIN_PROB
 from searchapp.query import labels as label_match
-from searchapp.query import verify
+from searchapp.query import spaces, verify
 from searchapp.records import BBox, FileStat, Filters, RegionHit
 from searchapp.vectors import faiss_index
 
@@ -45,6 +45,8 @@ class Library(Protocol):
     catalog: Catalog
 
     def encoder(self) -> ImageEncoder: ...
+
+    def tile_encoder(self) -> ImageEncoder: ...
 
     def indexes(self) -> IndexStore: ...
 
@@ -116,6 +118,7 @@ class SearchResults:
     region_hits: list[RegionHit] = field(default_factory=list)  # best regions, unaggregated
     checked: int = 0  # top hits the pixel check looked at (verify.py); 0 when it did not run
     vector: np.ndarray | None = None  # what regions were ranked by: (1, dim); None for labels
+    tile_vector: np.ndarray | None = None  # what tiles were ranked by, in a space of their own
 
     def __iter__(self) -> Iterator[SearchHit]:
         return iter(self.hits)
@@ -276,13 +279,30 @@ def _labelled(library: Library, hits: list[RegionHit]) -> list[RegionHit]:
 
 
 def _finish(
-    library: Library, region_hits: list[RegionHit], query: Query, excluded: set[int]
+    library: Library,
+    region_hits: list[RegionHit],
+    query: Query,
+    excluded: set[int],
+    tile_hits: list[RegionHit] | None = None,
 ) -> tuple[list[SearchHit], list[RegionHit]]:
-    region_hits = [h for h in region_hits if h.image_id not in excluded]
-    if query.filters.min_score is not None:
-        region_hits = [h for h in region_hits if h.score >= query.filters.min_score]
-    region_hits.sort(key=lambda h: (-h.score, h.path, h.region_id))
-    best = _labelled(library, aggregate(region_hits, query.k))
+    """Photos from region hits; with `tile_hits` (tiles in a space of their own), the photos of
+    the two spaces merged by rank (spaces.py)."""
+
+    def kept(hits: list[RegionHit]) -> list[RegionHit]:
+        hits = [h for h in hits if h.image_id not in excluded]
+        if query.filters.min_score is not None:
+            hits = [h for h in hits if h.score >= query.filters.min_score]
+        return sorted(hits, key=lambda h: (-h.score, h.path, h.region_id))
+
+    region_hits = kept(region_hits)
+    if tile_hits is None:
+        best = aggregate(region_hits, query.k)
+    else:
+        tiles = kept(tile_hits)
+        rankings = [aggregate(region_hits, len(region_hits)), aggregate(tiles, len(tiles))]
+        best = spaces.merged(rankings, query.k)
+        region_hits = sorted(region_hits + tiles, key=lambda h: (-h.score, h.path, h.region_id))
+    best = _labelled(library, best)
     photo_labels = library.catalog.image_labels(h.image_id for h in best)
     photos = [
         SearchHit(
@@ -405,15 +425,15 @@ def search(library: Library, query: Query) -> SearchResults:
     vector_terms = [t for t in query.terms if not (label_mode and t.source == "text")]
     check_pixels = query.verify and [t.source for t in query.terms] == ["image"]
     image_side = verify.DECODE_SIDE if check_pixels else 0
-    vectors, weights, query_pixels = [], [], None
+    vectors, weights, decoded = [], [], []
     for term in vector_terms:
         vector, image_id, pixels = _term_vector(library, term, image_side)
-        if query_pixels is None:
-            query_pixels = pixels
+        decoded.append(pixels)
         vectors.append(vector)
         weights.append(term.weight)
         if image_id is not None and not query.include_self:
             excluded.add(image_id)
+    query_pixels = next((pixels for pixels in decoded if pixels is not None), None)
 
     if label_mode and not vectors:
         scored, why = _labels_only(library, query, matched)
@@ -433,11 +453,34 @@ def search(library: Library, query: Query) -> SearchResults:
         wanted = query.k
         query = replace(query, k=max(query.k, verify.CANDIDATES))
     vector = combine(vectors, weights)
+    tile_vector, tile_hits = None, None
+    if spaces.tiles_apart(query.kinds, library.catalog.tile_identity() is not None):
+        sources = [term.source for term in vector_terms]
+        tile_vector = spaces.tile_query(
+            sources, query.kinds, lambda: _tile_vector(library, decoded, weights)
+        )
+        query = replace(query, kinds=tuple(k for k in query.kinds if k != spaces.TILE_KIND))
+        if tile_vector is not None:
+            tiles = replace(query, kinds=(spaces.TILE_KIND,))
+            tile_hits = _knn(library, tile_vector, tiles, allowed, excluded)
     region_hits = _knn(library, vector, query, allowed, excluded)
-    photos, regions = _finish(library, region_hits, query, excluded)
+    photos, regions = _finish(library, region_hits, query, excluded, tile_hits)
     if check_pixels:
         assert query_pixels is not None  # a pure image query decoded its image above
         checked = min(len(photos), verify.CANDIDATES)
         photos = verified_first(query_pixels.image, photos, query_pixels.scale)[:wanted]
-        return SearchResults(photos, "vector", notes, regions[:wanted], checked, vector)
-    return SearchResults(photos, "vector", notes, regions, vector=vector)
+        regions = regions[:wanted]
+        return SearchResults(photos, "vector", notes, regions, checked, vector, tile_vector)
+    return SearchResults(photos, "vector", notes, regions, vector=vector, tile_vector=tile_vector)
+
+
+def _tile_vector(
+    library: Library, decoded: list[LoadedImage | None], weights: list[float]
+) -> np.ndarray:
+    """The image terms, decoded once already, embedded by the tiles' encoder and combined."""
+    encoder = library.tile_encoder()
+    vectors = []
+    for pixels in decoded:
+        assert pixels is not None  # spaces.tile_query asks only when every term is an image
+        vectors.append(encoder.encode(encoder.preprocess(pixels.image)[None]).vectors)
+    return combine(vectors, weights)

@@ -57,7 +57,7 @@ from searchapp.store.tables import (
     settings,
     under,
 )
-from searchapp.store.vector_rows import CODEC_SETTING
+from searchapp.store.vector_rows import CODEC_SETTING, TILE_CODEC_SETTING, TILE_ENCODER_SETTING
 from searchapp.store.writes import CatalogWrites
 
 
@@ -92,6 +92,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
+        self._codecs = {}
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -305,7 +306,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
         except DatabaseError as exc:
             raise translate_error(exc, self.url) from exc
         finally:
-            self._codec = None  # read again: a basis fitted by a rolled-back batch is not there
+            self.forget_layout()  # a basis fitted by a rolled-back batch is not there
 
     def _compact(self) -> None:
         """Give back the pages that re-encoding the objects and tiles emptied (once, when the
@@ -374,8 +375,10 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
             conn.execute(delete(labels))
             conn.execute(delete(regions))
             conn.execute(delete(images))
-            conn.execute(delete(settings).where(settings.c.key == CODEC_SETTING))  # a new encoder
-            self._codec = None
+            # a new encoder: new bases, and its own choice of tile encoder
+            done = (CODEC_SETTING, TILE_CODEC_SETTING, TILE_ENCODER_SETTING)
+            conn.execute(delete(settings).where(settings.c.key.in_(done)))
+            self.forget_layout()
             generation = int(self._get(conn, "vectors.generation") or 0) + 1
             self._set(conn, "vectors.generation", str(generation))
 

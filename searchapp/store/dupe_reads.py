@@ -18,7 +18,6 @@ from sqlalchemy.exc import OperationalError
 
 from searchapp.errors import DamagedCatalogError
 from searchapp.records import KnownImage
-from searchapp.store.codec import CODED_KINDS
 from searchapp.store.tables import (
     chunks,
     evidence,
@@ -159,18 +158,26 @@ class DupeReads(VectorRows):
                     conn.execute(query)
 
     def region_vectors_by_image(
-        self, kinds: Iterable[str], dim: int, chunk_rows: int = 20000
+        self, kinds: Iterable[str], dim: int, chunk_rows: int = 20000, *, whole: bool = False
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (image ids int64, vectors float16) for every region of these kinds, in chunks:
-        kinds stored alike (all coded or none, vector_dim)."""
+        kinds stored alike (one basis or none, one space: vector_dim). With `whole`, only the
+        regions that cover their photo whole."""
         kinds = list(kinds)
-        if len({kind in CODED_KINDS for kind in kinds}) > 1:
+        if len({(self._codec_key(kind), self.same_space(kind)) for kind in kinds}) > 1:
             raise ValueError(f"region kinds {kinds} are not stored alike")
         query = (
             select(regions.c.image_id, regions.c.vector)
             .where(regions.c.kind.in_(list(kinds)), regions.c.image_id.not_in(set_aside_images()))
             .order_by(regions.c.id)
         )
+        if whole:
+            query = query.join(images, images.c.id == regions.c.image_id).where(
+                regions.c.x0 == 0,
+                regions.c.y0 == 0,
+                regions.c.x1 == images.c.width,
+                regions.c.y1 == images.c.height,
+            )
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True).execute(query)
             while rows := result.fetchmany(chunk_rows):

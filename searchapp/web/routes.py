@@ -387,7 +387,7 @@ def region_scores(request: Request, ranking_id: int, photo_id: int) -> dict[str,
     if vector is None:
         raise QueryError("that search matched words to labels; it scored no regions")
     library = _library(request)
-    scores = library.region_scores(photo_id, vector)
+    scores = library.region_scores(photo_id, vector, ranking.results.tile_vector)
     regions = library.photo(photo_id).regions
     return {
         "regions": [

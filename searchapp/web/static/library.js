@@ -16,6 +16,9 @@ function countRows(data) {
     ["set aside", String(stats.set_aside)],
     ["failed files", String(stats.failures)],
     ["encoder", stats.encoder ? `${stats.encoder.name} (dim ${stats.encoder.dim})` : "none yet"],
+    ...(stats.tile_encoder
+      ? [["tiles by", `${stats.tile_encoder.name} (dim ${stats.tile_encoder.dim}): image queries reach them`]]
+      : []),
     ["on disk", bytes(stats.bytes_on_disk)],
   ];
 }
