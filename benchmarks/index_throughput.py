@@ -141,6 +141,7 @@ def child_rest(spec: dict[str, Any]) -> dict[str, Any]:
     its objects, split into parts by timers around the functions the read step calls. One photo
     at a time, on one thread: an idle OpenMP thread spins, and its spinning would count as work."""
     from searchapp.detect.registry import create_detector
+    from searchapp.encoders.registry import tile_encoder_name
     from searchapp.ingest import pipeline, region_stage
     from searchapp.ingest.pipeline import IndexOptions, LazyModel, numpy_blas_at_one_thread
     from searchapp.ingest.regions import RegionOptions, object_regions
@@ -178,6 +179,10 @@ def child_rest(spec: dict[str, Any]) -> dict[str, Any]:
         detector.detect = timed(DETECT, detector.detect)  # type: ignore[method-assign]
         region_stage.object_regions = timed(OBJECTS, object_regions)  # type: ignore[attr-defined]
     labels_seconds = [0.0]  # the scene's classes: the encoder's work, not the rest's
+    # a CLIP library's tiles go to the CNN (registry.TILE_ENCODERS), as `searchapp index` does
+    tiles_name = tile_encoder_name(spec["encoder"])
+    tile_model = _encoder(tiles_name, None) if tiles_name else encoder
+    tiles = LazyModel(lambda: tile_model)
 
     def work(path: Path) -> None:
         stat = path.stat()
@@ -195,7 +200,7 @@ def child_rest(spec: dict[str, Any]) -> dict[str, Any]:
         labels = encoded.labels[0] if encoded is not None and encoded.labels else []
         labels_seconds[0] += time.thread_time() - started
         job = region_stage._Job([waiting], kinds, labels)
-        read = region_stage._read(job, model, LazyModel(lambda: detector), options)
+        read = region_stage._read(job, model, tiles, LazyModel(lambda: detector), options)
         if read.error is not None:
             raise SystemExit(f"{path}: {read.error}")
 
