@@ -65,6 +65,7 @@ CONFIGS = {
     "scene+tile": ("scene", "tile"),
     "scene+object": ("scene", "object"),
     "hybrid": ("scene", "object", "tile"),
+    "tile-only": ("tile",),  # in a CLIP library: the CNN's space alone, no ranking across two
 }
 VERIFIED = ("scene-only", "hybrid")
 BUILDS = {"scene-only": ("scene",), "hybrid": ("scene", "object", "tile")}
