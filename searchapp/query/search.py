@@ -236,19 +236,22 @@ def _knn(
     query: Query,
     allowed: np.ndarray | None,
     excluded: set[int],
+    wide: bool = False,
 ) -> list[RegionHit]:
     """Region hits of every kind, enough to hold k distinct photos when they exist.
 
     A photo has one scene region but many tiles and objects, so k regions may be a handful of
     photos: fetch more regions, four times as many each round, until k photos are in hand or the
-    index has nothing more to give."""
+    index has nothing more to give. `wide`: scenes as many as the others, for a ranking merged
+    with another space's (spaces.py), whose ties need to know how the other space ranks a photo."""
     hits: list[RegionHit] = []
     for kind in query.kinds:
         index = library.indexes().get(kind, persist=False)
         available = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
         if available == 0:
             continue
-        fetch = query.k + len(excluded) if kind == "scene" else 8 * (query.k + len(excluded))
+        few = kind == "scene" and not wide
+        fetch = query.k + len(excluded) if few else 8 * (query.k + len(excluded))
         queries = library.catalog.project_query(kind, vector)  # onto its codec's basis
         while True:
             scores, ids = faiss_index.search(index, queries, fetch, allowed=allowed)
@@ -463,7 +466,7 @@ def search(library: Library, query: Query) -> SearchResults:
         if tile_vector is not None:
             tiles = replace(query, kinds=(spaces.TILE_KIND,))
             tile_hits = _knn(library, tile_vector, tiles, allowed, excluded)
-    region_hits = _knn(library, vector, query, allowed, excluded)
+    region_hits = _knn(library, vector, query, allowed, excluded, wide=tile_hits is not None)
     photos, regions = _finish(library, region_hits, query, excluded, tile_hits)
     if check_pixels:
         assert query_pixels is not None  # a pure image query decoded its image above
