@@ -34,6 +34,7 @@ from searchapp.ingest.pipeline import IndexSummary as IndexSummary
 from searchapp.ingest.quality import measure
 from searchapp.ingest.regions import REGION_KINDS
 from searchapp.library_encoders import LibraryEncoders
+from searchapp.library_explore import LibraryExplore
 from searchapp.library_photos import PhotoViews, roots_covering
 from searchapp.query.filters import build_filters
 from searchapp.query.search import Query, SearchResults, search
@@ -102,7 +103,7 @@ class WriteLock:
         return self._handle is not None
 
 
-class Library(LibraryEncoders, PhotoViews):
+class Library(LibraryEncoders, PhotoViews, LibraryExplore):
     def __init__(
         self, directory: Path | str | None = None, db_url: str | None = None, *, create: bool = True
     ):

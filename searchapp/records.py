@@ -64,6 +64,7 @@ class RegionData:
     label: str | None = None
     label_score: float | None = None
     labels: list[tuple[str, float]] = field(default_factory=list)  # top classes, best first
+    norm: float | None = None  # the vector's length before normalising, where the encoder said
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class EncoderOptions:
 class EncodedBatch:
     vectors: np.ndarray  # (n, dim) float32, rows L2-normalised
     labels: list[list[tuple[str, float]]] = field(default_factory=list)  # per row, best first
+    norms: np.ndarray | None = None  # (n,) each row's length before normalising: `stats` health
 
 
 class ImageEncoder(Protocol):
@@ -78,6 +79,14 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)  # glibc's ceiling for this setting
     mallopt(m_trim_threshold, 256 << 20)
+
+
+def normalised(
+    raw: np.ndarray, labels: list[list[tuple[str, float]]] | None = None
+) -> EncodedBatch:
+    """A batch of unit rows from raw features, keeping each row's length."""
+    raw = np.asarray(raw, dtype=np.float32)
+    return EncodedBatch(l2_normalise(raw), labels or [], np.linalg.norm(raw, axis=1))
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from searchapp.encoders.base import (
     EncoderOptions,
     keep_freed_memory,
     l2_normalise,
+    normalised,
 )
 from searchapp.encoders.clip_quick import save_for_queries
 from searchapp.encoders.onnx_runtime import onnx_tower
@@ -210,8 +211,8 @@ class OpenClipEncoder:
 
     def encode(self, batch: np.ndarray) -> EncodedBatch:
         if self._onnx is not None:
-            return EncodedBatch(vectors=l2_normalise(self._onnx(batch)[0]))
-        return EncodedBatch(vectors=l2_normalise(self._torch_encode(batch)))
+            return normalised(self._onnx(batch)[0])
+        return normalised(self._torch_encode(batch))
 
     def _torch_encode(self, batch: np.ndarray) -> np.ndarray:
         import torch

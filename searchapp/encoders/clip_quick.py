@@ -30,6 +30,7 @@ from searchapp.encoders.base import (
     EncoderOptions,
     ImageEncoder,
     l2_normalise,
+    normalised,
     user_cache,
 )
 from searchapp.records import EncoderIdentity
@@ -204,6 +205,6 @@ class QuickClipEncoder:
     def encode(self, batch: np.ndarray) -> EncodedBatch:
         visual = self._visual()
         if visual:
-            return EncodedBatch(vectors=l2_normalise(visual(batch)[0]))
+            return normalised(visual(batch)[0])
         encoded: EncodedBatch = self._full_encoder().encode(batch)
         return encoded

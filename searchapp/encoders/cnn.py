@@ -21,7 +21,7 @@ from searchapp.encoders.base import (
     EncodedBatch,
     EncoderOptions,
     keep_freed_memory,
-    l2_normalise,
+    normalised,
     resize_shorter_and_center_crop,
 )
 from searchapp.encoders.feature_maps import FeatureMaps, pass_input
@@ -186,7 +186,7 @@ class EfficientNetLite0Encoder:
 
     def encode(self, batch: np.ndarray) -> EncodedBatch:
         pooled, probs = self._forward(batch)
-        return EncodedBatch(vectors=l2_normalise(pooled), labels=self._labels(probs))
+        return normalised(pooled, self._labels(probs))
 
     # ---- regions from one pass (ingest's region stage) ---------------------------------------
 
@@ -213,7 +213,7 @@ class EfficientNetLite0Encoder:
         cells = fmap.cells.reshape(len(fmap.cells), h * w)
         gem = np.cbrt(weights @ (np.maximum(cells, 0) ** GEM_POWER).T)
         mean = weights @ cells.T
-        return EncodedBatch(l2_normalise(gem), self._labels(self._probs(mean)))
+        return normalised(gem, self._labels(self._probs(mean)))
 
     def class_maps(self, fmap: FeatureMap, classes: Sequence[int]) -> np.ndarray:
         """Class activation maps (classes, h, w): each class's classifier row dotted with

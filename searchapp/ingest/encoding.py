@@ -68,10 +68,13 @@ def embed(
     arrays = [cut.array for cuts in cut_lists for cut in cuts]
     vectors: list[np.ndarray] = []
     labels: list[list[tuple[str, float]]] = []
+    norms: list[float | None] = []
     for start in range(0, len(arrays), batch_size):
         encoded = model.encode(np.stack(arrays[start : start + batch_size]))
         vectors.extend(encoded.vectors)
         labels.extend(encoded.labels or [[] for _ in range(len(encoded.vectors))])
+        found = encoded.norms if encoded.norms is not None else [None] * len(encoded.vectors)
+        norms.extend(None if norm is None else float(norm) for norm in found)
     out: list[list[RegionData]] = []
     position = 0
     for cuts in cut_lists:
@@ -85,6 +88,7 @@ def embed(
                     cut.label,
                     cut.label_score,
                     kept_labels(cut.kind, labels[position]),
+                    norms[position],
                 )
             )
             position += 1

@@ -39,6 +39,7 @@ from searchapp.records import (
     VectorDelta,
 )
 from searchapp.store.dupe_reads import DupeReads
+from searchapp.store.explore_rows import ExploreRows
 from searchapp.store.integrity import (
     WRITES,
     IntegrityChecks,
@@ -89,7 +90,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class Catalog(CatalogWrites, SearchReads, DupeReads, IntegrityChecks):
+class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityChecks):
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
         self._codecs = {}

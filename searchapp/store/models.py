@@ -109,6 +109,7 @@ regions = Table(
     Column("label", String(128)),
     Column("label_score", Float),
     Column("vector", LargeBinary, nullable=False),  # float16, L2-normalised
+    Column("norm", Float),  # the vector's length before normalising; NULL before revision 0011
     Index("ix_regions_image", "image_id"),
     Index("ix_regions_kind_image", "kind", "image_id"),  # covers the per-kind counts
 )
@@ -142,4 +143,13 @@ labels = Table(
     Column("rank", Integer, primary_key=True),
     Column("name", String(128), nullable=False, index=True),
     Column("prob", Float, nullable=False),
+)
+
+# A region's place on its kind's 2-D map (`searchapp map`); the fit's facts are in settings.
+map_points = Table(
+    "map_points",
+    metadata,
+    Column("region_id", ForeignKey("regions.id", ondelete="CASCADE"), primary_key=True),
+    Column("x", Float, nullable=False),
+    Column("y", Float, nullable=False),
 )

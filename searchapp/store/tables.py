@@ -8,9 +8,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Select, and_, or_, select
 
-from searchapp.store.models import evidence, failures, images, labels, regions, settings
+from searchapp.store.models import (
+    evidence,
+    failures,
+    images,
+    labels,
+    map_points,
+    regions,
+    settings,
+)
 
-__all__ = ["evidence", "failures", "images", "labels", "regions", "settings"]
+__all__ = ["evidence", "failures", "images", "labels", "map_points", "regions", "settings"]
 
 VECTOR_DTYPE = np.float16
 CHUNK = 900  # stays under SQLite's bound-parameter limit

@@ -96,6 +96,7 @@ class CatalogWrites(VectorRows):
                 label=region.label,
                 label_score=region.label_score,
                 vector=blob,
+                norm=region.norm,
             ),
         )
         if region.labels:

@@ -31,6 +31,7 @@ def start_chromium(browser: str, driver_path: str, window: str = "1400,1000") ->
         "--no-sandbox",  # CI runs as root
         "--disable-dev-shm-usage",
         "--disable-gpu",
+        "--enable-unsafe-swiftshader",  # WebGL (the map) in software; only our own pages load
         f"--window-size={window}",
     ):
         options.add_argument(argument)

@@ -17,7 +17,7 @@ from searchapp.store.models import metadata
 
 def test_fresh_catalog_is_at_head_in_wal_mode(tmp_path: Path) -> None:
     catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    assert catalog.schema_revision() == "0010"
+    assert catalog.schema_revision() == "0011"
     catalog.close()
     with sqlite3.connect(tmp_path / "c.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -73,7 +73,7 @@ def test_upgrade_keeps_data_of_an_old_catalog(tmp_path: Path) -> None:
     engine.dispose()
 
     catalog = Catalog(url)  # opening migrates
-    assert catalog.schema_revision() == "0010"
+    assert catalog.schema_revision() == "0011"
     # 0009 stores paths losslessly (searchapp.paths): a backslash already there reads the same
     assert [image.path for image in catalog.all_images()] == ["/p/back\\xe9.jpg"]
     assert catalog.region_count("scene") == 1
@@ -120,3 +120,38 @@ def test_downgrading_0010_keeps_the_regions(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM regions").fetchone()[0] == 1
         columns = {row[1] for row in conn.execute("PRAGMA table_info(images)")}
     assert "regions_pending" not in columns
+
+
+def test_downgrading_0011_keeps_the_regions_and_their_labels(tmp_path: Path) -> None:
+    """Dropping regions.norm must not copy the regions table: the cascade would empty the
+    labels and map points with it."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    Catalog(url).close()
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        conn.execute(
+            "INSERT INTO images (id, path, size, mtime_ns, content_hash, width, height, format,"
+            " taken_at, taken_source, indexed_at) VALUES"
+            " (1, '/p/a.jpg', 10, 5, 'h1', 4, 3, 'JPEG', 1.0, 'mtime', 1.0)"
+        )
+        conn.execute(
+            "INSERT INTO regions (id, image_id, kind, x0, y0, x1, y1, vector, norm)"
+            " VALUES (7, 1, 'scene', 0, 0, 4, 3, x'0000', 12.5)"
+        )
+        conn.execute("INSERT INTO region_labels VALUES (7, 0, 'tabby', 0.9)")
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _foreign_keys(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    with engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0010")
+    engine.dispose()
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        assert conn.execute("SELECT count(*) FROM region_labels").fetchone()[0] == 1
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(regions)")}
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "norm" not in columns
+    assert "map_points" not in tables

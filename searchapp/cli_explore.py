@@ -1,0 +1,266 @@
+"""`searchapp map`, `clusters` and `outliers`: what a collection holds, not what matches a query.
+
+searchapp map --out map.html               an interactive map of the photos (UMAP, or PCA)
+searchapp map --kind object --color label  the detected objects of every photo, by label
+searchapp clusters                         groups of similar photos, named, and the noise
+searchapp outliers                         the most unique photos first
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from searchapp.console import Console, table
+from searchapp.paths import shown
+
+COLOURS = ("folder", "date", "label", "cluster", "camera")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: give 1 or more")
+    return value
+
+
+def add_explore_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    made = sub.add_parser(
+        "map",
+        parents=[common],
+        help="an interactive 2-D map of the photos (a self-contained HTML file)",
+        description="Lay the library's vectors out in 2-D (UMAP; PCA with --method pca) and "
+        "write a self-contained HTML page: zoom and pan, hover for the thumbnail, click to open "
+        "the photo, draw a lasso (shift-drag) to list the paths. The layout is kept in the "
+        "library; new photos are placed beside their neighbours until the library has grown by "
+        "half, then it is fitted again.",
+    )
+    made.add_argument(
+        "--kind",
+        choices=("scene", "object", "tile"),
+        default="scene",
+        help="what to map: whole photos (default), detected objects or tiles",
+    )
+    made.add_argument(
+        "--color",
+        "--colour",
+        dest="colour",
+        choices=COLOURS,
+        default="folder",
+        help="colour the points by (default folder)",
+    )
+    made.add_argument(
+        "--method",
+        choices=("auto", "umap", "pca"),
+        default="auto",
+        help="layout: auto (the stored one, else UMAP), umap or pca",
+    )
+    made.add_argument("--refit", action="store_true", help="fit the layout again from scratch")
+    made.add_argument(
+        "--out", default="map.html", metavar="FILE", help="HTML file to write (default map.html)"
+    )
+    made.add_argument(
+        "--thumbs",
+        type=int,
+        default=3000,
+        metavar="N",
+        help="embed thumbnails for up to N points; beyond, hover loads the photo "
+        "file itself (default 3000)",
+    )
+    made.add_argument("--json", action="store_true", help="print the coordinates as JSON")
+
+    groups = sub.add_parser(
+        "clusters",
+        parents=[common],
+        help="groups of similar photos, with names and representatives",
+        description="Group the photos by their scene vectors with HDBSCAN (photos that belong "
+        "nowhere are noise), or k-means with --k. Each group shows its size, a name (its "
+        "most frequent labels) and the photos nearest its centre.",
+    )
+    groups.add_argument("--k", type=_positive, default=None, help="k-means with K clusters")
+    groups.add_argument(
+        "--min-size",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="HDBSCAN's smallest cluster (default 3, more for large libraries)",
+    )
+    groups.add_argument("--json", action="store_true", help="JSON output")
+
+    odd = sub.add_parser(
+        "outliers",
+        parents=[common],
+        help="the most unique photos first: test charts, black frames, strays",
+        description="Rank the photos by uniqueness (distance to their nearest neighbours, 1 = "
+        "the most unique) and show their representativeness (closeness to their group's "
+        "centre), as FiftyOne's Brain defines them.",
+    )
+    odd.add_argument("-k", type=_positive, default=20, help="how many to show (default 20)")
+    odd.add_argument("--json", action="store_true", help="JSON output")
+
+
+def cmd_clusters(args: argparse.Namespace, console: Console) -> int:
+    from searchapp.library import Library
+
+    with Library(args.library, args.db, create=False) as lib:
+        report = lib.clusters(k=args.k, min_size=args.min_size)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+        return 0
+    rows = [
+        (
+            str(c.id),
+            str(c.size),
+            c.name,
+            ", ".join(os.path.basename(p) for p in c.representatives[:3]),
+        )
+        for c in report.clusters
+    ]
+    table(("cluster", "photos", "name", "most representative"), rows)
+    console.note(
+        f"{len(report.clusters)} clusters ({report.method}), {len(report.noise)} photos in none"
+        " (--json lists every path)"
+    )
+    return 0
+
+
+def cmd_outliers(args: argparse.Namespace, console: Console) -> int:
+    from searchapp.library import Library
+
+    with Library(args.library, args.db, create=False) as lib:
+        ranked = lib.photo_scores()[: args.k]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "photos": [
+                        {
+                            "path": s.path,
+                            "uniqueness": round(s.uniqueness, 4),
+                            "representativeness": round(s.representativeness, 4),
+                        }
+                        for s in ranked
+                    ]
+                }
+            )
+        )
+        return 0
+    rows = [
+        (str(rank), f"{s.uniqueness:.3f}", f"{s.representativeness:.3f}", s.path)
+        for rank, s in enumerate(ranked, 1)
+    ]
+    table(("#", "uniqueness", "representative", "path"), rows)
+    return 0
+
+
+def cmd_map(args: argparse.Namespace, console: Console) -> int:
+    from searchapp.library import Library
+    from searchapp.web.map_page import map_html, thumbnails_for
+
+    with Library(args.library, args.db, create=False) as lib:
+        points = lib.map_points(args.kind, args.method, args.refit)
+        thumbs = {} if args.json else thumbnails_for(lib, points, args.thumbs)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "kind": points.kind,
+                    "method": points.method,
+                    "fitted": points.fitted_count,
+                    "points": [
+                        {
+                            "path": path,
+                            "x": round(float(x), 4),
+                            "y": round(float(y), 4),
+                            "region_id": int(rid),
+                            "box": list(box),
+                            **{name: values[i] for name, values in points.facets.items()},
+                        }
+                        for i, (path, (x, y), rid, box) in enumerate(
+                            zip(
+                                points.paths,
+                                points.coords,
+                                points.region_ids,
+                                points.boxes,
+                                strict=True,
+                            )
+                        )
+                    ],
+                }
+            )
+        )
+        return 0
+    page = map_html(points, args.colour, thumbs)
+    with open(args.out, "w", encoding="utf-8") as out:
+        out.write(page)
+    placed = len(points.paths) - points.fitted_count
+    extra = f", {placed} placed beside their neighbours" if placed > 0 else ""
+    console.note(
+        f"wrote {shown(os.path.abspath(args.out))}: {len(points.paths)} {args.kind} points, "
+        f"{points.method} layout fitted on {points.fitted_count}{extra}; open it in a browser"
+    )
+    return 0
+
+
+def health_dict(health: Any) -> dict[str, Any] | None:
+    """`stats --json`'s "health": the figures, their thresholds and the warnings."""
+    if health is None:
+        return None
+    from searchapp.explore import health as figures
+
+    return {
+        "vectors": health.count,
+        "sampled": min(health.count, figures.GRAPH_SAMPLE),
+        "mean_cosine": _rounded(health.mean_cosine),
+        "near_identical_share": _rounded(health.near_identical),
+        "hubness": _rounded(health.hubness),
+        "norm_spread": _rounded(health.norm_spread),
+        "norms_recorded": health.norms_known,
+        "thresholds": {
+            "mean_cosine": figures.MAX_MEAN_COSINE,
+            "near_identical_share": figures.MAX_NEAR_IDENTICAL,
+            "hubness": figures.MAX_HUBNESS,
+            "norm_spread": figures.MAX_NORM_SPREAD,
+        },
+        "warnings": list(health.warnings),
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def health_rows(health: Any) -> list[tuple[str, str]]:
+    """The `stats` table's rows for the embedding health figures."""
+    if health is None:
+        return [("health", "no vectors yet")]
+    data = health_dict(health)
+    assert data is not None
+
+    def figure(value: float | None, text: str) -> str:
+        return "n/a" if value is None else text
+
+    spread = (
+        f"{health.norm_spread:.2f}"
+        if health.norm_spread is not None
+        else "not recorded (photos indexed before this version; `searchapp reindex` records it)"
+    )
+    rows = [
+        (
+            "health",
+            f"mean cosine {figure(health.mean_cosine, f'{health.mean_cosine or 0:.2f}')}, "
+            f"near-identical {figure(health.near_identical, f'{health.near_identical or 0:.0%}')}, "
+            f"hubness {figure(health.hubness, f'{health.hubness or 0:.2f}')} "
+            f"(skew of 10-occurrence; over {data['sampled']} scene vectors)",
+        ),
+        ("norm spread", spread),
+    ]
+    rows += [("warning", text) for text in health.warnings]
+    if not health.warnings:
+        rows.append(("", "every figure within its threshold"))
+    return rows

@@ -1,0 +1,253 @@
+"""The Library's view of a whole collection: embedding health, uniqueness and outliers,
+clusters, and the 2-D map, over the vectors the catalog keeps (searchapp.explore does the maths).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from searchapp.errors import SearchappError, UsageError
+from searchapp.explore import clusters as clustering
+from searchapp.explore import health as health_figures
+from searchapp.explore import layout as layouts
+from searchapp.explore import scores
+from searchapp.query.labels import short_name
+from searchapp.records import EncoderIdentity
+
+if TYPE_CHECKING:
+    from searchapp.store.catalog import Catalog
+    from searchapp.store.explore_rows import KindVectors
+
+MAP_KINDS = ("scene", "object", "tile")
+NOISE = "noise"  # the map's name for photos in no cluster
+
+
+@dataclass(frozen=True)
+class PhotoScore:
+    path: str
+    image_id: int
+    uniqueness: float
+    representativeness: float
+
+
+@dataclass(frozen=True)
+class Cluster:
+    id: int
+    name: str
+    size: int
+    paths: list[str]
+    representatives: list[str]
+
+
+@dataclass
+class ClusterReport:
+    clusters: list[Cluster]
+    noise: list[str]
+    method: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "clusters": [asdict(c) for c in self.clusters],
+            "noise": self.noise,
+            "method": self.method,
+        }
+
+
+@dataclass
+class MapPoints:
+    """Places on a kind's map, one per region, with what the page colours and shows them by."""
+
+    kind: str
+    method: str
+    fitted_count: int  # regions the layout was fitted on; the rest were placed beside them
+    region_ids: np.ndarray
+    image_ids: np.ndarray
+    coords: np.ndarray  # (n, 2)
+    paths: list[str]
+    boxes: list[tuple[int, int, int, int]]
+    facets: dict[str, list[str]] = field(default_factory=dict)  # colour by: value per point
+
+
+class LibraryExplore:
+    catalog: Catalog
+
+    def require_identity(self) -> EncoderIdentity:
+        raise NotImplementedError
+
+    def _width(self, kind: str) -> int:
+        tiles = self.catalog.tile_identity() if kind == "tile" else None
+        return (tiles or self.require_identity()).dim
+
+    def kind_vectors(self, kind: str = "scene") -> KindVectors:
+        if kind not in MAP_KINDS:
+            raise UsageError(f"unknown region kind {kind!r}: choose from {', '.join(MAP_KINDS)}")
+        return self.catalog.kind_vectors(kind, self._width(kind))
+
+    # ---- health ---------------------------------------------------------------------------
+
+    def health(self, kind: str = "scene") -> health_figures.Health | None:
+        """Health figures of a kind's vectors, kept until the vectors change; None for an empty
+        library."""
+        if self.catalog.encoder_identity() is None:
+            return None
+        key = f"health.{kind}"
+        generation = self.catalog.vector_generation()
+        cached = self.catalog.get_setting(key)
+        if cached:
+            data = json.loads(cached)
+            if data.pop("generation", None) == generation:
+                return health_figures.Health(**data)
+        found = self.kind_vectors(kind)
+        if not len(found):
+            return None
+        figures = health_figures.measure(found.vectors, found.norms)
+        with contextlib.suppress(SearchappError):  # a cache: a read-only catalog recomputes
+            self.catalog.set_setting(key, json.dumps({**asdict(figures), "generation": generation}))
+        return figures
+
+    # ---- uniqueness, representativeness, outliers ----------------------------------------
+
+    def photo_scores(self) -> list[PhotoScore]:
+        """Uniqueness and representativeness of every photo, most unique first."""
+        found = self.kind_vectors("scene")
+        if not len(found):
+            return []
+        unique = scores.uniqueness(found.vectors)
+        typical = scores.representativeness(found.vectors)
+        paths = self._paths(found.image_ids)
+        ranked = [
+            PhotoScore(paths[int(i)], int(i), float(u), float(r))
+            for i, u, r in zip(found.image_ids, unique, typical, strict=True)
+        ]
+        return sorted(ranked, key=lambda s: (-s.uniqueness, s.path))
+
+    def _paths(self, image_ids: np.ndarray) -> dict[int, str]:
+        table = self.catalog.photo_table()
+        return {int(i): p for i, p in zip(table.ids, table.paths, strict=True)}
+
+    # ---- clusters -------------------------------------------------------------------------
+
+    def clusters(
+        self, k: int | None = None, min_size: int | None = None, shown: int = 5
+    ) -> ClusterReport:
+        if k is not None and k < 1:
+            raise UsageError(f"--k {k}: give a number of clusters of at least 1")
+        if min_size is not None and min_size < 2:
+            raise UsageError(f"--min-size {min_size}: a cluster needs at least 2 photos")
+        found = self.kind_vectors("scene")
+        grouping = clustering.group(found.vectors, k=k, min_size=min_size, shown=shown)
+        paths = self._paths(found.image_ids)
+        path_of = [paths[int(i)] for i in found.image_ids]
+        names = self._cluster_names(found, grouping)
+        made = []
+        for cluster in sorted(grouping.representatives):
+            rows = np.flatnonzero(grouping.labels == cluster)
+            made.append(
+                Cluster(
+                    id=cluster,
+                    name=names[cluster],
+                    size=len(rows),
+                    paths=sorted(path_of[r] for r in rows),
+                    representatives=[path_of[r] for r in grouping.representatives[cluster]],
+                )
+            )
+        noise = sorted(path_of[r] for r in np.flatnonzero(grouping.labels < 0))
+        return ClusterReport(made, noise, grouping.method)
+
+    def _cluster_names(self, found: KindVectors, grouping: clustering.Grouping) -> dict[int, str]:
+        labels = self.catalog.image_labels(found.image_ids.tolist())
+        names = {}
+        for cluster in grouping.representatives:
+            rows = np.flatnonzero(grouping.labels == cluster)
+            member_labels = [
+                [(short_name(name), prob) for name, prob in labels.get(int(found.image_ids[r]), [])]
+                for r in rows
+            ]
+            names[cluster] = clustering.name_from_labels(member_labels)
+        return names
+
+    # ---- the map --------------------------------------------------------------------------
+
+    def map_points(
+        self, kind: str = "scene", method: str = "auto", refit: bool = False
+    ) -> MapPoints:
+        """Every region of a kind on the 2-D map: the stored layout, new regions placed beside
+        their neighbours, and a fresh fit when asked, when the method changes, or once the
+        library has grown by half since the last fit."""
+        if method not in layouts.METHODS:
+            raise UsageError(
+                f"unknown --method {method!r}: choose from {', '.join(layouts.METHODS)}"
+            )
+        found = self.kind_vectors(kind)
+        setting = f"map.{kind}"
+        saved = json.loads(self.catalog.get_setting(setting) or "{}")
+        stored = self.catalog.map_points(found.region_ids.tolist()) if saved else {}
+        have = np.array([int(r) in stored for r in found.region_ids], dtype=bool)
+        wanted = saved.get("method") if method == "auto" else method
+        if (
+            refit
+            or not saved
+            or wanted != saved.get("method")
+            or layouts.due_for_refit(int(have.sum()), len(found))
+            or int(have.sum()) < 2
+        ):
+            fitted = layouts.fit(found.vectors, method)
+            coords = fitted.coords
+            saved = {"method": fitted.method, "fitted": len(found)}
+            self.catalog.save_map_points(
+                found.region_ids, coords, replace_ids=found.region_ids.tolist()
+            )
+            self.catalog.set_setting(setting, json.dumps(saved))
+        else:
+            coords = np.zeros((len(found), 2), dtype=np.float32)
+            coords[have] = [stored[int(r)] for r in found.region_ids[have]]
+            if (~have).any():
+                coords[~have] = layouts.place(
+                    found.vectors[~have], found.vectors[have], coords[have]
+                )
+                self.catalog.save_map_points(found.region_ids[~have], coords[~have])
+        return self._map_facets(kind, found, coords, saved)
+
+    def _map_facets(
+        self, kind: str, found: KindVectors, coords: np.ndarray, saved: dict[str, object]
+    ) -> MapPoints:
+        table = self.catalog.photo_table()
+        row_of = {int(i): k for k, i in enumerate(table.ids)}
+        rows = [row_of[int(i)] for i in found.image_ids]
+        top = self.catalog.region_top_labels(found.region_ids.tolist())
+        paths = [table.paths[r] for r in rows]
+        facets = {
+            "folder": [os.path.dirname(p) for p in paths],
+            "date": [_month(table.taken_at[r]) for r in rows],
+            "camera": [table.cameras[r] or "unknown camera" for r in rows],
+            "label": [top.get(int(rid), ("no label", 0.0))[0] for rid in found.region_ids],
+        }
+        if kind == "scene" and len(found) > 2:
+            grouping = clustering.group(found.vectors)
+            names = self._cluster_names(found, grouping)
+            facets["cluster"] = [
+                f"{c}: {names[int(c)]}" if c >= 0 else NOISE for c in grouping.labels
+            ]
+        return MapPoints(
+            kind=kind,
+            method=str(saved["method"]),
+            fitted_count=int(saved.get("fitted", len(found))),  # type: ignore[call-overload]
+            region_ids=found.region_ids,
+            image_ids=found.image_ids,
+            coords=coords,
+            paths=paths,
+            boxes=[(int(a), int(b), int(c), int(d)) for a, b, c, d in found.boxes],
+            facets=facets,
+        )
+
+
+def _month(seconds: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m", time.gmtime(seconds)) if np.isfinite(seconds) else "unknown"

@@ -1,0 +1,106 @@
+"""Catalog reads and writes for exploring a collection: region vectors with their photos and
+recorded lengths, and the points of the 2-D maps.
+
+Part of the storage layer (Catalog inherits this), kept apart so each module stays readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Engine, delete, insert, select
+
+from searchapp.store.tables import chunks, map_points, regions, set_aside_images
+from searchapp.store.vector_rows import VectorRows
+
+
+@dataclass
+class KindVectors:
+    """Every region of one kind in search, in region-id order."""
+
+    region_ids: np.ndarray  # int64
+    image_ids: np.ndarray  # int64
+    vectors: np.ndarray  # (n, d) float32, unit rows
+    norms: np.ndarray  # (n,) float64, NaN where not recorded
+    boxes: np.ndarray  # (n, 4) int64: x0, y0, x1, y1 in the displayed photo
+
+    def __len__(self) -> int:
+        return len(self.region_ids)
+
+
+class ExploreRows(VectorRows):
+    engine: Engine
+
+    def kind_vectors(self, kind: str, dim: int, chunk_rows: int = 20000) -> KindVectors:
+        query = (
+            select(
+                regions.c.id,
+                regions.c.image_id,
+                regions.c.vector,
+                regions.c.norm,
+                regions.c.x0,
+                regions.c.y0,
+                regions.c.x1,
+                regions.c.y1,
+            )
+            .where(regions.c.kind == kind, regions.c.image_id.not_in(set_aside_images()))
+            .order_by(regions.c.id)
+        )
+        ids: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        vectors: list[np.ndarray] = []
+        norms: list[np.ndarray] = []
+        boxes: list[np.ndarray] = []
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(query)
+            while rows := result.fetchmany(chunk_rows):
+                n = len(rows)
+                ids.append(np.fromiter((r.id for r in rows), dtype=np.int64, count=n))
+                owners.append(np.fromiter((r.image_id for r in rows), dtype=np.int64, count=n))
+                blob = b"".join(r.vector for r in rows)
+                vectors.append(self.decode_vectors(kind, blob, n, dim).astype(np.float32))
+                norms.append(
+                    np.fromiter(
+                        (np.nan if r.norm is None else r.norm for r in rows), dtype=float, count=n
+                    )
+                )
+                boxes.append(np.array([(r.x0, r.y0, r.x1, r.y1) for r in rows], dtype=np.int64))
+        if not ids:
+            width = self.vector_dim(kind, dim)
+            empty = np.zeros(0, dtype=np.int64)
+            none = np.zeros((0, width), np.float32)
+            return KindVectors(empty, empty, none, np.zeros(0), np.zeros((0, 4), np.int64))
+        return KindVectors(
+            np.concatenate(ids),
+            np.concatenate(owners),
+            np.vstack(vectors),
+            np.concatenate(norms),
+            np.vstack(boxes),
+        )
+
+    def map_points(self, region_ids: Iterable[int]) -> dict[int, tuple[float, float]]:
+        """Stored map places of these regions, where they have one."""
+        found: dict[int, tuple[float, float]] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(sorted(set(int(i) for i in region_ids))):
+                query = select(map_points).where(map_points.c.region_id.in_(chunk))
+                for region_id, x, y in conn.execute(query):
+                    found[int(region_id)] = (float(x), float(y))
+        return found
+
+    def save_map_points(
+        self, region_ids: np.ndarray, coords: np.ndarray, *, replace_ids: Iterable[int] = ()
+    ) -> None:
+        """Store places, first removing those of `replace_ids` (a refit's whole kind)."""
+        rows = [
+            {"region_id": int(r), "x": float(x), "y": float(y)}
+            for r, (x, y) in zip(region_ids, coords, strict=True)
+        ]
+        gone = sorted(set(int(i) for i in replace_ids) | {row["region_id"] for row in rows})
+        with self.engine.begin() as conn:
+            for chunk in chunks(gone):
+                conn.execute(delete(map_points).where(map_points.c.region_id.in_(chunk)))
+            for rows_chunk in chunks(rows, 5000):
+                conn.execute(insert(map_points), rows_chunk)

@@ -1,0 +1,154 @@
+"""Exploring a library of real photos: clusters keep each photo's edited copies together,
+outliers put a black frame and a test chart first, the map is stored and extended, and `stats`
+reports the embedding's health. Through the Library and through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from tests.conftest import cli_env, sample_image
+from tests.integration.helpers import index
+
+GROUPS = ("chelsea", "coffee", "astronaut", "rocket")
+
+
+def variants(image: Image.Image) -> dict[str, Image.Image]:
+    width, height = image.size
+    return {
+        "a": image,
+        "flipped": image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        "cropped": image.crop((width // 10, height // 10, width * 9 // 10, height * 9 // 10)),
+        "brighter": ImageEnhance.Brightness(image).enhance(1.3),
+    }
+
+
+def test_chart() -> Image.Image:
+    """Colour bars over a checkerboard: what a camera test shot looks like."""
+    chart = np.zeros((360, 480, 3), dtype=np.uint8)
+    bars = [(255, 255, 255), (255, 255, 0), (0, 255, 255), (0, 255, 0), (255, 0, 255), (255, 0, 0)]
+    for i, colour in enumerate(bars):
+        chart[:240, i * 80 : (i + 1) * 80] = colour
+    squares = (np.indices((120, 480)) // 20).sum(axis=0) % 2
+    chart[240:] = (squares * 255)[..., None]
+    return Image.fromarray(chart)
+
+
+test_chart.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("explore") / "photos"
+    for name in GROUPS:
+        (root / name).mkdir(parents=True)
+        for variant, image in variants(sample_image(name)).items():
+            image.save(root / name / f"{variant}.jpg", quality=90)
+    (root / "odd").mkdir()
+    Image.new("RGB", (640, 480)).save(root / "odd" / "black_frame.jpg", quality=90)
+    test_chart().save(root / "odd" / "test_chart.png")
+    return root
+
+
+@pytest.fixture
+def explored(library, collection: Path):  # type: ignore[no-untyped-def]
+    index(library, collection)
+    return library
+
+
+def test_clusters_keep_each_photos_copies_together_and_name_them(explored, collection) -> None:
+    report = explored.clusters()
+    cluster_of = {path: c.id for c in report.clusters for path in c.paths}
+    found = set()
+    for name in GROUPS:
+        members = {
+            cluster_of.get(str(collection / name / f"{v}.jpg"), -1)
+            for v in ["a", "flipped", "cropped", "brighter"]
+        }
+        assert len(members) == 1 and members != {-1}, name
+        found |= members
+    assert len(found) == len(GROUPS)  # four groups, not one
+    cat = next(c for c in report.clusters if str(collection / "chelsea" / "a.jpg") in c.paths)
+    assert any(word in cat.name for word in ("cat", "tabby")), cat.name
+    assert cat.size == 4 and len(cat.representatives) == 4
+    assert all(Path(p).is_absolute() for p in cat.paths)
+    assert set(report.noise) >= {str(collection / "odd" / "black_frame.jpg")}
+
+
+def test_outliers_put_the_black_frame_and_test_chart_first(explored, collection) -> None:
+    ranked = explored.photo_scores()
+    assert {s.path for s in ranked[:2]} == {
+        str(collection / "odd" / "black_frame.jpg"),
+        str(collection / "odd" / "test_chart.png"),
+    }
+    assert ranked[0].uniqueness == pytest.approx(1.0)
+    assert all(0.0 <= s.representativeness <= 1.0 for s in ranked)
+
+
+def test_health_records_norms_and_stays_within_thresholds(explored) -> None:
+    figures = explored.health()
+    assert figures is not None and figures.count == 18
+    assert figures.norms_known == 18 and figures.norm_spread is not None
+    assert figures.warnings == []
+    assert explored.health() == figures  # kept until the vectors change
+
+
+def test_map_is_stored_and_new_photos_are_placed_without_a_refit(
+    explored, collection, tmp_path
+) -> None:
+    first = explored.map_points()
+    assert first.method == "umap" and first.fitted_count == 18
+    extra = tmp_path / "more"
+    extra.mkdir()
+    sample_image("chelsea").rotate(4).save(extra / "cat_again.jpg", quality=85)
+    index(explored, extra)
+    second = explored.map_points()
+    assert second.fitted_count == 18 and len(second.paths) == 19
+    kept = dict(zip(first.region_ids.tolist(), first.coords.tolist(), strict=True))
+    for region_id, coords in zip(second.region_ids.tolist(), second.coords.tolist(), strict=True):
+        if region_id in kept:
+            assert coords == pytest.approx(kept[region_id])
+    where = {p: c for p, c in zip(second.paths, second.coords, strict=True)}
+    cats = np.array([where[str(collection / "chelsea" / f"{v}.jpg")] for v in ("a", "flipped")])
+    new = where[str(extra / "cat_again.jpg")]
+    spread = np.ptp(second.coords, axis=0).max()
+    assert np.linalg.norm(cats.mean(axis=0) - new) < 0.25 * spread
+    assert explored.map_points(method="pca").method == "pca"  # another method refits
+
+
+def test_cli_clusters_outliers_map_and_stats(explored, collection, tmp_path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "searchapp", *args, "--library", str(explored.directory)]
+        return subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=300)
+
+    explored.close()
+    groups = run("clusters", "--json")
+    assert groups.returncode == 0, groups.stderr
+    data = json.loads(groups.stdout)
+    assert set(data) >= {"clusters", "noise"}
+    assert set(data["clusters"][0]) >= {"id", "name", "size", "paths", "representatives"}
+    odd = run("outliers", "-k", "2", "--json")
+    assert {Path(p["path"]).name for p in json.loads(odd.stdout)["photos"]} == {
+        "black_frame.jpg",
+        "test_chart.png",
+    }
+    table = run("clusters")
+    assert "most representative" in table.stdout and "photos in none" in table.stderr
+    out = tmp_path / "map.html"
+    made = run("map", "--out", str(out), "--color", "cluster")
+    assert made.returncode == 0, made.stderr
+    assert "18 scene points" in made.stderr and "<canvas" not in out.read_text()  # drawn by JS
+    assert "window.SEARCHAPP_MAP" in out.read_text()
+    coords = json.loads(run("map", "--json").stdout)
+    assert len(coords["points"]) == 18 and {"path", "x", "y", "cluster"} <= set(coords["points"][0])
+    stats = json.loads(run("stats", "--json").stdout)
+    assert stats["health"]["warnings"] == [] and stats["health"]["norms_recorded"] == 18
+    assert "hubness" in run("stats").stdout
+    bad = run("clusters", "--k", "0")
+    assert bad.returncode == 2 and "give 1 or more" in bad.stderr
