@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -61,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+", metavar="PATH", help="folders or files")
     encoder_flags(index, default=None)
     index_flags(index)
+    index.add_argument(
+        "--tags",
+        type=Path,
+        metavar="FILE",
+        help="a CLIP library's zero-shot tags, one per line (default: ImageNet's classes); "
+        "a new list re-tags every photo from its stored vector",
+    )
 
     add_search_parser(sub, common)
     add_dupes_parser(sub, common)
@@ -251,6 +259,8 @@ def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib
                 else ""
             )
             print(f"{scenes}regions made for {summary.with_regions}{waiting}")
+        if summary.tagged:
+            print(f"tagged {summary.tagged} photos with their zero-shot tags (`search --tag`)")
         if summary.failed:
             print("failed files: `searchapp errors` lists them with their reasons")
     if summary.interrupted:
@@ -279,6 +289,7 @@ def cmd_index(args: argparse.Namespace, console: Console) -> int:
                 encoder_options=encoder_options,
                 options=options,
                 callbacks=callbacks,
+                tags=args.tags,
             )
         finally:
             close()

@@ -60,6 +60,13 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     filters.add_argument("--min-pixels", type=int, metavar="N", help="at least this many pixels")
     filters.add_argument("--format", metavar="FMT,...", help="e.g. jpeg,png,heif")
     filters.add_argument("--min-score", type=float, metavar="S", help="drop hits scoring below S")
+    filters.add_argument(
+        "--tag",
+        action="append",
+        metavar="TAG",
+        help="only photos tagged so (their labels; a CLIP library's zero-shot tags); repeat to "
+        "require several",
+    )
     terms.add_argument(
         "--kind",
         default="any",
@@ -73,6 +80,14 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     output = search.add_argument_group("output")
     output.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
+    output.add_argument(
+        "--sort",
+        choices=("score", "uniqueness", "representativeness"),
+        default="score",
+        help="order: by the query's score (default), or by the photo's uniqueness or "
+        "representativeness (`searchapp outliers`); without a query, every photo that passes "
+        "the filters",
+    )
     shape = output.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="JSON output")
     shape.add_argument(
@@ -112,6 +127,7 @@ def _query_from_args(args: argparse.Namespace) -> Any:
             min_pixels=args.min_pixels,
             formats=args.format,
             min_score=args.min_score,
+            tags=args.tag,
         ),
         k=args.k,
         include_self=args.include_self,
@@ -162,10 +178,16 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     from searchapp.query.search import search
 
     query = _query_from_args(args)  # bad flags fail before the library opens
+    if args.sort != "score" and not query.terms:
+        return _print_sorted(args, query)
+    if args.tag and not query.terms:
+        return _print_tagged(args, query, console)
     with Library(args.library, args.db, create=False) as lib:
         for repair in lib.check_indexes():
             console.note(f"searchapp: {repair}")
         results = search(lib, query)
+        if args.sort != "score":
+            results = _resorted(lib, results, args.sort)
     for note in results.notes:
         console.note(f"searchapp: {note}")
     hits = results.region_hits if args.regions else results.hits
@@ -214,4 +236,81 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
             f"searchapp: the top {results.checked} were checked against the query's pixels; "
             "those confirmed (pixels, then geometry) come first, the rest by score"
         )
+    return 0
+
+
+def _resorted(lib: Any, results: Any, by: str) -> Any:
+    """The query's hits in the order of a per-photo score (uniqueness, representativeness)."""
+    from dataclasses import replace
+
+    order = {s.image_id: getattr(s, by) for s in lib.photo_scores(by=by)}
+    hits = sorted(results.hits, key=lambda h: (-order.get(h.image_id, 0.0), -h.score, h.path))
+    return replace(results, hits=hits)
+
+
+def _print_sorted(args: argparse.Namespace, query: Any) -> int:
+    """Every photo that passes the filters, by uniqueness or representativeness."""
+    from searchapp.library import Library
+
+    with Library(args.library, args.db, create=False) as lib:
+        ranked = lib.photo_scores(query.filters, by=args.sort)[: args.k]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "mode": args.sort,
+                    "results": [
+                        {
+                            "path": s.path,
+                            "uniqueness": round(s.uniqueness, 4),
+                            "representativeness": round(s.representativeness, 4),
+                        }
+                        for s in ranked
+                    ],
+                }
+            )
+        )
+    elif args.paths_only or args.null:
+        _print_paths(args, [s.path for s in ranked])
+    else:
+        rows = [
+            (str(rank), f"{s.uniqueness:.3f}", f"{s.representativeness:.3f}", s.path)
+            for rank, s in enumerate(ranked, 1)
+        ]
+        table(("rank", "uniqueness", "representative", "path"), rows)
+    return 0
+
+
+def _print_tagged(args: argparse.Namespace, query: Any, console: Console) -> int:
+    """The photos tagged so (and passing the other filters), the most probable first."""
+    from searchapp.library import Library
+    from searchapp.query.labels import short_name
+
+    with Library(args.library, args.db, create=False) as lib:
+        found = lib.tagged_photos(query.filters, args.k)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "mode": "tags",
+                    "results": [
+                        {"path": path, "prob": round(prob, 4), "tag": short_name(name)}
+                        for path, prob, name in found
+                    ],
+                }
+            )
+        )
+    elif args.paths_only or args.null:
+        _print_paths(args, [path for path, _, _ in found])
+    elif not found:
+        console.note(
+            f"no photo tagged {' and '.join(args.tag)} (tags are the photos' labels from "
+            "probability 0.1; `search --json` shows each photo's)"
+        )
+    else:
+        rows = [
+            (str(rank), f"{prob:.3f}", short_name(name), path)
+            for rank, (path, prob, name) in enumerate(found, 1)
+        ]
+        table(("rank", "prob", "tag", "path"), rows)
     return 0

@@ -8,6 +8,7 @@ rebuilt in memory for them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -36,6 +37,7 @@ from searchapp.ingest.regions import REGION_KINDS
 from searchapp.library_encoders import LibraryEncoders
 from searchapp.library_explore import LibraryExplore
 from searchapp.library_photos import PhotoViews, roots_covering
+from searchapp.library_tags import LibraryTags
 from searchapp.query.filters import build_filters
 from searchapp.query.search import Query, SearchResults, search
 from searchapp.query.terms import terms_from
@@ -103,7 +105,7 @@ class WriteLock:
         return self._handle is not None
 
 
-class Library(LibraryEncoders, PhotoViews, LibraryExplore):
+class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
     def __init__(
         self, directory: Path | str | None = None, db_url: str | None = None, *, create: bool = True
     ):
@@ -207,7 +209,10 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore):
         options: IndexOptions | None = None,
         callbacks: IndexCallbacks | None = None,
         only: set[str] | None = None,
+        tags: Path | None = None,
     ) -> IndexSummary:
+        """Index what changed under the paths; `tags` names a file of zero-shot tags for a
+        CLIP library (library_tags.py)."""
 
         require_existing_paths(paths)
         encoder_options = encoder_options or EncoderOptions()
@@ -216,7 +221,15 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore):
             if recorded and encoder not in (None, AUTO, recorded.name) and not self._holds_photos():
                 # a first run that stored no photo (a bad flag, no readable file) chose nothing
                 self._forget_encoder()
+            recorded_file = self.catalog.get_setting("encoder.weights_file") or None
+            if recorded and recorded_file and encoder_options.clip_weights is None:
+                # the weights file this library was made with, as a search uses it
+                encoder_options = dataclasses.replace(
+                    encoder_options, clip_weights=Path(recorded_file)
+                )
             name, _ = self.resolve_encoder_name(encoder, encoder_options)
+            if tags is not None:
+                self.use_tag_file(tags, name)
             port = LazyModel(lambda: self.encoder(name, encoder_options))
             run = IndexRun(
                 self.catalog,
@@ -227,7 +240,10 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore):
                 only=only,
                 tiles=LazyModel(lambda: self.tile_encoder(encoder_options)),
             )
-            return run.run(paths)
+            summary = run.run(paths)
+            if not summary.interrupted:
+                summary.tagged = self.tag_photos(encoder_options)
+            return summary
 
     def reindex(
         self,

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,13 +19,15 @@ from searchapp.explore import health as health_figures
 from searchapp.explore import layout as layouts
 from searchapp.explore import scores
 from searchapp.query.labels import short_name
-from searchapp.records import EncoderIdentity
+from searchapp.records import EncoderIdentity, Filters
 
 if TYPE_CHECKING:
     from searchapp.store.catalog import Catalog
     from searchapp.store.explore_rows import KindVectors
 
 MAP_KINDS = ("scene", "object", "tile")
+SORT_KEYS = ("uniqueness", "representativeness")
+SCORE_EXACT_LIMIT = 20_000  # above, uniqueness is measured in the map's 64 PCA dimensions
 NOISE = "noise"  # the map's name for photos in no cluster
 
 
@@ -76,6 +79,7 @@ class MapPoints:
 
 class LibraryExplore:
     catalog: Catalog
+    directory: Path
 
     def require_identity(self) -> EncoderIdentity:
         raise NotImplementedError
@@ -113,19 +117,53 @@ class LibraryExplore:
 
     # ---- uniqueness, representativeness, outliers ----------------------------------------
 
-    def photo_scores(self) -> list[PhotoScore]:
-        """Uniqueness and representativeness of every photo, most unique first."""
-        found = self.kind_vectors("scene")
-        if not len(found):
-            return []
-        unique = scores.uniqueness(found.vectors)
-        typical = scores.representativeness(found.vectors)
-        paths = self._paths(found.image_ids)
+    def photo_scores(
+        self, filters: Filters | None = None, by: str = "uniqueness"
+    ) -> list[PhotoScore]:
+        """Uniqueness and representativeness of every photo (that passes the filters), the
+        highest of `by` first. Kept beside the catalog until the vectors change."""
+        if by not in SORT_KEYS:
+            raise UsageError(f"unknown sort {by!r}: choose from {', '.join(SORT_KEYS)}")
+        region_ids, image_ids, unique, typical = self._photo_score_arrays()
+        if filters is not None and filters.restricts_rows():
+            allowed = self.catalog.region_ids_where(filters, ["scene"])
+            keep = np.isin(region_ids, allowed)
+            image_ids, unique, typical = image_ids[keep], unique[keep], typical[keep]
+        paths = self._paths(image_ids)
         ranked = [
             PhotoScore(paths[int(i)], int(i), float(u), float(r))
-            for i, u, r in zip(found.image_ids, unique, typical, strict=True)
+            for i, u, r in zip(image_ids, unique, typical, strict=True)
         ]
-        return sorted(ranked, key=lambda s: (-s.uniqueness, s.path))
+        return sorted(ranked, key=lambda s: (-getattr(s, by), s.path))
+
+    def _photo_score_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        cache = self.directory / "photo-scores.npz"
+        generation = self.catalog.vector_generation()
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            kept = np.load(cache)
+            if int(kept["generation"]) == generation:
+                return kept["regions"], kept["images"], kept["uniqueness"], kept["typical"]
+        found = self.kind_vectors("scene")
+        space = (
+            layouts.graph_space(found.vectors) if len(found) > SCORE_EXACT_LIMIT else found.vectors
+        )
+        unique = scores.uniqueness(space) if len(found) else np.zeros(0)
+        typical = scores.representativeness(space) if len(found) else np.zeros(0)
+        arrays = (found.region_ids, found.image_ids, unique, typical)
+        partial = cache.with_name(f".{cache.name}.{os.getpid()}.part.npz")
+        try:
+            np.savez(
+                partial,
+                generation=generation,
+                regions=arrays[0],
+                images=arrays[1],
+                uniqueness=arrays[2],
+                typical=arrays[3],
+            )
+            partial.replace(cache)
+        except OSError:  # a cache: a full disk or a read-only library recomputes next time
+            partial.unlink(missing_ok=True)
+        return arrays
 
     def _paths(self, image_ids: np.ndarray) -> dict[int, str]:
         table = self.catalog.photo_table()

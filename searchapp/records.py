@@ -260,6 +260,9 @@ class LibraryStats:
         }
 
 
+TAG_MIN_PROB = 0.1  # a scene label this likely is one of the photo's tags
+
+
 @dataclass(frozen=True)
 class Filters:
     """Which photos a search may return. Dates are unix seconds; folder is an absolute path."""
@@ -272,6 +275,7 @@ class Filters:
     min_pixels: int | None = None
     formats: tuple[str, ...] = ()  # Pillow format names, upper case
     min_score: float | None = None  # cut-off applied to scores, not to rows
+    tags: tuple[tuple[str, ...], ...] = ()  # per --tag, the stored label names it stands for
 
     def restricts_rows(self) -> bool:
         return any(
@@ -284,5 +288,6 @@ class Filters:
                 self.min_width,
                 self.min_pixels,
                 self.formats,
+                self.tags,
             )
         )

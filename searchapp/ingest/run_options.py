@@ -46,6 +46,7 @@ class IndexSummary:
     scene_seconds: float = 0.0  # of `seconds`, until every photo was searchable by its scene
     scene_model_seconds: float = 0.0  # of `scene_seconds`, loading the encoder
     interrupted: bool = False
+    tagged: int = 0  # a CLIP library's photos given zero-shot tags after the run
 
     @property
     def images_per_second(self) -> float:
@@ -77,6 +78,7 @@ class IndexSummary:
             images_per_second=round(self.images_per_second, 2),
             scene_images_per_second=round(self.scene_images_per_second, 2),
             interrupted=self.interrupted,
+            tagged=self.tagged,
         )
         return data
 

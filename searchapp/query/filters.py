@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime
 
 from searchapp.errors import QueryError
+from searchapp.query.labels import match_labels
 from searchapp.records import Filters
 
 DATE_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%Y-%m", "%Y")
@@ -50,6 +52,7 @@ def build_filters(
     min_pixels: int | None = None,
     formats: str | tuple[str, ...] | None = None,
     min_score: float | None = None,
+    tags: Sequence[str] | None = None,
 ) -> Filters:
     def when(value: str | float | None, flag: str) -> float | None:
         if value is None or isinstance(value, float | int):
@@ -75,4 +78,17 @@ def build_filters(
         min_pixels=min_pixels,
         formats=parse_formats(formats),
         min_score=min_score,
+        tags=tuple(tag_names(tag) for tag in tags or ()),
     )
+
+
+def tag_names(tag: str) -> tuple[str, ...]:
+    """The stored label names a --tag stands for: itself (a user's vocabulary stores its tags
+    as written) and the ImageNet classes its words name ("beach": seashore, sandbar)."""
+    tag = tag.strip()
+    if not tag:
+        raise QueryError("--tag needs a word, such as --tag beach")
+    names = {tag, tag.lower()}
+    for found in match_labels(tag).values():
+        names |= found
+    return tuple(sorted(names))

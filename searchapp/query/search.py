@@ -26,7 +26,7 @@ from searchapp.ingest.load import LoadedImage, load_image
 from searchapp.ingest.regions import TILE_LABEL_MIN_PROB
 from searchapp.query import labels as label_match
 from searchapp.query import spaces, verify
-from searchapp.records import BBox, FileStat, Filters, RegionHit
+from searchapp.records import TAG_MIN_PROB, BBox, FileStat, Filters, RegionHit
 from searchapp.vectors import faiss_index
 
 if TYPE_CHECKING:
@@ -99,12 +99,18 @@ class SearchHit:
     def date(self) -> str:
         return datetime.fromtimestamp(self.taken_at).isoformat(timespec="seconds")
 
+    @property
+    def tags(self) -> list[str]:
+        """The photo's tags: its scene labels from TAG_MIN_PROB, by their first name."""
+        return [label_match.short_name(n) for n, p in self.labels if p >= TAG_MIN_PROB]
+
     def as_dict(self) -> dict[str, object]:
         return {
             "path": self.path,
             "score": round(self.score, 6),
             "date": self.date,
             "labels": [{"name": name, "prob": round(prob, 4)} for name, prob in self.labels],
+            "tags": self.tags,
             "region": {"kind": self.kind, "bbox": list(self.bbox), "label": self.label},
             "verified": self.verified,
         }

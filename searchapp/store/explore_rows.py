@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Engine, delete, insert, select
 
-from searchapp.store.tables import chunks, map_points, regions, set_aside_images
+from searchapp.store.tables import chunks, labels, map_points, regions, set_aside_images
 from searchapp.store.vector_rows import VectorRows
 
 
@@ -104,3 +104,41 @@ class ExploreRows(VectorRows):
                 conn.execute(delete(map_points).where(map_points.c.region_id.in_(chunk)))
             for rows_chunk in chunks(rows, 5000):
                 conn.execute(insert(map_points), rows_chunk)
+
+    # ---- zero-shot tags: labels of a CLIP library's scenes ------------------------------------
+
+    def untagged_scenes(self, dim: int, chunk_rows: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+        """(region ids, vectors) of the scenes that have no label yet."""
+        query = (
+            select(regions.c.id, regions.c.vector)
+            .outerjoin(labels, labels.c.region_id == regions.c.id)
+            .where(regions.c.kind == "scene", labels.c.region_id.is_(None))
+            .order_by(regions.c.id)
+        )
+        ids: list[np.ndarray] = []
+        vectors: list[np.ndarray] = []
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(query)
+            while rows := result.fetchmany(chunk_rows):
+                ids.append(np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows)))
+                blob = b"".join(r.vector for r in rows)
+                vectors.append(self.decode_vectors("scene", blob, len(rows), dim))
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        return np.concatenate(ids), np.vstack(vectors).astype(np.float32)
+
+    def add_labels(self, found: dict[int, list[tuple[str, float]]]) -> None:
+        rows = [
+            {"region_id": region_id, "rank": rank, "name": name, "prob": float(prob)}
+            for region_id, named in found.items()
+            for rank, (name, prob) in enumerate(named)
+        ]
+        with self.engine.begin() as conn:
+            for chunk in chunks(rows, 5000):
+                conn.execute(insert(labels), chunk)
+
+    def drop_labels(self, kind: str) -> None:
+        """Forget every label of a region kind (a CLIP library's tags, before a new vocabulary)."""
+        of_kind = select(regions.c.id).where(regions.c.kind == kind)
+        with self.engine.begin() as conn:
+            conn.execute(delete(labels).where(labels.c.region_id.in_(of_kind)))

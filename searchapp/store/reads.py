@@ -11,7 +11,15 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, and_, func, or_, select
 
-from searchapp.records import Filters, ImageMeta, KnownImage, PhotoDetails, PhotoRegion, RegionHit
+from searchapp.records import (
+    TAG_MIN_PROB,
+    Filters,
+    ImageMeta,
+    KnownImage,
+    PhotoDetails,
+    PhotoRegion,
+    RegionHit,
+)
 from searchapp.store.tables import chunks, images, labels, regions, under
 from searchapp.store.vector_rows import VectorRows
 
@@ -36,6 +44,17 @@ def _filter_conditions(filters: Filters) -> list[Any]:
         conditions.append(images.c.width * images.c.height >= filters.min_pixels)
     if filters.formats:
         conditions.append(images.c.format.in_(list(filters.formats)))
+    for names in filters.tags:  # each --tag: the photo's scene carries one of its names
+        tagged = (
+            select(regions.c.image_id)
+            .join(labels, labels.c.region_id == regions.c.id)
+            .where(
+                regions.c.kind == "scene",
+                labels.c.name.in_(list(names)),
+                labels.c.prob >= TAG_MIN_PROB,
+            )
+        )
+        conditions.append(images.c.id.in_(tagged))
     return conditions
 
 
