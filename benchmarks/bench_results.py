@@ -36,11 +36,15 @@ def code_version() -> str:
     return (commit or "unknown") + ("+changes" if dirty else "")
 
 
+# taken when a benchmark starts: a commit made while it runs did not change the code it imported
+STARTED_ON = code_version()
+
+
 def write_result(path: Path, result: dict[str, Any]) -> None:
     """Writes `result` to `path` after a date, commit and machine line, and says where it went."""
     stamped = {
         "date": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
-        "commit": code_version(),
+        "commit": STARTED_ON,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         **result,
     }
