@@ -31,6 +31,7 @@ from searchapp.errors import (
 from searchapp.web.dupes_routes import dupes_router
 from searchapp.web.index_runs import IndexRuns
 from searchapp.web.library_routes import library_router
+from searchapp.web.map_routes import map_router
 from searchapp.web.result_pages import ResultPages
 from searchapp.web.routes import UPLOAD_LIMIT, api_router
 
@@ -173,10 +174,12 @@ def create_app(
     app.include_router(api_router)
     app.include_router(dupes_router)
     app.include_router(library_router)
+    app.include_router(map_router)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     @app.api_route("/dupes", methods=["GET", "HEAD"], include_in_schema=False)
     @app.api_route("/library", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.api_route("/map", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 

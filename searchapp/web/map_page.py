@@ -88,6 +88,7 @@ def payload(
         "labels": [labels[i] for i in order] if labels else None,
         "thumbs": {str(k): thumbs[int(i)] for k, i in enumerate(order) if int(i) in thumbs},
         "regionIds": [int(points.region_ids[i]) for i in order],
+        "imageIds": [int(points.image_ids[i]) for i in order],
     }
 
 

@@ -32,6 +32,19 @@ return inked;
 """
 
 
+def lasso_everything(driver: Any, overlay: Any, margin: int = 6) -> None:
+    """Shift-drag a lasso around the whole view, as a user draws one."""
+    size = overlay.size
+    half_w, half_h = size["width"] / 2 - margin, size["height"] / 2 - margin
+    corners = [(-half_w, -half_h), (half_w, -half_h), (half_w, half_h), (-half_w, half_h)]
+    actions = ActionChains(driver).key_down(Keys.SHIFT)
+    actions.move_to_element_with_offset(overlay, int(corners[0][0]), int(corners[0][1]))
+    actions.click_and_hold()
+    for cx, cy in [*corners[1:], corners[0]]:
+        actions.move_to_element_with_offset(overlay, int(cx), int(cy))
+    actions.release().key_up(Keys.SHIFT).perform()
+
+
 def test_the_map_draws_hovers_with_thumbnails_and_lassoes_paths(
     chromium: Any, library: Any, photos: Path, tmp_path: Path
 ) -> None:
@@ -68,22 +81,37 @@ def test_the_map_draws_hovers_with_thumbnails_and_lassoes_paths(
     assert first_path in tip.text and first_path.startswith(str(photos))
     screenshot(chromium, "map-hover", tmp_path)
 
-    # a lasso around the whole view catches every point
-    margin = 6
-    corners = [
-        (-size["width"] / 2 + margin, -size["height"] / 2 + margin),
-        (size["width"] / 2 - margin, -size["height"] / 2 + margin),
-        (size["width"] / 2 - margin, size["height"] / 2 - margin),
-        (-size["width"] / 2 + margin, size["height"] / 2 - margin),
-    ]
-    actions = ActionChains(chromium).key_down(Keys.SHIFT)
-    actions.move_to_element_with_offset(overlay, int(corners[0][0]), int(corners[0][1]))
-    actions.click_and_hold()
-    for cx, cy in [*corners[1:], corners[0]]:
-        actions.move_to_element_with_offset(overlay, int(cx), int(cy))
-    actions.release().key_up(Keys.SHIFT).perform()
+    lasso_everything(chromium, overlay)
     panel = chromium.find_element(By.CSS_SELECTOR, ".sa-map-selection")
     WebDriverWait(chromium, WAIT).until(lambda d: panel.is_displayed())
     assert panel.text.startswith("5 selected")
     listed = panel.find_element(By.TAG_NAME, "textarea").get_attribute("value").split("\n")
     assert sorted(listed) == sorted(points.paths)
+
+
+def test_the_web_apps_map_filters_the_grid_to_a_lasso(
+    chromium: Any, library: Any, photos: Path, tmp_path: Path
+) -> None:
+    from searchapp.web.app import create_app
+    from tests.browser.chromium import serve
+
+    index(library, photos)
+    with serve(create_app(library)) as address:
+        chromium.get(f"{address}/map")
+        WebDriverWait(chromium, WAIT).until(
+            lambda d: d.execute_script("return !!window.searchappMap")
+        )
+        assert chromium.execute_script("return window.searchappMap.points") == 5
+        assert chromium.execute_script(COUNT_INKED) > 100
+        grid = chromium.find_element(By.ID, "map-grid")
+        assert grid.find_elements(By.TAG_NAME, "figure") == []
+        lasso_everything(chromium, chromium.find_element(By.CSS_SELECTOR, ".sa-map-overlay"))
+        WebDriverWait(chromium, WAIT).until(
+            lambda d: len(grid.find_elements(By.TAG_NAME, "figure")) == 5
+        )
+        assert chromium.find_element(By.ID, "map-selected").text == "5 photos selected"
+        images = grid.find_elements(By.TAG_NAME, "img")
+        WebDriverWait(chromium, WAIT).until(
+            lambda d: all(d.execute_script("return arguments[0].naturalWidth", i) for i in images)
+        )
+        screenshot(chromium, "web-map", tmp_path)

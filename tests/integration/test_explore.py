@@ -152,3 +152,20 @@ def test_cli_clusters_outliers_map_and_stats(explored, collection, tmp_path) -> 
     assert "hubness" in run("stats").stdout
     bad = run("clusters", "--k", "0")
     assert bad.returncode == 2 and "give 1 or more" in bad.stderr
+
+
+def test_the_web_api_serves_the_same_map(explored) -> None:
+    from fastapi.testclient import TestClient
+
+    from searchapp.web.app import create_app
+
+    client = TestClient(create_app(explored))
+    answer = client.get("/api/map", params={"colour": "cluster"})
+    assert answer.status_code == 200
+    data = answer.json()
+    assert len(data["paths"]) == 18 and len(data["imageIds"]) == 18
+    assert data["colourBy"] == "cluster" and data["thumbs"] == {}
+    assert client.get("/map").status_code == 200
+    bad = client.get("/api/map", params={"colour": "mood"})
+    assert bad.status_code == 400 and "choose from" in bad.json()["error"]
+    assert client.get("/api/map", params={"kind": "frames"}).status_code == 400

@@ -343,8 +343,8 @@ function imageFrom(items) {
 }
 
 window.addEventListener("DOMContentLoaded", () => {
-  const view = { "/dupes": "dupes", "/library": "library" }[location.pathname] || "search";
-  for (const name of ["search", "dupes", "library"]) $(name + "-view").hidden = view !== name;
+  const view = { "/dupes": "dupes", "/library": "library", "/map": "map" }[location.pathname] || "search";
+  for (const name of ["search", "dupes", "library", "map"]) $(name + "-view").hidden = view !== name;
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("here", a.dataset.view === view));
   $("search").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -395,6 +395,7 @@ window.addEventListener("DOMContentLoaded", () => {
   };
   if (view === "dupes") return showDupes();
   if (view === "library") return showLibrary();
+  if (view === "map") return showMap();
   window.addEventListener("popstate", fromAddress);
   fromAddress();
 });
