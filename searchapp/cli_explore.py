@@ -79,10 +79,13 @@ def add_explore_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="groups of similar photos, with names and representatives",
         description="Group the photos by their scene vectors with HDBSCAN (photos that belong "
-        "nowhere are noise), or k-means with --k. Each group shows its size, a name (its "
-        "most frequent labels) and the photos nearest its centre.",
+        "nowhere are noise), or k-means with --kmeans K. Each group shows its size, a name (its "
+        "most frequent labels, or a CLIP library's zero-shot tags) and the photos nearest its "
+        "centre.",
     )
-    groups.add_argument("--k", type=_positive, default=None, help="k-means with K clusters")
+    groups.add_argument(
+        "--kmeans", type=_positive, default=None, metavar="K", help="k-means with K clusters"
+    )
     groups.add_argument(
         "--min-size",
         type=_positive,
@@ -95,10 +98,11 @@ def add_explore_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     odd = sub.add_parser(
         "outliers",
         parents=[common],
-        help="the most unique photos first: test charts, black frames, strays",
-        description="Rank the photos by uniqueness (distance to their nearest neighbours, 1 = "
-        "the most unique) and show their representativeness (closeness to their group's "
-        "centre), as FiftyOne's Brain defines them.",
+        help="the odd photos first: test charts, black frames, strays",
+        description="Rank the photos by an outlier score: uniqueness (distance to their 3 "
+        "nearest neighbours, as FiftyOne's Brain defines it; 1 = the most unique) times one "
+        "minus the probability of their top label (nothing in them the model recognises). "
+        "Representativeness (closeness to their group's centre) is shown beside it.",
     )
     odd.add_argument("-k", type=_positive, default=20, help="how many to show (default 20)")
     odd.add_argument("--json", action="store_true", help="JSON output")
@@ -108,23 +112,29 @@ def cmd_clusters(args: argparse.Namespace, console: Console) -> int:
     from searchapp.library import Library
 
     with Library(args.library, args.db, create=False) as lib:
-        report = lib.clusters(k=args.k, min_size=args.min_size)
+        report = lib.clusters(k=args.kmeans, min_size=args.min_size)
     if args.json:
         print(json.dumps(report.as_dict()))
         return 0
+    every = [p for c in report.clusters for p in c.paths] + report.noise
+    root = os.path.commonpath(every) if every else ""
+    if every and root in every:  # a single photo: its folder
+        root = os.path.dirname(root)
     rows = [
         (
             str(c.id),
             str(c.size),
             c.name,
-            ", ".join(os.path.basename(p) for p in c.representatives[:3]),
+            ", ".join(os.path.relpath(p, root) for p in c.representatives[:3]),
         )
         for c in report.clusters
     ]
-    table(("cluster", "photos", "name", "most representative"), rows)
+    if rows:
+        table(("cluster", "photos", "name", f"most representative (under {root})"), rows)
     console.note(
         f"{len(report.clusters)} clusters ({report.method}), {len(report.noise)} photos in none"
         " (--json lists every path)"
+        + ("; a small library may have no group of 3 alike" if not rows else "")
     )
     return 0
 
@@ -133,29 +143,40 @@ def cmd_outliers(args: argparse.Namespace, console: Console) -> int:
     from searchapp.library import Library
 
     with Library(args.library, args.db, create=False) as lib:
-        ranked = lib.photo_scores()[: args.k]
+        ranked = lib.photo_scores(by="outlier")[: args.k]
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "photos": [
-                        {
-                            "path": s.path,
-                            "uniqueness": round(s.uniqueness, 4),
-                            "representativeness": round(s.representativeness, 4),
-                        }
-                        for s in ranked
-                    ]
-                }
-            )
-        )
+        print(json.dumps({"photos": [_score_dict(s) for s in ranked]}))
         return 0
     rows = [
-        (str(rank), f"{s.uniqueness:.3f}", f"{s.representativeness:.3f}", s.path)
+        (
+            str(rank),
+            f"{s.outlier:.3f}",
+            f"{s.uniqueness:.3f}",
+            f"{s.representativeness:.3f}",
+            f"{s.label} {s.recognised:.2f}" if s.label else "-",
+            s.path,
+        )
         for rank, s in enumerate(ranked, 1)
     ]
-    table(("#", "uniqueness", "representative", "path"), rows)
+    table(("#", "outlier", "unique", "typical", "top label", "path"), rows)
+    console.note(
+        "outlier = unique x (1 - the top label's probability): far from every other photo, and "
+        "nothing in it the model knows. unique: 1 for the photo farthest from its 3 nearest; "
+        "typical (representativeness): 1 nearest its k-means group's centre, 0 the farthest"
+    )
     return 0
+
+
+def _score_dict(score: Any) -> dict[str, Any]:
+    return {
+        "path": score.path,
+        "outlier": round(score.outlier, 4),
+        "uniqueness": round(score.uniqueness, 4),
+        "representativeness": round(score.representativeness, 4),
+        "top_label": {"name": score.label, "prob": round(score.recognised, 4)}
+        if score.label
+        else None,
+    }
 
 
 def cmd_map(args: argparse.Namespace, console: Console) -> int:
@@ -163,6 +184,10 @@ def cmd_map(args: argparse.Namespace, console: Console) -> int:
     from searchapp.web.map_page import map_html, thumbnails_for
 
     with Library(args.library, args.db, create=False) as lib:
+        console.note(
+            f"laying out the {args.kind} vectors (a first layout or a refit takes a while: "
+            "UMAP at 100,000 photos about a minute; then the layout is kept)"
+        )
         points = lib.map_points(args.kind, args.method, args.refit)
         thumbs = {} if args.json else thumbnails_for(lib, points, args.thumbs)
     if args.json:

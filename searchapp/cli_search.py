@@ -82,7 +82,7 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     output.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
     output.add_argument(
         "--sort",
-        choices=("score", "uniqueness", "representativeness"),
+        choices=("score", "uniqueness", "representativeness", "outlier"),
         default="score",
         help="order: by the query's score (default), or by the photo's uniqueness or "
         "representativeness (`searchapp outliers`); without a query, every photo that passes "

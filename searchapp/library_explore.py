@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from searchapp.store.explore_rows import KindVectors
 
 MAP_KINDS = ("scene", "object", "tile")
-SORT_KEYS = ("uniqueness", "representativeness")
+SORT_KEYS = ("uniqueness", "representativeness", "outlier")
 SCORE_EXACT_LIMIT = 20_000  # above, uniqueness is measured in the map's 64 PCA dimensions
 NOISE = "noise"  # the map's name for photos in no cluster
 
@@ -37,6 +37,16 @@ class PhotoScore:
     image_id: int
     uniqueness: float
     representativeness: float
+    recognised: float  # the photo's most probable label or tag; 1 where it has none
+    label: str  # that label, by its first name
+
+    @property
+    def outlier(self) -> float:
+        """Unique and unrecognised: far from every other photo, and nothing in it that the
+        model knows (1 - the top class probability, the usual out-of-distribution baseline of
+        Hendrycks and Gimpel, ICLR 2017). A black frame or a test chart has a look-alike or
+        two in most collections, so uniqueness alone ranks it below rare but ordinary photos."""
+        return self.uniqueness * (1.0 - self.recognised)
 
 
 @dataclass(frozen=True)
@@ -130,10 +140,12 @@ class LibraryExplore:
             keep = np.isin(region_ids, allowed)
             image_ids, unique, typical = image_ids[keep], unique[keep], typical[keep]
         paths = self._paths(image_ids)
-        ranked = [
-            PhotoScore(paths[int(i)], int(i), float(u), float(r))
-            for i, u, r in zip(image_ids, unique, typical, strict=True)
-        ]
+        labels = self.catalog.image_labels(image_ids.tolist())
+        ranked = []
+        for i, u, r in zip(image_ids, unique, typical, strict=True):
+            top = labels.get(int(i))
+            name, prob = (short_name(top[0][0]), top[0][1]) if top else ("", 0.0)
+            ranked.append(PhotoScore(paths[int(i)], int(i), float(u), float(r), prob, name))
         return sorted(ranked, key=lambda s: (-getattr(s, by), s.path))
 
     def _photo_score_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
+from searchapp.encoders.torch_stack import check_torch_stack
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
 
 AUTO = "auto"
@@ -121,4 +122,6 @@ def choose_auto(options: EncoderOptions) -> AutoChoice:
 
 def create_encoder(name: str, options: EncoderOptions) -> ImageEncoder:
     family, spec = split_name(name)
+    if not options.quick_start:  # a query's quick start may run without torch at all
+        check_torch_stack()
     return FAMILIES[family](spec, options)

@@ -82,13 +82,18 @@ def test_clusters_keep_each_photos_copies_together_and_name_them(explored, colle
 
 
 def test_outliers_put_the_black_frame_and_test_chart_first(explored, collection) -> None:
-    ranked = explored.photo_scores()
+    ranked = explored.photo_scores(by="outlier")
     assert {s.path for s in ranked[:2]} == {
         str(collection / "odd" / "black_frame.jpg"),
         str(collection / "odd" / "test_chart.png"),
     }
-    assert ranked[0].uniqueness == pytest.approx(1.0)
     assert all(0.0 <= s.representativeness <= 1.0 for s in ranked)
+    assert all(s.outlier == pytest.approx(s.uniqueness * (1 - s.recognised)) for s in ranked)
+    by_uniqueness = explored.photo_scores()
+    assert by_uniqueness[0].uniqueness == pytest.approx(1.0)
+    assert [s.uniqueness for s in by_uniqueness] == sorted(
+        (s.uniqueness for s in by_uniqueness), reverse=True
+    )
 
 
 def test_health_records_norms_and_stays_within_thresholds(explored) -> None:
@@ -150,7 +155,8 @@ def test_cli_clusters_outliers_map_and_stats(explored, collection, tmp_path) -> 
     stats = json.loads(run("stats", "--json").stdout)
     assert stats["health"]["warnings"] == [] and stats["health"]["norms_recorded"] == 18
     assert "hubness" in run("stats").stdout
-    bad = run("clusters", "--k", "0")
+    assert len(json.loads(run("clusters", "--kmeans", "3", "--json").stdout)["clusters"]) == 3
+    bad = run("clusters", "--kmeans", "0")
     assert bad.returncode == 2 and "give 1 or more" in bad.stderr
 
 

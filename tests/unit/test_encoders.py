@@ -238,3 +238,24 @@ def test_an_offline_download_fails_at_once_without_retrying(
     cfg = clip.pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")
     with pytest.raises(WeightsUnavailableError, match="cannot be resolved: no network"):
         clip.download_checkpoint(cfg, "ViT-B-32", "laion2b_s34b_b79k")
+
+
+def test_a_mismatched_torch_and_torchvision_is_one_message_with_the_fix(monkeypatch) -> None:
+    import builtins
+
+    from searchapp.encoders.base import EncoderOptions
+    from searchapp.encoders.registry import create_encoder
+    from searchapp.encoders.torch_stack import TorchStackError
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "torchvision":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(TorchStackError, match="torchvision::nms does not exist") as caught:
+        create_encoder("cnn:efficientnet-lite0", EncoderOptions())
+    assert "pip install torch==" in str(caught.value) and "torchvision" in str(caught.value)
+    assert caught.value.exit_code == 6
