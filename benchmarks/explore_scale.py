@@ -13,7 +13,7 @@ run, on this machine's cores:
 - the page: 1,000,000 points in 2-D (a mixture of clustered blobs), written as `searchapp map`
   writes it, opened from disk in headless Chromium (software WebGL: SwiftShader on the CPU, no
   GPU), then panned frame by frame. Reported: load time, frame time while panning (the page
-  draws a 250,000-point sample while moving) and the full redraw once the view rests.
+  draws a 100,000-point sample while moving) and the full redraw once the view rests.
 
 Writes benchmarks/results/explore_scale.json.
 """

@@ -3,7 +3,8 @@ for the first points, and the page's script and style inlined, so it opens from 
 server and no network.
 
 Coordinates travel as base64 float32 and categories as uint16, not as JSON numbers: a million
-points is then 8 MB of coordinates instead of about 20. The points are shuffled once (seeded),
+points is then 8 MB of coordinates instead of about 20; the paths are the rest, and the page
+makes each file link from its path rather than carrying both. The points are shuffled once (seeded),
 so that the prefix the page draws while panning a very large map is a fair sample of it.
 """
 
@@ -60,7 +61,12 @@ def categories(values: list[str]) -> tuple[np.ndarray, list[str], list[int], boo
 
 
 def payload(
-    points: MapPoints, colour_by: str, thumbs: dict[int, str], seed: int = 0
+    points: MapPoints,
+    colour_by: str,
+    thumbs: dict[int, str],
+    seed: int = 0,
+    *,
+    for_web: bool = False,
 ) -> dict[str, Any]:
     n = len(points.paths)
     order = np.random.default_rng(seed).permutation(n)
@@ -84,19 +90,11 @@ def payload(
         "colourBy": colour_by,
         "method": f"{points.method}, {points.kind}",
         "paths": [shown(p) for p in paths],
-        "urls": [_file_url(p) for p in paths],
         "labels": [labels[i] for i in order] if labels else None,
         "thumbs": {str(k): thumbs[int(i)] for k, i in enumerate(order) if int(i) in thumbs},
-        "regionIds": [int(points.region_ids[i]) for i in order],
-        "imageIds": [int(points.image_ids[i]) for i in order],
+        # the web app fetches thumbnails and photos by id; the file links each point's path
+        **({"imageIds": [int(points.image_ids[i]) for i in order]} if for_web else {}),
     }
-
-
-def _file_url(path: str) -> str:
-    try:
-        return Path(path).as_uri()
-    except ValueError:  # not absolute: no link
-        return ""
 
 
 def _script_json(data: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@
 "use strict";
 
 (function () {
-  const INTERACTIVE_POINTS = 250000; // drawn while panning; all of them once the view rests
+  const INTERACTIVE_POINTS = 100000; // drawn while panning; all of them once the view rests
   const REST_MS = 150;
   const HOVER_PX = 8;
   const PALETTE = [
@@ -13,6 +13,11 @@
     "#9c755f", "#bab0ac", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
   ];
+
+  // an absolute path as a file: URL, each name percent-encoded (a "#" or "?" in a name stays)
+  function fileUrl(path) {
+    return "file://" + path.split("/").map(encodeURIComponent).join("/");
+  }
 
   function decodeFloats(b64) {
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -260,7 +265,7 @@
       }
       const img = document.createElement("img");
       img.alt = "";
-      img.src = (data.thumbs && data.thumbs[i]) || (options.thumbUrl ? options.thumbUrl(i) : data.urls[i]);
+      img.src = (data.thumbs && data.thumbs[i]) || (options.thumbUrl ? options.thumbUrl(i) : fileUrl(data.paths[i]));
       const caption = document.createElement("div");
       caption.className = "sa-map-caption";
       caption.textContent = data.paths[i] + (data.labels ? "  ·  " + data.labels[i] : "");
@@ -369,7 +374,7 @@
         const i = nearest(event.offsetX, event.offsetY);
         if (i >= 0) {
           if (options.onOpen) options.onOpen(i);
-          else window.open(data.urls[i], "_blank");
+          else window.open(fileUrl(data.paths[i]), "_blank");
         }
       }
     });
