@@ -125,12 +125,15 @@ def cmd_clusters(args: argparse.Namespace, console: Console) -> int:
             str(c.id),
             str(c.size),
             c.name,
-            ", ".join(os.path.relpath(p, root) for p in c.representatives[:3]),
+            ", ".join(
+                os.path.relpath(p, root) if root != os.sep else p for p in c.representatives[:3]
+            ),
         )
         for c in report.clusters
     ]
+    under = f" (under {root})" if root not in ("", os.sep) else ""
     if rows:
-        table(("cluster", "photos", "name", f"most representative (under {root})"), rows)
+        table(("cluster", "photos", "name", f"most representative{under}"), rows)
     console.note(
         f"{len(report.clusters)} clusters ({report.method}), {len(report.noise)} photos in none"
         " (--json lists every path)"
