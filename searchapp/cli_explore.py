@@ -267,6 +267,8 @@ def health_rows(health: Any) -> list[tuple[str, str]]:
     """The `stats` table's rows for the embedding health figures."""
     if health is None:
         return [("health", "no vectors yet")]
+    if health.mean_cosine is None:
+        return [("health", f"{health.count} scene vectors: too few to measure (3 or more)")]
     data = health_dict(health)
     assert data is not None
 

@@ -175,3 +175,17 @@ def test_the_web_api_serves_the_same_map(explored) -> None:
     bad = client.get("/api/map", params={"colour": "mood"})
     assert bad.status_code == 400 and "choose from" in bad.json()["error"]
     assert client.get("/api/map", params={"kind": "frames"}).status_code == 400
+
+
+def test_objects_and_tiles_have_maps_of_their_own(sample_library) -> None:  # type: ignore[no-untyped-def]
+    lib, _ = sample_library
+    counts = lib.stats().regions_by_kind
+    for kind in ("object", "tile"):
+        points = lib.map_points(kind)
+        assert len(points.paths) == counts[kind] and points.coords.shape == (counts[kind], 2)
+        assert np.isfinite(points.coords).all()
+        found = lib.kind_vectors(kind)
+        assert points.boxes == [tuple(int(v) for v in box) for box in found.boxes]
+        assert "cluster" not in points.facets  # clusters are of photos
+    objects = lib.map_points("object")
+    assert "moped" in objects.facets["label"]  # the motorcycle's object keeps its label

@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.integration.helpers import index
@@ -32,3 +33,10 @@ def test_triplets_and_the_cathedral_each_fall_in_one_cluster(library) -> None:  
         clusters = {cluster_of.get(path, -1) for path in paths}
         assert len(clusters) == 1 and clusters != {-1}, (name, clusters)
     assert len({cluster_of[paths[0]] for paths in groups.values()}) == 13  # not merged
+    # on the map the cathedral's photos sit together: their spread is a fraction of the map's
+    points = library.map_points()
+    where = dict(zip(points.paths, points.coords, strict=True))
+    lund = np.array([where[path] for path in groups["lund"]])
+    spread = np.linalg.norm(lund - lund.mean(axis=0), axis=1).mean()
+    everyone = np.linalg.norm(points.coords - points.coords.mean(axis=0), axis=1).mean()
+    assert spread < 0.25 * everyone, (spread, everyone)
