@@ -171,6 +171,7 @@ def cmd_outliers(args: argparse.Namespace, console: Console) -> int:
 
 
 def _score_dict(score: Any) -> dict[str, Any]:
+    """One photo's scores as `outliers --json` and `search --sort ... --json` give them."""
     return {
         "path": score.path,
         "outlier": round(score.outlier, 4),
@@ -191,7 +192,9 @@ def cmd_map(args: argparse.Namespace, console: Console) -> int:
             f"laying out the {args.kind} vectors (a first layout or a refit takes a while: "
             "UMAP at 100,000 photos about a minute; then the layout is kept)"
         )
-        points = lib.map_points(args.kind, args.method, args.refit)
+        points = lib.map_points(
+            args.kind, args.method, args.refit, with_clusters=args.colour == "cluster"
+        )
         thumbs = {} if args.json else thumbnails_for(lib, points, args.thumbs)
     if args.json:
         print(

@@ -249,35 +249,28 @@ def _resorted(lib: Any, results: Any, by: str) -> Any:
 
 
 def _print_sorted(args: argparse.Namespace, query: Any) -> int:
-    """Every photo that passes the filters, by uniqueness or representativeness."""
+    """Every photo that passes the filters, by uniqueness, representativeness or outlier."""
+    from searchapp.cli_explore import _score_dict
     from searchapp.library import Library
 
     with Library(args.library, args.db, create=False) as lib:
         ranked = lib.photo_scores(query.filters, by=args.sort)[: args.k]
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "mode": args.sort,
-                    "results": [
-                        {
-                            "path": s.path,
-                            "uniqueness": round(s.uniqueness, 4),
-                            "representativeness": round(s.representativeness, 4),
-                        }
-                        for s in ranked
-                    ],
-                }
-            )
-        )
+        print(json.dumps({"mode": args.sort, "results": [_score_dict(s) for s in ranked]}))
     elif args.paths_only or args.null:
         _print_paths(args, [s.path for s in ranked])
     else:
         rows = [
-            (str(rank), f"{s.uniqueness:.3f}", f"{s.representativeness:.3f}", s.path)
+            (
+                str(rank),
+                f"{s.outlier:.3f}",
+                f"{s.uniqueness:.3f}",
+                f"{s.representativeness:.3f}",
+                s.path,
+            )
             for rank, s in enumerate(ranked, 1)
         ]
-        table(("rank", "uniqueness", "representative", "path"), rows)
+        table(("rank", "outlier", "unique", "typical", "path"), rows)
     return 0
 
 

@@ -37,7 +37,7 @@ class PhotoScore:
     image_id: int
     uniqueness: float
     representativeness: float
-    recognised: float  # the photo's most probable label or tag; 1 where it has none
+    recognised: float  # its top ImageNet label's probability; 0 where it has none
     label: str  # that label, by its first name
 
     @property
@@ -116,7 +116,8 @@ class LibraryExplore:
         if cached:
             data = json.loads(cached)
             if data.pop("generation", None) == generation:
-                return health_figures.Health(**data)
+                with contextlib.suppress(TypeError):  # a cache of another release: recomputed
+                    return health_figures.Health(**data)
         found = self.kind_vectors(kind)
         if not len(found):
             return None
@@ -135,16 +136,21 @@ class LibraryExplore:
         if by not in SORT_KEYS:
             raise UsageError(f"unknown sort {by!r}: choose from {', '.join(SORT_KEYS)}")
         region_ids, image_ids, unique, typical = self._photo_score_arrays()
+        if not len(region_ids):
+            raise UsageError("the library has no photos to rank: run `searchapp index PATH`")
         if filters is not None and filters.restricts_rows():
             allowed = self.catalog.region_ids_where(filters, ["scene"])
             keep = np.isin(region_ids, allowed)
             image_ids, unique, typical = image_ids[keep], unique[keep], typical[keep]
         paths = self._paths(image_ids)
         labels = self.catalog.image_labels(image_ids.tolist())
+        # a user's short tag list makes every top probability near 1: it says nothing of oddness
+        imagenet = not self.catalog.custom_tag_vocabulary()
         ranked = []
         for i, u, r in zip(image_ids, unique, typical, strict=True):
             top = labels.get(int(i))
             name, prob = (short_name(top[0][0]), top[0][1]) if top else ("", 0.0)
+            prob = prob if imagenet else 0.0
             ranked.append(PhotoScore(paths[int(i)], int(i), float(u), float(r), prob, name))
         return sorted(ranked, key=lambda s: (-getattr(s, by), s.path))
 
@@ -187,10 +193,12 @@ class LibraryExplore:
         self, k: int | None = None, min_size: int | None = None, shown: int = 5
     ) -> ClusterReport:
         if k is not None and k < 1:
-            raise UsageError(f"--k {k}: give a number of clusters of at least 1")
+            raise UsageError(f"--kmeans {k}: give a number of clusters of at least 1")
         if min_size is not None and min_size < 2:
             raise UsageError(f"--min-size {min_size}: a cluster needs at least 2 photos")
         found = self.kind_vectors("scene")
+        if not len(found):
+            raise UsageError("the library has no photos to group: run `searchapp index PATH`")
         grouping = clustering.group(found.vectors, k=k, min_size=min_size, shown=shown)
         paths = self._paths(found.image_ids)
         path_of = [paths[int(i)] for i in found.image_ids]
@@ -225,35 +233,41 @@ class LibraryExplore:
     # ---- the map --------------------------------------------------------------------------
 
     def map_points(
-        self, kind: str = "scene", method: str = "auto", refit: bool = False
+        self,
+        kind: str = "scene",
+        method: str = "auto",
+        refit: bool = False,
+        with_clusters: bool = False,
     ) -> MapPoints:
         """Every region of a kind on the 2-D map: the stored layout, new regions placed beside
         their neighbours, and a fresh fit when asked, when the method changes, or once the
-        library has grown by half since the last fit."""
+        library has grown by half since the last fit. `with_clusters` adds each photo's
+        cluster as a facet (HDBSCAN: seconds to tens of seconds on a large library)."""
         if method not in layouts.METHODS:
             raise UsageError(
                 f"unknown --method {method!r}: choose from {', '.join(layouts.METHODS)}"
             )
         found = self.kind_vectors(kind)
-        setting = f"map.{kind}"
-        saved = json.loads(self.catalog.get_setting(setting) or "{}")
+        if not len(found):
+            raise UsageError(
+                f"the library has no {kind} regions to map"
+                + (": run `searchapp index PATH`" if kind == "scene" else "")
+            )
+        saved = json.loads(self.catalog.get_setting(f"map.{kind}") or "{}")
         stored = self.catalog.map_points(found.region_ids.tolist()) if saved else {}
         have = np.array([int(r) in stored for r in found.region_ids], dtype=bool)
-        wanted = saved.get("method") if method == "auto" else method
+        asked = saved.get("asked", "auto") if method == "auto" else method  # kept across refits
         if (
             refit
             or not saved
-            or wanted != saved.get("method")
+            or asked != saved.get("asked", "auto")
             or layouts.due_for_refit(int(have.sum()), len(found))
             or int(have.sum()) < 2
         ):
-            fitted = layouts.fit(found.vectors, method)
+            fitted = layouts.fit(found.vectors, asked)
             coords = fitted.coords
-            saved = {"method": fitted.method, "fitted": len(found)}
-            self.catalog.save_map_points(
-                found.region_ids, coords, replace_ids=found.region_ids.tolist()
-            )
-            self.catalog.set_setting(setting, json.dumps(saved))
+            saved = {"method": fitted.method, "asked": asked, "fitted": len(found)}
+            self.catalog.save_map(kind, found.region_ids, coords, layout=json.dumps(saved))
         else:
             coords = np.zeros((len(found), 2), dtype=np.float32)
             coords[have] = [stored[int(r)] for r in found.region_ids[have]]
@@ -261,11 +275,16 @@ class LibraryExplore:
                 coords[~have] = layouts.place(
                     found.vectors[~have], found.vectors[have], coords[have]
                 )
-                self.catalog.save_map_points(found.region_ids[~have], coords[~have])
-        return self._map_facets(kind, found, coords, saved)
+                self.catalog.save_map(kind, found.region_ids[~have], coords[~have])
+        return self._map_facets(kind, found, coords, saved, with_clusters)
 
     def _map_facets(
-        self, kind: str, found: KindVectors, coords: np.ndarray, saved: dict[str, object]
+        self,
+        kind: str,
+        found: KindVectors,
+        coords: np.ndarray,
+        saved: dict[str, object],
+        with_clusters: bool,
     ) -> MapPoints:
         table = self.catalog.photo_table()
         row_of = {int(i): k for k, i in enumerate(table.ids)}
@@ -278,7 +297,7 @@ class LibraryExplore:
             "camera": [table.cameras[r] or "unknown camera" for r in rows],
             "label": [top.get(int(rid), ("no label", 0.0))[0] for rid in found.region_ids],
         }
-        if kind == "scene" and len(found) > 2:
+        if with_clusters and kind == "scene" and len(found) > 2:
             grouping = clustering.group(found.vectors)
             names = self._cluster_names(found, grouping)
             facets["cluster"] = [

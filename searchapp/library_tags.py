@@ -22,12 +22,11 @@ from searchapp.encoders import zero_shot
 from searchapp.encoders.registry import supports_text
 from searchapp.errors import UsageError
 from searchapp.records import TAG_MIN_PROB, EncoderIdentity, Filters
+from searchapp.store.explore_rows import TAG_VOCABULARY_SETTING
 
 if TYPE_CHECKING:
     from searchapp.encoders.base import EncoderOptions, ImageEncoder
     from searchapp.store.catalog import Catalog
-
-VOCABULARY_SETTING = "tags.vocabulary"  # absent: ImageNet's classes
 
 
 class LibraryTags:
@@ -43,8 +42,11 @@ class LibraryTags:
     ) -> ImageEncoder:
         raise NotImplementedError
 
+    def require_identity(self) -> EncoderIdentity:
+        raise NotImplementedError
+
     def tag_vocabulary(self) -> zero_shot.Vocabulary:
-        saved = self.catalog.get_setting(VOCABULARY_SETTING)
+        saved = self.catalog.get_setting(TAG_VOCABULARY_SETTING)
         if not saved:
             return zero_shot.imagenet_vocabulary()
         data = json.loads(saved)
@@ -65,7 +67,7 @@ class LibraryTags:
         if chosen.names == self.tag_vocabulary().names:
             return False
         payload = {"source": str(path.absolute()), "names": list(chosen.names)}
-        self.catalog.set_setting(VOCABULARY_SETTING, json.dumps(payload))
+        self.catalog.set_setting(TAG_VOCABULARY_SETTING, json.dumps(payload))
         self.catalog.drop_labels("scene")
         return True
 
@@ -118,6 +120,7 @@ class LibraryTags:
         filter, the most probable first."""
         if not filters.tags:
             raise UsageError("give --tag TAG, or something to search for")
+        self.require_identity()  # an empty library says so, rather than "no photo tagged"
         found = self.catalog.label_scores(
             filters.tags[0], ["scene"], filters, {"scene": TAG_MIN_PROB}
         )

@@ -39,12 +39,18 @@ def _make_cnn(spec: str, options: EncoderOptions) -> ImageEncoder:
     return factory(options)
 
 
+def _full_clip(spec: str, options: EncoderOptions) -> ImageEncoder:
+    """The whole open_clip model, loaded late by a query that needs it."""
+    check_torch_stack()
+    return _make_clip(spec, options)
+
+
 def _make_clip(spec: str, options: EncoderOptions) -> ImageEncoder:
     if options.quick_start and options.runtime != "torch":
         from searchapp.encoders.clip_quick import quick_encoder
 
         # a query process: no torch for text; the full model only if an image query needs it
-        full = functools.partial(_make_clip, spec, replace(options, quick_start=False))
+        full = functools.partial(_full_clip, spec, replace(options, quick_start=False))
         quick = quick_encoder(spec, options, full)
         if quick is not None:
             return quick

@@ -26,7 +26,7 @@ def check_torch_stack() -> None:
     except (RuntimeError, ImportError, OSError) as exc:
         versions = _versions()
         raise TorchStackError(
-            f"PyTorch cannot load ({versions}): {str(exc).splitlines()[0]}. {PAIR_HINT}"
+            f"PyTorch cannot load ({versions}): {first_line(exc)}. {PAIR_HINT}"
         ) from exc
     del torch
 
@@ -41,3 +41,7 @@ def _versions() -> str:
         except PackageNotFoundError:
             found.append(f"{name} not installed")
     return ", ".join(found)
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from searchapp.store.tables import chunks, labels, map_points, regions, set_aside_images
+from searchapp.errors import DamagedCatalogError
+from searchapp.store.tables import chunks, labels, map_points, regions, set_aside_images, settings
 from searchapp.store.vector_rows import VectorRows
 
 
@@ -30,8 +32,15 @@ class KindVectors:
         return len(self.region_ids)
 
 
+TAG_VOCABULARY_SETTING = "tags.vocabulary"  # a CLIP library's own tag list; absent: ImageNet's
+
+
 class ExploreRows(VectorRows):
     engine: Engine
+
+    def custom_tag_vocabulary(self) -> bool:
+        """Whether the scenes' labels are tags from a user's list, not ImageNet classes."""
+        return bool(self._setting(TAG_VOCABULARY_SETTING))
 
     def kind_vectors(self, kind: str, dim: int, chunk_rows: int = 20000) -> KindVectors:
         query = (
@@ -90,20 +99,34 @@ class ExploreRows(VectorRows):
                     found[int(region_id)] = (float(x), float(y))
         return found
 
-    def save_map_points(
-        self, region_ids: np.ndarray, coords: np.ndarray, *, replace_ids: Iterable[int] = ()
-    ) -> None:
-        """Store places, first removing those of `replace_ids` (a refit's whole kind)."""
+    def save_map(
+        self,
+        kind: str,
+        region_ids: np.ndarray,
+        coords: np.ndarray,
+        layout: str | None = None,
+    ) -> bool:
+        """Store places in one transaction. With `layout` (a refit: the fit's facts as JSON),
+        every place of the kind goes first, those of photos set aside included, and the layout
+        setting is replaced with it. False where the catalog could not take them now (busy, read
+        only, a region deleted meanwhile): the map is a cache, recomputed next time."""
         rows = [
             {"region_id": int(r), "x": float(x), "y": float(y)}
             for r, (x, y) in zip(region_ids, coords, strict=True)
         ]
-        gone = sorted(set(int(i) for i in replace_ids) | {row["region_id"] for row in rows})
-        with self.engine.begin() as conn:
-            for chunk in chunks(gone):
-                conn.execute(delete(map_points).where(map_points.c.region_id.in_(chunk)))
-            for rows_chunk in chunks(rows, 5000):
-                conn.execute(insert(map_points), rows_chunk)
+        key = f"map.{kind}"
+        try:
+            with self.engine.begin() as conn:
+                if layout is not None:
+                    of_kind = select(regions.c.id).where(regions.c.kind == kind)
+                    conn.execute(delete(map_points).where(map_points.c.region_id.in_(of_kind)))
+                    conn.execute(delete(settings).where(settings.c.key == key))
+                    conn.execute(insert(settings).values(key=key, value=layout))
+                for chunk in chunks(rows, 5000):
+                    conn.execute(insert(map_points), chunk)
+        except (OperationalError, IntegrityError, DamagedCatalogError):
+            return False
+        return True
 
     # ---- zero-shot tags: labels of a CLIP library's scenes ------------------------------------
 

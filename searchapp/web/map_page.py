@@ -90,6 +90,8 @@ def payload(
         "colourBy": colour_by,
         "method": f"{points.method}, {points.kind}",
         "paths": [shown(p) for p in paths],
+        # the exact file link where the shown name differs (control characters, undecodable bytes)
+        "links": {str(k): Path(p).as_uri() for k, p in enumerate(paths) if shown(p) != p},
         "labels": [labels[i] for i in order] if labels else None,
         "thumbs": {str(k): thumbs[int(i)] for k, i in enumerate(order) if int(i) in thumbs},
         # the web app fetches thumbnails and photos by id; the file links each point's path

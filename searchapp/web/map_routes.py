@@ -25,4 +25,5 @@ def collection_map(request: Request, kind: str = "scene", colour: str = "folder"
     if colour not in COLOURS:
         raise UsageError(f"colour {colour!r}: choose from {', '.join(COLOURS)}")
     library: Library = request.app.state.library
-    return payload(library.map_points(kind), colour, {}, for_web=True)
+    points = library.map_points(kind, with_clusters=colour == "cluster")
+    return payload(points, colour, {}, for_web=True)

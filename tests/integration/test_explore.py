@@ -88,7 +88,9 @@ def test_outliers_put_the_black_frame_and_test_chart_first(explored, collection)
         str(collection / "odd" / "test_chart.png"),
     }
     assert all(0.0 <= s.representativeness <= 1.0 for s in ranked)
-    assert all(s.outlier == pytest.approx(s.uniqueness * (1 - s.recognised)) for s in ranked)
+    labels = explored.catalog.image_labels(s.image_id for s in ranked)
+    for score in ranked:  # "recognised" is the photo's stored top label probability
+        assert score.recognised == pytest.approx(labels[score.image_id][0][1])
     by_uniqueness = explored.photo_scores()
     assert by_uniqueness[0].uniqueness == pytest.approx(1.0)
     assert [s.uniqueness for s in by_uniqueness] == sorted(
@@ -150,7 +152,7 @@ def test_cli_clusters_outliers_map_and_stats(explored, collection, tmp_path) -> 
     assert made.returncode == 0, made.stderr
     assert "18 scene points" in made.stderr and "<canvas" not in out.read_text()  # drawn by JS
     assert "window.SEARCHAPP_MAP" in out.read_text()
-    coords = json.loads(run("map", "--json").stdout)
+    coords = json.loads(run("map", "--json", "--color", "cluster").stdout)
     assert len(coords["points"]) == 18 and {"path", "x", "y", "cluster"} <= set(coords["points"][0])
     stats = json.loads(run("stats", "--json").stdout)
     assert stats["health"]["warnings"] == [] and stats["health"]["norms_recorded"] == 18
@@ -158,6 +160,12 @@ def test_cli_clusters_outliers_map_and_stats(explored, collection, tmp_path) -> 
     assert len(json.loads(run("clusters", "--kmeans", "3", "--json").stdout)["clusters"]) == 3
     bad = run("clusters", "--kmeans", "0")
     assert bad.returncode == 2 and "give 1 or more" in bad.stderr
+
+
+def decode_uint16(text: str) -> np.ndarray:
+    import base64
+
+    return np.frombuffer(base64.b64decode(text), dtype=np.uint16)
 
 
 def test_the_web_api_serves_the_same_map(explored) -> None:
@@ -171,6 +179,13 @@ def test_the_web_api_serves_the_same_map(explored) -> None:
     data = answer.json()
     assert len(data["paths"]) == 18 and len(data["imageIds"]) == 18
     assert data["colourBy"] == "cluster" and data["thumbs"] == {}
+    for path, image_id in zip(data["paths"], data["imageIds"], strict=True):  # shuffled together
+        assert explored.photo(image_id).path == path
+    names = data["categories"]
+    cats = {data["paths"][k]: names[c] for k, c in enumerate(decode_uint16(data["category"]))}
+    for name in GROUPS:  # each photo's copies share a cluster colour, not noise
+        colours = {cats[str(p)] for p in (Path(data["paths"][0]).parents[1] / name).glob("*.jpg")}
+        assert len(colours) == 1 and colours != {"noise"}, (name, colours)
     assert client.get("/map").status_code == 200
     bad = client.get("/api/map", params={"colour": "mood"})
     assert bad.status_code == 400 and "choose from" in bad.json()["error"]
@@ -189,3 +204,59 @@ def test_objects_and_tiles_have_maps_of_their_own(sample_library) -> None:  # ty
         assert "cluster" not in points.facets  # clusters are of photos
     objects = lib.map_points("object")
     assert "moped" in objects.facets["label"]  # the motorcycle's object keeps its label
+
+
+def test_an_emptied_library_says_so_instead_of_drawing_nothing(library, collection, tmp_path):  # type: ignore[no-untyped-def]
+    from searchapp.errors import SearchappError, UsageError
+    from searchapp.query.filters import build_filters
+
+    from searchapp.library import Library
+
+    with Library(tmp_path / "never") as never, pytest.raises(SearchappError, match="is empty"):
+        never.tagged_photos(build_filters(tags=["cat"]), 5)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    sample_image("coffee").save(gone / "coffee.jpg")
+    index(library, gone)
+    (gone / "coffee.jpg").unlink()
+    index(library, gone)
+    for call, message in (
+        (lambda: library.map_points(), "no scene regions to map"),
+        (lambda: library.map_points("object"), "no object regions"),
+        (lambda: library.clusters(), "no photos to group"),
+        (lambda: library.clusters(k=3), "no photos to group"),
+        (lambda: library.photo_scores(), "no photos to rank"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            call()
+    assert library.health() is None
+
+
+def test_a_refit_forgets_the_places_of_photos_set_aside(explored, collection) -> None:
+    from sqlalchemy import update
+
+    from searchapp.store.tables import images
+
+    explored.map_points()
+    aside = explored.catalog.image_by_path(str(collection / "coffee" / "a.jpg"))
+    region = int(explored.kind_vectors("scene").region_ids[0])
+    with explored.catalog.engine.begin() as conn:
+        conn.execute(update(images).where(images.c.id == aside.id).values(set_aside=True))
+    assert aside.id not in explored.kind_vectors("scene").image_ids  # out of search and the map
+    assert explored.map_points(refit=True).fitted_count == 17
+    with explored.catalog.engine.connect() as conn:
+        from sqlalchemy import select
+
+        from searchapp.store.tables import map_points, regions
+
+        left = conn.execute(
+            select(map_points.c.region_id)
+            .join(regions, regions.c.id == map_points.c.region_id)
+            .where(regions.c.image_id == aside.id)
+        ).all()
+    assert left == []  # its old place is gone with the old layout
+    with explored.catalog.engine.begin() as conn:
+        conn.execute(update(images).where(images.c.id == aside.id).values(set_aside=False))
+    back = explored.map_points()
+    assert len(back.paths) == 18 and back.fitted_count == 17  # placed beside its neighbours
+    assert region in explored.kind_vectors("scene").region_ids

@@ -141,6 +141,7 @@
     const selectedFlags = new Float32Array(n);
     const selectedBuffer = attribute("selected", selectedFlags, 1);
 
+    const linkOf = (i) => (data.links && data.links[i]) || fileUrl(data.paths[i]);
     const names = data.categories;
     // "other" and the clusters' "noise" are grey; the rest take the palette in order
     const greys = new Set(data.greys || []);
@@ -265,7 +266,7 @@
       }
       const img = document.createElement("img");
       img.alt = "";
-      img.src = (data.thumbs && data.thumbs[i]) || (options.thumbUrl ? options.thumbUrl(i) : fileUrl(data.paths[i]));
+      img.src = (data.thumbs && data.thumbs[i]) || (options.thumbUrl ? options.thumbUrl(i) : linkOf(i));
       const caption = document.createElement("div");
       caption.className = "sa-map-caption";
       caption.textContent = data.paths[i] + (data.labels ? "  ·  " + data.labels[i] : "");
@@ -374,7 +375,7 @@
         const i = nearest(event.offsetX, event.offsetY);
         if (i >= 0) {
           if (options.onOpen) options.onOpen(i);
-          else window.open(fileUrl(data.paths[i]), "_blank");
+          else window.open(linkOf(i), "_blank");
         }
       }
     });
@@ -405,8 +406,17 @@
     }
 
     drawLegend();
-    new ResizeObserver(resize).observe(root);
+    const observer = new ResizeObserver(resize);
+    observer.observe(root);
     resize();
+    // another map replaces this one: free its GPU buffers and stop watching the element
+    function destroy() {
+      observer.disconnect();
+      clearTimeout(state.restTimer);
+      const lose = gl.getExtension("WEBGL_lose_context");
+      if (lose) lose.loseContext();
+      root.replaceChildren();
+    }
     const api = {
       points: n,
       state,
@@ -415,6 +425,7 @@
       panBy,
       zoomAt,
       select,
+      destroy,
       toScreen,
       hoverAt: (px, py) => showTip(nearest(px, py), px, py),
     };

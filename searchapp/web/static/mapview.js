@@ -3,17 +3,27 @@
 "use strict";
 
 const SELECTED_SHOWN = 500;
+const mapView = { request: 0, map: null };
 
 async function showMap() {
   const load = async () => {
+    const request = ++mapView.request;
     setStatus("laying the photos out...");
-    const params = new URLSearchParams({ kind: $("map-kind").value, colour: $("map-colour").value });
-    const response = await fetch("/api/map?" + params);
-    const data = await response.json();
-    if (!response.ok) return setStatus(data.error, true);
+    let data;
+    try {
+      const params = new URLSearchParams({ kind: $("map-kind").value, colour: $("map-colour").value });
+      const response = await fetch("/api/map?" + params);
+      data = await response.json().catch(() => ({ error: `${response.status} ${response.statusText}` }));
+      if (!response.ok) throw new Error(data.error || response.statusText);
+    } catch (error) {
+      if (request === mapView.request) setStatus(error.message, true);
+      return;
+    }
+    if (request !== mapView.request) return; // a newer choice replaced this one
+    if (mapView.map) mapView.map.destroy();
     setStatus(`${data.paths.length} points; ${data.method}`);
     showSelection(data, []);
-    window.searchappMap = SearchappMap.createMap($("map-canvas"), data, {
+    mapView.map = window.searchappMap = SearchappMap.createMap($("map-canvas"), data, {
       thumbUrl: (i) => `/api/photos/${data.imageIds[i]}/thumb?size=160`,
       onOpen: (i) => window.open(`/api/photos/${data.imageIds[i]}/image`, "_blank"),
       onSelect: (indices) => showSelection(data, indices),
