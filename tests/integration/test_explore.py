@@ -208,9 +208,8 @@ def test_objects_and_tiles_have_maps_of_their_own(sample_library) -> None:  # ty
 
 def test_an_emptied_library_says_so_instead_of_drawing_nothing(library, collection, tmp_path):  # type: ignore[no-untyped-def]
     from searchapp.errors import SearchappError, UsageError
-    from searchapp.query.filters import build_filters
-
     from searchapp.library import Library
+    from searchapp.query.filters import build_filters
 
     with Library(tmp_path / "never") as never, pytest.raises(SearchappError, match="is empty"):
         never.tagged_photos(build_filters(tags=["cat"]), 5)
