@@ -98,7 +98,15 @@ def vector_side(count: int, dim: int) -> dict[str, Any]:
             "hubness": round(figures.hubness or 0, 2),
         },
         "place_1000_seconds": round(place_s, 2),
-        "placed_within_layout": bool(np.isfinite(placed).all()),
+        # the 1,000 were in the fit too: how far from their own fitted places they land, as a
+        # share of the layout's spread (its mean distance from its centre)
+        "placed_off_by_share_of_spread": round(
+            float(
+                np.linalg.norm(placed - fitted.coords[:1000], axis=1).mean()
+                / np.linalg.norm(fitted.coords - fitted.coords.mean(axis=0), axis=1).mean()
+            ),
+            3,
+        ),
     }
 
 
