@@ -1,0 +1,111 @@
+"""Reading and sampling video files made with PyAV from real photos: the facts of the stream,
+the frames kept (first, cuts, every N seconds, no repeats, a cap), rotation, and bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from searchapp.errors import ImageLoadError
+from searchapp.ingest.video import SampleOptions, probe, sample_frames
+from tests.conftest import sample_image
+from tests.videos import pan, write_audio_only, write_clip
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, Image.Image]:
+    return {name: sample_image(name) for name in ("astronaut", "coffee", "rocket")}
+
+
+@pytest.fixture(scope="module")
+def three_shots(tmp_path_factory: pytest.TempPathFactory, photos) -> Path:
+    """4 s panning the astronaut, 4 s panning the coffee, 4 s still on the rocket."""
+    folder = tmp_path_factory.mktemp("video")
+    shots = [
+        (photos["astronaut"], 4, True),
+        (photos["coffee"], 4, True),
+        (photos["rocket"], 4, False),
+    ]
+    return write_clip(folder / "three.mp4", shots, created="2021-05-18T20:54:45Z")
+
+
+def test_probe_reads_the_streams_facts(three_shots: Path) -> None:
+    info = probe(str(three_shots))
+    assert info.duration == pytest.approx(12.0, abs=0.15)
+    assert info.fps == pytest.approx(10.0)
+    assert (info.codec, info.width, info.height, info.rotation) == ("h264", 320, 240, 0)
+    assert info.created == pytest.approx(1621371285.0)  # 2021-05-18T20:54:45Z
+    assert info.variable_rate is False
+
+
+@pytest.mark.parametrize("gop", [10, 100])  # keyframes every second (decoded alone) or every 10 s
+def test_sampling_keeps_the_first_frame_each_shot_and_every_two_seconds(
+    photos, tmp_path, gop
+) -> None:
+    shots = [
+        (photos["astronaut"], 4, True),
+        (photos["coffee"], 4, True),
+        (photos["rocket"], 4, False),
+    ]
+    clip = write_clip(tmp_path / "clip.mp4", shots, gop=gop)
+    kept = list(sample_frames(str(clip)))
+    times = [round(f.time, 1) for f in kept]
+    assert times[0] == 0.0 and kept[0].why == "first"
+    assert 4.0 in times and 8.0 in times  # each new shot from its first frame
+    assert [t for t in times if t > 8.0] == []  # the still shot: its later frames repeat it
+    gaps = np.diff(times)
+    assert gaps.max() <= 2.0 + 1e-6  # within a moving shot, every 2 s
+    assert [f.why for f in kept if round(f.time, 1) == 8.0] == ["cut"]
+    # each kept frame shows what the clip showed then
+    for frame in kept:
+        shot = int(frame.time // 4)
+        photo = [photos["astronaut"], photos["coffee"], photos["rocket"]][shot]
+        moving = shot < 2
+        expected = pan(photo, ((frame.time % 4) * 10) / 39 if moving else 0.5)
+        difference = np.abs(np.asarray(frame.image, float) - np.asarray(expected, float)).mean()
+        assert difference < 12, (frame.time, difference)  # H.264 at default quality
+
+
+def test_a_cap_per_minute_and_a_longer_step(three_shots: Path) -> None:
+    capped = list(sample_frames(str(three_shots), SampleOptions(max_per_minute=2)))
+    assert [round(f.time, 1) for f in capped] == [0.0, 2.0]
+    sparse = list(sample_frames(str(three_shots), SampleOptions(every=5.0)))
+    assert [round(f.time, 1) for f in sparse][:2] == [0.0, 4.0]  # the cut, not 5 s
+
+
+def test_a_phone_style_clip_is_turned_upright(photos, tmp_path) -> None:
+    portrait = photos["rocket"]  # 427 x 640: taller than wide
+    stored = [(portrait.transpose(Image.Transpose.ROTATE_90), 2, False)]  # kept sideways
+    clip = write_clip(tmp_path / "phone.mp4", stored, size=(320, 240), rotation=-90)
+    info = probe(str(clip))
+    assert (info.rotation, info.width, info.height) == (270, 240, 320)
+    frame = next(sample_frames(str(clip)))
+    assert frame.image.size == (240, 320)
+    upright = pan(portrait.transpose(Image.Transpose.ROTATE_90), 0.5).transpose(
+        Image.Transpose.ROTATE_270
+    )
+    difference = np.abs(np.asarray(frame.image, float) - np.asarray(upright, float)).mean()
+    assert difference < 12
+
+
+def test_bad_files_are_one_clear_reason_each(tmp_path, three_shots, photos) -> None:
+    audio = write_audio_only(tmp_path / "voice.m4a")
+    with pytest.raises(ImageLoadError, match="no video stream"):
+        probe(str(audio))
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageLoadError, match="not a readable video"):
+        probe(str(empty))
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 100)
+    with pytest.raises(ImageLoadError, match="not a readable video"):
+        probe(str(text))
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(three_shots.read_bytes()[: three_shots.stat().st_size // 2])
+    with pytest.raises(ImageLoadError):  # the index is at the end: the file cannot be read
+        list(sample_frames(str(truncated)))
+    with pytest.raises(ImageLoadError, match="over the 0 MP limit"):
+        list(sample_frames(str(three_shots), SampleOptions(max_pixels=1000)))
