@@ -184,8 +184,8 @@ class LibraryExplore:
         return arrays
 
     def _paths(self, image_ids: np.ndarray) -> dict[int, str]:
-        table = self.catalog.photo_table()
-        return {int(i): p for i, p in zip(table.ids, table.paths, strict=True)}
+        """Paths of the photos in search by id (the catalog's plain listing, not its hashes)."""
+        return {image.id: image.path for image in self.catalog.all_images()}
 
     # ---- clusters -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -52,12 +53,15 @@ def write_clip(
         for i in range(frames):
             picture = pan(photo, i / max(frames - 1, 1) if moving else 0.5, size)
             frame = av.VideoFrame.from_ndarray(np.asarray(picture.convert("RGB")), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
+            _encode(container, stream, frame)
+    _encode(container, stream, None)  # flush the encoder
     container.close()
     return path
+
+
+def _encode(container: Any, stream: Any, frame: Any) -> None:
+    for packet in stream.encode(frame):
+        container.mux(packet)
 
 
 def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
@@ -71,9 +75,7 @@ def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
         chunk = tone[start : start + 1024][None, :]
         frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
         frame.sample_rate = 44100
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
+        _encode(container, stream, frame)
+    _encode(container, stream, None)
     container.close()
     return path

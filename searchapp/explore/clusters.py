@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from searchapp.vectors.neighbours import knn_graph, neighbours_of
+from searchapp.vectors.neighbours import knn_graph, neighbours_of, unit_distances
 
 MIN_SIZE = 3
 DENSE_LIMIT = 12_000  # its float64 matrix is 1.15 GB, and the float32 product before it 0.6
@@ -48,7 +48,7 @@ def _dense_hdbscan(vectors: np.ndarray, min_size: int) -> tuple[np.ndarray, np.n
     size = max(2, min_size)
     # HDBSCAN's core distance: to the min_samples-th nearest, the point itself counted first
     _, sims = knn_graph(data, min(size - 1, len(data) - 1))
-    core = np.sqrt(np.clip(2.0 - 2.0 * sims[:, -1].astype(np.float64), 0.0, None))
+    core = unit_distances(sims[:, -1])
     distances = (data @ data.T).astype(np.float64)  # built in place: one n x n float64 at peak
     np.multiply(distances, -2.0, out=distances)
     np.add(distances, 2.0, out=distances)
@@ -72,7 +72,7 @@ def hdbscan_labels(vectors: np.ndarray, min_size: int, seed: int = 0) -> np.ndar
     labels[sample] = sampled_labels
     rest = np.setdiff1d(np.arange(n), sample)
     ids, sims = neighbours_of(vectors[rest], vectors[sample], 1)  # the space core was measured in
-    distance = np.sqrt(np.clip(2.0 - 2.0 * sims[:, 0], 0.0, None))
+    distance = unit_distances(sims[:, 0])
     nearest_label = sampled_labels[ids[:, 0]]
     # a cluster's reach: the largest core distance among its sampled members
     reach = np.zeros(max(int(sampled_labels.max()) + 1, 1))

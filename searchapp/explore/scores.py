@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from searchapp.vectors.neighbours import knn_graph
+from searchapp.vectors.neighbours import knn_graph, unit_distances
 
 UNIQUENESS_WEIGHTS = (0.6, 0.3, 0.1)
 REPRESENTATIVE_CLUSTERS = 20
@@ -26,11 +26,6 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-def distances_from_similarities(sims: np.ndarray) -> np.ndarray:
-    """Euclidean distances between unit vectors from their inner products."""
-    return np.sqrt(np.clip(2.0 - 2.0 * np.asarray(sims, dtype=np.float64), 0.0, None))
 
 
 def uniqueness(
@@ -43,7 +38,7 @@ def uniqueness(
     if n <= k:
         return np.ones(n)
     _, sims = graph if graph is not None else knn_graph(vectors, k)
-    dists = distances_from_similarities(sims[:, :k])
+    dists = unit_distances(sims[:, :k])
     scores = (dists * np.asarray(UNIQUENESS_WEIGHTS)).mean(axis=1)
     top = scores.max()
     return scores / top if top > 0 else np.zeros(n)

@@ -50,6 +50,12 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return data / np.maximum(norms, 1e-12)
 
 
+def unit_distances(similarities: np.ndarray) -> np.ndarray:
+    """Euclidean distances between unit vectors from their inner products."""
+    sims = np.asarray(similarities, dtype=np.float64)
+    return np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, None))
+
+
 def knn_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """For each row, its k nearest other rows by inner product: (indices (n, k) int64,
     similarities (n, k) float32), best first. Rows with fewer than k others get -1 and -inf."""

@@ -29,20 +29,6 @@ def variants(image: Image.Image) -> dict[str, Image.Image]:
     }
 
 
-def test_chart() -> Image.Image:
-    """Colour bars over a checkerboard: what a camera test shot looks like."""
-    chart = np.zeros((360, 480, 3), dtype=np.uint8)
-    bars = [(255, 255, 255), (255, 255, 0), (0, 255, 255), (0, 255, 0), (255, 0, 255), (255, 0, 0)]
-    for i, colour in enumerate(bars):
-        chart[:240, i * 80 : (i + 1) * 80] = colour
-    squares = (np.indices((120, 480)) // 20).sum(axis=0) % 2
-    chart[240:] = (squares * 255)[..., None]
-    return Image.fromarray(chart)
-
-
-test_chart.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
-
-
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("explore") / "photos"
@@ -50,9 +36,9 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / name).mkdir(parents=True)
         for variant, image in variants(sample_image(name)).items():
             image.save(root / name / f"{variant}.jpg", quality=90)
-    (root / "odd").mkdir()
-    Image.new("RGB", (640, 480)).save(root / "odd" / "black_frame.jpg", quality=90)
-    test_chart().save(root / "odd" / "test_chart.png")
+    # the odd frames as the README makes them: a black frame and a camera test chart
+    script = Path(__file__).resolve().parents[2] / "examples" / "odd_photos.py"
+    subprocess.run([sys.executable, str(script), str(root / "odd")], check=True, timeout=120)
     return root
 
 
