@@ -216,12 +216,21 @@ def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
             bar["bar"].clear()
         console.problem(path, reason)
 
+    def on_note(path: str, what: str) -> None:
+        if "bar" in bar:
+            bar["bar"].clear()
+        console.note(f"{path}: {what}")
+
     def close() -> None:
         if "bar" in bar:
             bar["bar"].close()
 
     callbacks = IndexCallbacks(
-        on_plan=on_plan, on_regions=on_regions, on_advance=on_advance, on_failure=on_failure
+        on_plan=on_plan,
+        on_regions=on_regions,
+        on_advance=on_advance,
+        on_failure=on_failure,
+        on_note=on_note,
     )
     return callbacks, close
 
@@ -259,6 +268,8 @@ def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib
                 else ""
             )
             print(f"{scenes}regions made for {summary.with_regions}{waiting}")
+        if summary.frames:
+            print(f"{summary.frames} video frames embedded, each searchable at its time")
         if summary.tagged:
             print(f"tagged {summary.tagged} photos with their zero-shot tags (`search --tag`)")
         if summary.failed:

@@ -70,8 +70,9 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     terms.add_argument(
         "--kind",
         default="any",
-        choices=("any", "scene", "object", "tile"),
-        help="match only this region kind (default any: the best region of each photo wins)",
+        choices=("any", "scene", "object", "tile", "frame"),
+        help="match only this region kind (default any: the best region of each photo or video "
+        "wins); scene: photos only; frame: videos only",
     )
     terms.add_argument(
         "--no-verify",
@@ -147,8 +148,14 @@ def _print_paths(args: argparse.Namespace, paths: list[str]) -> None:
 
 
 def _region_text(hit: Any) -> str:
+    from searchapp.records import clock
+
     label = f" {hit.label}" if hit.label else ""
-    return f"{hit.kind} {list(hit.bbox)}{label}"
+    if hit.time is None:
+        return f"{hit.kind} {list(hit.bbox)}{label}"
+    others = [clock(time) for time, _ in getattr(hit, "moments", ())[1:]]
+    also = f"; also {', '.join(others)}" if others else ""
+    return f"frame {clock(hit.time)} {list(hit.bbox)}{label}{also}"
 
 
 def _print_regions(args: argparse.Namespace, results: Any) -> int:
@@ -157,6 +164,7 @@ def _print_regions(args: argparse.Namespace, results: Any) -> int:
             "path": h.path,
             "score": round(h.score, 6),
             "region": {"kind": h.kind, "bbox": list(h.bbox), "label": h.label},
+            **({"time": h.time} if h.time is not None else {}),
         }
         for h in results.region_hits
     ]

@@ -9,7 +9,8 @@ import numpy as np
 BBox = tuple[int, int, int, int]  # x0, y0, x1, y1 in displayed-photo pixels
 
 
-REGION_KINDS = ("scene", "object", "tile")  # one FAISS index each
+REGION_KINDS = ("scene", "object", "tile", "frame")  # one FAISS index each
+PHOTO_KINDS = ("scene", "object", "tile")  # cut from photos; a video's are its frames
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,14 @@ class ImageMeta:
     pixel_hash: str | None = None  # set when the photo was decoded at full resolution
     colourfulness: float | None = None  # Hasler-Suesstrunk; 0 for greyscale
     regions_pending: str | None = None  # kinds still to embed after the scene ("object,tile")
+    duration: float | None = None  # a video's, in seconds; None for a photo
+    frame_rate: float | None = None
+    codec: str | None = None
+    frames_until: float | None = None  # a video sampled this far, its run not yet done
+
+    @property
+    def is_video(self) -> bool:
+        return self.duration is not None
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class PhotoRegion:
     bbox: BBox
     label: str | None
     label_score: float | None
+    time: float | None = None  # a video frame's
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class RegionData:
     label_score: float | None = None
     labels: list[tuple[str, float]] = field(default_factory=list)  # top classes, best first
     norm: float | None = None  # the vector's length before normalising, where the encoder said
+    time: float | None = None  # a video frame's, seconds from the start
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class KnownImage:
     size: int
     mtime_ns: int
     content_hash: str
+    frames_until: float | None = None  # a video whose sampling a killed run left unfinished
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,16 @@ class RegionsAdded:
     still_pending: str | None = None  # kinds this run did not make
 
 
+@dataclass
+class FramesAdded:
+    """More frames of a video already in the catalog, and how far it is now sampled (None:
+    done)."""
+
+    image_id: int
+    regions: list[RegionData]
+    until: float | None
+
+
 @dataclass(frozen=True)
 class Failure:
     stat: FileStat
@@ -156,6 +178,7 @@ class CatalogBatch:
     failures: list[Failure] = field(default_factory=list)
     cleared_failures: list[str] = field(default_factory=list)
     regions_added: list[RegionsAdded] = field(default_factory=list)
+    frames_added: list[FramesAdded] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
@@ -169,6 +192,7 @@ class CatalogBatch:
             or self.failures
             or self.cleared_failures
             or self.regions_added
+            or self.frames_added
         )
 
 
@@ -200,6 +224,15 @@ class EncoderIdentity:
         return f"{self.name} ({self.weights}, dim {self.dim})"
 
 
+def clock(seconds: float) -> str:
+    """A time in a video as a person reads it: mm:ss.s (h:mm:ss.s from an hour)."""
+    tenths = round(max(0.0, seconds) * 10)
+    minutes, tenth_seconds = divmod(tenths, 600)
+    hours, minutes = divmod(minutes, 60)
+    rest = f"{minutes:02d}:{tenth_seconds // 10:02d}.{tenth_seconds % 10}"
+    return f"{hours}:{rest}" if hours else rest
+
+
 @dataclass(frozen=True)
 class RegionHit:
     region_id: int
@@ -211,6 +244,7 @@ class RegionHit:
     taken_at: float
     score: float
     photo_size: tuple[int, int] = (0, 0)  # the photo's displayed width and height
+    time: float | None = None  # a video frame's, seconds from the start
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""Small real videos for the tests, written with PyAV from scikit-image's photos: pans across a
-photo, cuts between photos, a still shot, a phone-style clip stored sideways with its rotation in
-the container's display matrix."""
+"""Small real videos for the tests, written with PyAV from scikit-image's photos by the same
+code as examples/make_videos.py: pans across a photo, cuts between photos, a still shot, a
+phone-style clip stored sideways with its rotation in the container's display matrix, and
+re-encoded and trimmed copies."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -12,16 +14,20 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+_spec = importlib.util.spec_from_file_location(
+    "make_videos", Path(__file__).parents[1] / "examples" / "make_videos.py"
+)
+assert _spec is not None and _spec.loader is not None
+make_videos: Any = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_videos)
+
 SIZE = (320, 240)
+reencode = make_videos.reencode
+frame_at = make_videos.frame_at
 
 
 def pan(photo: Image.Image, t: float, size: tuple[int, int] = SIZE) -> Image.Image:
-    """A window of 70% of the photo, moved across it as t goes from 0 to 1."""
-    width, height = photo.size
-    w, h = int(width * 0.7), int(height * 0.7)
-    x0 = int((width - w) * t)
-    y0 = (height - h) // 2
-    return photo.crop((x0, y0, x0 + w, y0 + h)).resize(size)
+    return make_videos.pan(photo, t, size)  # type: ignore[no-any-return]
 
 
 def write_clip(
@@ -36,25 +42,28 @@ def write_clip(
 ) -> Path:
     """One H.264 clip: for each (photo, seconds, moving) shot, a pan across the photo (or the
     photo still), with a hard cut between shots; a keyframe every `gop` frames."""
+    moves = [(photo, seconds, "pan" if moving else "still") for photo, seconds, moving in shots]
+    return make_videos.write_clip(  # type: ignore[no-any-return]
+        path, moves, size, fps=fps, gop=gop, rotation=rotation, created=created
+    )
+
+
+def write_variable_rate(path: Path, frames: int = 60) -> Path:
+    """A clip whose frames come 33 ms and 100 ms apart in turn, as a phone's do in low light."""
     import av
 
     container = av.open(str(path), "w")
-    if created:
-        container.metadata["creation_time"] = created
-    stream = container.add_stream("h264", rate=fps)
-    stream.width, stream.height = size
+    stream = container.add_stream("h264", rate=30)
+    stream.width, stream.height = 160, 120
     stream.pix_fmt = "yuv420p"
-    stream.codec_context.gop_size = gop
-    stream.codec_context.time_base = Fraction(1, fps)
-    if rotation is not None:
-        stream.set_display_rotation(rotation)
-    for photo, seconds, moving in shots:
-        frames = round(seconds * fps)
-        for i in range(frames):
-            picture = pan(photo, i / max(frames - 1, 1) if moving else 0.5, size)
-            frame = av.VideoFrame.from_ndarray(np.asarray(picture.convert("RGB")), format="rgb24")
-            _encode(container, stream, frame)
-    _encode(container, stream, None)  # flush the encoder
+    stream.codec_context.time_base = Fraction(1, 1000)
+    pts = 0
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i * 4, np.uint8), format="rgb24")
+        frame.pts, frame.time_base = pts, Fraction(1, 1000)
+        pts += 33 if i % 2 == 0 else 100
+        _encode(container, stream, frame)
+    _encode(container, stream, None)
     container.close()
     return path
 

@@ -6,16 +6,18 @@ Every way a file can fail becomes an ImageLoadError with a reason a person can a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from stat import S_ISREG
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -71,10 +73,42 @@ def holds_content(path: str, size: int, digest: str) -> bool:
         st = os.lstat(path)
         if not S_ISREG(st.st_mode) or st.st_size != size:
             return False
-        with open(path, "rb") as file:
-            return content_hash(file.read()) == digest
-    except OSError:
+        return hash_file(path) == digest
+    except (OSError, ImageLoadError):
         return False
+
+
+@contextlib.contextmanager
+def _regular_file(path: str) -> Iterator[BinaryIO]:
+    """A regular file opened for reading, every way that fails an ImageLoadError that says
+    what to do."""
+    try:
+        # non-blocking, so that opening a named pipe cannot hang; a regular file ignores it
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            if not S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ImageLoadError(
+                    path, "not a regular file (a device, pipe or socket); pass a photo file"
+                )
+            yield handle
+    except FileNotFoundError:
+        raise ImageLoadError(path, "file vanished during the run") from None
+    except PermissionError:
+        raise ImageLoadError(
+            path, "permission denied; make it readable (chmod +r) and run index again"
+        ) from None
+    except IsADirectoryError:
+        raise ImageLoadError(path, "is a folder, not a file") from None
+    except OSError as exc:
+        raise ImageLoadError(path, f"cannot read: {exc.strerror}") from None
+
+
+def hash_file(path: str) -> str:
+    """content_hash of a file read a MiB at a time: a video may be larger than memory allows."""
+    digest = hashlib.blake2b(digest_size=16)
+    with _regular_file(path) as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_bytes(stat: FileStat, limits: LoadLimits) -> bytes:
@@ -85,30 +119,13 @@ def read_bytes(stat: FileStat, limits: LoadLimits) -> bytes:
             f"file is {stat.size / 2**20:.0f} MiB, over the {limit_mb} limit (raise it with "
             "--max-file-mb)",
         )
-    try:
-        # non-blocking, so that opening a named pipe cannot hang; a regular file ignores it
-        with open(os.open(stat.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            opened = os.fstat(handle.fileno())
-            if not S_ISREG(opened.st_mode):
-                raise ImageLoadError(
-                    stat.path, "not a regular file (a device, pipe or socket); pass a photo file"
-                )
-            # at most the limit: a file may grow while read. Asked for the size it has (a read
-            # of the whole limit allocates it: 1 ms a file), then for any more
-            size = min(opened.st_size, limits.max_file_bytes)
-            data = handle.read(size + 1)
-            if len(data) > size:
-                data += handle.read(limits.max_file_bytes + 1 - len(data))
-    except FileNotFoundError:
-        raise ImageLoadError(stat.path, "file vanished during the run") from None
-    except PermissionError:
-        raise ImageLoadError(
-            stat.path, "permission denied; make it readable (chmod +r) and run index again"
-        ) from None
-    except IsADirectoryError:
-        raise ImageLoadError(stat.path, "is a folder, not a file") from None
-    except OSError as exc:
-        raise ImageLoadError(stat.path, f"cannot read: {exc.strerror}") from None
+    with _regular_file(stat.path) as handle:
+        # at most the limit: a file may grow while read. Asked for the size it has (a read
+        # of the whole limit allocates it: 1 ms a file), then for any more
+        size = min(os.fstat(handle.fileno()).st_size, limits.max_file_bytes)
+        data = handle.read(size + 1)
+        if len(data) > size:
+            data += handle.read(limits.max_file_bytes + 1 - len(data))
     if len(data) > limits.max_file_bytes:
         raise ImageLoadError(
             stat.path,

@@ -35,6 +35,8 @@ from searchapp.ingest.run_options import IndexCallbacks as IndexCallbacks
 from searchapp.ingest.run_options import IndexOptions as IndexOptions
 from searchapp.ingest.run_options import IndexSummary as IndexSummary
 from searchapp.ingest.scan import ScanProblem, scan
+from searchapp.ingest.video import is_video
+from searchapp.ingest.video_stage import VideoStage
 from searchapp.interrupts import held_interrupts
 from searchapp.records import (
     CatalogBatch,
@@ -183,9 +185,10 @@ class IndexRun:
             stat = entry.stat
             seen.add(stat.path)
             previous = known.get(stat.path)
-            if previous and (previous.size, previous.mtime_ns) == (stat.size, stat.mtime_ns):
+            same = previous and (previous.size, previous.mtime_ns) == (stat.size, stat.mtime_ns)
+            if same and previous is not None and previous.frames_until is None:
                 self.summary.unchanged += 1
-                continue
+                continue  # a video a killed run left half-sampled goes on below
             failure = known_failures.get(stat.path)
             if failure and (failure.size, failure.mtime_ns) == (stat.size, stat.mtime_ns):
                 self.summary.failed += 1  # still failing; listed by `searchapp errors`
@@ -222,6 +225,20 @@ class IndexRun:
         if self.cb.on_failure:
             self.cb.on_failure(path, reason)
 
+    def note(self, path: str, what: str) -> None:
+        """A line about a file that was indexed all the same (a video's variable frame rate)."""
+        if self.cb.on_note:
+            self.cb.on_note(path, what)
+
+    def record_failure(self, stat: FileStat, reason: str, previous: KnownImage | None) -> None:
+        self._record_failure(stat, reason, previous)
+
+    def commit_now(self) -> None:
+        self._commit()
+
+    def write(self, batch: CatalogBatch, force_save: bool = False) -> None:
+        self._write(batch, force_save)
+
     def _record_failure(self, stat: FileStat, reason: str, previous: KnownImage | None) -> None:
         self.summary.failed += 1
         self._fail_note(stat.path, reason)
@@ -235,10 +252,14 @@ class IndexRun:
         self.batch.deleted_ids.append(image_id)
         self.doomed.add(image_id)
 
-    def _resolve_known_bytes(self, result: _ReadResult, missing: dict[str, KnownImage]) -> bool:
+    def resolve_known(
+        self,
+        stat: FileStat,
+        previous: KnownImage | None,
+        digest: str,
+        missing: dict[str, KnownImage],
+    ) -> bool:
         """Handle a file whose bytes the catalog already holds. False: it must be decoded."""
-        stat, previous, digest = result.stat, result.previous, result.content_hash
-        assert digest is not None
         if previous is not None and previous.content_hash == digest:
             self.batch.touched.append(Move(previous.id, stat))
             self.summary.unchanged += 1
@@ -374,8 +395,21 @@ class IndexRun:
         missing: dict[str, KnownImage],
         known_hashes: set[str],
     ) -> None:
-        if not work:
-            return
+        videos = [item for item in work if is_video(item[0].path)]
+        work = [item for item in work if not is_video(item[0].path)]
+        if work:
+            self._photos(work, missing, known_hashes)
+        if videos:
+            self._commit()  # the photos' batch first: the videos write theirs one by one
+            stage = VideoStage(self, known_hashes, missing)
+            stage.run_all(videos, lambda: self.cb.on_advance(1) if self.cb.on_advance else None)
+
+    def _photos(
+        self,
+        work: list[tuple[FileStat, KnownImage | None]],
+        missing: dict[str, KnownImage],
+        known_hashes: set[str],
+    ) -> None:
         in_flight = max(4, self.options.workers * 4)
         queue = ((stat, previous, known_hashes) for stat, previous in work)
         retry: deque[tuple[Any, ...]] = deque()
@@ -400,7 +434,8 @@ class IndexRun:
         if result.error is not None:
             self._record_failure(result.stat, result.error, result.previous)
         elif result.meta is None:
-            if not self._resolve_known_bytes(result, missing):
+            assert result.content_hash is not None
+            if not self.resolve_known(result.stat, result.previous, result.content_hash, missing):
                 retry.append((result.stat, result.previous, set()))  # decode after all
                 return
             self.batch_images += 1

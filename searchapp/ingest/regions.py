@@ -26,8 +26,8 @@ from PIL import Image
 from searchapp.detect.base import Detection, DetectorOptions, clip_box
 from searchapp.errors import UsageError
 from searchapp.ingest.load import LoadedImage
+from searchapp.records import PHOTO_KINDS, BBox
 from searchapp.records import REGION_KINDS as REGION_KINDS  # objects: object_regions()
-from searchapp.records import BBox
 
 
 @dataclass
@@ -189,11 +189,11 @@ REGION_VECTORS = ("pooled", "crops")
 
 def parse_kinds(text: str) -> tuple[str, ...]:
     kinds = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [kind for kind in kinds if kind not in REGION_KINDS]
+    unknown = [kind for kind in kinds if kind not in PHOTO_KINDS]
     if unknown or not kinds:
         raise UsageError(
             f"--regions {text!r}: unknown kind {', '.join(unknown) or '(none)'}; "
-            f"valid: {', '.join(REGION_KINDS)}"
+            f"valid: {', '.join(PHOTO_KINDS)}"
         )
     if "scene" not in kinds:
         raise UsageError("--regions must include scene: every photo keeps its scene embedding")

@@ -47,6 +47,8 @@ class IndexSummary:
     scene_model_seconds: float = 0.0  # of `scene_seconds`, loading the encoder
     interrupted: bool = False
     tagged: int = 0  # a CLIP library's photos given zero-shot tags after the run
+    frames: int = 0  # video frames embedded (each video counts once in `embedded` too)
+    frame_seconds: float = 0.0  # of `seconds`, preparing and encoding those frames
 
     @property
     def images_per_second(self) -> float:
@@ -79,6 +81,7 @@ class IndexSummary:
             scene_images_per_second=round(self.scene_images_per_second, 2),
             interrupted=self.interrupted,
             tagged=self.tagged,
+            frames=self.frames,
         )
         return data
 
@@ -89,3 +92,4 @@ class IndexCallbacks:
     on_regions: Callable[[int], None] | None = None  # the region stage starts: photos to do
     on_advance: Callable[[int], None] | None = None
     on_failure: Callable[[str, str], None] | None = None  # (path, reason)
+    on_note: Callable[[str, str], None] | None = None  # (path, what): indexed, with a remark

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from searchapp.ingest.load import HEIF_MISSING
+from searchapp.ingest.video import VIDEO_SUFFIXES
 from searchapp.records import FileStat
 
 # Extensions we decode with Pillow.
@@ -64,7 +65,7 @@ class ScanProblem:
 def classify(path: str, heif: bool) -> tuple[bool, str | None]:
     """(is an image file we care about, reason it is unsupported or None)."""
     ext = os.path.splitext(path)[1].lower()
-    if ext in SUPPORTED_EXTENSIONS:
+    if ext in SUPPORTED_EXTENSIONS or ext in VIDEO_SUFFIXES:
         return True, None
     if ext in HEIF_EXTENSIONS:
         if heif:

@@ -20,6 +20,7 @@ decoder's threads, and only the frames sampled are converted to pictures.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,10 @@ from searchapp.errors import ImageLoadError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"})
 SIGNATURE_SIZE = (32, 18)
+
+
+def is_video(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -64,13 +69,24 @@ class SampledFrame:
 def _open(path: str) -> Any:
     import av
 
+    if os.path.exists(path) and os.path.getsize(path) == 0:
+        raise ImageLoadError(path, "zero-length file (an empty or unfinished copy)")
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise ImageLoadError(path, f"not a readable video: {_first_line(exc)}") from exc
+        raise ImageLoadError(
+            path, f"not a readable video (truncated, or not a video): {_first_line(exc)}"
+        ) from exc
     if not container.streams.video:
         container.close()
         raise ImageLoadError(path, "no video stream in this file (audio only?)")
+    if container.streams.video[0].codec_context is None:
+        container.close()
+        raise ImageLoadError(
+            path,
+            "unsupported video codec: FFmpeg in PyAV has no decoder for it; convert it, e.g. "
+            "`ffmpeg -i IN -c:v libx264 OUT.mp4`",
+        )
     return container
 
 
@@ -189,18 +205,31 @@ def _keyframes_suffice(stream: Any, container: Any, every: float) -> bool:
     return float(np.median(np.diff(times))) <= every
 
 
-def sample_frames(path: str, options: SampleOptions | None = None) -> Iterator[SampledFrame]:
-    """The frames worth embedding, in time order (see the module's docstring)."""
-    import av
-
-    options = options or SampleOptions()
-    info = probe(path)
-    if info.width * info.height > options.max_pixels:
+def check_size(path: str, info: VideoInfo, max_pixels: int) -> None:
+    if info.width * info.height > max_pixels:
         raise ImageLoadError(
             path,
             f"frames of {info.width}x{info.height} are over the "
-            f"{options.max_pixels / 1e6:.0f} MP limit (--max-pixels raises it)",
+            f"{max_pixels / 1e6:.0f} MP limit (--max-pixels raises it)",
         )
+
+
+def sample_frames(
+    path: str,
+    options: SampleOptions | None = None,
+    *,
+    start: float = 0.0,
+    side: int | None = None,
+    info: VideoInfo | None = None,
+) -> Iterator[SampledFrame]:
+    """The frames worth embedding, in time order (see the module's docstring): those after
+    `start` seconds (a resumed run's), each scaled so that its shorter side is `side` pixels
+    where it was larger (the encoder needs no more, and scaling in FFmpeg is cheap)."""
+    import av
+
+    options = options or SampleOptions()
+    info = info or probe(path)
+    check_size(path, info, options.max_pixels)
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -208,7 +237,36 @@ def sample_frames(path: str, options: SampleOptions | None = None) -> Iterator[S
         keyframes_only = _keyframes_suffice(stream, container, options.every)
         if keyframes_only:
             stream.codec_context.skip_frame = "NONKEY"
-        yield from _sampled(container, stream, info, options, path)
+        if start > 0 and stream.time_base:
+            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+        for frame in _sampled(container, stream, options, path, start):
+            yield SampledFrame(frame[0], _picture(frame[1], info.rotation, side), frame[2])
+    except av.FFmpegError as exc:
+        raise ImageLoadError(path, f"decoding stopped: {_first_line(exc)}") from exc
+    finally:
+        container.close()
+
+
+def frame_at(path: str, time: float, side: int | None = None) -> Image.Image:
+    """The picture a video shows at `time` seconds (the frame there or just before), as
+    displayed: what a pixel check or a viewer compares with a query."""
+    import av
+
+    info = probe(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if stream.time_base:
+            container.seek(int(max(0.0, time) / stream.time_base), stream=stream, backward=True)
+        shown = None
+        for frame in container.decode(stream):
+            if shown is not None and frame.time is not None and frame.time > time + 1e-3:
+                break
+            shown = frame
+        if shown is None:
+            raise ImageLoadError(path, f"no frame at {time:.1f} s")
+        return _picture(shown, info.rotation, side)
     except av.FFmpegError as exc:
         raise ImageLoadError(path, f"decoding stopped: {_first_line(exc)}") from exc
     finally:
@@ -216,11 +274,11 @@ def sample_frames(path: str, options: SampleOptions | None = None) -> Iterator[S
 
 
 def _sampled(
-    container: Any, stream: Any, info: VideoInfo, options: SampleOptions, path: str
-) -> Iterator[SampledFrame]:
+    container: Any, stream: Any, options: SampleOptions, path: str, start: float
+) -> Iterator[tuple[float, Any, str]]:
     previous: np.ndarray | None = None  # the last decoded frame's colour histograms
     kept_signature: np.ndarray | None = None
-    last_kept = -np.inf
+    last_kept = start if start > 0 else -np.inf
     kept_in_minute: dict[int, int] = {}
     drift: list[float] = []  # the last few changes between decoded frames
     for frame in container.decode(stream):
@@ -229,6 +287,13 @@ def _sampled(
         time = max(0.0, float(frame.time))
         current = signature(frame)
         histograms = colours(current)
+        if start > 0 and time <= start + 1e-6:  # resuming: what came before only sets the state
+            if previous is not None:
+                drift = [*drift[-2:], colour_change(histograms, previous)]
+            previous = histograms
+            if time >= start - 1e-3:  # the last frame a killed run kept
+                kept_signature = current
+            continue
         why = "first" if previous is None else ""
         if previous is not None:
             moved = colour_change(histograms, previous)
@@ -249,12 +314,17 @@ def _sampled(
             continue
         kept_in_minute[minute] = kept_in_minute.get(minute, 0) + 1
         kept_signature, last_kept = current, time
-        yield SampledFrame(time, _picture(frame, info.rotation), why)
+        yield time, frame, why
 
 
-def _picture(frame: Any, rotation: int) -> Image.Image:
-    """The frame as displayed: `rotation` is counterclockwise degrees, as the display matrix
-    gives them (a phone's portrait clip stores landscape frames with -90, that is 270)."""
+def _picture(frame: Any, rotation: int, side: int | None = None) -> Image.Image:
+    """The frame as displayed, its shorter side scaled down to `side`: `rotation` is
+    counterclockwise degrees, as the display matrix gives them (a phone's portrait clip stores
+    landscape frames with -90, that is 270)."""
+    short = min(frame.width, frame.height)
+    if side is not None and short > side:
+        width, height = round(frame.width * side / short), round(frame.height * side / short)
+        frame = frame.reformat(width=width, height=height, interpolation="AREA")
     image: Image.Image = frame.to_image()
     turn = {
         90: Image.Transpose.ROTATE_90,

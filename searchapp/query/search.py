@@ -94,6 +94,8 @@ class SearchHit:
     verified: str | None = None  # what the pixel check said: "pixels", "geometry" or None
     image_id: int | None = None  # the photo's id in the catalog
     photo_size: tuple[int, int] = (0, 0)  # its displayed width and height
+    time: float | None = None  # a video's: the time of its best frame, in seconds
+    moments: tuple[tuple[float, float], ...] = ()  # a video's best frames: (time, score)
 
     @property
     def date(self) -> str:
@@ -113,6 +115,14 @@ class SearchHit:
             "tags": self.tags,
             "region": {"kind": self.kind, "bbox": list(self.bbox), "label": self.label},
             "verified": self.verified,
+            **(
+                {
+                    "time": self.time,
+                    "moments": [{"time": t, "score": round(s, 6)} for t, s in self.moments],
+                }
+                if self.time is not None
+                else {}
+            ),
         }
 
 
@@ -144,6 +154,23 @@ def aggregate(region_hits: list[RegionHit], k: int) -> list[RegionHit]:
         if current is None or hit.score > current.score:
             best[hit.image_id] = hit
     return sorted(best.values(), key=lambda h: (-h.score, h.path))[:k]
+
+
+MOMENTS = 3  # a video's best moments, listed with its hit
+MOMENT_GAP = 2.0  # seconds between two moments listed: one sampling step
+
+
+def moments(region_hits: list[RegionHit]) -> dict[int, tuple[tuple[float, float], ...]]:
+    """Each video's best frames among the hits, as (time, score), best first: at most MOMENTS,
+    MOMENT_GAP apart, so that one long shot does not fill the list."""
+    found: dict[int, list[tuple[float, float]]] = {}
+    for hit in sorted(region_hits, key=lambda h: -h.score):
+        if hit.time is None:
+            continue
+        kept = found.setdefault(hit.image_id, [])
+        if len(kept) < MOMENTS and all(abs(t - hit.time) >= MOMENT_GAP for t, _ in kept):
+            kept.append((hit.time, hit.score))
+    return {image: tuple(times) for image, times in found.items()}
 
 
 def _validate(query: Query) -> None:
@@ -208,6 +235,11 @@ def _like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
         )
     dim = library.require_identity().dim
     vectors = library.catalog.region_vectors_of_image(image.id, "scene", dim)
+    if not len(vectors):  # a video: what its frames show, together
+        frames = library.catalog.region_vectors_of_image(image.id, "frame", dim)
+        if not len(frames):
+            raise QueryError(f"--like {absolute}: it has no vectors (listed as low quality?)")
+        return combine([frame[None] for frame in frames], [1.0] * len(frames)), image.id
     return vectors[:1], image.id
 
 
@@ -312,6 +344,7 @@ def _finish(
         best = spaces.merged(rankings, query.k)
         region_hits = sorted(region_hits + tiles, key=lambda h: (-h.score, h.path, h.region_id))
     best = _labelled(library, best)
+    best_moments = moments(region_hits)
     photo_labels = library.catalog.image_labels(h.image_id for h in best)
     photos = [
         SearchHit(
@@ -324,6 +357,8 @@ def _finish(
             tuple(photo_labels.get(h.image_id, [])),
             image_id=h.image_id,
             photo_size=h.photo_size,
+            time=h.time,
+            moments=best_moments.get(h.image_id, ()),
         )
         for h in best
     ]
@@ -409,7 +444,8 @@ def verified_first(
     confirm moved first; the rest follow unchecked. Scores are not changed, so a confirmed hit
     may score below an unconfirmed one under it."""
     head = hits[: verify.CANDIDATES]
-    matches = verify.check(query, [(hit.path, hit.bbox) for hit in head], decoded_scale)
+    places = [(hit.path, hit.bbox, hit.time) for hit in head]
+    matches = verify.check(query, places, decoded_scale)
     order = verify.verified_order(matches)
     return [replace(head[i], verified=matches[i].verdict) for i in order] + hits[len(head) :]
 

@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from searchapp.errors import ImageLoadError
 from searchapp.geometry import MIN_INLIERS, homography, orb_features, residual
+from searchapp.ingest import video
 from searchapp.ingest.load import heif_opener, load_image
 from searchapp.records import BBox, FileStat
 
@@ -86,8 +87,20 @@ def _level(query_scale: float, cap: float, max_level: int) -> int:
     return level
 
 
+def _decoded(path: str, time: float | None, needed: int) -> tuple[Image.Image, float]:
+    """The photo, or a video's frame at `time`, decoded with its shorter side `needed` px at
+    least where it has them, and its displayed pixels per decoded pixel."""
+    if time is None:
+        st = os.stat(path)
+        loaded = load_image(FileStat(path, st.st_size, st.st_mtime_ns), min_side=needed)
+        return loaded.image, loaded.scale
+    info = video.probe(path)
+    picture = video.frame_at(path, time, side=max(needed, 1))
+    return picture, info.width / picture.width
+
+
 def _candidate_pixels(
-    path: str, bbox: BBox, query_scale: float, max_level: int = MAX_LEVEL
+    path: str, bbox: BBox, query_scale: float, max_level: int = MAX_LEVEL, time: float | None = None
 ) -> tuple[np.ndarray, int] | None:
     """The candidate's pixels near its winning region, at the scale of one of the query's
     levels, and that level.
@@ -101,7 +114,8 @@ def _candidate_pixels(
     """
     x0, y0, x1, y1 = bbox
     try:
-        width, height = _stored_size(path)
+        # a video frame's box is the whole frame, as displayed
+        width, height = _stored_size(path) if time is None else (x1 - x0, y1 - y0)
     except (OSError, Image.DecompressionBombError):
         return None  # moved or unreadable since indexing: it simply is not verified
     whole = (x1 - x0) * (y1 - y0) >= 0.5 * width * height
@@ -114,13 +128,11 @@ def _candidate_pixels(
     factor = min(query_scale / 2**level, MAX_CANDIDATE_SIDE / region_side)
     shorter = min(width, height)  # of the photo: an EXIF turn keeps it the shorter side
     try:
-        st = os.stat(path)
         needed = shorter if factor >= 1 else math.ceil(factor * shorter)
-        loaded = load_image(FileStat(path, st.st_size, st.st_mtime_ns), min_side=needed)
+        image, scale = _decoded(path, time, needed)  # scale: displayed pixels per decoded pixel
     except (OSError, ImageLoadError):
         return None  # moved or unreadable since indexing: it simply is not verified
-    pixels = _grey(loaded.image)
-    scale = loaded.scale  # displayed pixels per decoded pixel
+    pixels = _grey(image)
     if not whole:
         top, left = max(0, int((y0 - margin_y) / scale)), max(0, int((x0 - margin_x) / scale))
         pixels = pixels[
@@ -262,17 +274,20 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
-def check(
-    query: Image.Image, places: list[tuple[str, BBox]], decoded_scale: float = 1.0
-) -> list[Match]:
-    """Each candidate photo (its path, and the box of its region that matched) against the
-    query's pixels (decoded at `decoded_scale` displayed px per px)."""
+Place = tuple[str, BBox, float | None]  # a candidate's path, its region's box, a frame's time
+
+
+def check(query: Image.Image, places: list[Place], decoded_scale: float = 1.0) -> list[Match]:
+    """Each candidate photo or video frame (its path, the box of its region that matched, the
+    frame's time) against the query's pixels (decoded at `decoded_scale` displayed px per
+    px)."""
     if not places:
         return []
     verifier = Verifier(query, decoded_scale)
 
-    def one(place: tuple[str, BBox]) -> Match:
-        found = _candidate_pixels(*place, verifier.scale, verifier.max_level)
+    def one(place: Place) -> Match:
+        path, bbox, time = place
+        found = _candidate_pixels(path, bbox, verifier.scale, verifier.max_level, time)
         if found is None:
             return Match(0, 0.0)
         pixels, level = found

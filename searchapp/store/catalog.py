@@ -52,6 +52,7 @@ from searchapp.store.tables import (
     chunks,
     failures,
     images,
+    known_columns,
     labels,
     regions,
     set_aside_images,
@@ -221,9 +222,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
     # ---- reads for the diff ----------------------------------------------------------------
 
     def images_under(self, roots: list[str]) -> dict[str, KnownImage]:
-        query = select(
-            images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
-        ).where(under(images.c.path, roots))
+        query = select(*known_columns()).where(under(images.c.path, roots))
         with self.engine.connect() as conn:
             return {row.path: KnownImage(*row) for row in conn.execute(query)}
 
@@ -232,13 +231,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
         wanted = sorted(set(hashes))
         with self.engine.connect() as conn:
             for chunk in chunks(wanted):
-                query = select(
-                    images.c.id,
-                    images.c.path,
-                    images.c.size,
-                    images.c.mtime_ns,
-                    images.c.content_hash,
-                ).where(images.c.content_hash.in_(chunk))
+                query = select(*known_columns()).where(images.c.content_hash.in_(chunk))
                 for row in conn.execute(query):
                     found.setdefault(row.content_hash, []).append(KnownImage(*row))
         return found
@@ -284,13 +277,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
 
     def all_images(self) -> list[KnownImage]:
         """Every image in search (not those set aside by `dupes --move-to`)."""
-        query = (
-            select(
-                images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
-            )
-            .where(images.c.set_aside.is_(False))
-            .order_by(images.c.id)
-        )
+        query = select(*known_columns()).where(images.c.set_aside.is_(False)).order_by(images.c.id)
         with self.engine.connect() as conn:
             return [KnownImage(*row) for row in conn.execute(query)]
 
@@ -363,6 +350,8 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
                 self._clone_image(conn, copy.source_id, copy.stat, now, delta)
             for added in batch.regions_added:
                 self._add_regions(conn, added, delta)
+            for frames in batch.frames_added:
+                self._add_frames(conn, frames, delta)
             self._write_failures(conn, batch, now)
             generation = int(self._get(conn, "vectors.generation") or 0)
             if delta.added_ids or delta.removed_ids or delta.recoded:

@@ -22,6 +22,7 @@ from searchapp.store.tables import (
     chunks,
     evidence,
     images,
+    known_columns,
     regions,
     set_aside_images,
 )
@@ -133,9 +134,7 @@ class DupeReads(VectorRows):
 
     def images_without_phash(self) -> list[KnownImage]:
         query = (
-            select(
-                images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
-            )
+            select(*known_columns())
             .where(images.c.phash.is_(None), images.c.set_aside.is_(False))
             .order_by(images.c.id)
         )

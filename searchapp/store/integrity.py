@@ -17,7 +17,7 @@ from sqlalchemy.exc import DatabaseError
 
 from searchapp.errors import DamagedCatalogError, DiskFullError, LibraryBusyError, SearchappError
 from searchapp.records import KnownImage
-from searchapp.store.tables import images, labels, regions
+from searchapp.store.tables import images, known_columns, labels, regions
 
 WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "ANALYZE"})
 # "no such table": a catalog without searchapp's tables, such as an empty recovery put in place
@@ -135,17 +135,13 @@ class IntegrityChecks:
             conn.execute(delete(labels).where(labels.c.region_id.not_in(select(regions.c.id))))
 
     def images_without_scene(self) -> list[KnownImage]:
-        """Photos with no scene region: no search can find them."""
-        scenes = select(regions.c.image_id).where(regions.c.kind == "scene")
-        query = select(
-            images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
-        ).where(images.c.id.not_in(scenes))
+        """Photos with no scene region, and videos with no frame: no search can find them."""
+        scenes = select(regions.c.image_id).where(regions.c.kind.in_(("scene", "frame")))
+        query = select(*known_columns()).where(images.c.id.not_in(scenes))
         with self.engine.connect() as conn:
             return [KnownImage(*row) for row in conn.execute(query)]
 
     def set_aside_photos(self) -> list[KnownImage]:
-        query = select(
-            images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
-        ).where(images.c.set_aside.is_(True))
+        query = select(*known_columns()).where(images.c.set_aside.is_(True))
         with self.engine.connect() as conn:
             return [KnownImage(*row) for row in conn.execute(query)]

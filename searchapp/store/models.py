@@ -80,6 +80,11 @@ images = Table(
     Column("set_aside", Boolean, nullable=False, default=False, server_default=false()),
     # region kinds still to embed ("object,tile"): the scene comes first, the rest follows
     Column("regions_pending", String(64)),
+    # a video's facts (NULL duration: a photo); frames_until: sampled so far while unfinished
+    Column("duration", Float),
+    Column("frame_rate", Float),
+    Column("codec", String(32)),
+    Column("frames_until", Float),
     # the few set-aside images, for the NOT IN of every count and read
     Index(
         "ix_images_set_aside",
@@ -110,6 +115,7 @@ regions = Table(
     Column("label_score", Float),
     Column("vector", LargeBinary, nullable=False),  # float16, L2-normalised
     Column("norm", Float),  # the vector's length before normalising; NULL before revision 0011
+    Column("time", Float),  # a video frame's time in seconds from the start; NULL otherwise
     Index("ix_regions_image", "image_id"),
     Index("ix_regions_kind_image", "kind", "image_id"),  # covers the per-kind counts
 )

@@ -20,7 +20,7 @@ from searchapp.records import (
     PhotoRegion,
     RegionHit,
 )
-from searchapp.store.tables import chunks, images, labels, regions, under
+from searchapp.store.tables import chunks, images, known_columns, labels, regions, under
 from searchapp.store.vector_rows import VectorRows
 
 
@@ -96,9 +96,7 @@ class SearchReads(VectorRows):
     def image_by_path(self, path: str, set_aside: bool | None = None) -> KnownImage | None:
         """The image at this path; with `set_aside`, only if it is (True) or is not (False)
         set aside by `dupes --move-to`."""
-        query = select(
-            images.c.id, images.c.path, images.c.size, images.c.mtime_ns, images.c.content_hash
-        ).where(images.c.path == path)
+        query = select(*known_columns()).where(images.c.path == path)
         if set_aside is not None:
             query = query.where(images.c.set_aside.is_(set_aside))
         with self.engine.connect() as conn:
@@ -131,12 +129,13 @@ class SearchReads(VectorRows):
                     regions.c.y1,
                     regions.c.label,
                     regions.c.label_score,
+                    regions.c.time,
                 )
                 .where(regions.c.image_id == image_id)
                 .order_by(regions.c.kind != "scene", regions.c.kind, regions.c.id)
             )
             photo_regions = tuple(
-                PhotoRegion(r.id, r.kind, (r.x0, r.y0, r.x1, r.y1), r.label, r.label_score)
+                PhotoRegion(r.id, r.kind, (r.x0, r.y0, r.x1, r.y1), r.label, r.label_score, r.time)
                 for r in found
             )
         meta = ImageMeta(**{name: row._mapping[name] for name in ImageMeta.__dataclass_fields__})
@@ -273,6 +272,7 @@ class SearchReads(VectorRows):
                         images.c.taken_at,
                         images.c.width,
                         images.c.height,
+                        regions.c.time,
                     )
                     .join(images, images.c.id == regions.c.image_id)
                     .where(regions.c.id.in_(chunk))
@@ -289,6 +289,7 @@ class SearchReads(VectorRows):
                             taken_at=row.taken_at,
                             score=scored[row.id],
                             photo_size=(row.width, row.height),
+                            time=row.time,
                         )
                     )
         return hits

@@ -43,6 +43,12 @@ def under(column: Any, roots: Iterable[str]) -> Any:
     return or_(*conditions)
 
 
+def known_columns() -> tuple[Any, ...]:
+    """The images columns a KnownImage holds, in its order."""
+    c = images.c
+    return (c.id, c.path, c.size, c.mtime_ns, c.content_hash, c.frames_until)
+
+
 def set_aside_images() -> Select[Any]:
     """Ids of the images `dupes --move-to` set aside: out of search and `dupes`. A NOT IN over
     this (usually empty) set costs nothing, where an IN over every image would."""

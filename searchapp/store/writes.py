@@ -8,7 +8,14 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from searchapp.records import CatalogBatch, FileStat, Move, RegionsAdded, VectorDelta
+from searchapp.records import (
+    CatalogBatch,
+    FileStat,
+    FramesAdded,
+    Move,
+    RegionsAdded,
+    VectorDelta,
+)
 from searchapp.store.tables import VECTOR_DTYPE, chunks, failures, images, labels, regions
 from searchapp.store.vector_rows import VectorRows
 
@@ -97,6 +104,7 @@ class CatalogWrites(VectorRows):
                 label_score=region.label_score,
                 vector=blob,
                 norm=region.norm,
+                time=region.time,
             ),
         )
         if region.labels:
@@ -168,3 +176,15 @@ class CatalogWrites(VectorRows):
                 continue
             for region in added.regions:
                 self._insert_region(conn, image_id, region, delta)
+
+    def _add_frames(self, conn: Connection, added: FramesAdded, delta: VectorDelta) -> None:
+        """More frames of a video being sampled, and how far it now is; nothing where the video
+        was deleted or re-indexed meanwhile."""
+        done = conn.execute(
+            update(images)
+            .where(images.c.id == added.image_id, images.c.frames_until.is_not(None))
+            .values(frames_until=added.until)
+        ).rowcount
+        if done:
+            for region in added.regions:
+                self._insert_region(conn, added.image_id, region, delta)

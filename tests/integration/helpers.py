@@ -15,6 +15,7 @@ from searchapp.vectors import ann
 @dataclass
 class Recorder:
     failures: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
     advanced: int = 0
 
     def callbacks(self, stop_after: int | None = None) -> IndexCallbacks:
@@ -24,7 +25,9 @@ class Recorder:
                 raise KeyboardInterrupt
 
         return IndexCallbacks(
-            on_advance=on_advance, on_failure=lambda p, r: self.failures.append((p, r))
+            on_advance=on_advance,
+            on_failure=lambda p, r: self.failures.append((p, r)),
+            on_note=lambda p, r: self.notes.append((p, r)),
         )
 
 

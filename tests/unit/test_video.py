@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from searchapp.errors import ImageLoadError
-from searchapp.ingest.video import SampleOptions, probe, sample_frames
+from searchapp.ingest.video import SampleOptions, frame_at, probe, sample_frames
 from tests.conftest import sample_image
-from tests.videos import pan, write_audio_only, write_clip
+from tests.videos import pan, write_audio_only, write_clip, write_variable_rate
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_bad_files_are_one_clear_reason_each(tmp_path, three_shots, photos) -> N
         probe(str(audio))
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    with pytest.raises(ImageLoadError, match="not a readable video"):
+    with pytest.raises(ImageLoadError, match="zero-length file"):
         probe(str(empty))
     text = tmp_path / "notes.mp4"
     text.write_text("not a video at all\n" * 100)
@@ -105,7 +105,39 @@ def test_bad_files_are_one_clear_reason_each(tmp_path, three_shots, photos) -> N
         probe(str(text))
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(three_shots.read_bytes()[: three_shots.stat().st_size // 2])
-    with pytest.raises(ImageLoadError):  # the index is at the end: the file cannot be read
+    # the index is at the end: the file cannot be read
+    with pytest.raises(ImageLoadError, match=r"truncated, or not a video"):
         list(sample_frames(str(truncated)))
+    # a codec FFmpeg has no decoder for: the stream's four-character code made up
+    unknown = tmp_path / "unknown_codec.mp4"
+    unknown.write_bytes(three_shots.read_bytes().replace(b"avc1", b"zzzz"))
+    with pytest.raises(ImageLoadError, match=r"unsupported video codec.*libx264"):
+        probe(str(unknown))
     with pytest.raises(ImageLoadError, match="over the 0 MP limit"):
         list(sample_frames(str(three_shots), SampleOptions(max_pixels=1000)))
+
+
+def test_variable_frame_rate_is_seen_and_times_come_from_each_frame(tmp_path) -> None:
+    clip = write_variable_rate(tmp_path / "vfr.mp4")
+    info = probe(str(clip))
+    assert info.variable_rate is True
+    times = [frame.time for frame in sample_frames(str(clip), SampleOptions(same=0.0))]
+    # 60 frames 33 and 100 ms apart in turn: 3.99 s, not the 2 s a fixed 30 fps would make
+    assert times[-1] == pytest.approx(3.8, abs=0.25)
+    assert times == sorted(times)
+
+
+def test_resuming_starts_after_the_time_given_and_frames_come_scaled(three_shots) -> None:
+    whole = [frame.time for frame in sample_frames(str(three_shots))]
+    rest = list(sample_frames(str(three_shots), start=whole[1], side=120))
+    assert [frame.time for frame in rest] == pytest.approx([t for t in whole if t > whole[1]])
+    assert all(min(frame.image.size) == 120 for frame in rest)  # 320 x 240 scaled down
+
+
+def test_frame_at_gives_the_picture_shown_then(three_shots, photos) -> None:
+    shown = frame_at(str(three_shots), 6.0)
+    expected = pan(photos["coffee"], 0.5)  # the coffee shot runs 4-8 s, panning
+    difference = np.abs(np.asarray(shown, float) - np.asarray(expected, float)).mean()
+    assert difference < 20
+    other = pan(photos["astronaut"], 0.5)
+    assert np.abs(np.asarray(shown, float) - np.asarray(other, float)).mean() > 2 * difference
