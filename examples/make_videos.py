@@ -128,7 +128,11 @@ def reencode(
     end: float = float("inf"),
 ) -> Path:
     """A copy of `source` at another size and quality, from `start` to `end` seconds."""
-    writer = Writer(target, size, crf=crf)
+    import av
+
+    with av.open(str(source)) as container:
+        fps = round(float(container.streams.video[0].average_rate or FPS))
+    writer = Writer(target, size, fps=fps, gop=fps, crf=crf)
     for time, picture in frames_of(source):
         if start - 1e-6 <= time < end - 1e-6:
             writer.add(picture.resize(size, Image.Resampling.BILINEAR))

@@ -170,16 +170,21 @@ def _count(number: int, one: str, many: str | None = None) -> str:
 
 
 def _print_groups(data: dict[str, Any]) -> None:
+    from searchapp.records import clock
+
     for number, group in enumerate(data["groups"], 1):
-        print(f"group {number}: {len(group['paths'])} photos; keep {shown(group['keep'])}")
+        print(f"group {number}: {len(group['paths'])} files; keep {shown(group['keep'])}")
         print(f"  why: {shown(group['why'])}")
         for pair in group["pairs"]:
             print(f"  {shown(pair['a'])}\n    ~ {shown(pair['b'])}\n    {shown(pair['reason'])}")
+    for still in data["stills"]:
+        at = clock(still["time"])
+        print(f"still: {shown(still['photo'])}\n  is the frame at {at} of {shown(still['video'])}")
     summary = data["summary"]
     print(
         f"{_count(summary['groups'], 'group')}, {_count(summary['copies'], 'copy', 'copies')} "
-        "beyond the kept photos, "
-        f"among {summary['photos']} photos"
+        "beyond the kept files, "
+        f"among {summary['photos']} files"
     )
 
 

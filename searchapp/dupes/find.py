@@ -1,6 +1,7 @@
 """Find duplicates in a library: tiers, evidence, groups.
 
 exact    same bytes (content hash) or same decoded pixels (pixel hash);
+         videos too; a re-encoded video is "near", a trimmed one "crop" (dupes.videos);
 near     the same picture resized, recompressed, relit, turned, flipped or slightly cropped:
          proposed by a pHash within Hamming 7 under any rotation or flip, or by a scene
          embedding at cosine 0.85 or more, and confirmed by the pixels (dupes.pixels);
@@ -26,6 +27,7 @@ from searchapp.dupes.candidates import HashPairs, hash_pairs, neighbour_pairs
 from searchapp.dupes.confirm import check_all
 from searchapp.dupes.groups import DupeGroup, DupePair, UnionFind, build_groups
 from searchapp.dupes.pixels import CONTAINED, PixelEvidence
+from searchapp.dupes.videos import Frames, FrameStill, frame_stills, video_pairs
 from searchapp.errors import ImageLoadError, UsageError
 from searchapp.ingest.hashes import VARIANTS, pixel_hash
 from searchapp.ingest.load import load_image
@@ -71,6 +73,7 @@ class DupeReport:
     checked: int = 0  # candidate pairs whose pixels were compared
     proposed: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    stills: list[FrameStill] = field(default_factory=list)  # photos that are a video's frame
 
 
 @dataclass
@@ -182,6 +185,14 @@ def find_duplicates(
         if late:
             catalog.keep_pixel_hashes({int(table.ids[row]): late[row] for row in late})
         report.seconds["verify"] = time.monotonic() - clock
+    if dim and wants_pixels:
+        clock = time.monotonic()
+        frames = Frames.read(catalog, table, dim)
+        for pair in video_pairs(frames, table):
+            if sets.find(pair.a) != sets.find(pair.b) and pair.tier in options.tiers:
+                add(pair)
+        report.stills = frame_stills(frames, table, scene_lookup, scenes)
+        report.seconds["videos"] = time.monotonic() - clock
     if "similar" in options.tiers and len(scenes):
         clock = time.monotonic()
         for pair in _similar_pairs(scene_lookup, scenes, options):

@@ -18,6 +18,8 @@ class DupePair:
     tier: str  # exact, near, crop or similar
     score: float
     reason: str
+    frames: tuple[tuple[float, float, float], ...] = ()  # two videos': matched (time a, b, cos)
+    offset: float | None = None  # two videos': seconds from a's timeline to b's
 
 
 @dataclass
@@ -117,8 +119,17 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
     def when(seconds: float) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
+    def seconds(row: int) -> float:
+        value = float(table.durations[row])
+        return 0.0 if np.isnan(value) else value
+
     steps = [
         _Criterion(pixels, 0.0, lambda k, d: f"highest resolution ({size(k)})"),
+        _Criterion(
+            seconds,
+            0.0,
+            lambda k, d: f"same resolution ({size(k)}), the longest video ({seconds(k):.1f} s)",
+        ),
         _Criterion(
             in_colour,
             0.0,

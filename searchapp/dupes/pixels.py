@@ -22,6 +22,7 @@ from PIL import Image
 
 from searchapp.errors import ImageLoadError
 from searchapp.geometry import MIN_INLIERS, Features, homography, orb_features, residual
+from searchapp.ingest import video
 from searchapp.ingest.load import load_image
 from searchapp.records import FileStat
 
@@ -92,16 +93,20 @@ class PixelComparer:
         self.cv2: Any = cv2
         self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
 
-    def _photo(self, path: str, variant: int) -> tuple[np.ndarray, Features] | None:
-        key = (path, variant)
+    def _photo(
+        self, path: str, variant: int, time: float | None = None
+    ) -> tuple[np.ndarray, Features] | None:
+        key = (path, variant) if time is None else (f"{path}@{time}", variant)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         try:
-            st = os.stat(path)
-            image = load_image(
-                FileStat(path, st.st_size, st.st_mtime_ns), min_side=COMPARE_SIDE
-            ).image
+            if time is None:
+                st = os.stat(path)
+                stat = FileStat(path, st.st_size, st.st_mtime_ns)
+                image = load_image(stat, min_side=COMPARE_SIDE).image
+            else:  # a video's frame
+                image = video.frame_at(path, time, side=COMPARE_SIDE)
         except (OSError, ImageLoadError):
             entry = None  # gone or unreadable since indexing: such a pair is not confirmed
         else:
@@ -118,9 +123,17 @@ class PixelComparer:
             self._cache.popitem(last=False)
         return entry
 
-    def compare(self, path_a: str, path_b: str, variant: int = 0) -> PixelEvidence:
-        """Evidence for the pair; `variant` turns photo A as a pHash match found it turned."""
-        a, b = self._photo(path_a, variant), self._photo(path_b, 0)
+    def compare(
+        self,
+        path_a: str,
+        path_b: str,
+        variant: int = 0,
+        time_a: float | None = None,
+        time_b: float | None = None,
+    ) -> PixelEvidence:
+        """Evidence for the pair; `variant` turns photo A as a pHash match found it turned;
+        with a time, that side is the frame its video shows then."""
+        a, b = self._photo(path_a, variant, time_a), self._photo(path_b, 0, time_b)
         if a is None or b is None:
             return PixelEvidence(0, float("inf"), 0.0, 0.0, True, unreadable=True)
         a_to_b, inliers = homography(a[1], b[1], a[0].shape)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from searchapp.dupes.find import DupeReport
+from searchapp.dupes.groups import DupePair
 
 # the pixels confirmed these tiers; "similar" is the embeddings' guess
 SURE_TIERS = frozenset({"exact", "near", "crop"})
@@ -23,6 +24,21 @@ def _photo(report: DupeReport, row: int) -> dict[str, Any]:
     }
 
 
+def _pair(report: DupeReport, pair: DupePair) -> dict[str, Any]:
+    paths = report.table.paths
+    found: dict[str, Any] = {
+        "a": paths[pair.a],
+        "b": paths[pair.b],
+        "tier": pair.tier,
+        "score": pair.score,
+        "reason": pair.reason,
+    }
+    if pair.offset is not None:  # two videos: the frames that matched, and the offset
+        found["offset"] = pair.offset
+        found["frames"] = [{"a": a, "b": b, "score": s} for a, b, s in pair.frames]
+    return found
+
+
 def report_dict(report: DupeReport) -> dict[str, Any]:
     paths = report.table.paths
     groups = []
@@ -36,20 +52,21 @@ def report_dict(report: DupeReport) -> dict[str, Any]:
                 "photos": [_photo(report, row) for row in group.rows],
                 "bytes_freed": int(sum(int(report.table.sizes[row]) for row in others)),
                 "confirmed": all(pair.tier in SURE_TIERS for pair in group.pairs),
-                "pairs": [
-                    {
-                        "a": paths[p.a],
-                        "b": paths[p.b],
-                        "tier": p.tier,
-                        "score": p.score,
-                        "reason": p.reason,
-                    }
-                    for p in group.pairs
-                ],
+                "pairs": [_pair(report, p) for p in group.pairs],
             }
         )
+    stills = [
+        {
+            "photo": paths[still.photo],
+            "video": paths[still.video],
+            "time": still.time,
+            "score": still.score,
+        }
+        for still in report.stills
+    ]
     return {
         "groups": groups,
+        "stills": stills,
         "summary": {
             "photos": len(report.table),
             "groups": len(report.groups),

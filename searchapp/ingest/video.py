@@ -250,6 +250,21 @@ def sample_frames(
 def frame_at(path: str, time: float, side: int | None = None) -> Image.Image:
     """The picture a video shows at `time` seconds (the frame there or just before), as
     displayed: what a pixel check or a viewer compares with a query."""
+    shown = None
+    for at, picture in frames_between(path, time, time, side):
+        if shown is not None and at > time + 1e-3:
+            break
+        shown = picture
+    if shown is None:
+        raise ImageLoadError(path, f"no frame at {time:.1f} s")
+    return shown
+
+
+def frames_between(
+    path: str, start: float, end: float, side: int | None = None
+) -> Iterator[tuple[float, Image.Image]]:
+    """Every frame from the last one at or before `start` to the first one after `end`, with
+    its time, as displayed: where a sampled frame's neighbours are looked through."""
     import av
 
     info = probe(path)
@@ -258,15 +273,24 @@ def frame_at(path: str, time: float, side: int | None = None) -> Image.Image:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if stream.time_base:
-            container.seek(int(max(0.0, time) / stream.time_base), stream=stream, backward=True)
-        shown = None
+            container.seek(int(max(0.0, start) / stream.time_base), stream=stream, backward=True)
+        earlier: tuple[float, Any] | None = None  # the last frame before `start`
         for frame in container.decode(stream):
-            if shown is not None and frame.time is not None and frame.time > time + 1e-3:
+            if frame.time is None:
+                continue
+            time = float(frame.time)
+            if time < start - 1e-3:
+                earlier = (time, frame)
+                continue
+            if earlier is not None:
+                if time > start + 1e-3:  # `start` falls between frames: the one shown then
+                    yield earlier[0], _picture(earlier[1], info.rotation, side)
+                earlier = None
+            yield time, _picture(frame, info.rotation, side)
+            if time > end + 1e-3:
                 break
-            shown = frame
-        if shown is None:
-            raise ImageLoadError(path, f"no frame at {time:.1f} s")
-        return _picture(shown, info.rotation, side)
+        if earlier is not None:  # `start` is past the last frame
+            yield earlier[0], _picture(earlier[1], info.rotation, side)
     except av.FFmpegError as exc:
         raise ImageLoadError(path, f"decoding stopped: {_first_line(exc)}") from exc
     finally:

@@ -60,6 +60,7 @@ class PhotoTable:
     pixel_hashes: list[str | None]
     phashes: np.ndarray  # (n, 64) uint8; rows of zeros where has_phash is False
     has_phash: np.ndarray  # bool
+    durations: np.ndarray  # a video's seconds; NaN for a photo
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -87,6 +88,7 @@ class DupeReads(VectorRows):
                 images.c.content_hash,
                 images.c.pixel_hash,
                 images.c.phash,
+                images.c.duration,
             )
             .where(images.c.set_aside.is_(False))
             .order_by(images.c.id)
@@ -130,12 +132,19 @@ class DupeReads(VectorRows):
             pixel_hashes=[r.pixel_hash for r in rows],
             phashes=phashes,
             has_phash=has,
+            durations=np.fromiter(
+                (np.nan if r.duration is None else r.duration for r in rows), dtype=float, count=n
+            ),
         )
 
     def images_without_phash(self) -> list[KnownImage]:
         query = (
             select(*known_columns())
-            .where(images.c.phash.is_(None), images.c.set_aside.is_(False))
+            .where(
+                images.c.phash.is_(None),
+                images.c.set_aside.is_(False),
+                images.c.duration.is_(None),  # a video has no pHash: its frames stand for it
+            )
             .order_by(images.c.id)
         )
         with self.engine.connect() as conn:
@@ -155,6 +164,21 @@ class DupeReads(VectorRows):
                 if values:
                     query = update(images).where(images.c.id == item.image_id).values(**values)
                     conn.execute(query)
+
+    def frame_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image ids, times, vectors float32) of every video frame in search, by video and
+        time."""
+        query = (
+            select(regions.c.image_id, regions.c.time, regions.c.vector)
+            .where(regions.c.kind == "frame", regions.c.image_id.not_in(set_aside_images()))
+            .order_by(regions.c.image_id, regions.c.time)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        owners = np.fromiter((row.image_id for row in rows), dtype=np.int64, count=len(rows))
+        times = np.fromiter((row.time or 0.0 for row in rows), dtype=float, count=len(rows))
+        blob = b"".join(row.vector for row in rows)
+        return owners, times, self.decode_vectors("frame", blob, len(rows), dim)
 
     def region_vectors_by_image(
         self, kinds: Iterable[str], dim: int, chunk_rows: int = 20000, *, whole: bool = False

@@ -102,6 +102,7 @@ def _table(
     camera: list[bool] | None = None,
     mtimes: list[int] | None = None,
     exif: list[bool] | None = None,
+    durations: list[float] | None = None,
 ) -> PhotoTable:
     n = len(widths)
     return PhotoTable(
@@ -122,6 +123,7 @@ def _table(
         pixel_hashes=[None] * n,
         phashes=np.zeros((n, 64), np.uint8),
         has_phash=np.ones(n, bool),
+        durations=np.array(durations or [np.nan] * n),
     )
 
 
@@ -133,6 +135,11 @@ def test_keep_rule_order() -> None:
     same = _table([200, 200], [50.0, 50.0], [5.0, 1.0])
     keep, why = choose_keeper(same, [0, 1], set())
     assert keep == 1 and "taken first" in why
+    trimmed = _table([200, 200], [np.nan] * 2, [1.0, 5.0], durations=[9.0, 18.0])
+    assert choose_keeper(trimmed, [0, 1], set()) == (
+        1,
+        "same resolution (200x200), the longest video (18.0 s)",
+    )
     assert choose_keeper(same, [0, 1], {"/p/0.jpg"}) == (0, "chosen with --keep")
     grey_sharper = _table([200, 200], [90.0, 50.0], [1.0, 2.0], colour=[0.4, 35.0])
     keep, why = choose_keeper(grey_sharper, [0, 1], set())
