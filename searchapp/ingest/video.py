@@ -184,25 +184,26 @@ def colour_change(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _keyframes_suffice(stream: Any, container: Any, every: float) -> bool:
-    """Whether the keyframes come at least every `every` seconds (sampled from the first 20)."""
+    """Whether the keyframes come at least every `every` seconds: read from the flags of the
+    first packets (20 keyframes or a minute), without decoding any."""
     import av
 
-    stream.codec_context.skip_frame = "NONKEY"
     times: list[float] = []
     try:
-        for frame in container.decode(stream):
-            if frame.time is not None:
-                times.append(float(frame.time))
-            if len(times) >= 20:
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.time_base is None:
+                continue
+            if packet.is_keyframe:
+                times.append(float(packet.pts * packet.time_base))
+            if len(times) >= 20 or float(packet.pts * packet.time_base) > 60:
                 break
     except av.FFmpegError:
         return False
     finally:
-        stream.codec_context.skip_frame = "DEFAULT"
         container.seek(0, stream=stream)
     if len(times) < 2:
         return False
-    return float(np.median(np.diff(times))) <= every
+    return float(np.median(np.diff(sorted(times)))) <= every
 
 
 def check_size(path: str, info: VideoInfo, max_pixels: int) -> None:
