@@ -12,8 +12,9 @@ it writes to VIDEOS:
 - portrait.mp4: a phone-style clip of the fourth photo (or the first), stored sideways with a
   -90 degree rotation in the container, as phones store portrait video;
 - trip_still.jpg: the frame of trip.mp4 at 9.0 s as a photo.
-and to QUERIES a crop of the frame at 7.0 s and one at 14.0 s (the middle 60%), named by the time
-they come from.
+and to QUERIES crops of the frames at 3.0 s and at 15.0 s (their middle 60%), named by the time
+they come from. Both fall in pans: a crop from the zoom would show what a later, closer frame
+of it shows, and find that frame.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ MOVES: dict[str, Callable[[Image.Image, float, tuple[int, int]], Image.Image]] =
 
 
 class Writer:
-    """An H.264 stream in an mp4 file, fed PIL pictures."""
+    """A video stream (H.264 unless told) in a container named by the file, fed PIL
+    pictures."""
 
     def __init__(
         self,
@@ -69,13 +71,15 @@ class Writer:
         crf: int = 23,
         rotation: int | None = None,
         created: str | None = None,
+        codec: str = "h264",
     ):
         import av
 
         self.container = av.open(str(path), "w")
         if created:
             self.container.metadata["creation_time"] = created
-        self.stream = self.container.add_stream("h264", rate=fps, options={"crf": str(crf)})
+        options = {"crf": str(crf)} if codec == "h264" else {}
+        self.stream = self.container.add_stream(codec, rate=fps, options=options)
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = "yuv420p"
         self.stream.codec_context.gop_size = gop
@@ -170,11 +174,11 @@ def main(videos: Path, queries: Path, photo_paths: Sequence[str]) -> None:
     portrait = photos[3] if len(photos) > 3 else photos[0]
     write_clip(videos / "portrait.mp4", [(portrait, 4.0, "pan")], rotation=-90)
     frame_at(trip, 9.0).save(videos / "trip_still.jpg", quality=92)
-    for time in (7.0, 14.0):
+    for time in (3.0, 15.0):
         middle(frame_at(trip, time)).save(queries / f"trip_at_{time:04.1f}s.png")
     written = "trip.mp4, trip_small.mp4, trip_trimmed.mp4, portrait.mp4, trip_still.jpg"
     print(f"wrote {written} to {videos}")
-    print(f"wrote trip_at_07.0s.png and trip_at_14.0s.png to {queries}: crops of trip.mp4's frames")
+    print(f"wrote trip_at_03.0s.png and trip_at_15.0s.png to {queries}: crops of trip.mp4's frames")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from PIL import Image
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.video import SampleOptions, frame_at, probe, sample_frames
 from tests.conftest import sample_image
-from tests.videos import pan, write_audio_only, write_clip, write_variable_rate
+from tests.videos import make_videos, pan, write_audio_only, write_clip, write_variable_rate
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,24 @@ def test_frame_at_gives_the_picture_shown_then(three_shots, photos) -> None:
     assert difference < 20
     other = pan(photos["astronaut"], 0.5)
     assert np.abs(np.asarray(shown, float) - np.asarray(other, float)).mean() > 2 * difference
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("clip.mov", "h264"),
+        ("clip.m4v", "h264"),
+        ("clip.mkv", "hevc"),
+        ("clip.webm", "libvpx-vp9"),
+        ("clip.avi", "mpeg4"),
+    ],
+)
+def test_every_container_reads_and_samples(tmp_path, photos, name, codec) -> None:
+    shots = [(photos["astronaut"], 2.0, "pan"), (photos["coffee"], 2.0, "pan")]
+    clip = make_videos.write_clip(tmp_path / name, shots, (160, 120), fps=10, gop=10, codec=codec)
+    info = probe(str(clip))
+    assert (info.width, info.height) == (160, 120)
+    assert info.duration == pytest.approx(4.0, abs=0.3)
+    kept = list(sample_frames(str(clip)))
+    assert [frame.why for frame in kept] == ["first", "cut"]
+    assert [frame.time for frame in kept] == pytest.approx([0.0, 2.0], abs=0.15)
