@@ -43,11 +43,19 @@ class PhotoViews:
     def photo_bytes(self, photo_id: int) -> tuple[PhotoDetails, bytes]:
         return photos.original_bytes(self.catalog, photo_id)
 
-    def thumbnail(self, photo_id: int, size: int | None = None) -> Path:
-        return photos.thumbnail(self.catalog, self.directory / "thumbs", photo_id, size)
+    def video_stat(self, video: PhotoDetails) -> os.stat_result:
+        """The video's file, checked by size and time against the catalog (not hashed)."""
+        return photos.video_stat(self.catalog, video)
 
-    def cached_thumbnails(self, photo_ids: list[int], size: int) -> dict[int, bytes]:
-        return photos.cached_thumbnails(self.catalog, self.directory / "thumbs", photo_ids, size)
+    def thumbnail(self, photo_id: int, size: int | None = None, time: float | None = None) -> Path:
+        """A video's at `time` seconds, else its first frame."""
+        return photos.thumbnail(self.catalog, self.directory / "thumbs", photo_id, size, time)
+
+    def cached_thumbnails(
+        self, photo_ids: list[int], size: int, times: dict[int, float] | None = None
+    ) -> dict[int, bytes]:
+        cache = self.directory / "thumbs"
+        return photos.cached_thumbnails(self.catalog, cache, photo_ids, size, times)
 
     def region_scores(
         self, photo_id: int, vector: np.ndarray, tile_vector: np.ndarray | None = None

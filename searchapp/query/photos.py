@@ -1,16 +1,20 @@
 """Photos by id, for viewers: the catalog's facts about one photo, its file's bytes, a thumbnail,
-and a part of it cut out as a query.
+and a part of it cut out as a query. A video is an item too: its thumbnail is the frame shown
+at a time, and its file is served as it lies on disk.
 
 A photo is reached only through its catalog row, never through a path a caller names. What is
 read from its path must still hash to the content hash stored when it was indexed: a file
-replaced since (by a symlink to a private file, say) is refused, not served.
+replaced since (by a symlink to a private file, say) is refused, not served. A video's file is
+checked by its size and modification time instead (see `video_stat`).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +22,7 @@ import numpy as np
 from searchapp.errors import ImageLoadError, PhotoChangedError, PhotoNotFoundError, QueryError
 from searchapp.ingest.load import LoadLimits, content_hash, decode, read_bytes
 from searchapp.ingest.regions import REGION_KINDS
+from searchapp.ingest.video import frame_at
 from searchapp.records import BBox, FileStat, PhotoDetails
 
 if TYPE_CHECKING:
@@ -73,35 +78,105 @@ def thumb_size(requested: int | None) -> int:
     return next((size for size in THUMB_SIZES if size >= requested), THUMB_SIZES[-1])
 
 
-def _thumb_path(cache: Path, side: int, digest: str) -> Path:
-    return cache / str(side) / digest[:2] / f"{digest}.jpg"
+def video_stat(catalog: Catalog, photo: PhotoDetails) -> os.stat_result:
+    """The stat of a video's file, refused unless its size and modification time are those the
+    catalog holds. Not its hash, as photos are checked: a viewer's <video> asks for many byte
+    ranges of a file of gigabytes, and hashing it whole for each would take seconds. A file
+    replaced since indexing differs in size or time; one only touched is refused until the
+    next `searchapp index` records its new time."""
+    known = catalog.image_by_path(photo.path)
+    try:
+        st = os.stat(photo.path)
+    except OSError as exc:
+        raise PhotoChangedError(
+            f"{photo.path}: {exc.strerror}; reconnect its drive, or run `searchapp index` on its "
+            "folder to drop it from the library"
+        ) from None
+    if (
+        known is None
+        or not S_ISREG(st.st_mode)
+        or (st.st_size, st.st_mtime_ns) != (known.size, known.mtime_ns)
+    ):
+        raise PhotoChangedError(
+            f"{photo.path} changed since it was indexed; run `searchapp index` on its folder"
+        )
+    return st
+
+
+def _frame(catalog: Catalog, photo: PhotoDetails, time: float, side: int) -> Image.Image:
+    """The picture a video shows at `time`, decoded at about `side` px on its longer side."""
+    video_stat(catalog, photo)
+    width, height = photo.meta.width, photo.meta.height
+    shorter = math.ceil(side * min(width, height) / max(width, height, 1))
+    try:
+        return frame_at(photo.path, time, shorter)
+    except ImageLoadError as exc:
+        raise PhotoChangedError(f"{photo.path}: {exc.reason}") from None
+
+
+def _thumb_path(cache: Path, side: int, digest: str, time: float | None = None) -> Path:
+    """By content hash; a video's other frames than its first by their time, to the ms."""
+    name = f"{digest}-{round(time * 1000)}ms" if time else digest
+    return cache / str(side) / digest[:2] / f"{name}.jpg"
+
+
+def _thumb_time(time: float | None) -> float | None:
+    if time is not None and not (math.isfinite(time) and time >= 0):
+        raise QueryError(f"time {time}: give the seconds from a video's start, 0 or more")
+    return time
 
 
 def cached_thumbnails(
-    catalog: Catalog, cache: Path, photo_ids: list[int], size: int
+    catalog: Catalog,
+    cache: Path,
+    photo_ids: list[int],
+    size: int,
+    times: dict[int, float] | None = None,
 ) -> dict[int, bytes]:
-    """The thumbnails of these photos that are made already, by id; none is made here."""
+    """The thumbnails of these photos that are made already, by id (a video's at its time in
+    `times`, else its first frame); none is made here."""
     side = thumb_size(size)
+    times = times or {}
     made: dict[int, bytes] = {}
     for photo_id, digest in catalog.content_hashes(photo_ids).items():
         try:
-            made[photo_id] = _thumb_path(cache, side, digest).read_bytes()
+            made[photo_id] = _thumb_path(cache, side, digest, times.get(photo_id)).read_bytes()
         except FileNotFoundError:
             continue
     return made
 
 
-def thumbnail(catalog: Catalog, cache: Path, photo_id: int, size: int | None = None) -> Path:
+def thumbnail(
+    catalog: Catalog,
+    cache: Path,
+    photo_id: int,
+    size: int | None = None,
+    time: float | None = None,
+) -> Path:
     """A JPEG of the photo as displayed (EXIF-oriented), its longer side at most `size`, made
-    once and kept under `cache` by content hash: a changed photo gets a new one."""
+    once and kept under `cache` by content hash: a changed photo gets a new one. For a video,
+    the frame shown at `time` seconds (its first frame without one); a photo ignores `time`."""
     side = thumb_size(size)
+    time = _thumb_time(time)
     digest = catalog.content_hashes([photo_id]).get(photo_id)  # one small read: most are made
     if digest is None:
         raise PhotoNotFoundError(f"no photo with id {photo_id} in this library")
-    path = _thumb_path(cache, side, digest)
+    path = _thumb_path(cache, side, digest, time)
     if path.exists():
         return path
-    image = _displayed(catalog, photo_id, min_side=side)
+    photo = details(catalog, photo_id)
+    if photo.meta.is_video:
+        # past the end shows the last frame: one cached picture for every such time
+        time = min(time or 0.0, photo.meta.duration or 0.0)
+        path = _thumb_path(cache, side, digest, time)
+        if path.exists():
+            return path
+        image = _frame(catalog, photo, time, side)
+    else:
+        path = _thumb_path(cache, side, digest)  # one picture, whatever the time
+        if path.exists():
+            return path
+        image = _displayed(catalog, photo_id, min_side=side)
     image.thumbnail((side, side))
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.part")  # two viewers, one thumbnail
@@ -133,6 +208,10 @@ def region_scores(
 def region_jpeg(catalog: Catalog, photo_id: int, bbox: BBox) -> bytes:
     """The part of a photo inside `bbox` (displayed pixels), as a JPEG to search with."""
     photo = details(catalog, photo_id)
+    if photo.meta.is_video:
+        raise QueryError(
+            f"photo {photo_id} is a video: search with a crop of one of its frames instead"
+        )
     x0, y0, x1, y1 = bbox
     width, height = photo.meta.width, photo.meta.height
     x0, x1 = max(0, min(x0, x1)), min(width, max(x0, x1))

@@ -1,7 +1,8 @@
 """The JSON API: search, photos by id, thumbnails, the library's figures.
 
 Search answers with the JSON of `searchapp search --json`; each result adds its photo's "id",
-its "thumb" URL and its "size" (displayed width and height, for drawing the region's box). Files
+its "thumb" URL and its "size" (displayed width and height, for drawing the region's box); a
+video's hit also its "time" and best "moments", and a thumbnail of the frame at that time. Files
 are reached only by photo id, through the catalog (searchapp.query.photos checks that the file
 still holds the bytes that were indexed).
 """
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from searchapp.errors import PhotoNotFoundError, QueryError
 from searchapp.ingest.regions import REGION_KINDS
@@ -35,8 +36,17 @@ if TYPE_CHECKING:
 UPLOAD_LIMIT = 50 * 2**20  # bytes of a query image
 MAX_PAGE = 500  # results in one answer
 DATE_SORTED = 1000  # sorted by date: the best this many, so that every page sorts the same set
-KINDS = ("any", "scene", "object", "tile")
+KINDS = ("any", "scene", "object", "tile", "frame")
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+VIDEO_TYPES = {
+    "MP4": "video/mp4",
+    "M4V": "video/mp4",
+    "MOV": "video/quicktime",
+    "WEBM": "video/webm",
+    "MKV": "video/x-matroska",
+    "AVI": "video/x-msvideo",
+}
+CACHED = {"Cache-Control": "private, max-age=3600"}
 
 api_router = APIRouter(prefix="/api")
 _SEARCHING = threading.Lock()  # the Library loads its encoder and indexes lazily, once
@@ -141,14 +151,17 @@ def _answer(library: Library, ranking: Ranking, form: SearchForm) -> dict[str, A
         hits.sort(key=lambda hit: (-hit.taken_at, hit.path))
     page = hits[form.offset : form.offset + form.k]
     ids = [hit.image_id for hit in page if hit.image_id is not None]
-    made = library.cached_thumbnails(ids, form.inline) if form.inline else {}
+    # a video's card shows the frame at its hit's time
+    times = {h.image_id: h.time for h in page if h.image_id is not None and h.time is not None}
+    made = library.cached_thumbnails(ids, form.inline, times) if form.inline else {}
     shown = []
     for hit in page:
         entry = hit.as_dict()
         if hit.image_id is not None:
+            at = f"?time={hit.time}" if hit.time is not None else ""
             entry |= {
                 "id": hit.image_id,
-                "thumb": f"/api/photos/{hit.image_id}/thumb",
+                "thumb": f"/api/photos/{hit.image_id}/thumb{at}",
                 "size": list(hit.photo_size),
             }
             if hit.image_id in made:  # fifty requests fewer for a first screen
@@ -333,6 +346,11 @@ def photo_json(photo: PhotoDetails) -> dict[str, Any]:
         "set_aside": photo.set_aside,
         "regions_pending": meta.regions_pending,
         "labels": [{"name": name, "prob": round(prob, 4)} for name, prob in photo.labels],
+        "video": (
+            {"duration": meta.duration, "frame_rate": meta.frame_rate, "codec": meta.codec}
+            if meta.is_video
+            else None
+        ),
         "regions": [
             {
                 "id": r.id,
@@ -340,6 +358,7 @@ def photo_json(photo: PhotoDetails) -> dict[str, Any]:
                 "bbox": list(r.bbox),
                 "label": r.label,
                 "score": r.label_score,
+                "time": r.time,
             }
             for r in photo.regions
         ],
@@ -355,30 +374,39 @@ def photo(request: Request, photo_id: int) -> dict[str, Any]:
 
 
 @api_router.get("/photos/{photo_id}/thumb", response_class=Response)
-def thumb(request: Request, photo_id: int, size: int | None = None) -> Response:
-    """A JPEG thumbnail, EXIF-oriented, its longer side 160, 320 (default), 640 or 1280 px."""
+def thumb(
+    request: Request, photo_id: int, size: int | None = None, time: float | None = None
+) -> Response:
+    """A JPEG thumbnail, EXIF-oriented, its longer side 160, 320 (default), 640 or 1280 px; a
+    video's is the frame it shows at `time` seconds (default its first)."""
     library = _library(request)
     try:
-        data = library.thumbnail(photo_id, size).read_bytes()
+        data = library.thumbnail(photo_id, size, time).read_bytes()
     except FileNotFoundError:  # the cache was emptied meanwhile: made again
-        data = library.thumbnail(photo_id, size).read_bytes()
-    return Response(
-        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
-    )
+        data = library.thumbnail(photo_id, size, time).read_bytes()
+    return Response(data, media_type="image/jpeg", headers=CACHED)
 
 
 @api_router.get("/photos/{photo_id}/image", response_class=Response)
 def image(request: Request, photo_id: int) -> Response:
-    """The photo's file, as indexed."""
-    photo, data = _library(request).photo_bytes(photo_id)
+    """The photo's file, as indexed. A video's is served in the byte ranges a player asks for
+    (HTTP Range, answered 206), so that it can seek without fetching the whole file."""
+    library = _library(request)
+    found = library.photo(photo_id)
+    if found.meta.is_video:
+        st = library.video_stat(found)
+        media_type = VIDEO_TYPES.get(found.meta.format, "application/octet-stream")
+        return FileResponse(found.path, media_type=media_type, headers=CACHED, stat_result=st)
+    photo, data = library.photo_bytes(photo_id)
     media_type = MEDIA_TYPES.get(photo.meta.format, "application/octet-stream")
-    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+    return Response(data, media_type=media_type, headers=CACHED)
 
 
 @api_router.get("/rankings/{ranking_id}/photos/{photo_id}/regions")
 def region_scores(request: Request, ranking_id: int, photo_id: int) -> dict[str, Any]:
     """Every region of a photo scored against the query of a search (its answer's
-    "ranking"), as the search scored regions: where in the photo the query matched."""
+    "ranking"), as the search scored regions: where in the photo the query matched. For a
+    video, each sampled frame with its "time": when in the video it matched."""
     pages: ResultPages = request.app.state.result_pages
     ranking = pages.by_id(ranking_id)
     if ranking is None:
@@ -397,6 +425,7 @@ def region_scores(request: Request, ranking_id: int, photo_id: int) -> dict[str,
                 "bbox": list(r.bbox),
                 "label": r.label,
                 "score": round(scores[r.id], 6),
+                "time": r.time,  # a video's frame: its scores over time
             }
             for r in regions
             if r.id in scores
