@@ -26,11 +26,18 @@ def chromium() -> Iterator[Any]:
     driver.quit()
 
 
-def screenshot(driver: Any, name: str, fallback: Any) -> None:
+def screenshot(driver: Any, name: str, fallback: Any, colours: int | None = None) -> None:
     """Save the page as NAME.png: in SEARCHAPP_SCREENSHOTS when set (the README's pictures are
-    made so), else in the test's own folder; a page that drew nothing fails."""
+    made so), else in the test's own folder; a page that drew nothing fails. With `colours`, in
+    a palette of that many: a page that is mostly one photo is a third of the size so."""
     folder = os.environ.get("SEARCHAPP_SCREENSHOTS") or str(fallback)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{name}.png")
     driver.save_screenshot(path)
     assert os.path.getsize(path) > 10_000, f"{path}: an empty page"
+    if colours is not None:
+        from PIL import Image
+
+        with Image.open(path) as page:
+            fewer = page.convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT)
+        fewer.save(path, optimize=True)

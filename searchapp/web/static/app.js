@@ -1,5 +1,6 @@
 // searchapp's page: search by words, by an image (chosen, dropped or pasted), by a photo or a
-// part of one; results as thumbnails with the matching region's box; a viewer with every region.
+// part of one; results as thumbnails with the matching region's box; a viewer with every region
+// (a video's in video.js).
 // Everything shown is set as text or as a DOM attribute, never parsed as HTML.
 "use strict";
 
@@ -182,12 +183,13 @@ function boxNode(bbox, size, text, win) {
 }
 
 function card(hit, index) {
-  const fit = el("div", { className: "fit" }, [el("img", { src: hit.thumb_data || `${hit.thumb}?size=${THUMB_SIZE}`, alt: hit.path })]);
+  const fit = el("div", { className: "fit" }, [el("img", { src: hit.thumb_data || thumbUrl(hit, THUMB_SIZE), alt: hit.path })]);
   const region = hit.region;
   const whole = region.bbox[0] === 0 && region.bbox[1] === 0 && region.bbox[2] === hit.size[0] && region.bbox[3] === hit.size[1];
   if (!whole) fit.append(boxNode(region.bbox, hit.size, region.label || region.kind, true));
   const thumb = el("div", { className: "thumb" }, [fit]);
   if (hit.verified) thumb.append(el("span", { className: "badge", textContent: hit.verified, title: `confirmed by the ${hit.verified}` }));
+  if (hit.time != null) thumb.append(el("span", { className: "clock", textContent: `\u25B6 ${clock(hit.time)}`, title: "a video: the moment that matched" }));
   const caption = el("div", { className: "caption" }, [
     el("span", { textContent: hit.score.toFixed(3), title: "score" }),
     el("span", { className: "path", textContent: hit.path.split("/").pop(), title: hit.path }),
@@ -211,29 +213,38 @@ async function openViewer(hit) {
   if (!response.ok) return setStatus(photo.error, true);
   viewing = photo;
   $("viewer").hidden = false;
-  $("large").src = `${photo.thumb}?size=1280`;
+  const video = photo.video;
+  document.querySelector(".frame").hidden = !!video;
+  $("movie").hidden = !video;
+  $("drag-hint").hidden = !!video;
+  if (video) showVideo(photo, hit);
+  else $("large").src = `${photo.thumb}?size=1280`;
   $("name").textContent = photo.path;
   const region = hit.region;
   const verdict = hit.verified ? `, confirmed by the ${hit.verified}` : "";
-  $("why").textContent = `matched by its ${region.kind}${region.label ? " (" + region.label + ")" : ""}, score ${hit.score.toFixed(3)}${verdict}`;
-  const boxes = photo.regions.filter((r) => r.kind !== "scene" && r.kind !== "tile").map((r) => boxNode(r.bbox, photo.size, r.label || r.kind, false));
-  const same = (r) => r.bbox.every((v, i) => v === region.bbox[i]);
-  if (region.kind !== "scene") boxes.push(boxNode(region.bbox, photo.size, "match", true));
+  const when = hit.time != null ? ` at ${clock(hit.time)}` : "";
+  $("why").textContent = `matched${when} by its ${region.kind}${region.label ? " (" + region.label + ")" : ""}, score ${hit.score.toFixed(3)}${verdict}`;
+  const boxed = (r) => r.kind === "object"; // scenes, tiles and frames are drawn otherwise
+  const boxes = photo.regions.filter(boxed).map((r) => boxNode(r.bbox, photo.size, r.label || r.kind, false));
+  const same = (r) => r.bbox.every((v, i) => v === region.bbox[i]) && r.time === (hit.time ?? null);
+  if (region.kind !== "scene" && region.kind !== "frame") boxes.push(boxNode(region.bbox, photo.size, "match", true));
   $("boxes").replaceChildren(...boxes);
   $("heat").replaceChildren();
-  $("heat-toggle").hidden = !state.ranking;
-  if (state.ranking) drawHeat(photo, hit, state.ranking);
+  $("heat-toggle").hidden = !state.ranking || !!video;
+  if (state.ranking && !video) drawHeat(photo, hit, state.ranking);
   showCopies(photo);
   const rows = [
-    ["date", isoTime(photo.taken_at) + (photo.taken_source === "exif" ? "" : " (file time)")],
+    ["date", isoTime(photo.taken_at) + ({ exif: "", video: " (from the video)" }[photo.taken_source] ?? " (file time)")],
     ["size", `${photo.size[0]} x ${photo.size[1]}, ${photo.format}, ${bytes(photo.bytes)}`],
+    ...(video ? [["video", `${clock(video.duration)}, ${video.frame_rate ? video.frame_rate.toFixed(video.frame_rate % 1 ? 2 : 0) + " fps, " : ""}${video.codec}`]] : []),
     ["camera", photo.camera || "-"],
     ["place", photo.gps ? photo.gps.map((v) => v.toFixed(5)).join(", ") : "-"],
     ["labels", photo.labels.map((l) => `${l.name.split(",")[0]} ${l.prob.toFixed(2)}`).join("; ") || "-"],
   ];
   $("meta").replaceChildren(...rows.map(([k, v]) => el("tr", {}, [el("td", { textContent: k }), el("td", { textContent: v })])));
   const listed = photo.regions.filter((r) => r.kind !== "tile" || same(r));
-  $("regions").replaceChildren(...listed.map((r) => el("li", { className: same(r) && r.kind === region.kind ? "win" : "", textContent: `${r.kind} [${r.bbox.join(", ")}]${r.label ? " " + r.label : ""}` })));
+  const where = (r) => (r.time != null ? clock(r.time) : `[${r.bbox.join(", ")}]`);
+  $("regions").replaceChildren(...listed.map((r) => el("li", { className: same(r) && r.kind === region.kind ? "win" : "", textContent: `${r.kind} ${where(r)}${r.label ? " " + r.label : ""}` })));
 }
 
 // Where in the photo the query matched: a grid of cells over the photo, each as warm as the
@@ -296,6 +307,7 @@ async function showCopies(photo) {
 }
 
 function closeViewer() {
+  if (viewing && viewing.video) stopVideo();
   $("viewer").hidden = true;
   $("drawn").hidden = true;
   viewing = null;
@@ -385,6 +397,7 @@ window.addEventListener("DOMContentLoaded", () => {
     search(params);
   });
   drawBox();
+  wireVideo();
   window.addEventListener("scroll", render, { passive: true });
   window.addEventListener("resize", render);
   const fromAddress = () => {
