@@ -43,9 +43,18 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
         ("", ""),
         [
             ("library", directory),
-            ("images", str(stats.images)),
+            (
+                "images",
+                f"{stats.images} ({stats.images - stats.videos} photos, {stats.videos} videos)"
+                if stats.videos
+                else str(stats.images),
+            ),
             ("regions", regions),
-            ("per photo", f"{per_photo_text}; {_human_bytes(bytes_per_photo)} on disk"),
+            (
+                "per photo",
+                f"{per_photo_text}{' (frames per video)' if stats.videos else ''}; "
+                f"{_human_bytes(bytes_per_photo)} on disk",
+            ),
             ("vectors", str(stats.vectors)),
             ("quality", quality or "not measured"),
             ("low quality", f"{stats.low_quality} kept out of the vectors"),

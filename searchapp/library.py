@@ -442,6 +442,7 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
             set_aside=n_aside,
             regions_pending=n_pending,
             tile_encoder=self.catalog.tile_identity(),
+            videos=self.catalog.video_count(),
         )
 
 

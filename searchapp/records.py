@@ -262,12 +262,17 @@ class LibraryStats:
     set_aside: int = 0  # copies moved away by `dupes --move-to`, out of search until undone
     regions_pending: int = 0  # photos searchable by their scene, still waiting for their regions
     tile_encoder: EncoderIdentity | None = None  # where the tiles are not in the encoder's space
+    videos: int = 0  # of `images`
 
     @property
     def regions_per_photo(self) -> dict[str, float]:
-        if not self.images:
-            return {}
-        return {kind: round(n / self.images, 2) for kind, n in self.regions_by_kind.items()}
+        """Regions of each kind per item that has them: frames per video, the rest per photo."""
+        photos = self.images - self.videos
+        return {
+            kind: round(n / (self.videos if kind == "frame" else photos), 2)
+            for kind, n in self.regions_by_kind.items()
+            if (self.videos if kind == "frame" else photos)
+        }
 
     @property
     def bytes_per_photo(self) -> int:
@@ -277,6 +282,7 @@ class LibraryStats:
         """What `stats --json` prints (after the library's folder) and the web API answers."""
         return {
             "images": self.images,
+            "videos": self.videos,
             "regions": self.regions_by_kind,
             "vectors": self.vectors,
             "failures": self.failures,

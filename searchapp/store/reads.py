@@ -93,6 +93,16 @@ class SearchReads(VectorRows):
                 found.update(conn.execute(query).scalars())
         return found
 
+    def video_count(self) -> int:
+        """Videos in search (not set aside)."""
+        query = (
+            select(func.count())
+            .select_from(images)
+            .where(images.c.duration.is_not(None), images.c.set_aside.is_(False))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def image_by_path(self, path: str, set_aside: bool | None = None) -> KnownImage | None:
         """The image at this path; with `set_aside`, only if it is (True) or is not (False)
         set aside by `dupes --move-to`."""

@@ -103,6 +103,6 @@ def test_a_large_photo_decodes_small_and_still_confirms_its_crop(tmp_path: Path)
     big.transpose(Image.Transpose.ROTATE_90).save(sideways, quality=90, exif=exif)
     crop = big.crop((1600, 1000, 2400, 1600))
     tile = (1400, 800, 2600, 1800)
-    matches = check(crop, [(str(upright), tile), (str(sideways), tile)])
+    matches = check(crop, [(str(upright), tile, None), (str(sideways), tile, None)])
     assert [m.verdict for m in matches] == ["pixels", "pixels"]
-    assert check(crop, [(str(upright), (0, 0, 1000, 1000))])[0].verdict is None  # elsewhere
+    assert check(crop, [(str(upright), (0, 0, 1000, 1000), None)])[0].verdict is None  # elsewhere

@@ -61,7 +61,8 @@ def test_classify_by_extension() -> None:
     assert classify("x.heic", heif=True) == (True, None)
     wanted, reason = classify("x.heic", heif=False)
     assert wanted and "pillow-heif" in (reason or "")
-    assert classify("x.mp4", heif=True) == (False, None)
+    assert classify("x.mp4", heif=True) == (True, None)  # a video
+    assert classify("x.mp3", heif=True) == (False, None)
 
 
 def test_file_roots_and_missing_roots(tmp_path: Path) -> None:
