@@ -110,7 +110,8 @@ def _check_rows(catalog: Catalog, result: Checkup) -> None:
         result.findings.append(
             Finding(
                 "unsearchable",
-                f"{image.path} has no scene vector: no search can find it",
+                f"{image.path} has no vector (a photo's scene, a video's frames): no search "
+                "can find it",
                 "searchapp check --repair drops its row; then `searchapp index` its folder",
                 True,
                 image.path,
@@ -296,7 +297,7 @@ def mend(
     if unsearchable:
         ids = [image.id for image in catalog.images_without_scene()]
         commit(CatalogBatch(deleted_ids=ids))
-        done.append(f"dropped {len(ids)} photos without a scene vector; index their folders")
+        done.append(f"dropped {len(ids)} items without a vector; index their folders")
     gone = [f.subject for f in found.findings if f.what == "gone" and forget_deleted_copies]
     if gone:
         ids = [image.id for image in catalog.set_aside_photos() if image.path in set(gone)]

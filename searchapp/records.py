@@ -94,6 +94,10 @@ class KnownImage:
     content_hash: str
     frames_until: float | None = None  # a video whose sampling a killed run left unfinished
 
+    def same_file(self, stat: FileStat) -> bool:
+        """Whether the file looks unchanged since indexed: its size and mtime (nothing read)."""
+        return (self.size, self.mtime_ns) == (stat.size, stat.mtime_ns)
+
 
 @dataclass(frozen=True)
 class KnownFailure:
@@ -156,6 +160,7 @@ class FramesAdded:
     image_id: int
     regions: list[RegionData]
     until: float | None
+    duration: float | None = None  # measured by decoding, where the container said none
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,37 @@ def write_variable_rate(path: Path, frames: int = 60) -> Path:
     return path
 
 
+def write_frames(
+    path: Path,
+    count: int,
+    *,
+    first_pts: int = 0,
+    faststart: bool = False,
+    size: tuple[int, int] = (160, 120),
+) -> Path:
+    """`count` frames at 10 a second, each a flat grey 9 levels above the last (so that each
+    differs from the one before), timestamps from `first_pts` tenths of a second (as a trim
+    copied without re-encoding keeps them); `faststart` puts the index before the frames, so
+    that a truncated copy still opens."""
+    import av
+
+    options = {"movflags": "faststart"} if faststart else {}
+    container = av.open(str(path), "w", options=options)
+    stream = container.add_stream("h264", rate=10)
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.gop_size = 10
+    stream.codec_context.time_base = Fraction(1, 10)
+    for i in range(count):
+        grey = np.full((size[1], size[0], 3), (i * 9) % 256, np.uint8)
+        frame = av.VideoFrame.from_ndarray(grey, format="rgb24")
+        frame.pts, frame.time_base = first_pts + i, Fraction(1, 10)
+        _encode(container, stream, frame)
+    _encode(container, stream, None)
+    container.close()
+    return path
+
+
 def _encode(container: Any, stream: Any, frame: Any) -> None:
     for packet in stream.encode(frame):
         container.mux(packet)

@@ -188,8 +188,9 @@ def find_duplicates(
     if dim and wants_pixels:
         clock = time.monotonic()
         frames = Frames.read(catalog, table, dim)
-        for pair in video_pairs(frames, table):
-            if sets.find(pair.a) != sets.find(pair.b) and pair.tier in options.tiers:
+        joined = lambda a, b: sets.find(a) == sets.find(b)  # noqa: E731
+        for pair in video_pairs(frames, table, joined=joined):
+            if not joined(pair.a, pair.b) and pair.tier in options.tiers:
                 add(pair)
         report.stills = frame_stills(frames, table, scene_lookup, scenes)
         report.seconds["videos"] = time.monotonic() - clock

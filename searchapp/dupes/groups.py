@@ -77,6 +77,7 @@ GREYSCALE_BELOW = 3.0  # colourfulness of a greyscale copy is 0-1; of a dull col
 # 0.1% at most and a JPEG re-save at quality 75 by up to 22%, where a copy softened by a Gaussian
 # of 0.7 px loses 48% (median). Within the margin, the original and the earlier file decide.
 SHARPNESS_MARGIN = 0.25
+LONGER_MARGIN = 0.05  # relative: lengths this close are one video's, re-encoded
 ORIGINAL_FORMATS = frozenset({"JPEG", "MPO", "HEIF"})  # what cameras and phones write
 
 
@@ -124,12 +125,15 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
         return 0.0 if np.isnan(value) else value
 
     steps = [
-        _Criterion(pixels, 0.0, lambda k, d: f"highest resolution ({size(k)})"),
+        # a video first by its length: a trimmed copy in higher resolution is still a part
         _Criterion(
             seconds,
-            0.0,
-            lambda k, d: f"same resolution ({size(k)}), the longest video ({seconds(k):.1f} s)",
+            LONGER_MARGIN,
+            lambda k, d: (
+                f"the longest video ({seconds(k):.1f} s against {max(seconds(r) for r in d):.1f} s)"
+            ),
         ),
+        _Criterion(pixels, 0.0, lambda k, d: f"highest resolution ({size(k)})"),
         _Criterion(
             in_colour,
             0.0,

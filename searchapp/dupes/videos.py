@@ -16,7 +16,9 @@ a video pans across, not a still.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -27,8 +29,10 @@ from searchapp.errors import ImageLoadError
 from searchapp.ingest.load import load_image
 from searchapp.ingest.video import SampleOptions, frame_at, frames_between
 from searchapp.records import FileStat, clock
-from searchapp.store.catalog import Catalog
-from searchapp.store.dupe_reads import PhotoTable
+
+if TYPE_CHECKING:
+    from searchapp.store.catalog import Catalog
+    from searchapp.store.dupe_reads import PhotoTable
 
 FRAME_MATCH = 0.8  # two frames that may show one picture (320 px at CRF 32 against 640: 0.87-0.93)
 MIN_SHARE = 0.5  # of the shorter video's frames that must find their match at the offset
@@ -80,10 +84,13 @@ def _neighbours(frames: Frames, queries: np.ndarray, k: int) -> tuple[np.ndarray
 
 
 def video_pairs(
-    frames: Frames, table: PhotoTable, comparer: PixelComparer | None = None
+    frames: Frames,
+    table: PhotoTable,
+    comparer: PixelComparer | None = None,
+    joined: Callable[[int, int], bool] = lambda a, b: False,
 ) -> list[DupePair]:
     """Copies among the videos, each pair with its matched frames and offset, confirmed by the
-    pixels of one matched moment."""
+    pixels of two matched moments; pairs already `joined` (the same bytes) are not checked."""
     if len(frames) < 2:
         return []
     scores, ids = _neighbours(frames, frames.vectors, NEIGHBOURS)
@@ -102,6 +109,8 @@ def video_pairs(
     comparer = comparer or PixelComparer()
     pairs = []
     for (a, b), best in sorted(matches.items()):
+        if joined(a, b):
+            continue
         pair = _pair(table, a, b, best, int(min(counts[a], counts[b])), comparer)
         if pair is not None:
             pairs.append(pair)
@@ -129,6 +138,22 @@ def _closest(path: str, around: float, picture: Image.Image) -> float | None:
     return best[1] if best else None
 
 
+def _confirmed(
+    path_a: str, path_b: str, time_a: float, offset: float, comparer: PixelComparer
+) -> float | None:
+    """The exact offset at which B shows A's frame at `time_a`, if its pixels agree."""
+    try:
+        picture = frame_at(path_a, time_a, side=COMPARE_SIDE)
+    except ImageLoadError:
+        return None
+    exact = _closest(path_b, time_a + offset, picture)
+    if exact is None:
+        return None
+    evidence = comparer.compare(path_a, path_b, time_a=time_a, time_b=exact)
+    # no tier: the same scene, not the same pictures (another video of it)
+    return exact - time_a if evidence.tier is not None else None
+
+
 def _pair(
     table: PhotoTable,
     a: int,
@@ -145,25 +170,29 @@ def _pair(
     matched = min(len(agreeing), len({round(m[1], 3) for m in agreeing}))
     if matched < min(MIN_FRAMES, fewest) or matched < MIN_SHARE * fewest:
         return None
-    time_a = max(agreeing, key=lambda m: m[2])[0]
-    try:
-        picture = frame_at(table.paths[a], time_a, side=COMPARE_SIDE)
-    except ImageLoadError:
+    # two moments apart must show the same pixels: one alone could be a static scene that two
+    # recordings share. Up to four are tried (the best match, then spread over the overlap),
+    # as a small copy's low-texture frame may give the pixel check too little to align.
+    ordered = sorted(agreeing, key=lambda m: -m[2])
+    spread = [m for m in agreeing if all(abs(m[0] - o[0]) >= SLACK for o in ordered[:1])]
+    picks = [ordered[0], *spread[:: max(1, len(spread) // 3)][:3]]
+    confirmed: list[tuple[float, float]] = []
+    for time_a, _, _ in picks:
+        exact = _confirmed(table.paths[a], table.paths[b], time_a, offset, comparer)
+        if exact is not None:
+            confirmed.append((time_a, exact))
+        if len(confirmed) >= min(2, len(picks)):
+            break
+    if len(confirmed) < min(2, len(picks)):
         return None
-    exact = _closest(table.paths[b], time_a + offset, picture)
-    if exact is None:
-        return None
-    evidence = comparer.compare(table.paths[a], table.paths[b], time_a=time_a, time_b=exact)
-    if evidence.tier is None:  # the same scene, not the same pictures: another video of it
-        return None
-    offset = exact - time_a
+    time_a, offset = confirmed[0]
     cosine = float(np.mean([score for _, _, score in agreeing]))
     length_a, length_b = float(table.durations[a]), float(table.durations[b])
     longest = max(length_a, length_b)
     same_length = abs(length_a - length_b) <= max(SLACK / 2, SAME_LENGTH * longest)
     name = table.paths[a if length_a <= length_b else b].rsplit("/", 1)[-1]
     frames = tuple((round(t_a, 3), round(t_b, 3), round(s, 4)) for t_a, t_b, s in agreeing)
-    checked = f"pixels agree at {clock(time_a)}"
+    checked = f"pixels agree at {' and '.join(clock(t) for t, _ in confirmed)}"
     if same_length and abs(offset) <= SLACK / 2:
         reason = (
             f"the same video re-encoded: {matched} of {fewest} frames match "

@@ -62,8 +62,14 @@ class LoadedImage:
         return self.meta.width / self.image.width
 
 
+def _hasher() -> Any:
+    return hashlib.blake2b(digest_size=16)
+
+
 def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = _hasher()
+    digest.update(data)
+    return str(digest.hexdigest())
 
 
 def holds_content(path: str, size: int, digest: str) -> bool:
@@ -104,11 +110,11 @@ def _regular_file(path: str) -> Iterator[BinaryIO]:
 
 def hash_file(path: str) -> str:
     """content_hash of a file read a MiB at a time: a video may be larger than memory allows."""
-    digest = hashlib.blake2b(digest_size=16)
+    digest = _hasher()
     with _regular_file(path) as handle:
         while block := handle.read(1 << 20):
             digest.update(block)
-    return digest.hexdigest()
+    return str(digest.hexdigest())
 
 
 def read_bytes(stat: FileStat, limits: LoadLimits) -> bytes:

@@ -185,8 +185,7 @@ class IndexRun:
             stat = entry.stat
             seen.add(stat.path)
             previous = known.get(stat.path)
-            same = previous and (previous.size, previous.mtime_ns) == (stat.size, stat.mtime_ns)
-            if same and previous is not None and previous.frames_until is None:
+            if previous and previous.same_file(stat) and previous.frames_until is None:
                 self.summary.unchanged += 1
                 continue  # a video a killed run left half-sampled goes on below
             failure = known_failures.get(stat.path)

@@ -48,6 +48,7 @@ class VideoInfo:
     rotation: int  # degrees the stored frames are turned to display them
     created: float | None  # unix seconds, from the container's creation_time
     variable_rate: bool  # the stream's frame timing is not one fixed rate
+    origin: float = 0.0  # the stream's first timestamp: times count from there
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,14 @@ class SampleOptions:
     same: float = 0.015  # thumbnail change below which a frame repeats the last one kept
     max_per_minute: int = 60
     max_pixels: int = 250_000_000
+
+
+@dataclass
+class SampleReport:
+    """What a sampling pass saw, for its caller to judge: where the decoded frames ended."""
+
+    last_time: float | None = None
+    stopped: str | None = None  # why decoding stopped before the end, after frames came
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,15 @@ class SampledFrame:
 def _open(path: str) -> Any:
     import av
 
-    if os.path.exists(path) and os.path.getsize(path) == 0:
-        raise ImageLoadError(path, "zero-length file (an empty or unfinished copy)")
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageLoadError(path, "zero-length file (an empty or unfinished copy)")
+        if not os.access(path, os.R_OK):
+            raise ImageLoadError(
+                path, "permission denied; make it readable (chmod +r) and run index again"
+            )
+    except FileNotFoundError:
+        raise ImageLoadError(path, "file vanished during the run") from None
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -122,6 +138,8 @@ def probe(path: str) -> VideoInfo:
         guessed = stream.guessed_rate
         fps = float(rate) if rate else (float(guessed) if guessed else None)
         variable = bool(rate and guessed and abs(float(rate) - float(guessed)) > 0.01)
+        first = stream.start_time
+        origin = float(first * stream.time_base) if first is not None and stream.time_base else 0.0
         return VideoInfo(
             duration=duration,
             fps=fps,
@@ -131,6 +149,7 @@ def probe(path: str) -> VideoInfo:
             rotation=rotation,
             created=_created(container.metadata, stream.metadata),
             variable_rate=variable,
+            origin=origin,
         )
     finally:
         container.close()
@@ -219,13 +238,15 @@ def sample_frames(
     path: str,
     options: SampleOptions | None = None,
     *,
-    start: float = 0.0,
+    start: float | None = None,
     side: int | None = None,
     info: VideoInfo | None = None,
+    report: SampleReport | None = None,
 ) -> Iterator[SampledFrame]:
-    """The frames worth embedding, in time order (see the module's docstring): those after
-    `start` seconds (a resumed run's), each scaled so that its shorter side is `side` pixels
-    where it was larger (the encoder needs no more, and scaling in FFmpeg is cheap)."""
+    """The frames worth embedding, in time order (see the module's docstring): with `start`,
+    those after it (a resumed run's last frame), each scaled so that its shorter side is `side`
+    pixels where it was larger (the encoder needs no more, and scaling in FFmpeg is cheap).
+    Times are seconds from the stream's first frame; `report` learns where decoding ended."""
     import av
 
     options = options or SampleOptions()
@@ -238,21 +259,27 @@ def sample_frames(
         keyframes_only = _keyframes_suffice(stream, container, options.every)
         if keyframes_only:
             stream.codec_context.skip_frame = "NONKEY"
-        if start > 0 and stream.time_base:
-            container.seek(int(start / stream.time_base), stream=stream, backward=True)
-        for frame in _sampled(container, stream, options, path, start):
+        if start is not None and stream.time_base:
+            target = int((start + info.origin) / stream.time_base)
+            container.seek(target, stream=stream, backward=True)
+        report = report if report is not None else SampleReport()
+        for frame in _sampled(container, stream, options, info.origin, start, report):
             yield SampledFrame(frame[0], _picture(frame[1], info.rotation, side), frame[2])
     except av.FFmpegError as exc:
-        raise ImageLoadError(path, f"decoding stopped: {_first_line(exc)}") from exc
+        if report is None or report.last_time is None:
+            raise ImageLoadError(path, f"decoding stopped: {_first_line(exc)}") from exc
+        report.stopped = _first_line(exc)  # a cut-off file: what came before it is kept
     finally:
         container.close()
 
 
-def frame_at(path: str, time: float, side: int | None = None) -> Image.Image:
+def frame_at(
+    path: str, time: float, side: int | None = None, info: VideoInfo | None = None
+) -> Image.Image:
     """The picture a video shows at `time` seconds (the frame there or just before), as
     displayed: what a pixel check or a viewer compares with a query."""
     shown = None
-    for at, picture in frames_between(path, time, time, side):
+    for at, picture in frames_between(path, time, time, side, info):
         if shown is not None and at > time + 1e-3:
             break
         shown = picture
@@ -262,24 +289,25 @@ def frame_at(path: str, time: float, side: int | None = None) -> Image.Image:
 
 
 def frames_between(
-    path: str, start: float, end: float, side: int | None = None
+    path: str, start: float, end: float, side: int | None = None, info: VideoInfo | None = None
 ) -> Iterator[tuple[float, Image.Image]]:
     """Every frame from the last one at or before `start` to the first one after `end`, with
     its time, as displayed: where a sampled frame's neighbours are looked through."""
     import av
 
-    info = probe(path)
+    info = info or probe(path)
     container = _open(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if stream.time_base:
-            container.seek(int(max(0.0, start) / stream.time_base), stream=stream, backward=True)
+            target = int((max(0.0, start) + info.origin) / stream.time_base)
+            container.seek(target, stream=stream, backward=True)
         earlier: tuple[float, Any] | None = None  # the last frame before `start`
         for frame in container.decode(stream):
             if frame.time is None:
                 continue
-            time = float(frame.time)
+            time = float(frame.time) - info.origin
             if time < start - 1e-3:
                 earlier = (time, frame)
                 continue
@@ -299,20 +327,28 @@ def frames_between(
 
 
 def _sampled(
-    container: Any, stream: Any, options: SampleOptions, path: str, start: float
+    container: Any,
+    stream: Any,
+    options: SampleOptions,
+    origin: float,
+    start: float | None,
+    report: SampleReport,
 ) -> Iterator[tuple[float, Any, str]]:
     previous: np.ndarray | None = None  # the last decoded frame's colour histograms
     kept_signature: np.ndarray | None = None
-    last_kept = start if start > 0 else -np.inf
+    last_kept = start if start is not None else -np.inf
     kept_in_minute: dict[int, int] = {}
     drift: list[float] = []  # the last few changes between decoded frames
     for frame in container.decode(stream):
         if frame.time is None:
             continue
-        time = max(0.0, float(frame.time))
+        time = max(0.0, float(frame.time) - origin)
+        report.last_time = time
         current = signature(frame)
         histograms = colours(current)
-        if start > 0 and time <= start + 1e-6:  # resuming: what came before only sets the state
+        if (
+            start is not None and time <= start + 1e-6
+        ):  # resuming: what came before only sets the state
             if previous is not None:
                 drift = [*drift[-2:], colour_change(histograms, previous)]
             previous = histograms

@@ -12,14 +12,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.encoding import LazyModel, PreparedCut, embed, prepare
 from searchapp.ingest.load import hash_file
 from searchapp.ingest.regions import RegionCut
-from searchapp.ingest.video import SampledFrame, SampleOptions, VideoInfo, probe, sample_frames
+from searchapp.ingest.video import (
+    SampledFrame,
+    SampleOptions,
+    SampleReport,
+    VideoInfo,
+    probe,
+    sample_frames,
+)
 from searchapp.records import (
     CatalogBatch,
     FileStat,
@@ -28,6 +35,7 @@ from searchapp.records import (
     KnownImage,
     NewImage,
     RegionData,
+    clock,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +72,7 @@ class VideoRun(Protocol):
 
 def video_meta(stat: FileStat, info: VideoInfo) -> ImageMeta:
     """A video's row: its displayed size, the container's creation time (else the file's), its
-    facts; frames_until 0 until the run has sampled it through."""
+    facts."""
     taken, source = (info.created, "video") if info.created is not None else (None, "mtime")
     return ImageMeta(
         width=info.width,
@@ -75,7 +83,6 @@ def video_meta(stat: FileStat, info: VideoInfo) -> ImageMeta:
         duration=round(info.duration, 3),
         frame_rate=round(info.fps, 3) if info.fps else None,
         codec=info.codec,
-        frames_until=0.0,
     )
 
 
@@ -84,9 +91,10 @@ class _Video:
     stat: FileStat
     previous: KnownImage | None
     digest: str
-    info: VideoInfo | None  # None when resuming: the row holds its facts
+    info: VideoInfo
     image_id: int | None = None  # once its first chunk is committed
-    start: float = 0.0
+    start: float | None = None  # the time of the last frame committed
+    frames: int = 0  # committed by this run
 
 
 class VideoStage:
@@ -117,19 +125,24 @@ class VideoStage:
         try:
             self._sample(video)
         except ImageLoadError as exc:
-            run.record_failure(stat, exc.reason, previous)
-            if video.image_id is not None and (previous is None or previous.id != video.image_id):
-                batch = CatalogBatch(deleted_ids=[video.image_id])
-                run.write(batch)  # its first chunks go with it: a failed file has no rows
-            run.commit_now()
+            self._fail(video, exc.reason)
+
+    def _fail(self, video: _Video, reason: str) -> None:
+        """A failed file keeps no rows: the chunks this run committed go, and its counts."""
+        run, previous = self.run, video.previous
+        run.record_failure(video.stat, reason, previous)
+        if video.image_id is not None and (previous is None or previous.id != video.image_id):
+            run.write(CatalogBatch(deleted_ids=[video.image_id]))
+            if previous is None:
+                run.summary.new -= 1
+            else:
+                run.summary.changed -= 1
+            run.summary.frames -= video.frames
+        run.commit_now()
 
     def _open(self, stat: FileStat, previous: KnownImage | None) -> _Video | None:
-        unchanged = previous is not None and (previous.size, previous.mtime_ns) == (
-            stat.size,
-            stat.mtime_ns,
-        )
-        if previous is not None and unchanged and previous.frames_until is not None:
-            video = _Video(stat, previous, previous.content_hash, None, previous.id)
+        if previous is not None and previous.same_file(stat) and previous.frames_until is not None:
+            video = _Video(stat, previous, previous.content_hash, probe(stat.path), previous.id)
             video.start = previous.frames_until
             return video
         digest = hash_file(stat.path)
@@ -144,12 +157,14 @@ class VideoStage:
 
     def _sample(self, video: _Video) -> None:
         model = self.run.encoder.get()
+        report = SampleReport()
         frames = sample_frames(
             video.stat.path,
             self.sampling,
             start=video.start,
             side=model.input_size,
             info=video.info,
+            report=report,
         )
         chunk: list[SampledFrame] = []
         for frame in frames:
@@ -157,19 +172,30 @@ class VideoStage:
             if len(chunk) >= FRAMES_PER_COMMIT:
                 self._commit(video, chunk, done=False)
                 chunk = []
-        self._commit(video, chunk, done=True)
+        if video.image_id is None and not chunk:
+            raise ImageLoadError(video.stat.path, "no frame could be read (no timestamps?)")
+        self._commit(video, chunk, done=True, ended=report.last_time, stopped=report.stopped)
         self.run.summary.embedded += 1
 
-    def _commit(self, video: _Video, chunk: list[SampledFrame], done: bool) -> None:
+    def _commit(
+        self,
+        video: _Video,
+        chunk: list[SampledFrame],
+        done: bool,
+        ended: float | None = None,
+        stopped: str | None = None,
+    ) -> None:
         regions = self._embed(chunk, video)
         if chunk:
             video.start = chunk[-1].time
         until = None if done else video.start
+        duration = self._duration(video, ended, stopped) if done else None
         self.run.summary.frames += len(regions)
+        video.frames += len(regions)
         if video.image_id is None:
-            assert video.info is not None
-            meta = video_meta(video.stat, video.info)
-            meta = ImageMeta(**{**meta.__dict__, "frames_until": until})
+            meta = replace(video_meta(video.stat, video.info), frames_until=until)
+            if duration is not None:
+                meta = replace(meta, duration=duration)
             replaces = video.previous.id if video.previous is not None else None
             new = NewImage(video.stat, video.digest, meta, regions, replaces)
             self.run.write(CatalogBatch(new=[new]))
@@ -181,7 +207,28 @@ class VideoStage:
             else:
                 self.run.summary.changed += 1
         else:
-            self.run.write(CatalogBatch(frames_added=[FramesAdded(video.image_id, regions, until)]))
+            added = FramesAdded(video.image_id, regions, until, duration)
+            self.run.write(CatalogBatch(frames_added=[added]))
+
+    def _duration(self, video: _Video, ended: float | None, stopped: str | None) -> float | None:
+        """A duration to store in place of the container's, when decoding said otherwise:
+        none given (some WebM and MKV writers), or frames that stop well short of it (a
+        truncated file, indexed as far as it goes, and said)."""
+        stated = video.info.duration
+        if ended is None:
+            return None
+        step = 1 / video.info.fps if video.info.fps else 0.0
+        if stated <= 0:
+            return round(ended + step, 3)
+        short = ended < stated - max(2 * self.sampling.every, 0.1 * stated)
+        if short or stopped:
+            why = f" ({stopped})" if stopped else ""
+            self.run.note(
+                video.stat.path,
+                f"truncated: frames end at {clock(ended)} of {clock(stated)}{why}; "
+                "indexed that far",
+            )
+        return None
 
     def _embed(self, chunk: list[SampledFrame], video: _Video) -> list[RegionData]:
         if not chunk:
@@ -194,16 +241,8 @@ class VideoStage:
             cuts.append(prepare(RegionCut("frame", box, frame.image), model))
         (regions,) = embed(model, [cuts], self.run.options.batch_size)
         self.run.summary.frame_seconds += time.monotonic() - started
-        width, height = self._displayed(video)
         for region, frame in zip(regions, chunk, strict=True):
             region.time = round(frame.time, 3)
-            region.bbox = (0, 0, width, height)  # the whole frame, in displayed pixels
+            # the whole frame, in displayed pixels
+            region.bbox = (0, 0, video.info.width, video.info.height)
         return regions
-
-    def _displayed(self, video: _Video) -> tuple[int, int]:
-        if video.info is not None:
-            return video.info.width, video.info.height
-        details = self.run.catalog.photo_details(video.image_id) if video.image_id else None
-        if details is None:
-            return (0, 0)
-        return details.meta.width, details.meta.height

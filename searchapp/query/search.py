@@ -238,7 +238,9 @@ def _like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
     if not len(vectors):  # a video: what its frames show, together
         frames = library.catalog.region_vectors_of_image(image.id, "frame", dim)
         if not len(frames):
-            raise QueryError(f"--like {absolute}: it has no vectors (listed as low quality?)")
+            raise QueryError(
+                f"--like {absolute}: it has no vectors (kept out as low quality?); use --image FILE"
+            )
         return combine([frame[None] for frame in frames], [1.0] * len(frames)), image.id
     return vectors[:1], image.id
 

@@ -49,7 +49,7 @@ def _filter_conditions(filters: Filters) -> list[Any]:
             select(regions.c.image_id)
             .join(labels, labels.c.region_id == regions.c.id)
             .where(
-                regions.c.kind == "scene",
+                regions.c.kind.in_(("scene", "frame")),  # a video is tagged by its frames
                 labels.c.name.in_(list(names)),
                 labels.c.prob >= TAG_MIN_PROB,
             )

@@ -180,10 +180,13 @@ class CatalogWrites(VectorRows):
     def _add_frames(self, conn: Connection, added: FramesAdded, delta: VectorDelta) -> None:
         """More frames of a video being sampled, and how far it now is; nothing where the video
         was deleted or re-indexed meanwhile."""
+        values: dict[str, float | None] = {"frames_until": added.until}
+        if added.duration is not None:
+            values["duration"] = added.duration
         done = conn.execute(
             update(images)
             .where(images.c.id == added.image_id, images.c.frames_until.is_not(None))
-            .values(frames_until=added.until)
+            .values(**values)
         ).rowcount
         if done:
             for region in added.regions:

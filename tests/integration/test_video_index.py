@@ -11,12 +11,13 @@ import pytest
 from PIL import Image
 
 from searchapp.cli import main
+from searchapp.errors import ImageLoadError
 from searchapp.ingest import video_stage
 from searchapp.query.search import Query, Term, search
 from searchapp.records import REGION_KINDS
 from tests.conftest import sample_image
 from tests.integration.helpers import Recorder, catalog_ids, index, index_ids
-from tests.videos import frame_at, write_audio_only, write_clip, write_variable_rate
+from tests.videos import frame_at, write_audio_only, write_clip, write_frames, write_variable_rate
 
 # 4 s panning the astronaut, 4 s panning the coffee, 4 s still on the rocket: frames are kept
 # at 0, 2 (interval), 4 (cut), 6, 8 (cut); the still shot repeats itself after that
@@ -170,3 +171,39 @@ def test_bad_videos_are_one_line_each_and_the_run_goes_on(library, photos, clip)
     ]
     assert summary.new == 7  # the five photos, tiny.png and the variable-rate video
     assert {Path(f.path).name for f in library.catalog.all_failures()} == set(reasons)
+
+
+def test_a_video_failing_midway_leaves_no_rows_and_a_cut_off_one_keeps_its_frames(
+    library, clip, tmp_path, monkeypatch
+) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(clip, folder / "three.mp4")
+    whole = write_frames(tmp_path / "whole.mp4", 120, faststart=True)
+    data = whole.read_bytes()
+    (folder / "cut_off.mp4").write_bytes(data[: len(data) // 2])  # its index still opens
+    monkeypatch.setattr(video_stage, "FRAMES_PER_COMMIT", 2)
+    sample = video_stage.sample_frames
+
+    def fails_after_three_frames(path, *args, **kw):  # type: ignore[no-untyped-def]
+        for number, frame in enumerate(sample(path, *args, **kw)):
+            if number == 3 and path.endswith("three.mp4"):
+                raise ImageLoadError(path, "decoding stopped: a disk error")
+            yield frame
+
+    monkeypatch.setattr(video_stage, "sample_frames", fails_after_three_frames)
+    recorder = Recorder()
+    summary = index(library, folder, recorder=recorder)
+    # the two frames committed before the failure went with the video
+    assert [(Path(p).name, r) for p, r in recorder.failures] == [
+        ("three.mp4", "decoding stopped: a disk error")
+    ]
+    assert library.catalog.image_by_path(str(folder / "three.mp4")) is None
+    assert (summary.new, summary.failed) == (1, 1)
+    cut = library.catalog.image_by_path(str(folder / "cut_off.mp4"))
+    assert cut is not None and cut.frames_until is None
+    assert summary.frames == len(library.catalog.photo_details(cut.id).regions) > 0
+    assert index_ids(library, "frame") == catalog_ids(library, "frame")
+    ((path, note),) = recorder.notes
+    assert Path(path).name == "cut_off.mp4" and "truncated: frames end at 00:0" in note
+    assert "of 00:12.0" in note and "indexed that far" in note

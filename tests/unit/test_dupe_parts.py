@@ -135,11 +135,12 @@ def test_keep_rule_order() -> None:
     same = _table([200, 200], [50.0, 50.0], [5.0, 1.0])
     keep, why = choose_keeper(same, [0, 1], set())
     assert keep == 1 and "taken first" in why
-    trimmed = _table([200, 200], [np.nan] * 2, [1.0, 5.0], durations=[9.0, 18.0])
-    assert choose_keeper(trimmed, [0, 1], set()) == (
-        1,
-        "same resolution (200x200), the longest video (18.0 s)",
-    )
+    # a trimmed copy in a higher resolution is still a part of the video
+    trimmed = _table([400, 200], [np.nan] * 2, [1.0, 5.0], durations=[9.0, 18.0])
+    assert choose_keeper(trimmed, [0, 1], set()) == (1, "the longest video (18.0 s against 9.0 s)")
+    # lengths within 5% are one video's: resolution decides
+    resized = _table([200, 400], [np.nan] * 2, [1.0, 5.0], durations=[18.04, 18.0])
+    assert choose_keeper(resized, [0, 1], set()) == (1, "highest resolution (400x400)")
     assert choose_keeper(same, [0, 1], {"/p/0.jpg"}) == (0, "chosen with --keep")
     grey_sharper = _table([200, 200], [90.0, 50.0], [1.0, 2.0], colour=[0.4, 35.0])
     keep, why = choose_keeper(grey_sharper, [0, 1], set())

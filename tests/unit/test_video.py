@@ -10,9 +10,16 @@ import pytest
 from PIL import Image
 
 from searchapp.errors import ImageLoadError
-from searchapp.ingest.video import SampleOptions, frame_at, probe, sample_frames
+from searchapp.ingest.video import SampleOptions, SampleReport, frame_at, probe, sample_frames
 from tests.conftest import sample_image
-from tests.videos import make_videos, pan, write_audio_only, write_clip, write_variable_rate
+from tests.videos import (
+    make_videos,
+    pan,
+    write_audio_only,
+    write_clip,
+    write_frames,
+    write_variable_rate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +112,8 @@ def test_bad_files_are_one_clear_reason_each(tmp_path, three_shots, photos) -> N
         probe(str(text))
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(three_shots.read_bytes()[: three_shots.stat().st_size // 2])
-    # the index is at the end: the file cannot be read
-    with pytest.raises(ImageLoadError, match=r"truncated, or not a video"):
+    # the index is at the end, cut off: the file cannot be opened
+    with pytest.raises(ImageLoadError, match=r"truncated, or not a video.*Invalid data"):
         list(sample_frames(str(truncated)))
     # a codec FFmpeg has no decoder for: the stream's four-character code made up
     unknown = tmp_path / "unknown_codec.mp4"
@@ -162,3 +169,26 @@ def test_every_container_reads_and_samples(tmp_path, photos, name, codec) -> Non
     kept = list(sample_frames(str(clip)))
     assert [frame.why for frame in kept] == ["first", "cut"]
     assert [frame.time for frame in kept] == pytest.approx([0.0, 2.0], abs=0.15)
+
+
+def test_times_count_from_the_streams_first_frame(tmp_path) -> None:
+    # timestamps from 5 s, as `ffmpeg -ss 5 -c copy` leaves them
+    clip = write_frames(tmp_path / "late.mp4", 30, first_pts=50)
+    info = probe(str(clip))
+    assert info.origin == pytest.approx(5.0, abs=0.11)
+    times = [frame.time for frame in sample_frames(str(clip), SampleOptions(every=1.0))]
+    assert times[0] == pytest.approx(0.0, abs=0.01) and times[-1] < info.duration
+    grey_at_one_second = np.asarray(frame_at(str(clip), 1.0)).mean()
+    assert grey_at_one_second == pytest.approx(10 * 9, abs=6)  # the 11th frame, not the first
+
+
+def test_a_truncated_file_that_still_opens_reports_where_its_frames_end(tmp_path) -> None:
+    clip = write_frames(tmp_path / "whole.mp4", 120, faststart=True)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    report = SampleReport()
+    kept = list(sample_frames(str(cut), report=report))
+    assert probe(str(cut)).duration == pytest.approx(12.0, abs=0.2)  # what the index says
+    assert kept and report.last_time is not None and 0.5 <= report.last_time < 10.0
+    assert report.stopped is not None and "Invalid data" in report.stopped

@@ -59,7 +59,8 @@ function groupNode(group, index) {
       el("span", { className: "tier " + pair.tier, textContent: pair.tier }),
       ` ${shortName(pair.a, group.paths)} ~ ${shortName(pair.b, group.paths)}: ${pair.reason.replace(/^\w+: /, "")} `,
     ]);
-    if (pair.tier === "near" || pair.tier === "crop") { // exact pairs have no difference to show
+    // exact pairs have no difference to show; two videos' evidence is their matched frames
+    if ((pair.tier === "near" || pair.tier === "crop") && pair.offset === undefined) {
       const show = el("button", { type: "button", className: "difference", textContent: "difference" });
       show.title = "the second aligned onto the first: black where the pixels agree, bright where they differ";
       show.addEventListener("click", () => {

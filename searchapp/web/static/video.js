@@ -4,11 +4,13 @@
 // moments are pinned above it; a click on the strip seeks there.
 "use strict";
 
-// "01:06.4": the CLI's way of writing a frame's time
+// "01:06.4", "1:02:05.0" from an hour: the CLI's way of writing a frame's time (records.clock)
 function clock(seconds) {
-  const tenths = Math.round(seconds * 10);
-  const minutes = Math.floor(tenths / 600);
-  return `${String(minutes).padStart(2, "0")}:${((tenths - minutes * 600) / 10).toFixed(1).padStart(4, "0")}`;
+  const tenths = Math.round(Math.max(0, seconds) * 10);
+  const totalMinutes = Math.floor(tenths / 600);
+  const hours = Math.floor(totalMinutes / 60);
+  const rest = `${String(totalMinutes % 60).padStart(2, "0")}:${((tenths - totalMinutes * 600) / 10).toFixed(1).padStart(4, "0")}`;
+  return hours ? `${hours}:${rest}` : rest;
 }
 
 function thumbUrl(hit, size) {
