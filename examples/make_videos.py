@@ -115,7 +115,8 @@ def write_clip(path: Path, shots: Sequence[Shot], size: tuple[int, int] = SIZE, 
 
 
 def frames_of(path: Path) -> list[tuple[float, Image.Image]]:
-    """Every frame of a video, as displayed, with its time."""
+    """Every frame of a video as stored (a rotation in the container is not applied), with its
+    time."""
     import av
 
     with av.open(str(path)) as container:
