@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from searchapp.dupes.candidates import neighbour_pairs
 from searchapp.dupes.groups import DupePair
 from searchapp.dupes.pixels import COMPARE_SIDE, PixelComparer
 from searchapp.errors import ImageLoadError
@@ -75,14 +76,6 @@ def _stat(path: str) -> FileStat:
     return FileStat(path, st.st_size, st.st_mtime_ns)
 
 
-def _neighbours(frames: Frames, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
-
-    index = faiss.IndexFlatIP(frames.vectors.shape[1])
-    index.add(np.ascontiguousarray(frames.vectors, dtype=np.float32))
-    return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(frames)))
-
-
 def video_pairs(
     frames: Frames,
     table: PhotoTable,
@@ -93,18 +86,17 @@ def video_pairs(
     pixels of two matched moments; pairs already `joined` (the same bytes) are not checked."""
     if len(frames) < 2:
         return []
-    scores, ids = _neighbours(frames, frames.vectors, NEIGHBOURS)
+    # the photo tiers' neighbour search: exact while cheap, IVF and a rescore beyond
+    found = neighbour_pairs(frames.vectors, frames.vectors, NEIGHBOURS, FRAME_MATCH)
     matches: dict[tuple[int, int], dict[float, tuple[float, float]]] = {}
-    for i, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
-        a = int(frames.rows[i])
-        for score, j in zip(row_scores, row_ids, strict=True):
-            b = int(frames.rows[j]) if j >= 0 else -1
-            if b < 0 or b <= a or score < FRAME_MATCH:
-                continue
-            best = matches.setdefault((a, b), {})
-            time_a = float(frames.times[i])
-            if score > best.get(time_a, (0.0, -1.0))[1]:
-                best[time_a] = (float(frames.times[j]), float(score))
+    for i, j, score in zip(*found, strict=True):
+        a, b = int(frames.rows[i]), int(frames.rows[j])
+        if b <= a:  # the same video, or the pair seen from its other side
+            continue
+        best = matches.setdefault((a, b), {})
+        time_a = float(frames.times[i])
+        if score > best.get(time_a, (0.0, -1.0))[1]:
+            best[time_a] = (float(frames.times[j]), float(score))
     counts = np.bincount(frames.rows, minlength=len(table))
     comparer = comparer or PixelComparer()
     pairs = []
@@ -218,22 +210,23 @@ def frame_stills(
     if not len(frames) or not len(scenes):
         return []
     rows = np.flatnonzero(scene_lookup >= 0)
-    scores, ids = _neighbours(frames, scenes[scene_lookup[rows]], NEIGHBOURS)
+    queries, frame_ids, scores = neighbour_pairs(
+        scenes[scene_lookup[rows]], frames.vectors, NEIGHBOURS, STILL_MATCH
+    )
     comparer = comparer or PixelComparer()
     stills = []
-    for row, row_scores, row_ids in zip(rows, scores, ids, strict=True):
-        tried: set[int] = set()  # each video once: its best frame
-        for score, frame in zip(row_scores, row_ids, strict=True):
-            if frame < 0 or score < STILL_MATCH or len(tried) >= STILL_VIDEOS:
-                break
-            video, time = int(frames.rows[frame]), float(frames.times[frame])
-            if video in tried:
-                continue
-            tried.add(video)
-            exact = _still_time(table.paths[row], table.paths[video], time, comparer)
-            if exact is not None:
-                stills.append(FrameStill(int(row), video, round(exact, 3), round(float(score), 4)))
-    return stills
+    tried: dict[int, set[int]] = {}  # per photo, the videos tried: each once, at its best frame
+    for query in np.argsort(-scores, kind="stable"):
+        row, frame = int(rows[queries[query]]), int(frame_ids[query])
+        video, time = int(frames.rows[frame]), float(frames.times[frame])
+        videos = tried.setdefault(row, set())
+        if video in videos or len(videos) >= STILL_VIDEOS:
+            continue
+        videos.add(video)
+        exact = _still_time(table.paths[row], table.paths[video], time, comparer)
+        if exact is not None:
+            stills.append(FrameStill(row, video, round(exact, 3), round(float(scores[query]), 4)))
+    return sorted(stills, key=lambda still: (still.photo, -still.score))
 
 
 def _still_time(photo: str, video: str, time: float, comparer: PixelComparer) -> float | None:
