@@ -219,7 +219,7 @@ def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
     def on_note(path: str, what: str) -> None:
         if "bar" in bar:
             bar["bar"].clear()
-        console.note(f"{path}: {what}")
+        console.note(f"searchapp: note: {path}: {what}")
 
     def close() -> None:
         if "bar" in bar:

@@ -45,7 +45,8 @@ def cmd_stats(args: argparse.Namespace, console: Console) -> int:
             ("library", directory),
             (
                 "images",
-                f"{stats.images} ({stats.images - stats.videos} photos, {stats.videos} videos)"
+                f"{stats.images} ({stats.images - stats.videos} photos, {stats.videos} "
+                f"video{'s' if stats.videos != 1 else ''})"
                 if stats.videos
                 else str(stats.images),
             ),

@@ -288,7 +288,9 @@ def _print_tagged(args: argparse.Namespace, query: Any, console: Console) -> int
     from searchapp.query.labels import short_name
 
     with Library(args.library, args.db, create=False) as lib:
-        found = lib.tagged_photos(query.filters, args.k)
+        # the tags are photos' scene labels and videos' frame labels; --kind picks one of them
+        kinds = (args.kind,) if args.kind in ("scene", "frame") else ("scene", "frame")
+        found = lib.tagged_photos(query.filters, args.k, kinds)
     if args.json:
         print(
             json.dumps(
@@ -305,8 +307,8 @@ def _print_tagged(args: argparse.Namespace, query: Any, console: Console) -> int
         _print_paths(args, [path for path, _, _ in found])
     elif not found:
         console.note(
-            f"no photo tagged {' and '.join(args.tag)} (tags are the photos' labels from "
-            "probability 0.1; `search --json` shows each photo's)"
+            f"no photo or video tagged {' and '.join(args.tag)} (tags are the photos' and the "
+            "video frames' labels from probability 0.1; `search --json` shows each hit's)"
         )
     else:
         rows = [

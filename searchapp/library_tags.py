@@ -21,7 +21,7 @@ import numpy as np
 from searchapp.encoders import zero_shot
 from searchapp.encoders.registry import supports_text
 from searchapp.errors import UsageError
-from searchapp.records import TAG_MIN_PROB, EncoderIdentity, Filters
+from searchapp.records import TAG_MIN_PROB, EncoderIdentity, Filters, RegionHit
 from searchapp.store.explore_rows import TAG_VOCABULARY_SETTING
 
 if TYPE_CHECKING:
@@ -115,16 +115,21 @@ class LibraryTags:
             partial.unlink(missing_ok=True)
         return matrix
 
-    def tagged_photos(self, filters: Filters, k: int) -> list[tuple[str, float, str]]:
-        """(path, probability, tag) of the photos that carry the first --tag and pass every
-        filter, the most probable first."""
+    def tagged_photos(
+        self, filters: Filters, k: int, kinds: tuple[str, ...] = ("scene", "frame")
+    ) -> list[tuple[str, float, str]]:
+        """(path, probability, tag) of the photos (scene) and videos (their best frame) that
+        carry the first --tag and pass every filter, the most probable first."""
         if not filters.tags:
             raise UsageError("give --tag TAG, or something to search for")
         self.require_identity()  # an empty library says so, rather than "no photo tagged"
-        found = self.catalog.label_scores(
-            filters.tags[0], ["scene"], filters, {"scene": TAG_MIN_PROB}
-        )
+        floors = dict.fromkeys(kinds, TAG_MIN_PROB)
+        found = self.catalog.label_scores(filters.tags[0], list(kinds), filters, floors)
         hits = self.catalog.hydrate({region: prob for region, (prob, _) in found.items()})
         named = {region: name for region, (_, name) in found.items()}
-        ranked = sorted(hits, key=lambda h: (-h.score, h.path))[:k]
+        best: dict[int, RegionHit] = {}  # a video's frames: its best one
+        for hit in hits:
+            if hit.image_id not in best or hit.score > best[hit.image_id].score:
+                best[hit.image_id] = hit
+        ranked = sorted(best.values(), key=lambda h: (-h.score, h.path))[:k]
         return [(h.path, h.score, named[h.region_id]) for h in ranked]

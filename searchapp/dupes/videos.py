@@ -158,8 +158,14 @@ def _pair(
     pixels of their best match agree."""
     found = sorted((time_a, time_b, score) for time_a, (time_b, score) in best.items())
     offset = float(np.median([time_b - time_a for time_a, time_b, _ in found]))
-    agreeing = [m for m in found if abs(m[1] - m[0] - offset) <= SLACK]
-    matched = min(len(agreeing), len({round(m[1], 3) for m in agreeing}))
+    agreeing = []
+    taken: set[float] = set()  # each frame of B matched once, by its best frame of A
+    for match in sorted(found, key=lambda m: -m[2]):
+        if abs(match[1] - match[0] - offset) <= SLACK and match[1] not in taken:
+            taken.add(match[1])
+            agreeing.append(match)
+    agreeing.sort()
+    matched = len(agreeing)
     if matched < min(MIN_FRAMES, fewest) or matched < MIN_SHARE * fewest:
         return None
     # two moments apart must show the same pixels: one alone could be a static scene that two

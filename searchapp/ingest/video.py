@@ -107,6 +107,12 @@ def _open(path: str) -> Any:
 
 
 def _first_line(exc: BaseException) -> str:
+    """An FFmpeg error as a person reads it: its message, without the errno and the file name
+    PyAV adds ("[Errno 1094995529] Invalid data found when processing input: 'x.mkv'")."""
+    import av
+
+    if isinstance(exc, av.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 

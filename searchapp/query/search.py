@@ -348,6 +348,11 @@ def _finish(
     best = _labelled(library, best)
     best_moments = moments(region_hits)
     photo_labels = library.catalog.image_labels(h.image_id for h in best)
+    # a video's labels are those of the frame that matched
+    frame_labels = library.catalog.region_labels(h.region_id for h in best if h.time is not None)
+    for hit in best:
+        if hit.time is not None:
+            photo_labels[hit.image_id] = frame_labels.get(hit.region_id, [])
     photos = [
         SearchHit(
             h.path,

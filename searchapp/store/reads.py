@@ -233,8 +233,12 @@ class SearchReads(VectorRows):
 
     def region_top_labels(self, region_ids: Iterable[int]) -> dict[int, tuple[str, float]]:
         """The most likely stored label of each region that has one."""
+        return {region: found[0] for region, found in self.region_labels(region_ids).items()}
+
+    def region_labels(self, region_ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        """The stored labels of each region that has some, best first."""
         ids = sorted(set(region_ids))
-        result: dict[int, tuple[str, float]] = {}
+        result: dict[int, list[tuple[str, float]]] = {}
         with self.engine.connect() as conn:
             for chunk in chunks(ids):
                 query = (
@@ -243,7 +247,7 @@ class SearchReads(VectorRows):
                     .order_by(labels.c.region_id, labels.c.rank)
                 )
                 for region_id, name, prob in conn.execute(query):
-                    result.setdefault(region_id, (name, float(prob)))
+                    result.setdefault(region_id, []).append((name, float(prob)))
         return result
 
     def image_labels(self, image_ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:

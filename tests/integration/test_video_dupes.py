@@ -54,6 +54,10 @@ def test_copies_of_a_video_are_grouped_with_their_evidence(library, videos, caps
     sign = 1 if Path(trimmed["a"]).name == "trimmed.mp4" else -1
     assert sign * trimmed["offset"] == pytest.approx(3.3, abs=0.11)
     assert all(abs(sign * (f["b"] - f["a"]) - 3.3) <= 2.0 for f in trimmed["frames"])
+    # one match a frame, as many as the reason counts
+    matched = [f["b"] if sign < 0 else f["a"] for f in trimmed["frames"]]
+    assert len(matched) == len(set(matched))
+    assert f"{len(trimmed['frames'])} of " in trimmed["reason"]
     stills = {(Path(s["photo"]).name, Path(s["video"]).name): s["time"] for s in data["stills"]}
     assert stills[("still.jpg", "source.mp4")] == pytest.approx(7.0, abs=0.11)
     assert stills[("still.jpg", "trimmed.mp4")] == pytest.approx(3.7, abs=0.11)

@@ -14,7 +14,7 @@ from searchapp.cli import main
 from searchapp.errors import ImageLoadError
 from searchapp.ingest import video_stage
 from searchapp.query.search import Query, Term, search
-from searchapp.records import REGION_KINDS
+from searchapp.records import REGION_KINDS, Filters
 from tests.conftest import sample_image
 from tests.integration.helpers import Recorder, catalog_ids, index, index_ids
 from tests.videos import frame_at, write_audio_only, write_clip, write_frames, write_variable_rate
@@ -70,6 +70,10 @@ def test_a_crop_of_a_frame_finds_the_video_and_its_moment(library, photos, clip,
     worded = search(library, Query((Term("text", "espresso"),), k=3, kinds=("frame",)))
     assert worded[0].path == video and COFFEE[0] <= worded[0].time < COFFEE[1]
     assert worded[0].label == "espresso"
+    assert "espresso" in worded[0].as_dict()["tags"]  # the matching frame's labels
+    # --tag alone reaches videos by their frames' labels, each video once
+    tagged = library.tagged_photos(Filters(tags=(("espresso",),)), 5, ("frame",))
+    assert [path for path, _, _ in tagged] == [video]
 
 
 def test_search_json_gives_the_time_and_the_best_moments(library, photos, clip, tmp_path, capsys):
