@@ -37,7 +37,9 @@ def _filter_conditions(filters: Filters) -> list[Any]:
         make_and_model = (
             func.coalesce(images.c.camera_make, "") + " " + func.coalesce(images.c.camera_model, "")
         )
-        conditions.append(func.instr(func.lower(make_and_model), filters.camera.lower()) > 0)
+        # LIKE with its wildcards escaped, not SQLite's instr: the same SQL on PostgreSQL
+        wanted = filters.camera.lower()
+        conditions.append(func.lower(make_and_model).contains(wanted, autoescape=True))
     if filters.min_width is not None:
         conditions.append(images.c.width >= filters.min_width)
     if filters.min_pixels is not None:

@@ -112,6 +112,9 @@ FILTER_CASES = {
     "folder": ({"folder": "/photos/a"}, lambda p: p.path.startswith("/photos/a/")),
     "camera": ({"camera": "iphone"}, lambda p: p.model == "iPhone 12"),
     "camera make": ({"camera": "nikon"}, lambda p: p.make == "NIKON CORPORATION"),
+    # LIKE's wildcards are plain characters here: "_" is not "any one character"
+    "camera wildcard": ({"camera": "phone_12"}, lambda p: False),
+    "camera across make and model": ({"camera": "apple iphone"}, lambda p: p.make == "Apple"),
     "min_width": ({"min_width": 1920}, lambda p: p.width >= 1920),
     "min_pixels": ({"min_pixels": 2_000_000}, lambda p: p.width * p.height >= 2_000_000),
     "formats": ({"formats": "jpg,heic"}, lambda p: p.format in ("JPEG", "HEIF")),
@@ -134,7 +137,7 @@ def test_each_filter_alone_and_combined(synthetic, case: str) -> None:  # type: 
     hits = lib.search(like=probe.path, k=25, **kwargs)
     expected = reference(photos, probe.vector, 25, lambda p: keep(p) and p is not probe)
     assert [h.path for h in hits] == expected
-    assert len(expected) > 0
+    assert len(expected) > 0 or case == "camera wildcard"
 
 
 def test_a_one_percent_filter_still_returns_k_hits(synthetic) -> None:  # type: ignore[no-untyped-def]
