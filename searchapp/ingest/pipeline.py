@@ -173,7 +173,7 @@ class IndexRun:
         unreachable = [p.path for p in problems if not os.path.islink(p.path)]
         for problem in problems:
             if os.path.lexists(problem.path):  # kept for `searchapp errors` until mended
-                self._record_failure(_problem_stat(problem.path), problem.reason, None)
+                self.record_failure(_problem_stat(problem.path), problem.reason, None)
             else:  # a mistyped folder argument: said now, not kept
                 self._fail_note(problem.path, problem.reason)
         live_roots = self._live(roots)
@@ -193,7 +193,7 @@ class IndexRun:
                 self.summary.failed += 1  # still failing; listed by `searchapp errors`
                 continue
             if entry.unsupported:
-                self._record_failure(stat, entry.unsupported, previous)
+                self.record_failure(stat, entry.unsupported, previous)
                 continue
             work.append((stat, previous))
 
@@ -229,16 +229,10 @@ class IndexRun:
         if self.cb.on_note:
             self.cb.on_note(path, what)
 
-    def record_failure(self, stat: FileStat, reason: str, previous: KnownImage | None) -> None:
-        self._record_failure(stat, reason, previous)
-
     def commit_now(self) -> None:
         self._commit()
 
-    def write(self, batch: CatalogBatch, force_save: bool = False) -> None:
-        self._write(batch, force_save)
-
-    def _record_failure(self, stat: FileStat, reason: str, previous: KnownImage | None) -> None:
+    def record_failure(self, stat: FileStat, reason: str, previous: KnownImage | None) -> None:
         self.summary.failed += 1
         self._fail_note(stat.path, reason)
         if previous is not None:  # the file changed into something unreadable: old vectors go
@@ -315,12 +309,12 @@ class IndexRun:
     def _commit(self, force_save: bool = False) -> None:
         self._encode_pending()
         with held_interrupts():  # the catalog and the indexes move as one
-            self._write(self.batch, force_save)
+            self.write(self.batch, force_save)
             self.batch = CatalogBatch()
             self.batch_images = 0
             self.doomed.clear()
 
-    def _write(self, batch: CatalogBatch, force_save: bool = False) -> None:
+    def write(self, batch: CatalogBatch, force_save: bool = False) -> None:
         """Commit a batch (either stage's), and save the indexes when asked or due."""
         with held_interrupts():
             if not batch.is_empty():
@@ -371,7 +365,7 @@ class IndexRun:
                     self.cb,
                     self.summary,
                 )
-                stage.run(roots, self._write)
+                stage.run(roots, self.write)
         except KeyboardInterrupt:
             self.summary.interrupted = True
             self.to_encode = []  # decoded but not encoded: the next run redoes them
@@ -431,7 +425,7 @@ class IndexRun:
         retry: deque[tuple[Any, ...]],
     ) -> None:
         if result.error is not None:
-            self._record_failure(result.stat, result.error, result.previous)
+            self.record_failure(result.stat, result.error, result.previous)
         elif result.meta is None:
             assert result.content_hash is not None
             if not self.resolve_known(result.stat, result.previous, result.content_hash, missing):

@@ -20,6 +20,7 @@ decoder's threads, and only the frames sampled are converted to pictures.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,6 +129,21 @@ def _rotation(stream: Any, container: Any, path: str) -> int:
             path, f"the video stream cannot be decoded: {_first_line(exc)}"
         ) from exc
     raise ImageLoadError(path, "the video has no frames (zero length)")
+
+
+def probed(path: str) -> VideoInfo:
+    """probe(), kept while the file's size and mtime stay: a pixel check or a duplicate pair
+    reads frames of one video several times, and each probe opens the container."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return probe(path)  # says what is wrong with it
+    return _probed(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _probed(path: str, size: int, mtime_ns: int) -> VideoInfo:
+    return probe(path)
 
 
 def probe(path: str) -> VideoInfo:
@@ -301,7 +317,7 @@ def frames_between(
     its time, as displayed: where a sampled frame's neighbours are looked through."""
     import av
 
-    info = info or probe(path)
+    info = info or probed(path)
     container = _open(path)
     try:
         stream = container.streams.video[0]

@@ -94,7 +94,7 @@ def _decoded(path: str, time: float | None, needed: int) -> tuple[Image.Image, f
         st = os.stat(path)
         loaded = load_image(FileStat(path, st.st_size, st.st_mtime_ns), min_side=needed)
         return loaded.image, loaded.scale
-    info = video.probe(path)
+    info = video.probed(path)
     picture = video.frame_at(path, time, side=max(needed, 1))
     return picture, info.width / picture.width
 
