@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from searchapp.library import Library
 
 from searchapp.cli_args import (
+    DB_ENV,
     CommandParser,
     Parser,
     common_flags,
@@ -139,10 +140,13 @@ def _open(args: argparse.Namespace, *, create: bool = False) -> Library:
 def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     from searchapp.detect.registry import check_name
     from searchapp.encoders.base import EncoderOptions
+    from searchapp.encoders.devices import index_batch, pick_device
     from searchapp.ingest.load import LoadLimits
     from searchapp.ingest.pipeline import IndexOptions
     from searchapp.ingest.regions import RegionOptions, parse_kinds
 
+    if args.device in ("cuda", "mps"):
+        pick_device(args.device)  # a GPU asked for and not there stops the run before it starts
     workers = args.workers or max(1, os.cpu_count() or 1)
     # unset flags keep the defaults of RegionOptions and TileOptions, which say why they are
     defaults = RegionOptions()
@@ -158,6 +162,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
             defaults.detector_options,
             weights=args.detector_weights,
             allow_download=detector != defaults.detector,  # an explicit choice may download
+            device=args.device,
         ),
     )
     options = IndexOptions(
@@ -165,7 +170,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
         skip_low_quality=args.skip_low_quality,
         regions_later=args.regions_later,
         workers=workers,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or index_batch(args.device),
         commit_every=args.commit_every,
         limits=LoadLimits(max_pixels=args.max_pixels, max_file_bytes=args.max_file_mb << 20),
     )
@@ -175,6 +180,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
         runtime=args.runtime,
         allow_download=explicit,
         threads=args.threads or max(1, os.cpu_count() or 1),
+        device=args.device,  # "auto" is settled when a model loads: torch knows
     )
     return options, encoder_options
 
@@ -304,7 +310,15 @@ def cmd_index(args: argparse.Namespace, console: Console) -> int:
             )
         finally:
             close()
+        _say_device(lib, console)
         return _print_summary(args, console, summary, lib)
+
+
+def _say_device(lib: Library, console: Console) -> None:
+    """Where the model ran, once one loaded: `auto` without a GPU says why it took the CPU."""
+    device = lib.encoder_device()
+    if device is not None:
+        console.note(f"device: {device.name} ({device.why})")
 
 
 def cmd_reindex(args: argparse.Namespace, console: Console) -> int:
@@ -320,6 +334,7 @@ def cmd_reindex(args: argparse.Namespace, console: Console) -> int:
             )
         finally:
             close()
+        _say_device(lib, console)
         return _print_summary(args, console, summary, lib)
 
 
@@ -359,6 +374,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quiet and args.verbose:
         parser.error("--quiet and --verbose are opposites; give one")
+    args.db = args.db or os.environ.get(DB_ENV) or None
     return args
 
 

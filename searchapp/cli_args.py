@@ -60,6 +60,9 @@ class CommandParser(Parser):
         return parsed, extras
 
 
+DB_ENV = "SEARCHAPP_DB"  # --db's default: a server's catalog, typed once
+
+
 def library_flags(parser: argparse.ArgumentParser, default: Any) -> None:
     """--library, --db, --quiet, --verbose: before the command or after it, as git and docker
     users type them. Commands default to SUPPRESS so that they keep a value given before."""
@@ -74,7 +77,8 @@ def library_flags(parser: argparse.ArgumentParser, default: Any) -> None:
         "--db",
         metavar="URL",
         default=default,
-        help="SQLAlchemy URL of the catalog (default: SQLite)",
+        help="SQLAlchemy URL of the catalog, such as postgresql+psycopg://USER@HOST/DB "
+        "(default: $SEARCHAPP_DB, else SQLite in the library folder)",
     )
     verbosity = parser.add_argument_group("output")
     flag = False if default is None else default  # store_true: False unless given
@@ -111,12 +115,27 @@ def encoder_flags(parser: argparse.ArgumentParser, *, default: str | None) -> No
     )
 
 
+def device_flag(parser: argparse.ArgumentParser, default: str, why: str) -> None:
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default=default,
+        help=f"where the models run: auto (a CUDA or Apple GPU if there is one, else the CPU), "
+        f"cpu, cuda or mps (default {default}{why})",
+    )
+
+
 def index_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int, help="decode threads (default: CPUs)")
     parser.add_argument(
         "--threads", type=positive_int, help="encoder intra-op threads (default: CPUs)"
     )
-    parser.add_argument("--batch-size", type=positive_int, default=32, help="encoder batch")
+    device_flag(parser, "auto", "")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="images the encoder takes at once (default 32; 256 where a GPU is found)",
+    )
     parser.add_argument(
         "--max-pixels",
         type=positive_int,

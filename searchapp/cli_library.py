@@ -106,15 +106,16 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         if args.forget_deleted_copies and not args.repair:
             raise UsageError("--forget-deleted-copies is a kind of --repair; give both")
         result = lib.check(repair=args.repair, forget_deleted_copies=args.forget_deleted_copies)
+        # a server keeps its own integrity; SQLite's full check is the one run here
+        sqlite = lib.catalog.database_path() is not None
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
         for line in result.mended:
             console.note(f"mended: {line}")
         checked = ", ".join(f"{count} {what}" for what, count in result.checked.items())
-        console.note(
-            f"checked: SQLite integrity ok, {checked}" if checked else "checked: SQLite integrity"
-        )
+        done = ["SQLite integrity ok"] if sqlite else []
+        console.note(f"checked: {', '.join([*done, checked] if checked else done)}")
         if result.findings:
             rows = [(f.what, f.detail, f.fix) for f in result.findings]
             table(("problem", "detail", "fix"), rows)

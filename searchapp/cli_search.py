@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from searchapp.cli_args import device_flag
 from searchapp.console import Console, table
 from searchapp.paths import listed
 
@@ -48,6 +49,9 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
             flag, action=_TermAction, const=source, dest="terms", metavar="X", help=helptext
         )
     terms.add_argument("--weights", metavar="W,W,...", help="one positive weight per term")
+    device_flag(
+        terms, "cpu", ": a query encodes one image or a few words, done before a GPU has started"
+    )
     terms.add_argument(
         "--include-self", action="store_true", help="keep the query photos in the results"
     )
@@ -191,6 +195,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     if args.tag and not query.terms:
         return _print_tagged(args, query, console)
     with Library(args.library, args.db, create=False) as lib:
+        lib.query_device = args.device
         for repair in lib.check_indexes():
             console.note(f"searchapp: {repair}")
         results = search(lib, query)

@@ -419,13 +419,7 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
 
     def stats(self) -> LibraryStats:
         n_images, n_aside, by_kind, n_failures, n_pending = self.catalog.counts()
-        db_path = self.catalog.database_path()
-        catalog_bytes = 0
-        if db_path is not None:
-            for suffix in ("", "-wal", "-shm"):
-                candidate = Path(str(db_path) + suffix)
-                if candidate.exists():
-                    catalog_bytes += candidate.stat().st_size
+        catalog_bytes = self.catalog.size_bytes()
         index_bytes = sum(p.stat().st_size for p in self.directory.glob("index-*.faiss"))
         quality, low_quality = self.catalog.quality_summary()
         return LibraryStats(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
+from searchapp.encoders.devices import Device, pick_device
 from searchapp.encoders.registry import (
     AUTO,
     choose_auto,
@@ -41,6 +42,9 @@ class LibraryEncoders:
     _tile_encoder: ImageEncoder | None
     _identity: EncoderIdentity | None
     _indexes: IndexStore | None
+    # where a query's models run (`search --device`); an index run passes its own options
+    query_device: str = "cpu"
+    _device_asked: str | None = None  # the --device the loaded encoder was made for
 
     @property
     def encoder_identity(self) -> EncoderIdentity | None:
@@ -100,6 +104,7 @@ class LibraryEncoders:
                 allow_download=False,
                 clip_weights=Path(recorded_file) if recorded_file else None,
                 quick_start=True,  # a query: start from an ONNX export where there is one
+                device=self.query_device,
             )
             resolved, _ = self.resolve_encoder_name(name, options)
             return self._adopt(create_encoder(resolved, options), options)
@@ -118,7 +123,14 @@ class LibraryEncoders:
         else:
             self._check_same(recorded, encoder, "vectors")
         self._encoder = encoder
+        self._device_asked = options.device
         return encoder
+
+    def encoder_device(self) -> Device | None:
+        """Where the loaded encoder runs, and why there; None before one is loaded."""
+        if self._encoder is None or self._device_asked is None:
+            return None
+        return pick_device(self._device_asked)  # torch is imported by now: cheap
 
     def _check_same(self, recorded: EncoderIdentity, encoder: ImageEncoder, what: str) -> None:
         """Refuse a loaded encoder that is not the one the library's `what` came from."""
@@ -156,7 +168,9 @@ class LibraryEncoders:
         if name is None:
             return self.encoder(options=options)
         if self._tile_encoder is None:
-            options = options or EncoderOptions(allow_download=False, quick_start=True)
+            options = options or EncoderOptions(
+                allow_download=False, quick_start=True, device=self.query_device
+            )
             encoder = create_encoder(name, options)
             recorded = self.catalog.tile_identity()
             if recorded is None:

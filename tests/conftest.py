@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.postgres import PostgresServer, server_binaries
+
 SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "camera", "motorcycle_left")
 TINY_CLIP = {
     "embed_dim": 32,
@@ -81,12 +83,55 @@ def cnn_encoder():
     return EfficientNetLite0Encoder(EncoderOptions())
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_catalogs: run once on SQLite and once on a real PostgreSQL server"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "catalog_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_catalogs"
+    ):
+        metafunc.parametrize("catalog_backend", ["sqlite", "postgresql"])
+
+
 @pytest.fixture
-def library(tmp_path: Path, cnn_encoder):
+def catalog_backend() -> str:
+    """The catalog's database: SQLite unless a test is marked both_catalogs."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    binaries = server_binaries()
+    if binaries is None:
+        message = "PostgreSQL's server is not installed (apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it: its tests never skip there
+        pytest.skip(message)
+    server = PostgresServer(binaries)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db_url(catalog_backend: str, request: pytest.FixtureRequest) -> str | None:
+    """The test library's --db: None is SQLite in the library folder, else a new database on
+    the session's PostgreSQL server."""
+    if catalog_backend == "sqlite":
+        return None
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
+@pytest.fixture
+def library(tmp_path: Path, cnn_encoder, db_url: str | None):
     """A fresh CNN library whose encoder is the session's already-loaded one."""
     from searchapp.library import Library
 
-    lib = Library(tmp_path / "lib")
+    lib = Library(tmp_path / "lib", db_url)
     lib._encoder = cnn_encoder
     lib.catalog.set_encoder_identity(cnn_encoder.identity)
     yield lib
@@ -95,8 +140,9 @@ def library(tmp_path: Path, cnn_encoder):
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(extra)
     env.pop("SEARCHAPP_LIBRARY", None)
+    env.pop("SEARCHAPP_DB", None)
+    env.update(extra)
     return env
 
 

@@ -27,6 +27,7 @@ class DetectorOptions:
     max_objects: int = 8  # per photo, after NMS
     min_area: float = 0.01  # fraction of the photo: smaller boxes hold too few pixels to embed
     max_area: float = 0.7  # larger boxes say little the scene embedding does not
+    device: str = "cpu"  # a torch device, as the encoder's (encoders/devices.py)
 
 
 class Detector(Protocol):

@@ -60,16 +60,18 @@ class CamDetector:
     def __init__(self, options: DetectorOptions, threads: int | None = None) -> None:
         from searchapp.encoders.base import EncoderOptions
         from searchapp.encoders.cnn import EfficientNetLite0Encoder
+        from searchapp.encoders.devices import pick_device
 
         self.options = options
         # its own PyTorch model, without the 224 px tower's session (no crops are encoded here)
-        torch_only = EncoderOptions(threads=threads, runtime="torch")
+        device = pick_device(options.device).name  # "auto" settled as the encoder's is
+        torch_only = EncoderOptions(threads=threads, runtime="torch", device=device)
         cnn = EfficientNetLite0Encoder(torch_only, options.weights)
-        self.maps = FeatureMaps(cnn.model)  # both passes, on ONNX Runtime where it exports
+        # both passes, on ONNX Runtime where it exports (on the CPU), else PyTorch's device
+        self.maps = FeatureMaps(cnn.model, device=device)
         self.class_names = cnn.class_names
-        classifier = cnn.model.get_classifier()
-        self.weight = classifier.weight.detach().numpy()  # (1000, 1280)
-        self.bias = classifier.bias.detach().numpy()
+        self.weight = cnn.classifier_weight  # (1000, 1280)
+        self.bias = cnn.classifier_bias
 
     def classes(self, image: Image.Image) -> Labels:
         """The photo's top classes, from a pass at the classifier's scale. Indexing has them

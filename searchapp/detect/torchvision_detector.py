@@ -79,19 +79,22 @@ class TorchvisionDetector:
                 f"{options.weights or cached_weights_path(weights)} does not fit "
                 f"torchvision:{name} ({str(exc).splitlines()[0]})"
             ) from exc
-        self.model = model.eval()
+        from searchapp.encoders.devices import pick_device
+
+        self.device = pick_device(options.device).name
+        self.model = model.eval().to(self.device)
 
     def detect(self, images: list[Image.Image]) -> list[list[Detection]]:
         import torch
 
         tensors = [
-            torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(
-                2, 0, 1
-            )
+            torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
+            .permute(2, 0, 1)
+            .to(self.device)
             for image in images
         ]
         with torch.inference_mode():
-            outputs = self.model(tensors)
+            outputs = [{k: v.cpu() for k, v in out.items()} for out in self.model(tensors)]
         results = []
         for image, output in zip(images, outputs, strict=True):
             found = [

@@ -26,6 +26,7 @@ class EncoderOptions:
     threads: int | None = None  # torch intra-op threads
     runtime: str = "auto"  # image towers: auto (ONNX Runtime where faster), torch or onnx
     quick_start: bool = False  # a query process: an earlier ONNX export over importing torch
+    device: str = "cpu"  # a torch device (encoders/devices.py picks it); a GPU runs torch
 
 
 @dataclass

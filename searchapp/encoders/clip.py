@@ -164,7 +164,8 @@ class OpenClipEncoder:
             force_quick_gelu=bool(cfg.get("quick_gelu", False)),
             **extra,
         )
-        self.model = model.eval()
+        self.model = model.eval()  # on the CPU until its exports are made, then the device's
+        self.device = "cpu"
         image_size = self.model.visual.image_size
         self.input_size = int(image_size[0] if isinstance(image_size, tuple | list) else image_size)
         self.visual_tower_name = f"clip-{arch}-visual"
@@ -175,7 +176,8 @@ class OpenClipEncoder:
             name=self.visual_tower_name,
             input_size=self.input_size,
             outputs=["features"],
-            runtime=options.runtime,
+            # ONNX Runtime's sessions here run on the CPU: a GPU runs the model in PyTorch
+            runtime=options.runtime if options.device == "cpu" else "torch",
             threads=options.threads,
         )
         self.runtime = "onnx" if self._onnx else "torch"
@@ -197,7 +199,9 @@ class OpenClipEncoder:
             dim=dim,
             preprocess=f"open_clip {self.input_size}px {cfg.get('resize_mode', 'shortest')}",
         )
-        save_for_queries(self, spec, options, checkpoint)
+        save_for_queries(self, spec, options, checkpoint)  # exported from the CPU's copy
+        self.device = options.device
+        self.model.to(self.device)
 
     def _probe_dim(self) -> int:
         import torch
@@ -218,8 +222,9 @@ class OpenClipEncoder:
         import torch
 
         with torch.inference_mode():
-            features = self.model.encode_image(torch.from_numpy(np.ascontiguousarray(batch)))
-        return np.asarray(features.float().numpy())
+            pixels = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            features = self.model.encode_image(pixels)
+        return np.asarray(features.float().cpu().numpy())
 
     @property
     def supports_text(self) -> bool:
@@ -231,16 +236,18 @@ class OpenClipEncoder:
         from searchapp.encoders.clip_text import FastTextTower
 
         if self._fast_text is None:  # built on the first query: indexing never pays for it
-            self._fast_text = FastTextTower.build(self.model) or False
+            on_cpu = self.device == "cpu"  # its ONNX session runs on the CPU
+            self._fast_text = (on_cpu and FastTextTower.build(self.model)) or False
         tokens = self.tokenizer(texts)
         if self._fast_text:
             return l2_normalise(self._fast_text.encode(tokens.numpy()))
+        tokens = tokens.to(self.device)
         with torch.inference_mode():
             if truncatable(self.model):
                 features = encode_text_truncated(self.model, tokens)
             else:
                 features = self.model.encode_text(tokens)
-        return l2_normalise(features.float().numpy())
+        return l2_normalise(features.float().cpu().numpy())
 
 
 def truncatable(model: Any) -> bool:
@@ -272,7 +279,7 @@ def encode_text_truncated(model: Any, tokens: Any) -> Any:
     x = x + model.positional_embedding[:length].to(cast_dtype)
     x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
     x = model.ln_final(x)
-    x = x[torch.arange(x.shape[0]), eot]
+    x = x[torch.arange(x.shape[0], device=x.device), eot]
     projection = model.text_projection
     if projection is None:
         return x

@@ -24,6 +24,7 @@ from searchapp.encoders.base import (
     normalised,
     resize_shorter_and_center_crop,
 )
+from searchapp.encoders.devices import Device
 from searchapp.encoders.feature_maps import FeatureMaps, pass_input
 from searchapp.encoders.imagenet import imagenet_class_names
 from searchapp.encoders.onnx_runtime import check_runtime, exported_tower, onnx_tower
@@ -114,11 +115,11 @@ def box_weights(cells: int, start: float, end: float) -> np.ndarray:
 
 
 def micro_batched(
-    run: Callable[[np.ndarray], Sequence[np.ndarray]], batch: np.ndarray
+    run: Callable[[np.ndarray], Sequence[np.ndarray]], batch: np.ndarray, size: int = MICRO_BATCH
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(pooled, probs), MICRO_BATCH images a pass on either runtime. ONNX Runtime runs as fast
-    at 4 images as at 32, and its activations then take 210 MB instead of 820."""
-    parts = [run(batch[start : start + MICRO_BATCH]) for start in range(0, len(batch), MICRO_BATCH)]
+    """(pooled, probs), `size` images a pass on either runtime. ONNX Runtime runs as fast at 4
+    images as at 32, and its activations then take 210 MB instead of 820; a GPU wants more."""
+    parts = [run(batch[start : start + size]) for start in range(0, len(batch), size)]
     return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
 
 
@@ -137,7 +138,9 @@ class EfficientNetLite0Encoder:
             preprocess=f"shorter side {INPUT_SIZE} bicubic, center crop, (x-127)/128",
         )
         self.class_names = imagenet_class_names()
-        if options.quick_start and options.runtime != "torch":
+        self.device = options.device
+        self.micro_batch = Device(options.device, "").micro_batch or MICRO_BATCH
+        if options.quick_start and options.runtime != "torch" and options.device == "cpu":
             self._onnx = exported_tower(path, TOWER, options.threads)
             if self._onnx is not None:
                 self.runtime = "onnx"
@@ -154,8 +157,13 @@ class EfficientNetLite0Encoder:
         model: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(map_state_dict(state, model.state_dict()))
-        self.model = model.eval().to(memory_format=torch.channels_last)
-        self.maps = FeatureMaps(self.model, options.runtime)
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        classifier = self.model.get_classifier()  # kept on the CPU for the region labels
+        self.classifier_weight = classifier.weight.detach().cpu().numpy()  # (1000, 1280)
+        self.classifier_bias = classifier.bias.detach().cpu().numpy()
+        # ONNX Runtime's sessions here run on the CPU: a GPU runs the model in PyTorch
+        runtime = options.runtime if self.device == "cpu" else "torch"
+        self.maps = FeatureMaps(self.model, runtime, self.device)
         self._onnx = onnx_tower(
             _PooledAndProbs(self.model),
             lambda batch: list(micro_batched(self._torch_forward, batch)),
@@ -163,7 +171,7 @@ class EfficientNetLite0Encoder:
             name=TOWER,
             input_size=INPUT_SIZE,
             outputs=["pooled", "probs"],
-            runtime=options.runtime,
+            runtime=runtime,
             threads=options.threads,
         )
         self.runtime = "onnx" if self._onnx else "torch"
@@ -172,17 +180,17 @@ class EfficientNetLite0Encoder:
         return preprocess(image)
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return micro_batched(self._onnx or self._torch_forward, batch)
+        return micro_batched(self._onnx or self._torch_forward, batch, self.micro_batch)
 
     def _torch_forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
             pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
             logits = self.model.get_classifier()(pooled)
-            return pooled.numpy(), logits.softmax(dim=-1).numpy()
+            return pooled.float().cpu().numpy(), logits.softmax(dim=-1).float().cpu().numpy()
 
     def encode(self, batch: np.ndarray) -> EncodedBatch:
         pooled, probs = self._forward(batch)
@@ -218,23 +226,21 @@ class EfficientNetLite0Encoder:
     def class_maps(self, fmap: FeatureMap, classes: Sequence[int]) -> np.ndarray:
         """Class activation maps (classes, h, w): each class's classifier row dotted with
         every cell, for the CAM detector."""
-        weight = self.model.get_classifier().weight.detach().numpy()
-        return np.einsum("kc,chw->khw", weight[list(classes)], fmap.cells)
+        return np.einsum("kc,chw->khw", self.classifier_weight[list(classes)], fmap.cells)
 
     def class_logits(self, fmap: FeatureMap, classes: Sequence[int]) -> np.ndarray:
         """The classifier's logits of `classes` for the whole map's average cell."""
-        classifier = self.model.get_classifier()
-        weight, bias = classifier.weight.detach().numpy(), classifier.bias.detach().numpy()
+        chosen = list(classes)
         return np.asarray(
-            weight[list(classes)] @ fmap.cells.mean(axis=(1, 2)) + bias[list(classes)]
+            self.classifier_weight[chosen] @ fmap.cells.mean(axis=(1, 2))
+            + self.classifier_bias[chosen]
         )
 
     def _probs(self, pooled: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            logits = self.model.get_classifier()(torch.from_numpy(pooled.astype(np.float32)))
-            return logits.softmax(dim=-1).numpy()
+        """The classifier's softmax over pooled features, on the CPU (a few boxes a photo)."""
+        logits = pooled.astype(np.float32) @ self.classifier_weight.T + self.classifier_bias
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype=np.float32)
 
     def _labels(self, probs: np.ndarray) -> list[list[tuple[str, float]]]:
         top = np.argsort(-probs, axis=1)[:, :TOP_LABELS]

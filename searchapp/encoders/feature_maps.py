@@ -51,9 +51,10 @@ def pass_input(image: Image.Image, side: int) -> np.ndarray:
 class FeatureMaps:
     """model.forward_features for one image at a time, on ONNX Runtime where it exports."""
 
-    def __init__(self, model: Any, runtime: str = "auto"):
+    def __init__(self, model: Any, runtime: str = "auto", device: str = "cpu"):
         self.model = model
-        self.use_onnx = runtime != "torch" and installed()
+        self.device = device
+        self.use_onnx = runtime != "torch" and device == "cpu" and installed()
         self._sessions: dict[tuple[int, ...], Any] = {}
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
@@ -66,8 +67,9 @@ class FeatureMaps:
 
         # one PyTorch pass at a time: each runs on all of its threads, and readers call this
         with _TORCH_PASS, torch.inference_mode():
-            x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-            return np.asarray(self.model.forward_features(x)[0].numpy())
+            x = torch.from_numpy(batch).to(self.device)
+            features = self.model.forward_features(x.contiguous(memory_format=torch.channels_last))
+            return np.asarray(features[0].float().cpu().numpy())
 
     def _session(self, shape: tuple[int, ...]) -> Any:
         # one export at a time in the process (the exporter keeps global state), and one per

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from searchapp.encoders.base import EncoderOptions, ImageEncoder
+from searchapp.encoders.devices import pick_device
 from searchapp.encoders.torch_stack import check_torch_stack
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
 
@@ -46,7 +47,7 @@ def _full_clip(spec: str, options: EncoderOptions) -> ImageEncoder:
 
 
 def _make_clip(spec: str, options: EncoderOptions) -> ImageEncoder:
-    if options.quick_start and options.runtime != "torch":
+    if options.quick_start and options.runtime != "torch" and options.device == "cpu":
         from searchapp.encoders.clip_quick import quick_encoder
 
         # a query process: no torch for text; the full model only if an image query needs it
@@ -130,4 +131,5 @@ def create_encoder(name: str, options: EncoderOptions) -> ImageEncoder:
     family, spec = split_name(name)
     if not options.quick_start:  # a query's quick start may run without torch at all
         check_torch_stack()
-    return FAMILIES[family](spec, options)
+    # "auto" becomes the device torch finds; "cpu" is settled without importing torch
+    return FAMILIES[family](spec, replace(options, device=pick_device(options.device).name))

@@ -16,16 +16,18 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     Engine,
+    Integer,
+    Text,
+    cast,
     create_engine,
     delete,
     event,
     func,
-    insert,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
 
 from searchapp.errors import (
     SchemaTooNewError,
@@ -80,6 +82,17 @@ def _alembic_config(connection: Connection) -> Any:
     cfg.set_main_option("script_location", _script_location())
     cfg.attributes["connection"] = connection
     return cfg
+
+
+def _upsert(conn: Connection) -> Any:
+    """INSERT ... ON CONFLICT for the connection's database (SQLite and PostgreSQL both)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(settings)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(settings)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -163,7 +176,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
         try:
             with self.engine.connect() as conn:
                 current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        except OperationalError:
+        except (OperationalError, ProgrammingError):  # SQLite's and PostgreSQL's words for it
             return False  # a new catalog: no version table yet
         return current is not None and current == newest_revision()
 
@@ -182,10 +195,24 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
         return conn.execute(select(settings.c.value).where(settings.c.key == key)).scalar()
 
     def _set(self, conn: Connection, key: str, value: str) -> None:
-        if self._get(conn, key) is None:
-            conn.execute(insert(settings).values(key=key, value=value))
-        else:
-            conn.execute(update(settings).where(settings.c.key == key).values(value=value))
+        # one statement, so that two writers setting a new key at once both succeed
+        conn.execute(
+            _upsert(conn)
+            .values(key=key, value=value)
+            .on_conflict_do_update(index_elements=[settings.c.key], set_={"value": value})
+        )
+
+    def _next_generation(self, conn: Connection) -> int:
+        """Count the vector generation up by one in one statement: writers at once on
+        PostgreSQL each get their own number (the row stays locked until they commit)."""
+        bumped = cast(cast(settings.c.value, Integer) + 1, Text)
+        statement = (
+            _upsert(conn)
+            .values(key="vectors.generation", value="1")
+            .on_conflict_do_update(index_elements=[settings.c.key], set_={"value": bumped})
+        )
+        conn.execute(statement)  # no RETURNING: SQLite before 3.35 lacks it
+        return int(self._get(conn, "vectors.generation") or 0)
 
     def get_setting(self, key: str) -> str | None:
         with self.engine.connect() as conn:
@@ -353,10 +380,10 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
             for frames in batch.frames_added:
                 self._add_frames(conn, frames, delta)
             self._write_failures(conn, batch, now)
-            generation = int(self._get(conn, "vectors.generation") or 0)
             if delta.added_ids or delta.removed_ids or delta.recoded:
-                generation += 1
-                self._set(conn, "vectors.generation", str(generation))
+                generation = self._next_generation(conn)
+            else:
+                generation = int(self._get(conn, "vectors.generation") or 0)
         return generation, delta
 
     def remove_all_vectors(self) -> None:
@@ -369,8 +396,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
             done = (CODEC_SETTING, TILE_CODEC_SETTING, TILE_ENCODER_SETTING)
             conn.execute(delete(settings).where(settings.c.key.in_(done)))
             self.forget_layout()
-            generation = int(self._get(conn, "vectors.generation") or 0) + 1
-            self._set(conn, "vectors.generation", str(generation))
+            self._next_generation(conn)
 
     # ---- vectors and hits ------------------------------------------------------------------
 
@@ -425,6 +451,18 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
                 .where(images.c.regions_pending.is_not(None), images.c.set_aside.is_(False))
             )
         return n_images - n_aside, n_aside, by_kind, n_failures, n_pending
+
+    def size_bytes(self) -> int:
+        """The catalog's size: SQLite's files with its journal, or a server's database."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                query = "SELECT pg_database_size(current_database())"
+                return int(conn.exec_driver_sql(query).scalar_one())
+        path = self.database_path()
+        if path is None:
+            return 0
+        files = (Path(str(path) + suffix) for suffix in ("", "-wal", "-shm"))
+        return sum(file.stat().st_size for file in files if file.exists())
 
     def database_path(self) -> Path | None:
         database = self.engine.url.database

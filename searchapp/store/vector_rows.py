@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from searchapp.records import CatalogBatch, EncoderIdentity, RegionData, VectorDelta
@@ -145,11 +145,10 @@ class VectorRows:
             return
         coded = regions.c.kind.in_(kinds)
         stored = int(conn.execute(select(func.count()).where(coded)).scalar_one())
-        if stored + len(fresh) < self.codec_fit_at:
-            return
-        if stored > REENCODE_AT_MOST:
-            # a library indexed before codes existed: re-encoding it would hold one transaction
-            # for minutes; it keeps float16 until that is done in steps (not yet)
+        # a library indexed before codes existed would hold one transaction for minutes to
+        # re-encode; it keeps float16 until that is done in steps (not yet)
+        due = self.codec_fit_at <= stored + len(fresh) and stored <= REENCODE_AT_MOST
+        if self._fitted_meanwhile(conn, key, exclusive=due) or not due:
             return
         width = len(fresh[0])
         sample_rows = conn.execute(
@@ -174,6 +173,20 @@ class VectorRows:
         conn.execute(settings.insert().values(key=key, value=codec.to_json()))
         self._codecs[key] = codec
         delta.recoded.extend(kinds)
+
+    def _fitted_meanwhile(self, conn: Connection, key: str, *, exclusive: bool) -> bool:
+        """On PostgreSQL, where writers work at once: whether another writer's basis is now
+        committed (it is then used). The fitter holds its basis's lock alone, writers of
+        float16 rows share it, so no float16 row lands beside a basis fitted without it."""
+        if conn.dialect.name != "postgresql":
+            return False  # SQLite has one writer at a time
+        take = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(text(f"SELECT {take}(hashtext(:key))"), {"key": key})
+        fitted = conn.execute(select(settings.c.value).where(settings.c.key == key)).scalar()
+        if fitted is None:
+            return False
+        self._codecs[key] = RegionCodec.from_json(fitted)
+        return True
 
 
 def _region_lists(batch: CatalogBatch) -> Iterable[list[RegionData]]:

@@ -34,11 +34,22 @@ def run(*args: str, env: dict[str, str] | None = None, check: bool = True):  # t
     return result
 
 
-def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> None:
+@pytest.mark.both_catalogs
+def test_index_rerun_move_search_stats_errors(
+    photos: Path, tmp_path: Path, db_url: str | None
+) -> None:
+    env = cli_env(SEARCHAPP_DB=db_url) if db_url else None  # --db's default
     lib = str(tmp_path / "lib")
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     first = run(
-        "index", str(photos), "--library", lib, "--json", "--encoder", "cnn:efficientnet-lite0"
+        "index",
+        str(photos),
+        "--library",
+        lib,
+        "--json",
+        "--encoder",
+        "cnn:efficientnet-lite0",
+        env=env,
     )
     summary = json.loads(first.stdout)
     assert {k: summary[k] for k in ("new", "changed", "moved", "deleted", "failed")} == {
@@ -53,13 +64,14 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     working = summary["seconds"] - summary["model_seconds"]
     assert summary["images_per_second"] == pytest.approx(5 / working, rel=0.02)
     assert f"searchapp: skipped {photos / 'broken.jpg'}:" in first.stderr
+    assert (Path(lib) / "catalog.db").exists() == (db_url is None)  # the server's, if given
 
-    second = json.loads(run("index", str(photos), "--library", lib, "--json").stdout)
+    second = json.loads(run("index", str(photos), "--library", lib, "--json", env=env).stdout)
     assert (second["unchanged"], second["failed"], second["embedded"]) == (5, 1, 0)
 
     (photos / "moved").mkdir()
     shutil.move(photos / "camera.jpg", photos / "moved" / "camera.jpg")
-    third = json.loads(run("index", str(photos), "--library", lib, "--json").stdout)
+    third = json.loads(run("index", str(photos), "--library", lib, "--json", env=env).stdout)
     assert (third["moved"], third["new"], third["embedded"]) == (1, 0, 0)
     assert third["model_seconds"] == 0  # a move is followed by its hash: no model is loaded
 
@@ -67,7 +79,7 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     with Image.open(photos / "things" / "coffee.jpg") as image:
         image.resize((200, 133)).save(query, quality=50)
     results = json.loads(
-        run("search", "--image", str(query), "-k", "3", "--library", lib, "--json").stdout
+        run("search", "--image", str(query), "-k", "3", "--library", lib, "--json", env=env).stdout
     )
     top = results["results"][0]
     assert top["path"] == str(photos / "things" / "coffee.jpg")
@@ -81,10 +93,10 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
     assert top["region"] == {"kind": "scene", "bbox": [0, 0, 600, 400], "label": "espresso"}
     assert len(results["results"]) == 3
 
-    table = run("search", "--image", str(query), "-k", "2", "--library", lib).stdout
+    table = run("search", "--image", str(query), "-k", "2", "--library", lib, env=env).stdout
     assert table.splitlines()[0].split() == ["rank", "score", "check", "date", "path", "region"]
 
-    stats = json.loads(run("stats", "--library", lib, "--json").stdout)
+    stats = json.loads(run("stats", "--library", lib, "--json", env=env).stdout)
     assert (stats["images"], stats["regions"]["scene"], stats["failures"]) == (5, 5, 1)
     assert stats["regions"]["tile"] > 0  # the two 512 px photos are large enough to tile
     assert stats["vectors"] == sum(stats["regions"].values())
@@ -98,22 +110,22 @@ def test_index_rerun_move_search_stats_errors(photos: Path, tmp_path: Path) -> N
         stdout=write_end,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(),
+        env=env or cli_env(),
         timeout=60,
     )
     os.close(write_end)
     assert (gone.returncode, gone.stderr) == (141, "")
 
-    errors = json.loads(run("errors", "--library", lib, "--json").stdout)["errors"]
+    errors = json.loads(run("errors", "--library", lib, "--json", env=env).stdout)["errors"]
     assert [e["path"] for e in errors] == [str(photos / "broken.jpg")]
 
     noise = np.random.default_rng(3).integers(0, 255, (300, 400, 3), dtype=np.uint8)
     Image.fromarray(noise).save(photos / "new.jpg")
-    line = run("index", str(photos), "--library", lib).stdout.strip()
+    line = run("index", str(photos), "--library", lib, env=env).stdout.strip()
     assert line.startswith("1 new, 0 changed") and " s of it loading (1 embedded, " in line
 
     (photos / "things" / "coffee.jpg").unlink()  # gone from disk, not yet from the library
-    stale = run("search", "--image", str(query), "-k", "3", "--library", lib)
+    stale = run("search", "--image", str(query), "-k", "3", "--library", lib, env=env)
     assert stale.stdout.splitlines()[1].split()[4] == str(photos / "things" / "coffee.jpg")
     assert f"{photos / 'things' / 'coffee.jpg'} is no longer on disk; run `searchapp index`" in (
         stale.stderr
@@ -289,7 +301,11 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
         final.close()
 
 
-def test_search_words_like_combined_filters_and_paths_only(photos: Path, tmp_path: Path) -> None:
+@pytest.mark.both_catalogs
+def test_search_words_like_combined_filters_and_paths_only(
+    photos: Path, tmp_path: Path, db_url: str | None
+) -> None:
+    env = cli_env(SEARCHAPP_DB=db_url) if db_url else None
     lib = str(tmp_path / "lib")
     run(
         "index",
@@ -301,16 +317,25 @@ def test_search_words_like_combined_filters_and_paths_only(photos: Path, tmp_pat
         "cnn:efficientnet-lite0",
         "--regions",
         "scene",
+        env=env,
     )
 
-    cat = run("search", "cat", "--library", lib, "--json")
+    cat = run("search", "cat", "--library", lib, "--json", env=env)
     payload = json.loads(cat.stdout)
     assert payload["mode"] == "labels"
     assert payload["results"][0]["path"] == str(photos / "animals" / "cat.jpg")
     assert "label matching" in cat.stderr and "reindex --encoder clip:" in cat.stderr
 
     like = run(
-        "search", "--like", str(photos / "camera.jpg"), "-k", "2", "--paths-only", "--library", lib
+        "search",
+        "--like",
+        str(photos / "camera.jpg"),
+        "-k",
+        "2",
+        "--paths-only",
+        "--library",
+        lib,
+        env=env,
     )
     lines = like.stdout.splitlines()
     assert len(lines) == 2 and str(photos / "camera.jpg") not in lines
@@ -328,6 +353,7 @@ def test_search_words_like_combined_filters_and_paths_only(photos: Path, tmp_pat
         "--library",
         lib,
         "--json",
+        env=env,
     )
     assert [r["path"] for r in json.loads(combined.stdout)["results"]] == [
         str(photos / "animals" / "cat.jpg")
@@ -342,6 +368,7 @@ def test_search_words_like_combined_filters_and_paths_only(photos: Path, tmp_pat
         "--library",
         lib,
         "--json",
+        env=env,
     )
     assert json.loads(future.stdout)["results"] == []
 
@@ -351,7 +378,7 @@ def test_search_words_like_combined_filters_and_paths_only(photos: Path, tmp_pat
         ([""], "empty search text"),
         (["cat", "--weights", "1,2"], "one per term"),
     ):
-        result = run("search", *args, "--library", lib, check=False)
+        result = run("search", *args, "--library", lib, check=False, env=env)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr
 

@@ -62,10 +62,14 @@ def synthetic_photos(count: int, seed: int = 0) -> list[Photo]:
     return photos
 
 
+# every query and filter, on SQLite and on PostgreSQL
+pytestmark = pytest.mark.both_catalogs
+
+
 @pytest.fixture
-def synthetic(tmp_path: Path):  # type: ignore[no-untyped-def]
+def synthetic(tmp_path: Path, db_url: str | None):  # type: ignore[no-untyped-def]
     photos = synthetic_photos(600)
-    lib = Library(tmp_path / "lib")
+    lib = Library(tmp_path / "lib", db_url)
     lib.catalog.set_encoder_identity(EncoderIdentity("cnn:synthetic", "none", DIM, "none"))
     batch = CatalogBatch()
     for i, photo in enumerate(photos):

@@ -17,7 +17,7 @@ from searchapp.store.models import metadata
 
 def test_fresh_catalog_is_at_head_in_wal_mode(tmp_path: Path) -> None:
     catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    assert catalog.schema_revision() == "0012"
+    assert catalog.schema_revision() == "0013"
     catalog.close()
     with sqlite3.connect(tmp_path / "c.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -73,7 +73,7 @@ def test_upgrade_keeps_data_of_an_old_catalog(tmp_path: Path) -> None:
     engine.dispose()
 
     catalog = Catalog(url)  # opening migrates
-    assert catalog.schema_revision() == "0012"
+    assert catalog.schema_revision() == "0013"
     # 0009 stores paths losslessly (searchapp.paths): a backslash already there reads the same
     assert [image.path for image in catalog.all_images()] == ["/p/back\\xe9.jpg"]
     assert catalog.region_count("scene") == 1
