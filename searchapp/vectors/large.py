@@ -1,0 +1,214 @@
+"""IVF-PQ for 10^7-10^9 vectors: planned from the count and a memory budget, trained once,
+filled shard by shard, merged into inverted lists on disk that queries memory-map, and searched
+with a re-rank on exact vectors where they are at hand.
+
+Why not the IVF over fp16 codes that ann.py builds: at 10^7 CLIP vectors that index holds 10 GB
+in memory, at 10^9 a terabyte. Product quantisation keeps `code_bytes` a vector (64 for 512-d,
+a sixteenth), and the lists live in one file read through the page cache, so a process holds
+only the coarse quantiser and whatever lists its queries touch.
+
+The plan follows autofaiss's reasoning:
+- lists about sqrt(N) (a power of two; 4096 at 10^7, 32768 at 10^9), each trained on
+  TRAIN_PER_LIST vectors, assigned through an HNSW graph of the centroids (a flat scan of 32768
+  centroids per vector would cost more than the encoding);
+- the code as large as the budget allows, at most one byte per MIN_SUB_DIMS components;
+- OPQ, a learned rotation ahead of PQ, where each sub-quantiser covers OPQ_FROM components or
+  more: there it spreads the variance over the sub-quantisers (benchmarks/ivfpq_scale.py
+  measures it against plain PQ).
+Re-ranking: PQ's estimated scores order near neighbours loosely; the top RERANK*k candidates are
+scored again on exact vectors (the catalog's float16 ones, or a memory-mapped array), which
+gives back most of what the code lost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PQ_ABOVE = 5_000_000  # vectors of a kind above which the fp16 IVF (ann.py) gives way to PQ
+TRAIN_PER_LIST = 40
+CODE_CHOICES = (128, 96, 64, 48, 32, 16, 8)  # bytes a vector, largest first
+MIN_SUB_DIMS = 4  # components a sub-quantiser covers at the least
+OPQ_FROM = 8  # components a sub-quantiser covers from which OPQ is used
+# candidates per wanted result re-scored on exact vectors: at 1M (PQ64, 64 probes) 10, 30 and
+# 100 gave recall@10 0.90, 0.94 and 0.95 without OPQ, 0.945, 0.951 and 0.951 with it
+RERANK = 30
+ID_BYTES = 8
+PROBES = (8, 16, 32, 64, 128, 256, 512)
+# re-ranked recall@10 that tuning asks of the probes: at 1M its ceiling was 0.95-0.96 (the
+# true neighbours of a query fall in lists no probe reaches), which took half the lists to meet
+RECALL_TARGET = 0.9
+HNSW_NEIGHBOURS = 32
+
+ExactVectors = Callable[[np.ndarray], np.ndarray]  # ids -> (len(ids), dim) float32
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+@dataclass(frozen=True)
+class PQPlan:
+    count: int
+    dim: int
+    lists: int
+    code_bytes: int
+    opq: bool
+
+    @property
+    def factory(self) -> str:
+        """The FAISS index_factory string of the plan."""
+        rotation = f"OPQ{self.code_bytes}," if self.opq else ""
+        return f"{rotation}IVF{self.lists}_HNSW{HNSW_NEIGHBOURS},PQ{self.code_bytes}"
+
+    @property
+    def train_count(self) -> int:
+        return min(self.count, self.lists * TRAIN_PER_LIST)
+
+    @property
+    def list_bytes(self) -> int:
+        """The inverted lists' size on disk: a code and an id a vector."""
+        return self.count * (self.code_bytes + ID_BYTES)
+
+    @property
+    def memory_bytes(self) -> int:
+        """What a query process holds: the centroids with their graph, and the rotation."""
+        centroids = self.lists * (self.dim * 4 + HNSW_NEIGHBOURS * 2 * 4)
+        rotation = self.dim * self.dim * 4 if self.opq else 0
+        codebooks = self.dim * 256 * 4
+        return centroids + rotation + codebooks
+
+
+def plan_for(count: int, dim: int, budget_bytes: int) -> PQPlan:
+    """The IVF-PQ layout for `count` vectors of `dim` whose lists must fit `budget_bytes`."""
+    if count <= 0 or dim <= 0:
+        raise ValueError("an IVF-PQ plan needs vectors")
+    lists = max(256, 2 ** round(math.log2(math.sqrt(count))))
+    fitting = [
+        m
+        for m in CODE_CHOICES
+        if dim % m == 0 and dim // m >= MIN_SUB_DIMS and count * (m + ID_BYTES) <= budget_bytes
+    ]
+    if not fitting:
+        smallest = min(m for m in CODE_CHOICES if dim % m == 0)
+        need = count * (smallest + ID_BYTES)
+        raise ValueError(
+            f"{count} vectors need at least {need / 2**30:.1f} GiB of lists "
+            f"({smallest} bytes a code and {ID_BYTES} an id); the budget is "
+            f"{budget_bytes / 2**30:.1f} GiB"
+        )
+    code = fitting[0]
+    return PQPlan(count, dim, lists, code, opq=dim // code >= OPQ_FROM)
+
+
+def trained(plan: PQPlan, sample: np.ndarray) -> Any:
+    """An empty index of the plan, trained on `sample` (about plan.train_count vectors)."""
+    faiss = _faiss()
+    index = faiss.index_factory(plan.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    # polysemous training orders codes for Hamming filtering, which search here never uses;
+    # it took 95% of the training time (132 of 138 s for 20k vectors)
+    faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
+
+
+def write_shard(empty: Any, ids: np.ndarray, vectors: np.ndarray, path: Path) -> None:
+    """One shard's codes: the trained index filled with its vectors, saved on its own (a task
+    each, on any machine: they share nothing but the trained index)."""
+    faiss = _faiss()
+    shard = faiss.clone_index(empty)
+    shard.add_with_ids(
+        np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+    )
+    faiss.write_index(shard, str(path))
+
+
+def merge(empty: Any, shard_paths: Iterable[Path], folder: Path) -> Path:
+    """Merge the shards' lists into one file on disk (lists.ivfdata) and save the index that
+    points at it (index.faiss), both in `folder`; the shard files can then go."""
+    from faiss.contrib.ondisk import merge_ondisk
+
+    faiss = _faiss()
+    merged = faiss.clone_index(empty)
+    data = folder / "lists.ivfdata"
+    merge_ondisk(merged, [str(p) for p in shard_paths], str(data))
+    path = folder / "index.faiss"
+    faiss.write_index(merged, str(path))
+    return path
+
+
+def open_mapped(path: Path) -> Any:
+    """The merged index with its lists memory-mapped, not read: a query reads the lists it
+    probes through the page cache."""
+    faiss = _faiss()
+    # the lists file is found beside the index (the folder may have moved since the merge)
+    return faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+
+
+def search(
+    index: Any,
+    queries: np.ndarray,
+    k: int,
+    *,
+    probes: int,
+    exact: ExactVectors | None = None,
+    allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids), k a query, best first; -1 ids where fewer were found. With `exact`, the
+    top RERANK*k candidates are scored again on exact vectors. `allowed` ids filter inside the
+    search, with probes widened by the share filtered out, so that a filter keeps k."""
+    faiss = _faiss()
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    wanted = k * RERANK if exact is not None else k
+    ivf = faiss.extract_index_ivf(index)
+    selector = None
+    if allowed is not None:
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        probes = math.ceil(probes * max(1.0, index.ntotal / max(1, len(allowed))))
+    params = faiss.SearchParametersIVF(sel=selector, nprobe=min(int(ivf.nlist), probes))
+    scores, ids = index.search(queries, wanted, params=params)
+    if exact is None:
+        return scores, ids
+    out_scores = np.full((len(queries), k), -np.inf, np.float32)
+    out_ids = np.full((len(queries), k), -1, np.int64)
+    for row, (query, candidates) in enumerate(zip(queries, ids, strict=True)):
+        candidates = candidates[candidates >= 0]
+        if not len(candidates):
+            continue
+        rescored = exact(candidates) @ query
+        best = np.argsort(-rescored)[:k]
+        out_scores[row, : len(best)] = rescored[best]
+        out_ids[row, : len(best)] = candidates[best]
+    return out_scores, out_ids
+
+
+def fewest_probes(
+    index: Any,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    exact: ExactVectors | None,
+    k: int = 10,
+) -> tuple[int, float]:
+    """The fewest probes whose recall@k against `truth` (exact neighbour ids) reaches
+    RECALL_TARGET, with the recall they reach; the most probes if none does."""
+    nlist = int(_faiss().extract_index_ivf(index).nlist)
+    reached = 0.0
+    for probes in PROBES:
+        probes = min(probes, nlist)
+        _, found = search(index, queries, k, probes=probes, exact=exact)
+        reached = recall_at(found, truth)
+        if reached >= RECALL_TARGET or probes == nlist:
+            return probes, reached
+    return PROBES[-1], reached
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True))
+    return hits / max(1, truth.size)

@@ -1,0 +1,83 @@
+"""IVF-PQ for large kinds (vectors/large.py): the plan from a count and a budget, shards built
+apart and merged into lists on disk, memory-mapped search, re-ranking and filters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from searchapp.vectors import large
+
+DIM = 64
+
+
+def clustered(count: int, seed: int) -> np.ndarray:
+    """Unit vectors in 200 clusters: structure for the lists and the codes to find."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(200, DIM)).astype(np.float32)
+    rows = centres[rng.integers(0, 200, count)] + 0.5 * rng.normal(size=(count, DIM))
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_top(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    return ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :k]]
+
+
+def test_the_plan_follows_the_count_and_the_budget() -> None:
+    ten_million = large.plan_for(10_000_000, 512, budget_bytes=1 << 30)
+    assert (ten_million.lists, ten_million.code_bytes, ten_million.opq) == (4096, 64, True)
+    assert ten_million.factory == "OPQ64,IVF4096_HNSW32,PQ64"
+    assert ten_million.list_bytes == 10_000_000 * 72 <= 1 << 30
+    # a larger budget buys a larger code, one byte for every 4 components at most, then no OPQ
+    roomy = large.plan_for(10_000_000, 512, budget_bytes=8 << 30)
+    assert (roomy.code_bytes, roomy.opq) == (128, False)
+    billion = large.plan_for(1_000_000_000, 512, budget_bytes=64 << 30)
+    assert (billion.lists, billion.code_bytes) == (32768, 32)  # 48 does not divide 512
+    assert billion.memory_bytes < 1 << 30  # what a query process holds, the lists aside
+    with pytest.raises(ValueError, match=r"need at least 14\.9 GiB of lists"):
+        large.plan_for(1_000_000_000, 512, budget_bytes=8 << 30)
+
+
+def test_shards_merged_on_disk_find_what_exact_search_finds(tmp_path: Path) -> None:
+    count = 24_000
+    vectors = clustered(count, seed=0)
+    ids = np.arange(10, 10 + count, dtype=np.int64) * 3  # ids are the catalog's, not positions
+    plan = large.plan_for(count, DIM, budget_bytes=1 << 30)
+    assert plan.code_bytes == 16 and plan.lists == 256
+    empty = large.trained(plan, vectors[: plan.train_count])
+    shards = []
+    for n, start in enumerate(range(0, count, 10_000)):  # three shards, built apart
+        path = tmp_path / f"shard-{n}.index"
+        large.write_shard(empty, ids[start : start + 10_000], vectors[start : start + 10_000], path)
+        shards.append(path)
+    merged = large.merge(empty, shards, tmp_path)
+    assert (tmp_path / "lists.ivfdata").stat().st_size >= count * plan.code_bytes
+    for shard in shards:
+        shard.unlink()  # the merged lists stand alone
+    index = large.open_mapped(merged)
+    assert index.ntotal == count
+
+    queries = clustered(100, seed=1)
+    truth = exact_top(queries, vectors, ids, 10)
+    row_of = {int(i): n for n, i in enumerate(ids)}
+
+    def exact(wanted: np.ndarray) -> np.ndarray:
+        return vectors[[row_of[int(i)] for i in wanted]]
+
+    probes, reached = large.fewest_probes(index, queries, truth, exact)
+    assert reached >= large.RECALL_TARGET and probes < plan.lists
+    _, plain = large.search(index, queries, 10, probes=probes)
+    scores, reranked = large.search(index, queries, 10, probes=probes, exact=exact)
+    assert large.recall_at(reranked, truth) > large.recall_at(plain, truth)
+    # re-ranked scores are the exact inner products, best first
+    assert np.allclose(scores[:, 0], np.einsum("qd,qd->q", queries, exact(reranked[:, 0])))
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+
+    # a filter of 2% of the ids still gives k, all of them allowed, the best of them
+    allowed = ids[::50]
+    _, kept = large.search(index, queries, 10, probes=probes, exact=exact, allowed=allowed)
+    assert np.all(np.isin(kept, allowed))
+    best_allowed = exact_top(queries, vectors[::50], allowed, 10)
+    assert large.recall_at(kept, best_allowed) >= 0.9
