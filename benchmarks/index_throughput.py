@@ -98,12 +98,15 @@ def photo_set(folder: Path) -> str:
     return "real photos"
 
 
-def _encoder(name: str, clip_weights: str | None, threads: int | None = None) -> Any:
+def _encoder(
+    name: str, clip_weights: str | None, threads: int | None = None, device: str = "cpu"
+) -> Any:
     from searchapp.encoders.base import EncoderOptions
     from searchapp.encoders.registry import create_encoder
 
     weights = Path(clip_weights) if clip_weights and name.startswith("clip:") else None
-    return create_encoder(name, EncoderOptions(clip_weights=weights, threads=threads))
+    options = EncoderOptions(clip_weights=weights, threads=threads, device=device)
+    return create_encoder(name, options)
 
 
 # ---- children: each runs in a fresh process ---------------------------------------------------
@@ -227,7 +230,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     library = str(scratch_folder("searchapp-throughput-"))
     argv = ["index", spec["folder"], "--library", library, "--regions", spec["kinds"]]
     argv += ["--encoder", spec["encoder"], "--batch-size", str(spec["batch_size"])]
-    argv += ["--json", "--quiet"]
+    argv += ["--json", "--quiet", "--device", spec.get("device", "cpu")]
     if spec.get("region_vectors"):
         argv += ["--region-vectors", spec["region_vectors"]]
     if spec["clip_weights"] and spec["encoder"].startswith("clip:"):
@@ -432,6 +435,7 @@ def measure_mode(
         "batch_size": args.batch_size,
         "clip_weights": weights,
         "region_vectors": args.region_vectors,
+        "device": args.device,
     }
     runs: dict[str, list[dict[str, Any]]] = {"ours": [], "naive": [], "draft": []}
     for _ in range(args.repeats):  # interleaved: a slow spell of the machine hits all three
@@ -566,6 +570,11 @@ def main() -> int:
     parser.add_argument(
         "--region-vectors", choices=("crops", "pooled"), help="ours: index --region-vectors"
     )
+    parser.add_argument(
+        "--devices",
+        default="cpu",
+        help="ours on each, side by side: cpu,cuda (a GPU run needs a CUDA build of torch)",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -606,10 +615,17 @@ def main() -> int:
         for mode in args.modes.split(","):
             few = args.hybrid_photos and mode != "scene"
             mode_folder = subset(photos, args.hybrid_photos, scratch) if few else folder
-            row = measure_mode(name, mode, mode_folder, bound, args, weights)
-            rows.append(row)
-            print_row(row, bound, args.repeats, cores)
-        by_mode = {row["mode"]: row for row in rows if row["encoder"] == name}
+            for device in args.devices.split(","):  # the naive and peer pipelines stay on CPU
+                args.device = device
+                row = {
+                    **measure_mode(name, mode, mode_folder, bound, args, weights),
+                    "device": device,
+                }
+                rows.append(row)
+                print(f"device {device}:", flush=True)
+                print_row(row, bound, args.repeats, cores)
+        first = args.devices.split(",")[0]
+        by_mode = {r["mode"]: r for r in rows if r["encoder"] == name and r["device"] == first}
         if "scene" in by_mode and len(by_mode) > 1:
             staged.append(print_staged(name, by_mode))
     result = {

@@ -301,11 +301,7 @@ def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) 
         final.close()
 
 
-@pytest.mark.both_catalogs
-def test_search_words_like_combined_filters_and_paths_only(
-    photos: Path, tmp_path: Path, db_url: str | None
-) -> None:
-    env = cli_env(SEARCHAPP_DB=db_url) if db_url else None
+def test_search_words_like_combined_filters_and_paths_only(photos: Path, tmp_path: Path) -> None:
     lib = str(tmp_path / "lib")
     run(
         "index",
@@ -317,10 +313,9 @@ def test_search_words_like_combined_filters_and_paths_only(
         "cnn:efficientnet-lite0",
         "--regions",
         "scene",
-        env=env,
     )
 
-    cat = run("search", "cat", "--library", lib, "--json", env=env)
+    cat = run("search", "cat", "--library", lib, "--json")
     payload = json.loads(cat.stdout)
     assert payload["mode"] == "labels"
     assert payload["results"][0]["path"] == str(photos / "animals" / "cat.jpg")
@@ -335,7 +330,6 @@ def test_search_words_like_combined_filters_and_paths_only(
         "--paths-only",
         "--library",
         lib,
-        env=env,
     )
     lines = like.stdout.splitlines()
     assert len(lines) == 2 and str(photos / "camera.jpg") not in lines
@@ -353,7 +347,6 @@ def test_search_words_like_combined_filters_and_paths_only(
         "--library",
         lib,
         "--json",
-        env=env,
     )
     assert [r["path"] for r in json.loads(combined.stdout)["results"]] == [
         str(photos / "animals" / "cat.jpg")
@@ -368,7 +361,6 @@ def test_search_words_like_combined_filters_and_paths_only(
         "--library",
         lib,
         "--json",
-        env=env,
     )
     assert json.loads(future.stdout)["results"] == []
 
@@ -378,7 +370,7 @@ def test_search_words_like_combined_filters_and_paths_only(
         ([""], "empty search text"),
         (["cat", "--weights", "1,2"], "one per term"),
     ):
-        result = run("search", *args, "--library", lib, check=False, env=env)
+        result = run("search", *args, "--library", lib, check=False)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr
 

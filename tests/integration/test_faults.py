@@ -280,7 +280,8 @@ def photo_folder(small_photos: Path, destination: Path, count: int) -> list[str]
 
 @pytest.mark.parametrize(
     ("regions", "photos", "kills"),
-    [("scene", 24, 4), ("scene,object,tile", 16, 2)],
+    # two kills each: one resumed as it was, one mended first (CI time: 4 kills took 85 s)
+    [("scene", 18, 2), ("scene,object,tile", 14, 2)],
     ids=["scene", "all-regions"],
 )
 def test_index_killed_at_seeded_points_resumes_into_a_consistent_library(
