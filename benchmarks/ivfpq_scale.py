@@ -11,7 +11,8 @@ shards:
 - fill one index per shard of SHARD vectors, each saved on its own;
 - merge the shards' lists into one file on disk; the shard files go.
 Build time is each step's; peak memory is the build process's maximum resident set (the
-vectors are read shard by shard, never mapped whole). A separate process then opens the merged
+shards are read into private memory; the training sample is gathered through a memory map,
+whose pages the figure then counts too). A separate process then opens the merged
 index with its lists memory-mapped and runs the queries one at a time, plain and re-ranked on
 the exact float16 vectors (memory-mapped too); its peak memory is reported apart.
 

@@ -78,7 +78,8 @@ def library_flags(parser: argparse.ArgumentParser, default: Any) -> None:
         metavar="URL",
         default=default,
         help="SQLAlchemy URL of the catalog, such as postgresql+psycopg://USER@HOST/DB "
-        "(default: $SEARCHAPP_DB, else SQLite in the library folder)",
+        "(default: $SEARCHAPP_DB, else SQLite in the library folder; every --library then "
+        "keeps its index files over that one catalog)",
     )
     verbosity = parser.add_argument_group("output")
     flag = False if default is None else default  # store_true: False unless given

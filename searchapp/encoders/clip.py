@@ -24,6 +24,7 @@ from searchapp.encoders.base import (
     normalised,
 )
 from searchapp.encoders.clip_quick import save_for_queries
+from searchapp.encoders.devices import Device
 from searchapp.encoders.onnx_runtime import onnx_tower
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
 from searchapp.records import EncoderIdentity
@@ -221,10 +222,14 @@ class OpenClipEncoder:
     def _torch_encode(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
+        size = Device(self.device, "").micro_batch or len(batch)  # a GPU's pass: 64 images
+        parts = []
         with torch.inference_mode():
-            pixels = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
-            features = self.model.encode_image(pixels)
-        return np.asarray(features.float().cpu().numpy())
+            for start in range(0, len(batch), max(1, size)):
+                chunk = np.ascontiguousarray(batch[start : start + size])
+                features = self.model.encode_image(torch.from_numpy(chunk).to(self.device))
+                parts.append(features.float().cpu().numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, self.identity.dim), np.float32)
 
     @property
     def supports_text(self) -> bool:

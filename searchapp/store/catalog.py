@@ -353,8 +353,10 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
             doomed = list(batch.deleted_ids)
             doomed += [item.replaces_id for item in batch.new if item.replaces_id is not None]
             doomed += [item.replaces_id for item in batch.copies if item.replaces_id is not None]
-            self._delete_images(conn, doomed, delta)
+            # the basis first: on PostgreSQL its lock is taken before this writer holds any
+            # row a fitter would wait on (a delete first could deadlock with it)
             self._fit_codec_if_due(conn, batch, delta)
+            self._delete_images(conn, doomed, delta)
             for move in batch.touched:
                 conn.execute(
                     update(images)

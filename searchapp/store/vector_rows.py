@@ -9,7 +9,7 @@ objects and tiles then get a basis each, since they are no longer in one space."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from sqlalchemy import Engine, bindparam, func, select, text, update
@@ -27,6 +27,7 @@ REENCODE_AT_MOST = 20_000  # stored vectors one committing transaction may re-en
 
 class VectorRows:
     engine: Engine
+    _set: Callable[[Connection, str, str], None]  # the catalog's settings upsert
     _codecs: dict[str, RegionCodec]
     _tile_identity: EncoderIdentity | None = None
     codec_fit_at: int = FIT_AT  # tests fit the basis on a handful of photos
@@ -47,8 +48,7 @@ class VectorRows:
     def set_tile_identity(self, identity: EncoderIdentity | None) -> None:
         value = json.dumps(identity.__dict__, sort_keys=True) if identity else ""
         with self.engine.begin() as conn:
-            conn.execute(settings.delete().where(settings.c.key == TILE_ENCODER_SETTING))
-            conn.execute(settings.insert().values(key=TILE_ENCODER_SETTING, value=value))
+            self._set(conn, TILE_ENCODER_SETTING, value)  # an upsert: two runs may start at once
         self._tile_identity = identity
 
     def same_space(self, kind: str) -> bool:
@@ -142,6 +142,9 @@ class VectorRows:
             if region.kind in kinds
         ]
         if not fresh:
+            # copies clone their source's rows, float16 until a basis: they share the lock
+            if batch.copies:
+                self._fitted_meanwhile(conn, key, exclusive=False)
             return
         coded = regions.c.kind.in_(kinds)
         stored = int(conn.execute(select(func.count()).where(coded)).scalar_one())

@@ -229,6 +229,16 @@ class IndexStore:
         """Follow one committed catalog batch: apply it to the kinds it touched, and carry the
         others to the new generation unchanged, so that none is rebuilt for being untouched."""
         touched = set(delta.added_ids) | set(delta.removed_ids) | set(delta.recoded)
+        if new_generation != base_generation + 1:
+            # another writer's batch came between (on PostgreSQL several write at once): this
+            # delta is not all that changed, so each loaded index is read anew from the catalog
+            with self._lock:
+                for kind in list(self._indexes):
+                    self._indexes[kind] = self.rebuild_from_catalog(kind)
+                    self._generations[kind] = new_generation
+                    self._mapped.discard(kind)
+                    self._unsaved.add(kind)
+            return
         for kind in delta.recoded:  # every vector of the kind changed width: read them anew
             with self._lock:
                 self._indexes[kind] = self.rebuild_from_catalog(kind)
