@@ -180,7 +180,10 @@ def test_a_video_hit_plays_from_its_moment_with_the_strip_of_scores(
         "const c = document.getElementById('clip');"
         "return [c.getAttribute('src'), c.paused, c.networkState, c.readyState]"
     )
-    assert left == [None, True, 0, 0]  # the file let go, nothing playing behind the page
+    # the file let go, nothing playing behind the page: no src, paused, no network resource
+    # (EMPTY, or NO_SOURCE once a loaded machine's Chromium has run its source selection)
+    src, paused, network, ready = left
+    assert (src, paused, ready) == (None, True, 0) and network in (0, 3), left
 
 
 def test_words_find_the_moment_and_the_strip_shows_the_frames_unscored(
