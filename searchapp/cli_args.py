@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from searchapp.encoders.devices import DEVICE_CHOICES  # light: no torch
+
 
 def positive_int(text: str) -> int:
     try:
@@ -119,7 +121,7 @@ def encoder_flags(parser: argparse.ArgumentParser, *, default: str | None) -> No
 def device_flag(parser: argparse.ArgumentParser, default: str, why: str) -> None:
     parser.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda", "mps"),
+        choices=DEVICE_CHOICES,
         default=default,
         help=f"where the models run: auto (a CUDA or Apple GPU if there is one, else the CPU), "
         f"cpu, cuda or mps (default {default}{why})",

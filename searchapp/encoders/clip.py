@@ -24,7 +24,7 @@ from searchapp.encoders.base import (
     normalised,
 )
 from searchapp.encoders.clip_quick import save_for_queries
-from searchapp.encoders.devices import Device
+from searchapp.encoders.devices import micro_batch
 from searchapp.encoders.onnx_runtime import onnx_tower
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
 from searchapp.records import EncoderIdentity
@@ -222,7 +222,7 @@ class OpenClipEncoder:
     def _torch_encode(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        size = Device(self.device, "").micro_batch or len(batch)  # a GPU's pass: 64 images
+        size = micro_batch(self.device) or len(batch)  # a GPU's pass: 64 images
         parts = []
         with torch.inference_mode():
             for start in range(0, len(batch), max(1, size)):

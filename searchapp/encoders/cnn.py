@@ -24,7 +24,7 @@ from searchapp.encoders.base import (
     normalised,
     resize_shorter_and_center_crop,
 )
-from searchapp.encoders.devices import Device
+from searchapp.encoders.devices import micro_batch
 from searchapp.encoders.feature_maps import FeatureMaps, pass_input
 from searchapp.encoders.imagenet import imagenet_class_names
 from searchapp.encoders.onnx_runtime import check_runtime, exported_tower, onnx_tower
@@ -139,7 +139,7 @@ class EfficientNetLite0Encoder:
         )
         self.class_names = imagenet_class_names()
         self.device = options.device
-        self.micro_batch = Device(options.device, "").micro_batch or MICRO_BATCH
+        self.micro_batch = micro_batch(options.device) or MICRO_BATCH
         if options.quick_start and options.runtime != "torch" and options.device == "cpu":
             self._onnx = exported_tower(path, TOWER, options.threads)
             if self._onnx is not None:

@@ -37,8 +37,12 @@ class Device:
 
     @property
     def micro_batch(self) -> int | None:
-        """Images a forward pass on this device; None: the encoder's own CPU choice."""
-        return GPU_MICRO_BATCH if self.is_gpu else None
+        return micro_batch(self.name)
+
+
+def micro_batch(device: str) -> int | None:
+    """Images a forward pass on a torch device; None: the encoder's own CPU choice."""
+    return GPU_MICRO_BATCH if device != "cpu" else None
 
 
 def pick_device(requested: str) -> Device:
