@@ -26,6 +26,7 @@ from searchapp.cli_args import (
     Parser,
     common_flags,
     encoder_flags,
+    engine_flags,
     index_flags,
     library_flags,
 )
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+", metavar="PATH", help="folders or files")
     encoder_flags(index, default=None)
     index_flags(index)
+    engine_flags(index)
     index.add_argument(
         "--tags",
         type=Path,
@@ -307,11 +309,29 @@ def cmd_index(args: argparse.Namespace, console: Console) -> int:
                 options=options,
                 callbacks=callbacks,
                 tags=args.tags,
+                engine=_engine(args),
             )
         finally:
             close()
         _say_device(lib, console)
         return _print_summary(args, console, summary, lib)
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    """The Ray engine's options where asked for; None runs the local threads."""
+    import importlib.util
+
+    from searchapp.errors import UsageError
+
+    if args.engine == "local":
+        if args.address or args.shards:
+            raise UsageError("--address and --shards go with --engine ray")
+        return None
+    from searchapp.ingest.engines.ray_engine import RAY_MISSING, RayOptions
+
+    if importlib.util.find_spec("ray") is None:  # said before any model loads
+        raise UsageError(RAY_MISSING)
+    return RayOptions(address=args.address, shards=args.shards)
 
 
 def _say_device(lib: Library, console: Console) -> None:

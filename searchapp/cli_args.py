@@ -128,6 +128,29 @@ def device_flag(parser: argparse.ArgumentParser, default: str, why: str) -> None
     )
 
 
+def engine_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): this process's threads read and embed; ray: Ray Data's tasks "
+        "and actors do, on this machine's cores or a cluster (pip install 'searchapp[ray]')",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDRESS",
+        help="with --engine ray: a running cluster, `auto` or ray://HOST:PORT (default: start "
+        "Ray on this machine)",
+    )
+    parser.add_argument(
+        "--shards",
+        type=Path,
+        metavar="DIR",
+        help="with --engine ray: where the results' parquet shards wait until committed "
+        "(default LIBRARY/shards); a killed run resumes from them",
+    )
+
+
 def index_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int, help="decode threads (default: CPUs)")
     parser.add_argument(

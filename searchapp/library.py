@@ -28,6 +28,8 @@ from searchapp.errors import (
     SearchappError,
     UsageError,
 )
+from searchapp.ingest.engines.ray_engine import RayIndexRun, RayOptions
+from searchapp.ingest.engines.ray_tasks import WorkerSpec
 from searchapp.ingest.hashes import photo_hashes
 from searchapp.ingest.load import load_image
 from searchapp.ingest.pipeline import IndexCallbacks, IndexOptions, IndexRun, LazyModel
@@ -210,9 +212,11 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
         callbacks: IndexCallbacks | None = None,
         only: set[str] | None = None,
         tags: Path | None = None,
+        engine: RayOptions | None = None,
     ) -> IndexSummary:
         """Index what changed under the paths; `tags` names a file of zero-shot tags for a
-        CLIP library (library_tags.py)."""
+        CLIP library (library_tags.py); `engine` runs the photos' reading and embedding on Ray
+        (ingest/engines/ray_engine.py), the local threads' work otherwise."""
 
         require_existing_paths(paths)
         encoder_options = encoder_options or EncoderOptions()
@@ -231,19 +235,47 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
             if tags is not None:
                 self.use_tag_file(tags, name)
             port = LazyModel(lambda: self.encoder(name, encoder_options))
-            run = IndexRun(
-                self.catalog,
-                self.indexes,
-                port,
-                options or IndexOptions(),
-                callbacks or IndexCallbacks(),
-                only=only,
-                tiles=LazyModel(lambda: self.tile_encoder(encoder_options)),
-            )
+            tiles = LazyModel(lambda: self.tile_encoder(encoder_options))
+            options = options or IndexOptions()
+            callbacks = callbacks or IndexCallbacks()
+            if engine is None:
+                run = IndexRun(
+                    self.catalog, self.indexes, port, options, callbacks, only=only, tiles=tiles
+                )
+            else:
+                run = self._ray_run(engine, name, port, tiles, options, callbacks, encoder_options)
             summary = run.run(paths)
             if not summary.interrupted:
                 summary.tagged = self.tag_photos(encoder_options)
             return summary
+
+    def _ray_run(
+        self,
+        engine: RayOptions,
+        name: str,
+        port: LazyModel,
+        tiles: LazyModel,
+        options: IndexOptions,
+        callbacks: IndexCallbacks,
+        encoder_options: EncoderOptions,
+    ) -> RayIndexRun:
+        """A run whose photos Ray's workers embed with the models this library records: loaded
+        here first, so that a new library records them before any worker starts."""
+        port.get()
+        if "tile" in options.regions.kinds:
+            tiles.get()  # records a CLIP library's tiles' CNN
+        spec = WorkerSpec(name, encoder_options, self.tile_encoder_name(), options)
+        return RayIndexRun(
+            self.catalog,
+            self.indexes,
+            port,
+            options,
+            callbacks,
+            tiles=tiles,
+            spec=spec,
+            ray_options=engine,
+            shards=engine.shards or self.directory / "shards",
+        )
 
     def reindex(
         self,

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class _ReadResult:
+class ReadResult:
     stat: FileStat
     previous: KnownImage | None
     content_hash: str | None = None
@@ -64,18 +64,20 @@ class _ReadResult:
     error: str | None = None
 
 
-def _read(
+def read_photo(
     stat: FileStat,
     previous: KnownImage | None,
     known_hashes: set[str],
     encoder: LazyModel,
     options: IndexOptions,
-) -> _ReadResult:
+) -> ReadResult:
+    """Read, hash, decode at the scene's side, measure, and cut the scene's model inputs; only
+    the hash where the catalog holds these bytes already."""
     try:
         data = read_bytes(stat, options.limits)
         digest = content_hash(data)
         if digest in known_hashes:
-            return _ReadResult(stat, previous, digest)
+            return ReadResult(stat, previous, digest)
         model = encoder.get()
         # the scene alone: objects and tiles follow in the region stage, once all is searchable
         side = model.input_size
@@ -95,13 +97,13 @@ def _read(
             regions_pending=",".join(options.later_kinds) or None,
         )
         if flag is not None:
-            return _ReadResult(stat, previous, digest, replace(meta, regions_pending=None), [])
+            return ReadResult(stat, previous, digest, replace(meta, regions_pending=None), [])
         cuts = [prepare(cut, model) for cut in scene_regions(loaded, options.regions)]
-        return _ReadResult(stat, previous, digest, meta, cuts)
+        return ReadResult(stat, previous, digest, meta, cuts)
     except ImageLoadError as exc:
-        return _ReadResult(stat, previous, error=exc.reason)
+        return ReadResult(stat, previous, error=exc.reason)
     except MemoryError:
-        return _ReadResult(stat, previous, error="out of memory while decoding; lower --workers")
+        return ReadResult(stat, previous, error="out of memory while decoding; lower --workers")
 
 
 def numpy_blas_at_one_thread() -> Any:
@@ -156,7 +158,7 @@ class IndexRun:
         self.last_save = time.monotonic()
         self.claimed: set[int] = set()  # image ids already taken by a move
         self.doomed: set[int] = set()  # image ids the uncommitted batch deletes
-        self.to_encode: list[_ReadResult] = []
+        self.to_encode: list[ReadResult] = []
         self.pending_cuts = 0  # model inputs waiting in to_encode
         self.generation = catalog.vector_generation()
 
@@ -407,8 +409,8 @@ class IndexRun:
         queue = ((stat, previous, known_hashes) for stat, previous in work)
         retry: deque[tuple[Any, ...]] = deque()
 
-        def read(stat: FileStat, previous: KnownImage | None, hashes: set[str]) -> _ReadResult:
-            return _read(stat, previous, hashes, self.encoder, self.options)
+        def read(stat: FileStat, previous: KnownImage | None, hashes: set[str]) -> ReadResult:
+            return read_photo(stat, previous, hashes, self.encoder, self.options)
 
         with (
             ThreadPoolExecutor(self.options.workers, thread_name_prefix="decode") as pool,
@@ -420,7 +422,7 @@ class IndexRun:
 
     def _handle(
         self,
-        result: _ReadResult,
+        result: ReadResult,
         missing: dict[str, KnownImage],
         retry: deque[tuple[Any, ...]],
     ) -> None:

@@ -161,6 +161,31 @@ def _read(
     return _Read(group, kinds)  # every copy changed or went since its scene
 
 
+def regions_of_one(
+    item: PendingImage,
+    labels: Labels,
+    encoder: LazyModel,
+    tiles: LazyModel,
+    detector: LazyModel,
+    options: IndexOptions,
+) -> tuple[list[RegionData] | None, str | None]:
+    """One photo's objects and tiles, read and encoded here, as the stage makes them for a
+    group: for an engine that works a batch of photos at a time (engines/ray_engine.py).
+    (regions, None); (None, reason) where it failed; (None, None) where the file changed."""
+    kinds = tuple(kind for kind in item.kinds if kind in options.later_kinds)
+    read = _read(_Job([item], kinds, labels), encoder, tiles, detector, options)
+    if read.error is not None or not read.path:
+        return None, read.error
+    if not read.waits():
+        return read.regions, None
+    model = encoder.get()
+    if read.awaiting_detection is not None:
+        add_objects(detector, model, [(read.cuts, read.awaiting_detection)])
+    found = embed(model, [read.cuts], options.batch_size)[0]
+    tiled = embed(tiles.get(), [read.tile_cuts], options.batch_size)[0] if read.tile_cuts else []
+    return [*read.regions, *tiled, *found], None
+
+
 def _side(model: Any, tile_model: Any, regions: RegionOptions, pooled: bool) -> int:
     """The shorter side to decode a photo at for its regions: the pooled pass's, or what the
     cuts need at each encoder's input size."""

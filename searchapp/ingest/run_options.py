@@ -49,6 +49,7 @@ class IndexSummary:
     tagged: int = 0  # a CLIP library's photos given zero-shot tags after the run
     frames: int = 0  # video frames embedded (each video counts once in `embedded` too)
     frame_seconds: float = 0.0  # of `seconds`, preparing and encoding those frames
+    from_shards: int = 0  # photos taken from a killed Ray run's shards (engines/ray_engine.py)
 
     @property
     def images_per_second(self) -> float:
@@ -82,6 +83,7 @@ class IndexSummary:
             interrupted=self.interrupted,
             tagged=self.tagged,
             frames=self.frames,
+            from_shards=self.from_shards,
         )
         return data
 

@@ -1,0 +1,197 @@
+"""Indexing on Ray Data: the local run's plan and commits, with the photos read, decoded and
+embedded by a Ray cluster (this machine's cores by default).
+
+The driver plans as a local run does (pipeline.IndexRun), then streams the photos to read
+through Ray: CPU tasks read them (ray_tasks.read_batch) and an actor pool holds the encoders
+(ray_tasks.Embedder; one actor per GPU where the cluster has GPUs, else per CPU). Each batch
+that comes back is written as a parquet shard (shards.py) and then committed through the same
+path as every local batch, so the catalog and the indexes cannot tell the engines apart. A run
+killed before its end leaves its shards; the next one takes what they hold and sends Ray only
+the rest. The shards go once the run has committed them all. Scheduling, retries and placement
+are Ray's: a retried task's answer is taken once, by path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from searchapp.errors import SearchappError
+from searchapp.ingest.engines.ray_tasks import WorkerSpec, bound_embedder, read_batch
+from searchapp.ingest.engines.shards import ShardFolder, ShardRow
+from searchapp.ingest.pipeline import IndexRun
+from searchapp.ingest.run_options import IndexSummary
+from searchapp.records import FileStat, KnownImage, NewImage
+
+if TYPE_CHECKING:
+    from searchapp.store.catalog import Catalog
+
+BATCH_PHOTOS = 32  # photos a task, an actor call and a shard, at most
+KNOWN_HASHES_SHIPPED = 1_000_000  # more than this and the driver alone sorts out known bytes
+RAY_MISSING = (
+    "`--engine ray` needs Ray Data: pip install 'searchapp[ray]' (or pip install 'ray[data]')"
+)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None  # None: a Ray of this machine's cores; "auto" or ray://HOST:PORT
+    shards: Path | None = None  # default: the library's shards/; a cluster's must be shared
+
+
+@contextmanager
+def ray_session(address: str | None, cpus: int) -> Iterator[Any]:
+    """Ray, started here (and stopped after) unless this process already holds a session."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise SearchappError(RAY_MISSING) from exc
+    started = not ray.is_initialized()
+    if started:
+        local = address is None
+        ray.init(
+            address=address,
+            num_cpus=cpus if local else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the CLI draws its own bar, from the rows taken
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def photo_tables(
+    ray: Any, todo: list[FileStat], spec: WorkerSpec, known_hashes: set[str]
+) -> Iterator[Any]:
+    """Tables of shard rows, a batch at a time as the cluster finishes them."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if spec.encoder_options.device != "cpu" else 0
+    actors = gpus or max(1, int(resources.get("CPU", 1)))
+    per_batch = max(1, min(BATCH_PHOTOS, math.ceil(len(todo) / (2 * actors))))
+    shipped = known_hashes if len(known_hashes) <= KNOWN_HASHES_SHIPPED else set()
+    entries = [{"path": s.path, "size": s.size, "mtime_ns": s.mtime_ns} for s in todo]
+    dataset = ray.data.from_items(entries, override_num_blocks=math.ceil(len(todo) / per_batch))
+    read = dataset.map_batches(
+        read_batch,
+        fn_kwargs={"spec": spec, "known_hashes": shipped},
+        batch_size=per_batch,
+        batch_format="pyarrow",
+        num_cpus=1,
+    )
+    embedded = read.map_batches(
+        bound_embedder(spec),
+        batch_size=per_batch,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=1 if gpus else 0,
+        num_cpus=0 if gpus else 1,
+    )
+    yield from embedded.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+class RayIndexRun(IndexRun):
+    """IndexRun whose photos are read and embedded on Ray; plan and commits stay its own."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *args: Any,
+        spec: WorkerSpec,
+        ray_options: RayOptions,
+        shards: Path,
+        **kwargs: Any,
+    ):
+        super().__init__(catalog, *args, **kwargs)
+        self.spec = spec
+        self.ray_options = ray_options
+        self.shards = ShardFolder(shards)
+
+    def run(self, roots: list[str]) -> IndexSummary:
+        summary = super().run(roots)
+        if not summary.interrupted:
+            self.shards.clear()  # every row is in the catalog now
+        return summary
+
+    def _photos(
+        self,
+        work: list[tuple[FileStat, KnownImage | None]],
+        missing: dict[str, KnownImage],
+        known_hashes: set[str],
+    ) -> None:
+        previous = {stat.path: (stat, known) for stat, known in work}
+        taken: set[str] = set()
+        later: list[tuple[FileStat, KnownImage | None]] = []
+
+        def take(row: ShardRow) -> None:
+            planned = previous.get(row.stat.path)
+            if planned is None or planned[0] != row.stat or row.stat.path in taken:
+                return  # changed since that shard, or a retried task's second answer
+            taken.add(row.stat.path)
+            self._take(row, planned[1], missing, known_hashes, later)
+            self._maybe_commit()
+
+        for row in self.shards.rows():  # what a killed run left
+            take(row)
+        self.summary.from_shards = len(taken)
+        todo = [stat for stat, _ in work if stat.path not in taken]
+        if todo:
+            workers = self.options.workers
+            with ray_session(self.ray_options.address, workers) as ray:
+                for table in photo_tables(ray, todo, self.spec, known_hashes):
+                    self.shards.write_table(table)
+                    for row in table.to_pylist():
+                        take(ShardRow.from_dict(row))
+        if later:  # known bytes the catalog could not reuse after all: decoded here
+            super()._photos(later, missing, set())
+
+    def _take(
+        self,
+        row: ShardRow,
+        previous: KnownImage | None,
+        missing: dict[str, KnownImage],
+        known_hashes: set[str],
+        later: list[tuple[FileStat, KnownImage | None]],
+    ) -> None:
+        """A shard row into the batch, as the local run takes a read and encoded photo."""
+        if row.error is not None:
+            self.record_failure(row.stat, row.error, previous)
+        elif row.meta is None or row.content_hash in known_hashes:
+            assert row.content_hash is not None
+            if self.resolve_known(row.stat, previous, row.content_hash, missing):
+                self.batch_images += 1
+            elif row.meta is None:
+                later.append((row.stat, previous))
+                return  # advanced when decoded
+            else:
+                self._add_new(row, previous)
+        else:
+            self._add_new(row, previous)
+        if self.cb.on_advance:
+            self.cb.on_advance(1)
+
+    def _add_new(self, row: ShardRow, previous: KnownImage | None) -> None:
+        assert row.content_hash is not None and row.meta is not None
+        replaces = previous.id if previous is not None else None
+        if replaces is not None:
+            self.doomed.add(replaces)
+        self.batch.new.append(NewImage(row.stat, row.content_hash, row.meta, row.regions, replaces))
+        self._count_new(previous)
+        if not row.regions:  # flagged by --skip-low-quality: listed, never encoded
+            self.summary.low_quality += 1
+        else:
+            self.summary.embedded += 1
+            if self.options.later_kinds and row.meta.regions_pending is None:
+                self.summary.with_regions += 1
+        self.batch_images += 1

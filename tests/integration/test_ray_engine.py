@@ -1,0 +1,138 @@
+"""`index --engine ray`: Ray Data reads and embeds, the library commits, and the library is
+the one a local run makes. Ray runs for real here, in local mode on this machine's cores."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+
+from searchapp.ingest.engines.ray_engine import RayOptions
+from searchapp.ingest.engines.shards import ShardFolder
+from searchapp.library import Library
+from tests.conftest import cli_env
+from tests.integration.helpers import HYBRID, Recorder, index
+
+
+def regions_by_photo(lib: Library) -> dict[str, dict[tuple, np.ndarray]]:
+    """Every photo's regions, keyed by what they are (kind, box, label), with stored vectors."""
+    found: dict[str, dict[tuple, np.ndarray]] = {}
+    for image in lib.catalog.all_images():
+        details = lib.catalog.photo_details(image.id)
+        assert details is not None
+        regions = {}
+        for region in details.regions:
+            vector = lib.indexes().get(region.kind, persist=False).reconstruct(region.id)
+            regions[(region.kind, region.bbox, region.label)] = vector
+        found[image.path] = regions
+    return found
+
+
+def assert_same_library(ours: Library, reference: Library) -> None:
+    """The same photos, failures and regions, and vectors within 1e-3 of each other."""
+    mine, theirs = regions_by_photo(ours), regions_by_photo(reference)
+    assert sorted(mine) == sorted(theirs)
+    assert {f.path for f in ours.failures()} == {f.path for f in reference.failures()}
+    for path, regions in theirs.items():
+        assert sorted(mine[path]) == sorted(regions), path
+        for key, vector in regions.items():
+            np.testing.assert_allclose(mine[path][key], vector, atol=1e-3, err_msg=str(key))
+
+
+@pytest.fixture
+def folder(photos: Path) -> Path:
+    """The sample photos, a copy of one (same bytes: cloned, not embedded) and a broken file."""
+    shutil.copy(photos / "camera.jpg", photos / "things" / "camera copy.jpg")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return photos
+
+
+@pytest.fixture
+def local_library(tmp_path: Path, folder: Path, cnn_encoder) -> Iterator[Library]:
+    lib = Library(tmp_path / "local")
+    lib._encoder = cnn_encoder
+    lib.catalog.set_encoder_identity(cnn_encoder.identity)
+    index(lib, folder, options=HYBRID)
+    yield lib
+    lib.close()
+
+
+def test_cli_ray_run_makes_the_local_library(
+    tmp_path: Path, folder: Path, local_library: Library
+) -> None:
+    """The command a user runs: Ray started here, stopped after, its shards gone at the end."""
+    library = tmp_path / "ray"
+    command = ["index", str(folder), "--library", str(library), "--engine", "ray", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "searchapp", *command, "--workers", "2"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"new": 6' in done.stdout and '"failed": 1' in done.stdout
+    assert "broken.jpg" in done.stderr  # named, as a local run names it
+    assert not (library / "shards").exists()
+    with Library(library) as lib:
+        assert_same_library(lib, local_library)
+
+
+@pytest.fixture(scope="module")
+def ray_here() -> Iterator[None]:
+    """One Ray for the in-process runs below (the engine uses a session it finds)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+class Killed(BaseException):
+    """What a kill -9 leaves: no handler runs, nothing of the batch is committed."""
+
+
+def test_killed_run_resumes_from_its_shards_without_duplicates(
+    tmp_path: Path, folder: Path, local_library: Library, cnn_encoder, ray_here: None
+) -> None:
+    shards = tmp_path / "shards"
+    engine = RayOptions(shards=shards)
+    options = dataclasses.replace(HYBRID, commit_every=100)
+    lib = Library(tmp_path / "ray")
+    lib._encoder = cnn_encoder  # the driver's; the workers load their own
+    lib.catalog.set_encoder_identity(cnn_encoder.identity)
+    with pytest.raises(Killed):
+        # killed as the first shard comes back, before its batch is committed
+        index(lib, folder, options=options, engine=engine, callbacks=_killing())
+    lib.close()
+    written = ShardFolder(shards).files()
+    assert written
+    with Library(tmp_path / "ray") as killed:
+        assert killed.catalog.all_images() == []
+    # a retried task's answer, written a second time
+    shutil.copy(written[0], shards / f"retried-{written[0].name}")
+    left = sum(1 for _ in ShardFolder(shards).rows())
+
+    with Library(tmp_path / "ray") as resumed:
+        resumed._encoder = cnn_encoder
+        summary = index(resumed, folder, options=options, engine=engine)
+        assert summary.from_shards == left
+        assert summary.new == 6 and summary.failed == 1
+        assert_same_library(resumed, local_library)
+    assert not shards.exists()
+
+
+def _killing():  # type: ignore[no-untyped-def]
+    recorder = Recorder()
+    callbacks = recorder.callbacks()
+
+    def on_advance(n: int) -> None:
+        raise Killed
+
+    callbacks.on_advance = on_advance
+    return callbacks

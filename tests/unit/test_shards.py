@@ -1,0 +1,58 @@
+"""Parquet shards of a Ray run: rows keep every field, whole files only, each path once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from searchapp.ingest.engines.shards import ShardFolder, ShardRow
+from searchapp.records import FileStat, ImageMeta, RegionData
+
+
+def _row(path: str, seed: int) -> ShardRow:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(2, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    meta = ImageMeta(
+        640, 480, "JPEG", 1.5e9, "exif", camera_make="Canon", phash=b"\x00\xffab",
+        gps_lat=52.37, gps_lon=4.89, regions_pending=None,
+    )  # fmt: skip
+    regions = [
+        RegionData("scene", (0, 0, 640, 480), vectors[0], "tabby", 0.8, [("tabby", 0.8)], 3.5),
+        RegionData("tile", (0, 0, 320, 320), vectors[1], None, None, [], None),
+    ]
+    return ShardRow(FileStat(path, 1234, 99), "ab" * 32, meta, regions)
+
+
+def test_a_row_comes_back_as_written(tmp_path: Path) -> None:
+    written = [
+        _row("/photos/cat.jpg", 1),
+        ShardRow(FileStat("/photos/bad.jpg", 5, 6), error="not an image"),
+        ShardRow(FileStat("/photos/again.jpg", 7, 8), "cd" * 32),  # known bytes: hash only
+    ]
+    folder = ShardFolder(tmp_path / "shards")
+    folder.write(written)
+    back = list(folder.rows())
+    assert [row.stat for row in back] == [row.stat for row in written]
+    first = back[0]
+    assert first.meta == written[0].meta and first.content_hash == written[0].content_hash
+    for mine, theirs in zip(first.regions, written[0].regions, strict=True):
+        assert (mine.kind, mine.bbox, mine.label, mine.labels, mine.norm) == (
+            theirs.kind, theirs.bbox, theirs.label, theirs.labels, theirs.norm,
+        )  # fmt: skip
+        # float16 in the shard, as in the catalog
+        np.testing.assert_allclose(mine.vector, theirs.vector, atol=1e-3)
+    assert back[1].error == "not an image" and back[1].meta is None
+    assert back[2].meta is None and back[2].regions == [] and back[2].error is None
+
+
+def test_a_path_answered_twice_is_taken_once_and_partial_files_never(tmp_path: Path) -> None:
+    folder = ShardFolder(tmp_path / "shards")
+    shard = folder.write([_row("/photos/a.jpg", 1), _row("/photos/b.jpg", 2)])
+    shutil.copy(shard, shard.with_name("retried.parquet"))  # a retried task's second answer
+    (tmp_path / "shards" / "cut-short.partial").write_bytes(b"PAR1 killed mid-write")
+    assert [row.stat.path for row in folder.rows()] == ["/photos/a.jpg", "/photos/b.jpg"]
+    folder.clear()
+    assert not (tmp_path / "shards").exists()
