@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,6 +150,34 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def searchapp_here(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`searchapp ARGS` run in this process, as `python -m searchapp ARGS` would run it: its
+    exit code, stdout and stderr, in the environment `env` (default cli_env()). A new
+    interpreter imports torch and torchvision for ~7 s before an index run does anything, and
+    the suite runs the CLI a hundred times; tests of signals, pipes, kills and start-up keep
+    real subprocesses."""
+    from searchapp import cli
+
+    saved = dict(os.environ)
+    sigterm = signal.getsignal(signal.SIGTERM)  # the CLI turns SIGTERM into Ctrl-C
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(env if env is not None else cli_env())
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        signal.signal(signal.SIGTERM, sigterm)
+    return subprocess.CompletedProcess(["searchapp", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny open_clip model, registered as `tiny-test`."""
@@ -167,7 +199,6 @@ def sample_library(tmp_path_factory: pytest.TempPathFactory, cnn_encoder):  # ty
     """The README's sample photos (examples/sample_photos.py: seven photos and three edited
     copies) in one hybrid CNN library, built once and shared. Tests search it and run `dupes`,
     whose only write, the remembered pixel checks, changes no answer."""
-    import subprocess
     import sys
 
     from searchapp.library import Library

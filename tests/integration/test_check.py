@@ -8,25 +8,18 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from searchapp.errors import DamagedCatalogError, LibraryProblemsError
 from searchapp.library import Library
-from tests.conftest import cli_env
+from tests.conftest import searchapp_here
 from tests.integration.helpers import index
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "searchapp", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=300,
-    )
+    return searchapp_here(*args)
 
 
 @pytest.fixture

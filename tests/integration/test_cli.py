@@ -17,18 +17,14 @@ import pytest
 from PIL import Image
 
 from searchapp.library import Library, WriteLock
-from tests.conftest import cli_env, sample_image
+from tests.conftest import cli_env, sample_image, searchapp_here
 from tests.integration.helpers import assert_consistent
 
 
 def run(*args: str, env: dict[str, str] | None = None, check: bool = True):  # type: ignore[no-untyped-def]
-    result = subprocess.run(
-        [sys.executable, "-m", "searchapp", *args],
-        capture_output=True,
-        text=True,
-        env=env or cli_env(),
-        timeout=300,
-    )
+    """The CLI in this process (conftest.searchapp_here); the tests of kills, pipes and
+    start-up below start real subprocesses."""
+    result = searchapp_here(*args, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
@@ -238,7 +234,7 @@ def committed(db: Path) -> int:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) -> None:
-    total = 150
+    total = 60  # the kill lands after 12, and the run must not end first
     many_photos(tmp_path / "many", total)
     lib = tmp_path / "lib"
     proc = subprocess.Popen(

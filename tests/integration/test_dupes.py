@@ -9,7 +9,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from PIL import Image
 from searchapp.dupes.find import DupeOptions
 from searchapp.errors import UsageError
 from searchapp.library import Library
-from tests.conftest import cli_env, sample_image
+from tests.conftest import sample_image, searchapp_here
 from tests.integration.helpers import index
 
 ORIENTATION_TAG = 0x0112
@@ -179,13 +178,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "searchapp", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=600,
-    )
+    return searchapp_here(*args)
 
 
 def test_cli_json_move_and_undo_restore_the_folder(

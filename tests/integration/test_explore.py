@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from tests.conftest import cli_env, sample_image
+from tests.conftest import sample_image, searchapp_here
 from tests.integration.helpers import index
 
 GROUPS = ("chelsea", "coffee", "astronaut", "rocket")
@@ -117,8 +117,7 @@ def test_map_is_stored_and_new_photos_are_placed_without_a_refit(
 
 def test_cli_clusters_outliers_map_and_stats(explored, collection, tmp_path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "searchapp", *args, "--library", str(explored.directory)]
-        return subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=300)
+        return searchapp_here(*args, "--library", str(explored.directory))
 
     explored.close()
     groups = run("clusters", "--json")

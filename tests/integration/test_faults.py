@@ -32,7 +32,7 @@ import pytest
 from PIL import Image
 
 from searchapp.library import Library
-from tests.conftest import SAMPLES, cli_env
+from tests.conftest import SAMPLES, cli_env, searchapp_here
 from tests.integration.helpers import index
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,6 +160,8 @@ sys.exit(main(sys.argv[1:]))
 
 
 def searchapp(*args: object, faults: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    if not faults:  # nothing to inject: no need for a new interpreter (conftest.searchapp_here)
+        return searchapp_here(*map(str, args))
     return subprocess.run(
         _command(args, faults),
         capture_output=True,

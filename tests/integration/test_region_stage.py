@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from searchapp.ingest import region_stage
 from searchapp.ingest.pipeline import IndexCallbacks
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
-from tests.conftest import cli_env
+from tests.conftest import searchapp_here
 from tests.integration.helpers import HYBRID, Recorder, assert_consistent, index
 
 LATER = replace(HYBRID, regions_later=True)
@@ -130,31 +128,14 @@ def test_changed_or_deleted_photo_between_stages(library: Library, photos: Path)
 
 
 def test_cli_reports_waiting_photos(tmp_path: Path, photos: Path) -> None:
-    env = cli_env()
     lib = str(tmp_path / "clilib")
-    base = [sys.executable, "-m", "searchapp", "--library", lib]
-    done = subprocess.run(
-        [*base, "index", str(photos), "--regions-later", "--regions", "scene,tile"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    base = ["--library", lib]
+    done = searchapp_here(*base, "index", str(photos), "--regions-later", "--regions", "scene,tile")
     assert done.returncode == 0, done.stderr
     assert "5 still wait" in done.stdout
-    stats = json.loads(
-        subprocess.run(
-            [*base, "stats", "--json"], capture_output=True, text=True, env=env, timeout=120
-        ).stdout
-    )
+    stats = json.loads(searchapp_here(*base, "stats", "--json").stdout)
     assert stats["regions_pending"] == 5 and "tile" not in stats["regions"]
-    done = subprocess.run(
-        [*base, "index", str(photos), "--json", "--regions", "scene,tile"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    done = searchapp_here(*base, "index", str(photos), "--json", "--regions", "scene,tile")
     summary = json.loads(done.stdout)
     assert summary["with_regions"] == 5 and summary["regions_pending"] == 0
     assert os.path.exists(lib)
