@@ -243,7 +243,9 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
                     self.catalog, self.indexes, port, options, callbacks, only=only, tiles=tiles
                 )
             else:
-                run = self._ray_run(engine, name, port, tiles, options, callbacks, encoder_options)
+                run = self._ray_run(
+                    engine, name, port, tiles, options, callbacks, encoder_options, only
+                )
             summary = run.run(paths)
             if not summary.interrupted:
                 summary.tagged = self.tag_photos(encoder_options)
@@ -258,6 +260,7 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
         options: IndexOptions,
         callbacks: IndexCallbacks,
         encoder_options: EncoderOptions,
+        only: set[str] | None,
     ) -> RayIndexRun:
         """A run whose photos Ray's workers embed with the models this library records: loaded
         here first, so that a new library records them before any worker starts."""
@@ -271,6 +274,7 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
             port,
             options,
             callbacks,
+            only=only,
             tiles=tiles,
             spec=spec,
             ray_options=engine,

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,12 +157,14 @@ def searchapp_here(
     """`searchapp ARGS` run in this process, as `python -m searchapp ARGS` would run it: its
     exit code, stdout and stderr, in the environment `env` (default cli_env()). A new
     interpreter imports torch and torchvision for ~7 s before an index run does anything, and
-    the suite runs the CLI a hundred times; tests of signals, pipes, kills and start-up keep
-    real subprocesses."""
+    the suite runs the CLI a hundred times; tests of signals, pipes, kills, start-up and of
+    settings read once at import (the Hugging Face cache's variables) keep real subprocesses."""
     from searchapp import cli
 
     saved = dict(os.environ)
     sigterm = signal.getsignal(signal.SIGTERM)  # the CLI turns SIGTERM into Ctrl-C
+    torch = sys.modules.get("torch")  # `--threads N` sets torch's threads for the process
+    threads = torch.get_num_threads() if torch is not None else None
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
     os.environ.update(env if env is not None else cli_env())
@@ -169,12 +172,14 @@ def searchapp_here(
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = cli.main(list(args))
-            except SystemExit as exc:  # argparse's usage errors
-                code = exc.code if isinstance(exc.code, int) else 1
+            except SystemExit as exc:  # argparse's usage errors, and --help
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     finally:
         os.environ.clear()
         os.environ.update(saved)
         signal.signal(signal.SIGTERM, sigterm)
+        if threads is not None:
+            sys.modules["torch"].set_num_threads(threads)
     return subprocess.CompletedProcess(["searchapp", *args], code, out.getvalue(), err.getvalue())
 
 
@@ -199,7 +204,6 @@ def sample_library(tmp_path_factory: pytest.TempPathFactory, cnn_encoder):  # ty
     """The README's sample photos (examples/sample_photos.py: seven photos and three edited
     copies) in one hybrid CNN library, built once and shared. Tests search it and run `dupes`,
     whose only write, the remembered pixel checks, changes no answer."""
-    import sys
 
     from searchapp.library import Library
     from tests.integration.helpers import HYBRID, index

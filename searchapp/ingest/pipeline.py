@@ -47,6 +47,7 @@ from searchapp.records import (
     KnownImage,
     Move,
     NewImage,
+    RegionData,
 )
 from searchapp.vectors.faiss_index import IndexStore, commit_batch
 
@@ -293,20 +294,31 @@ class IndexRun:
         encoded = embed(model, [result.cuts for result in self.to_encode], self.options.batch_size)
         for result, regions in zip(self.to_encode, encoded, strict=True):
             assert result.content_hash is not None and result.meta is not None
-            replaces = result.previous.id if result.previous is not None else None
-            if replaces is not None:
-                self.doomed.add(replaces)
-            self.batch.new.append(
-                NewImage(result.stat, result.content_hash, result.meta, regions, replaces)
+            self.add_embedded(
+                result.stat, result.content_hash, result.meta, regions, result.previous
             )
-            self._count_new(result.previous)
-            if regions:
-                self.summary.embedded += 1
-            else:  # flagged by --skip-low-quality: listed, never encoded
-                self.summary.low_quality += 1
-            self.batch_images += 1
         self.to_encode = []
         self.pending_cuts = 0
+
+    def add_embedded(
+        self,
+        stat: FileStat,
+        digest: str,
+        meta: ImageMeta,
+        regions: list[RegionData],
+        previous: KnownImage | None,
+    ) -> None:
+        """A photo read and embedded, here or by an engine's workers, into the batch."""
+        replaces = previous.id if previous is not None else None
+        if replaces is not None:
+            self.doomed.add(replaces)
+        self.batch.new.append(NewImage(stat, digest, meta, regions, replaces))
+        self._count_new(previous)
+        if regions:
+            self.summary.embedded += 1
+        else:  # flagged by --skip-low-quality: listed, never encoded
+            self.summary.low_quality += 1
+        self.batch_images += 1
 
     def _commit(self, force_save: bool = False) -> None:
         self._encode_pending()

@@ -190,15 +190,14 @@ def test_reading_a_library_that_does_not_exist_creates_nothing(
 
 def test_explicit_clip_without_weights_names_the_fix(photos: Path, tmp_path: Path) -> None:
     env = cli_env(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty-hub"), HOME=str(tmp_path))
-    result = run(
-        "index",
-        str(photos),
-        "--library",
-        str(tmp_path / "lib"),
-        "--encoder",
-        "clip:ViT-B-32/laion2b_s34b_b79k",
+    # a subprocess: huggingface_hub reads its cache variables once, when first imported
+    flags = ["--library", str(tmp_path / "lib"), "--encoder", "clip:ViT-B-32/laion2b_s34b_b79k"]
+    result = subprocess.run(
+        [sys.executable, "-m", "searchapp", "index", str(photos), *flags],
+        capture_output=True,
+        text=True,
         env=env,
-        check=False,
+        timeout=300,
     )
     assert result.returncode == 6
     assert "--clip-weights" in result.stderr
@@ -234,7 +233,7 @@ def committed(db: Path) -> int:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_run_resumes_and_catalog_matches_index(tmp_path: Path, sig: int) -> None:
-    total = 60  # the kill lands after 12, and the run must not end first
+    total = 80  # the kill lands after 12; a second of work left, so the run cannot end first
     many_photos(tmp_path / "many", total)
     lib = tmp_path / "lib"
     proc = subprocess.Popen(

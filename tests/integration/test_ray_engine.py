@@ -4,7 +4,9 @@ the one a local run makes. Ray runs for real here, in local mode on this machine
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,38 +20,47 @@ from searchapp.ingest.engines.ray_engine import RayOptions
 from searchapp.ingest.engines.shards import ShardFolder
 from searchapp.library import Library
 from tests.conftest import cli_env
-from tests.integration.helpers import HYBRID, Recorder, index
+from tests.integration.helpers import HYBRID, Recorder, assert_consistent, index
 
 
-def regions_by_photo(lib: Library) -> dict[str, dict[tuple, np.ndarray]]:
-    """Every photo's regions, keyed by what they are (kind, box, label), with stored vectors."""
-    found: dict[str, dict[tuple, np.ndarray]] = {}
+def regions_by_photo(lib: Library) -> dict[str, list[tuple[tuple, np.ndarray]]]:
+    """Every photo's regions as (kind, box, label) and stored vector, in a stable order."""
+    found: dict[str, list[tuple[tuple, np.ndarray]]] = {}
     for image in lib.catalog.all_images():
         details = lib.catalog.photo_details(image.id)
         assert details is not None
-        regions = {}
+        regions = []
         for region in details.regions:
             vector = lib.indexes().get(region.kind, persist=False).reconstruct(region.id)
-            regions[(region.kind, region.bbox, region.label)] = vector
-        found[image.path] = regions
+            regions.append(((region.kind, region.bbox, region.label or ""), vector))
+        found[image.path] = sorted(regions, key=lambda pair: (pair[0], pair[1].tolist()))
     return found
 
 
 def assert_same_library(ours: Library, reference: Library) -> None:
-    """The same photos, failures and regions, and vectors within 1e-3 of each other."""
+    """The same photos with the same metadata, the same failures, every region alike, and
+    vectors within 1e-3 of each other."""
     mine, theirs = regions_by_photo(ours), regions_by_photo(reference)
     assert sorted(mine) == sorted(theirs)
     assert {f.path for f in ours.failures()} == {f.path for f in reference.failures()}
+    metas = {i.path: ours.catalog.photo_details(i.id).meta for i in ours.catalog.all_images()}  # type: ignore[union-attr]
+    for image in reference.catalog.all_images():
+        assert metas[image.path] == reference.catalog.photo_details(image.id).meta  # type: ignore[union-attr]
     for path, regions in theirs.items():
-        assert sorted(mine[path]) == sorted(regions), path
-        for key, vector in regions.items():
-            np.testing.assert_allclose(mine[path][key], vector, atol=1e-3, err_msg=str(key))
+        assert [key for key, _ in mine[path]] == [key for key, _ in regions], path
+        for (key, vector), (_, other) in zip(regions, mine[path], strict=True):
+            np.testing.assert_allclose(other, vector, atol=1e-3, err_msg=f"{path} {key}")
+
+
+NOT_UTF8 = b"caf\xe9.jpg"  # Latin-1: a name Arrow's strings would refuse
 
 
 @pytest.fixture
 def folder(photos: Path) -> Path:
-    """The sample photos, a copy of one (same bytes: cloned, not embedded) and a broken file."""
+    """The sample photos, two files of the same bytes, a name that is not UTF-8, and a broken
+    file."""
     shutil.copy(photos / "camera.jpg", photos / "things" / "camera copy.jpg")
+    shutil.copy(photos / "things" / "coffee.jpg", os.path.join(os.fsencode(photos), NOT_UTF8))
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     return photos
 
@@ -78,7 +89,7 @@ def test_cli_ray_run_makes_the_local_library(
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    assert '"new": 6' in done.stdout and '"failed": 1' in done.stdout
+    assert '"new": 7' in done.stdout and '"failed": 1' in done.stdout
     assert "broken.jpg" in done.stderr  # named, as a local run names it
     assert not (library / "shards").exists()
     with Library(library) as lib:
@@ -88,9 +99,11 @@ def test_cli_ray_run_makes_the_local_library(
 @pytest.fixture(scope="module")
 def ray_here() -> Iterator[None]:
     """One Ray for the in-process runs below (the engine uses a session it finds)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    on_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init takes it over
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 class Killed(BaseException):
@@ -122,9 +135,17 @@ def test_killed_run_resumes_from_its_shards_without_duplicates(
         resumed._encoder = cnn_encoder
         summary = index(resumed, folder, options=options, engine=engine)
         assert summary.from_shards == left
-        assert summary.new == 6 and summary.failed == 1
+        assert summary.new == 7 and summary.failed == 1
         assert_same_library(resumed, local_library)
-    assert not shards.exists()
+        assert not shards.exists()
+
+        # known bytes: a moved photo keeps its row, a new copy is cloned; neither is embedded
+        (folder / "moved").mkdir()
+        shutil.move(folder / "astronaut.jpg", folder / "moved" / "astronaut.jpg")
+        shutil.copy(folder / "things" / "deep" / "rocket.jpg", folder / "rocket again.jpg")
+        summary = index(resumed, folder, options=options, engine=engine)
+        assert (summary.moved, summary.reused, summary.embedded) == (1, 1, 0)
+        assert_consistent(resumed)
 
 
 def _killing():  # type: ignore[no-untyped-def]

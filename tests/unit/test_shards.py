@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from searchapp.errors import UsageError
 from searchapp.ingest.engines.shards import ShardFolder, ShardRow
 from searchapp.records import FileStat, ImageMeta, RegionData
 
@@ -31,6 +33,7 @@ def test_a_row_comes_back_as_written(tmp_path: Path) -> None:
         _row("/photos/cat.jpg", 1),
         ShardRow(FileStat("/photos/bad.jpg", 5, 6), error="not an image"),
         ShardRow(FileStat("/photos/again.jpg", 7, 8), "cd" * 32),  # known bytes: hash only
+        ShardRow(FileStat("/photos/caf\udce9.jpg", 9, 10), error="x"),  # a Latin-1 name
     ]
     folder = ShardFolder(tmp_path / "shards")
     folder.write(written)
@@ -56,3 +59,22 @@ def test_a_path_answered_twice_is_taken_once_and_partial_files_never(tmp_path: P
     assert [row.stat.path for row in folder.rows()] == ["/photos/a.jpg", "/photos/b.jpg"]
     folder.clear()
     assert not (tmp_path / "shards").exists()
+
+
+def test_shards_of_other_options_are_not_resumed(tmp_path: Path) -> None:
+    folder = ShardFolder(tmp_path / "shards")
+    assert folder.keep_only_made_by("cnn, scene") == 0
+    folder.write([_row("/photos/a.jpg", 1)])
+    assert folder.keep_only_made_by("cnn, scene") == 0  # the same run again: resumed
+    assert len(list(folder.rows())) == 1
+    assert folder.keep_only_made_by("clip, scene+tile") == 1  # rows of another kind: gone
+    assert list(folder.rows()) == []
+
+
+def test_a_folder_of_someone_elses_files_is_refused_not_emptied(tmp_path: Path) -> None:
+    theirs = tmp_path / "mine"
+    theirs.mkdir()
+    (theirs / "sales.parquet").write_bytes(b"PAR1 the user's own data")
+    with pytest.raises(UsageError, match="empty folder"):
+        ShardFolder(theirs).keep_only_made_by("cnn, scene")
+    assert (theirs / "sales.parquet").exists()

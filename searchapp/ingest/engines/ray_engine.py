@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from searchapp.ingest.engines.ray_tasks import WorkerSpec, bound_embedder, read_
 from searchapp.ingest.engines.shards import ShardFolder, ShardRow
 from searchapp.ingest.pipeline import IndexRun
 from searchapp.ingest.run_options import IndexSummary
-from searchapp.records import FileStat, KnownImage, NewImage
+from searchapp.records import FileStat, KnownImage
 
 if TYPE_CHECKING:
     from searchapp.store.catalog import Catalog
@@ -40,8 +42,8 @@ RAY_MISSING = (
 
 @dataclass(frozen=True)
 class RayOptions:
-    address: str | None = None  # None: a Ray of this machine's cores; "auto" or ray://HOST:PORT
-    shards: Path | None = None  # default: the library's shards/; a cluster's must be shared
+    address: str | None = None  # None: a new Ray of this machine's cores; "auto", ray://HOST:PORT
+    shards: Path | None = None  # default: the library's shards/ (the driver alone writes them)
 
 
 @contextmanager
@@ -53,15 +55,24 @@ def ray_session(address: str | None, cpus: int) -> Iterator[Any]:
     except ImportError as exc:
         raise SearchappError(RAY_MISSING) from exc
     started = not ray.is_initialized()
+    # ray.init makes SIGTERM exit at once; the CLI's own handler stops a run as Ctrl-C does
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     if started:
-        local = address is None
-        ray.init(
-            address=address,
-            num_cpus=cpus if local else None,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-        )
+        try:
+            ray.init(
+                # "local": a Ray of its own, never one that RAY_ADDRESS or a running cluster
+                # would otherwise pick
+                address=address or "local",
+                num_cpus=cpus if address is None else None,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = address or "this machine"
+            raise SearchappError(f"Ray could not start on {where}: {first_line(exc)}") from exc
+        finally:
+            signal.signal(signal.SIGTERM, on_sigterm)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the CLI draws its own bar, from the rows taken
     logging.getLogger("ray.data").setLevel(logging.ERROR)
@@ -70,6 +81,11 @@ def ray_session(address: str | None, cpus: int) -> Iterator[Any]:
     finally:
         if started:
             ray.shutdown()
+            signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def photo_tables(
@@ -81,7 +97,8 @@ def photo_tables(
     actors = gpus or max(1, int(resources.get("CPU", 1)))
     per_batch = max(1, min(BATCH_PHOTOS, math.ceil(len(todo) / (2 * actors))))
     shipped = known_hashes if len(known_hashes) <= KNOWN_HASHES_SHIPPED else set()
-    entries = [{"path": s.path, "size": s.size, "mtime_ns": s.mtime_ns} for s in todo]
+    # a path travels as bytes: Arrow's strings refuse a name that is not UTF-8
+    entries = [{"path": os.fsencode(s.path), "size": s.size, "mtime_ns": s.mtime_ns} for s in todo]
     dataset = ray.data.from_items(entries, override_num_blocks=math.ceil(len(todo) / per_batch))
     read = dataset.map_batches(
         read_batch,
@@ -142,17 +159,28 @@ class RayIndexRun(IndexRun):
             self._take(row, planned[1], missing, known_hashes, later)
             self._maybe_commit()
 
+        dropped = self.shards.keep_only_made_by(self.spec.maker())
+        if dropped:
+            self.note(
+                str(self.shards.directory), f"{dropped} shards of another run's options removed"
+            )
         for row in self.shards.rows():  # what a killed run left
             take(row)
         self.summary.from_shards = len(taken)
         todo = [stat for stat, _ in work if stat.path not in taken]
         if todo:
-            workers = self.options.workers
-            with ray_session(self.ray_options.address, workers) as ray:
-                for table in photo_tables(ray, todo, self.spec, known_hashes):
-                    self.shards.write_table(table)
-                    for row in table.to_pylist():
-                        take(ShardRow.from_dict(row))
+            with ray_session(self.ray_options.address, self.options.workers) as ray:
+                try:
+                    for table in photo_tables(ray, todo, self.spec, known_hashes):
+                        self.shards.write_table(table)
+                        for row in table.to_pylist():
+                            take(ShardRow.from_dict(row))
+                except ray.exceptions.RayError as exc:
+                    kept = len(self.shards.files())
+                    raise SearchappError(
+                        f"Ray failed: {first_line(exc)}. The {kept} shards written so far stay "
+                        f"in {self.shards.directory}: run the same command again to resume"
+                    ) from exc
         if later:  # known bytes the catalog could not reuse after all: decoded here
             super()._photos(later, missing, set())
 
@@ -183,15 +211,6 @@ class RayIndexRun(IndexRun):
 
     def _add_new(self, row: ShardRow, previous: KnownImage | None) -> None:
         assert row.content_hash is not None and row.meta is not None
-        replaces = previous.id if previous is not None else None
-        if replaces is not None:
-            self.doomed.add(replaces)
-        self.batch.new.append(NewImage(row.stat, row.content_hash, row.meta, row.regions, replaces))
-        self._count_new(previous)
-        if not row.regions:  # flagged by --skip-low-quality: listed, never encoded
-            self.summary.low_quality += 1
-        else:
-            self.summary.embedded += 1
-            if self.options.later_kinds and row.meta.regions_pending is None:
-                self.summary.with_regions += 1
-        self.batch_images += 1
+        self.add_embedded(row.stat, row.content_hash, row.meta, row.regions, previous)
+        if row.regions and self.options.later_kinds and row.meta.regions_pending is None:
+            self.summary.with_regions += 1  # its objects and tiles came with it

@@ -9,6 +9,7 @@ detector need the model and the scene's classes). Its answer is a table of shard
 
 from __future__ import annotations
 
+import os
 import pickle
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,6 +34,15 @@ class WorkerSpec:
     tile_encoder: str | None  # a CLIP library's tiles' CNN; None: the library's encoder
     options: IndexOptions
 
+    def maker(self) -> str:
+        """What decides a shard row's regions and vectors, as text: shards made otherwise
+        (another encoder, other region options) are not resumed from."""
+        made = (self.encoder, self.tile_encoder, self.encoder_options.clip_weights)
+        regions, options = self.options.regions, self.options
+        return repr(
+            (made, regions, options.limits, options.skip_low_quality, options.regions_later)
+        )
+
 
 _READERS: dict[WorkerSpec, LazyModel] = {}  # a worker process serves many read tasks
 
@@ -52,7 +62,7 @@ def read_batch(batch: Any, spec: WorkerSpec, known_hashes: set[str]) -> Any:
     model = _reader_model(spec)
     read = []
     for entry in batch.to_pylist():
-        stat = FileStat(entry["path"], entry["size"], entry["mtime_ns"])
+        stat = FileStat(os.fsdecode(entry["path"]), entry["size"], entry["mtime_ns"])
         result = read_photo(stat, None, known_hashes, model, spec.options)
         read.append(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     return pa.table({"read": pa.array(read, pa.binary())})

@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from searchapp.errors import UsageError
 from searchapp.records import FileStat, ImageMeta, RegionData
 
 SUFFIX = ".parquet"
+MAKER_FILE = "made-by.json"  # what made the shards: a run that would make other rows drops them
 _BYTES_FIELDS = {f.name for f in dataclasses.fields(ImageMeta) if f.name == "phash"}
 
 
@@ -38,7 +40,7 @@ class ShardRow:
     def to_dict(self) -> dict[str, Any]:
         vectors = [region.vector.astype(np.float16) for region in self.regions]
         return {
-            "path": self.stat.path,
+            "path": os.fsencode(self.stat.path),  # bytes: a name need not be UTF-8
             "size": self.stat.size,
             "mtime_ns": self.stat.mtime_ns,
             "content_hash": self.content_hash,
@@ -50,7 +52,7 @@ class ShardRow:
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> ShardRow:
-        stat = FileStat(str(row["path"]), int(row["size"]), int(row["mtime_ns"]))
+        stat = FileStat(os.fsdecode(row["path"]), int(row["size"]), int(row["mtime_ns"]))
         described = json.loads(row["regions"] or "[]")
         blob = np.frombuffer(row["vectors"] or b"", dtype=np.float16)
         vectors = blob.reshape(len(described), -1) if described else blob.reshape(0, 0)
@@ -91,6 +93,24 @@ class ShardFolder:
     def __init__(self, directory: Path):
         self.directory = directory
 
+    def keep_only_made_by(self, maker: str) -> int:
+        """Shards are only resumed by a run that makes rows alike (`maker`: the encoders and
+        region options): others are removed, and how many is returned."""
+        stamp = self.directory / MAKER_FILE
+        made_by = stamp.read_text() if stamp.is_file() else None
+        if made_by is None and self.directory.is_dir() and any(self.directory.iterdir()):
+            raise UsageError(
+                f"{self.directory} holds files that no indexing run wrote there; give --shards "
+                "an empty folder (or a new one) for the run's shards"
+            )
+        dropped = 0
+        if made_by != maker:
+            dropped = len(self.files())
+            self.clear()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(maker)
+        return dropped
+
     def files(self) -> list[Path]:
         if not self.directory.is_dir():
             return []
@@ -129,7 +149,7 @@ class ShardFolder:
 
     def clear(self) -> None:
         """Forget the shards once their rows are in the catalog (a copy of them stays there)."""
-        for path in [*self.files(), *self.directory.glob("*.partial")]:
+        for path in [*self.files(), *self.directory.glob("*.partial"), self.directory / MAKER_FILE]:
             path.unlink(missing_ok=True)
         if self.directory.is_dir() and not any(self.directory.iterdir()):
             self.directory.rmdir()
