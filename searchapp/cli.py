@@ -297,6 +297,7 @@ def cmd_index(args: argparse.Namespace, console: Console) -> int:
 
     options, encoder_options = _index_setup(args)
     require_existing_paths(args.paths)  # before the library: a typo must not create one
+    engine = _engine(args)  # and a missing Ray, or a flag without it
     with _open(args, create=True) as lib:
         name, why = lib.resolve_encoder_name(args.encoder, encoder_options)
         console.note(f"encoder: {name} - {why}")
@@ -309,7 +310,7 @@ def cmd_index(args: argparse.Namespace, console: Console) -> int:
                 options=options,
                 callbacks=callbacks,
                 tags=args.tags,
-                engine=_engine(args),
+                engine=engine,
             )
         finally:
             close()

@@ -139,8 +139,8 @@ def engine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
         metavar="ADDRESS",
-        help="with --engine ray: a running cluster, `auto` or ray://HOST:PORT (default: start "
-        "Ray on this machine)",
+        help="with --engine ray: a running cluster, `auto` (run on one of its nodes) or "
+        "ray://HOST:PORT (Ray Client: pip install 'ray[client]'); default: start Ray here",
     )
     parser.add_argument(
         "--shards",

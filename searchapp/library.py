@@ -262,12 +262,16 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
         encoder_options: EncoderOptions,
         only: set[str] | None,
     ) -> RayIndexRun:
-        """A run whose photos Ray's workers embed with the models this library records: loaded
-        here first, so that a new library records them before any worker starts."""
-        port.get()
-        if "tile" in options.regions.kinds:
-            tiles.get()  # records a CLIP library's tiles' CNN
-        spec = WorkerSpec(name, encoder_options, self.tile_encoder_name(), options)
+        """A run whose photos Ray's workers embed with the models this library records."""
+
+        def worker_spec() -> WorkerSpec:
+            # loaded here first, once there are photos to embed, so that a new library records
+            # its encoders before any worker starts
+            port.get()
+            if "tile" in options.regions.kinds:
+                tiles.get()  # records a CLIP library's tiles' CNN
+            return WorkerSpec(name, encoder_options, self.tile_encoder_name(), options)
+
         return RayIndexRun(
             self.catalog,
             self.indexes,
@@ -276,7 +280,7 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
             callbacks,
             only=only,
             tiles=tiles,
-            spec=spec,
+            spec=worker_spec,
             ray_options=engine,
             shards=engine.shards or self.directory / "shards",
         )

@@ -19,7 +19,7 @@ import ray
 from searchapp.ingest.engines.ray_engine import RayOptions
 from searchapp.ingest.engines.shards import ShardFolder
 from searchapp.library import Library
-from tests.conftest import cli_env
+from tests.conftest import cli_env, searchapp_here
 from tests.integration.helpers import HYBRID, Recorder, assert_consistent, index
 
 
@@ -157,3 +157,20 @@ def _killing():  # type: ignore[no-untyped-def]
 
     callbacks.on_advance = on_advance
     return callbacks
+
+
+def test_engine_flags_are_checked_before_anything_loads(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = str(tmp_path / "lib")
+    stray = searchapp_here("index", str(photos), "--library", library, "--address", "auto")
+    assert stray.returncode == 2 and "--address and --shards go with --engine ray" in stray.stderr
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
+    )
+    missing = searchapp_here("index", str(photos), "--library", library, "--engine", "ray")
+    assert missing.returncode == 2 and "pip install 'searchapp[ray]'" in missing.stderr
+    assert not (tmp_path / "lib").exists()  # said before a library was made

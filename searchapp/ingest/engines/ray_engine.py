@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,13 +125,13 @@ class RayIndexRun(IndexRun):
         self,
         catalog: Catalog,
         *args: Any,
-        spec: WorkerSpec,
+        spec: Callable[[], WorkerSpec],  # called once there are photos to embed
         ray_options: RayOptions,
         shards: Path,
         **kwargs: Any,
     ):
         super().__init__(catalog, *args, **kwargs)
-        self.spec = spec
+        self.make_spec = spec
         self.ray_options = ray_options
         self.shards = ShardFolder(shards)
 
@@ -159,7 +159,8 @@ class RayIndexRun(IndexRun):
             self._take(row, planned[1], missing, known_hashes, later)
             self._maybe_commit()
 
-        dropped = self.shards.keep_only_made_by(self.spec.maker())
+        spec = self.make_spec()
+        dropped = self.shards.keep_only_made_by(spec.maker())
         if dropped:
             self.note(
                 str(self.shards.directory), f"{dropped} shards of another run's options removed"
@@ -171,7 +172,7 @@ class RayIndexRun(IndexRun):
         if todo:
             with ray_session(self.ray_options.address, self.options.workers) as ray:
                 try:
-                    for table in photo_tables(ray, todo, self.spec, known_hashes):
+                    for table in photo_tables(ray, todo, spec, known_hashes):
                         self.shards.write_table(table)
                         for row in table.to_pylist():
                             take(ShardRow.from_dict(row))
