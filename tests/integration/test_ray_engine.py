@@ -4,17 +4,20 @@ the one a local run makes. Ray runs for real here, in local mode on this machine
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
+from PIL import Image
 
 from searchapp.ingest.engines.ray_engine import RayOptions
 from searchapp.ingest.engines.shards import ShardFolder
@@ -94,6 +97,56 @@ def test_cli_ray_run_makes_the_local_library(
     assert not (library / "shards").exists()
     with Library(library) as lib:
         assert_same_library(lib, local_library)
+
+
+def test_driver_killed_9_leaves_no_ray_behind_and_resumes_from_its_shards(
+    tmp_path: Path, sample_dir: Path
+) -> None:
+    """kill -9 of the command once its first shard is written: Ray's processes go with it,
+    and the next run takes the shards' rows instead of embedding them again."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with Image.open(sample_dir / "astronaut.jpg") as astronaut:
+        for i in range(40):  # small crops: fast to embed, but four shards of ten
+            astronaut.crop((i * 6, i * 4, i * 6 + 240, i * 4 + 240)).save(photos / f"p{i:02d}.jpg")
+    library = tmp_path / "lib"
+    command = ["index", str(photos), "--library", str(library), "--engine", "ray", "-q"]
+    flags = ["--regions", "scene", "--workers", "2", "--json"]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "searchapp", *command, *flags],
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ray's processes are in its session: counted after the kill
+    )
+    shards = ShardFolder(library / "shards")
+    deadline = time.monotonic() + 300
+    while not shards.files():
+        assert driver.poll() is None and time.monotonic() < deadline, "no shard came"
+        time.sleep(0.02)
+    driver.kill()
+    driver.wait(timeout=60)
+    killed_at = time.monotonic()
+    assert list(shards.rows())
+
+    done = searchapp_here(*command, *flags)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["from_shards"] >= 1 and summary["new"] + summary["unchanged"] == 40
+    assert not shards.files()
+    checked = searchapp_here("check", "--library", str(library))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    with Library(library) as lib:
+        assert len(lib.catalog.all_images()) == 40
+    # Ray's processes go with the driver: its raylet at once, its agents within a minute or so
+    while _session_processes(driver.pid) and time.monotonic() < killed_at + 120:
+        time.sleep(1)
+    assert _session_processes(driver.pid) == []
+
+
+def _session_processes(session: int) -> list[str]:
+    listed = subprocess.run(["ps", "-eo", "sid=,pid=,comm="], capture_output=True, text=True)
+    return [line for line in listed.stdout.splitlines() if int(line.split()[0]) == session]
 
 
 @pytest.fixture(scope="module")
