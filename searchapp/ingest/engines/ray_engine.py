@@ -138,7 +138,9 @@ class RayIndexRun(IndexRun):
     def run(self, roots: list[str]) -> IndexSummary:
         summary = super().run(roots)
         if not summary.interrupted:
-            self.shards.clear()  # every row is in the catalog now
+            # every row of this run's files is committed; a row of a file outside its folders
+            # (a killed run over others) is redone by a run over them
+            self.shards.clear()
         return summary
 
     def _photos(
