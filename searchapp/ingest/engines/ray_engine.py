@@ -88,13 +88,19 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def actor_pool(ray: Any, spec: WorkerSpec) -> tuple[int, int, int]:
+    """(the cluster's CPUs, the GPUs the encoders use, actors): one actor a GPU, else a CPU."""
+    resources = ray.cluster_resources()
+    cpus = int(resources.get("CPU", 1))
+    gpus = int(resources.get("GPU", 0)) if spec.encoder_options.device != "cpu" else 0
+    return cpus, gpus, gpus or max(1, cpus)
+
+
 def photo_tables(
     ray: Any, todo: list[FileStat], spec: WorkerSpec, known_hashes: set[str]
 ) -> Iterator[Any]:
     """Tables of shard rows, a batch at a time as the cluster finishes them."""
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0)) if spec.encoder_options.device != "cpu" else 0
-    actors = gpus or max(1, int(resources.get("CPU", 1)))
+    _, gpus, actors = actor_pool(ray, spec)
     per_batch = max(1, min(BATCH_PHOTOS, math.ceil(len(todo) / (2 * actors))))
     shipped = known_hashes if len(known_hashes) <= KNOWN_HASHES_SHIPPED else set()
     # a path travels as bytes: Arrow's strings refuse a name that is not UTF-8
@@ -173,6 +179,13 @@ class RayIndexRun(IndexRun):
         todo = [stat for stat, _ in work if stat.path not in taken]
         if todo:
             with ray_session(self.ray_options.address, self.options.workers) as ray:
+                cpus, gpus, actors = actor_pool(ray, spec)
+                where = self.ray_options.address or "a local Ray"
+                self.note(
+                    "ray",
+                    f"{where}: {cpus} CPUs, {gpus} GPUs for the encoders; {actors} actors embed "
+                    f"{len(todo)} photos",
+                )
                 try:
                     for table in photo_tables(ray, todo, spec, known_hashes):
                         self.shards.write_table(table)
