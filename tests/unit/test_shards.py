@@ -56,7 +56,10 @@ def test_a_path_answered_twice_is_taken_once_and_partial_files_never(tmp_path: P
     shard = folder.write([_row("/photos/a.jpg", 1), _row("/photos/b.jpg", 2)])
     shutil.copy(shard, shard.with_name("retried.parquet"))  # a retried task's second answer
     (tmp_path / "shards" / "cut-short.partial").write_bytes(b"PAR1 killed mid-write")
+    damaged = tmp_path / "shards" / "damaged.parquet"  # a disk error since it was written
+    damaged.write_bytes(b"PAR1 not a parquet file")
     assert [row.stat.path for row in folder.rows()] == ["/photos/a.jpg", "/photos/b.jpg"]
+    assert not damaged.exists()  # its photos go to the workers again
     folder.clear()
     assert not (tmp_path / "shards").exists()
 

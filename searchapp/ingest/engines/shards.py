@@ -136,11 +136,17 @@ class ShardFolder:
 
     def rows(self) -> Iterator[ShardRow]:
         """Every row of every whole shard, each path once (the first answer for it)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         seen: set[tuple[str, int, int]] = set()
         for path in self.files():
-            for row in pq.read_table(path).to_pylist():
+            try:
+                table = pq.read_table(path)
+            except (pa.ArrowException, OSError):  # damaged since: its photos are embedded again
+                path.unlink(missing_ok=True)
+                continue
+            for row in table.to_pylist():
                 shard_row = ShardRow.from_dict(row)
                 key = (shard_row.stat.path, shard_row.stat.size, shard_row.stat.mtime_ns)
                 if key not in seen:
