@@ -6,11 +6,16 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from searchapp.errors import UsageError
 from searchapp.ingest.engines.shards import ShardFolder, ShardRow
 from searchapp.records import FileStat, ImageMeta, RegionData
+
+
+def _write(folder: ShardFolder, rows: list[ShardRow]) -> Path:
+    return folder.write_table(pa.Table.from_pylist([row.to_dict() for row in rows]))
 
 
 def _row(path: str, seed: int) -> ShardRow:
@@ -36,7 +41,7 @@ def test_a_row_comes_back_as_written(tmp_path: Path) -> None:
         ShardRow(FileStat("/photos/caf\udce9.jpg", 9, 10), error="x"),  # a Latin-1 name
     ]
     folder = ShardFolder(tmp_path / "shards")
-    folder.write(written)
+    _write(folder, written)
     back = list(folder.rows())
     assert [row.stat for row in back] == [row.stat for row in written]
     first = back[0]
@@ -53,7 +58,7 @@ def test_a_row_comes_back_as_written(tmp_path: Path) -> None:
 
 def test_a_path_answered_twice_is_taken_once_and_partial_files_never(tmp_path: Path) -> None:
     folder = ShardFolder(tmp_path / "shards")
-    shard = folder.write([_row("/photos/a.jpg", 1), _row("/photos/b.jpg", 2)])
+    shard = _write(folder, [_row("/photos/a.jpg", 1), _row("/photos/b.jpg", 2)])
     shutil.copy(shard, shard.with_name("retried.parquet"))  # a retried task's second answer
     (tmp_path / "shards" / "cut-short.partial").write_bytes(b"PAR1 killed mid-write")
     damaged = tmp_path / "shards" / "damaged.parquet"  # a disk error since it was written
@@ -67,7 +72,7 @@ def test_a_path_answered_twice_is_taken_once_and_partial_files_never(tmp_path: P
 def test_shards_of_other_options_are_not_resumed(tmp_path: Path) -> None:
     folder = ShardFolder(tmp_path / "shards")
     assert folder.keep_only_made_by("cnn, scene") == 0
-    folder.write([_row("/photos/a.jpg", 1)])
+    _write(folder, [_row("/photos/a.jpg", 1)])
     assert folder.keep_only_made_by("cnn, scene") == 0  # the same run again: resumed
     assert len(list(folder.rows())) == 1
     assert folder.keep_only_made_by("clip, scene+tile") == 1  # rows of another kind: gone

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from searchapp.encoders.torch_stack import first_line
 from searchapp.errors import SearchappError
 from searchapp.ingest.engines.ray_tasks import WorkerSpec, bound_embedder, read_batch
 from searchapp.ingest.engines.shards import ShardFolder, ShardRow
@@ -82,10 +83,6 @@ def ray_session(address: str | None, cpus: int) -> Iterator[Any]:
         if started:
             ray.shutdown()
             signal.signal(signal.SIGTERM, on_sigterm)
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def actor_pool(ray: Any, spec: WorkerSpec) -> tuple[int, int, int]:

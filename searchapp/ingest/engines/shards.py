@@ -116,11 +116,6 @@ class ShardFolder:
             return []
         return sorted(self.directory.glob(f"*{SUFFIX}"))
 
-    def write(self, rows: list[ShardRow]) -> Path:
-        import pyarrow as pa
-
-        return self.write_table(pa.Table.from_pylist([row.to_dict() for row in rows]))
-
     def write_table(self, table: Any) -> Path:
         """A pyarrow table of ShardRow.to_dict rows, as one new shard."""
         import pyarrow.parquet as pq
