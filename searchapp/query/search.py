@@ -27,7 +27,6 @@ from searchapp.ingest.regions import TILE_LABEL_MIN_PROB
 from searchapp.query import labels as label_match
 from searchapp.query import spaces, verify
 from searchapp.records import TAG_MIN_PROB, BBox, FileStat, Filters, RegionHit
-from searchapp.vectors import faiss_index
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -294,7 +293,7 @@ def _knn(
         fetch = query.k + len(excluded) if few else 8 * (query.k + len(excluded))
         queries = library.catalog.project_query(kind, vector)  # onto its codec's basis
         while True:
-            scores, ids = faiss_index.search(index, queries, fetch, allowed=allowed)
+            scores, ids = library.indexes().search(kind, queries, fetch, allowed=allowed)
             found = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
             kind_hits = library.catalog.hydrate(found)
             photos = {h.image_id for h in kind_hits} - excluded

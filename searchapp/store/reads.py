@@ -197,6 +197,23 @@ class SearchReads(VectorRows):
         blob = b"".join(row.vector for row in rows)
         return ids, self.decode_vectors(kind, blob, len(rows), dim)
 
+    def vectors_of_regions(self, kind: str, region_ids: np.ndarray, dim: int) -> np.ndarray:
+        """The stored vectors of regions of one kind, in the order of `region_ids`; zeros for
+        a region gone since its id was found (it then scores nothing, and hydrate drops it)."""
+        wanted = [int(i) for i in region_ids]
+        query = select(regions.c.id, regions.c.vector).where(
+            regions.c.id.in_(wanted), regions.c.kind == kind
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        found = self.decode_vectors(kind, b"".join(row.vector for row in rows), len(rows), dim)
+        place = {row.id: i for i, row in enumerate(rows)}
+        out = np.zeros((len(wanted), self.vector_dim(kind, dim)), np.float32)
+        for slot, region_id in enumerate(wanted):
+            if region_id in place:
+                out[slot] = found[place[region_id]]
+        return out
+
     def region_vectors_of_image(self, image_id: int, kind: str, dim: int) -> np.ndarray:
         query = select(regions.c.vector).where(
             regions.c.image_id == image_id, regions.c.kind == kind

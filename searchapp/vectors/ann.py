@@ -111,33 +111,47 @@ def build(
             add(index, ids, vectors)
         return index
     faiss = _faiss()
-    rng = np.random.default_rng(seed)
-    train_share = min(1.0, TRAIN_PER_LIST * lists / count)
-    query_share = min(1.0, TUNING_QUERIES / count)
-    sample, query_ids, queries = [], [], []
-    for ids, vectors in chunks():  # first pass: a training sample and the tuning queries
-        sample.append(np.asarray(vectors[rng.random(len(ids)) < train_share], np.float32))
-        chosen = rng.random(len(ids)) < query_share
-        query_ids.append(np.asarray(ids)[chosen])
-        queries.append(np.asarray(vectors[chosen], np.float32))
+    sample, tuning = first_pass(chunks, count, TRAIN_PER_LIST * lists, seed)
     quantizer = faiss.IndexFlatIP(dim)
     kind = faiss.ScalarQuantizer.QT_fp16 if ranges is None else faiss.ScalarQuantizer.QT_8bit
     index = faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, kind, faiss.METRIC_INNER_PRODUCT)
     if ranges is not None:
         index.by_residual = False  # the fixed ranges are the vectors', not their residuals'
-    index.train(np.concatenate(sample))
+    index.train(sample)
     if ranges is not None:
         _fix_ranges(index, ranges)
     del sample
-    tuning = _ExactNeighbours(np.concatenate(query_ids), np.concatenate(queries))
-    for ids, vectors in chunks():  # second pass: fill the lists, and find the true neighbours
-        add(index, ids, vectors)
-        tuning.see(np.asarray(ids), np.asarray(vectors, np.float32))
+    fill(index, chunks, tuning)
     index.nprobe = tuning.fewest_probes(index)
     return index
 
 
-class _ExactNeighbours:
+def first_pass(
+    chunks: Chunks, count: int, train: int, seed: int
+) -> tuple[np.ndarray, ExactNeighbours]:
+    """(a training sample of about `train` of the `count` vectors, the tuning queries: about
+    TUNING_QUERIES of them, whose true neighbours the second pass finds)."""
+    rng = np.random.default_rng(seed)
+    train_share = min(1.0, train / count)
+    query_share = min(1.0, TUNING_QUERIES / count)
+    sample, query_ids, queries = [], [], []
+    for ids, vectors in chunks():
+        sample.append(np.asarray(vectors[rng.random(len(ids)) < train_share], np.float32))
+        chosen = rng.random(len(ids)) < query_share
+        query_ids.append(np.asarray(ids)[chosen])
+        queries.append(np.asarray(vectors[chosen], np.float32))
+    tuning = ExactNeighbours(np.concatenate(query_ids), np.concatenate(queries))
+    return np.concatenate(sample), tuning
+
+
+def fill(index: Any, chunks: Chunks, tuning: ExactNeighbours) -> None:
+    """The second pass: every vector into the trained index, and each into the tuning."""
+    for ids, vectors in chunks():
+        add(index, ids, vectors)
+        tuning.see(np.asarray(ids), np.asarray(vectors, np.float32))
+
+
+class ExactNeighbours:
     """The exact nearest stored neighbours of a few stored vectors, gathered chunk by chunk."""
 
     def __init__(self, ids: np.ndarray, queries: np.ndarray):
@@ -158,19 +172,36 @@ class _ExactNeighbours:
         self.scores = np.take_along_axis(merged_scores, top, axis=1)
         self.found = np.take_along_axis(merged_ids, top, axis=1)
 
-    def recall(self, index: Any, probes: int) -> float:
-        index.nprobe = probes
-        _, got = index.search(self.queries, NEIGHBOURS + 1)
+    def recall(self, index: Any, probes: int, depth: int = NEIGHBOURS) -> float:
+        """The share of the true neighbours among the index's first `depth` answers (NEIGHBOURS:
+        recall@10; more: what a re-rank on exact vectors can find among that many)."""
+        ivf = _faiss().extract_index_ivf(index)  # an OPQ index wraps its IVF
+        ivf.nprobe = probes
+        _, got = index.search(self.queries, depth + 1)
         hits = 0
         for own, truth, row in zip(self.ids, self.found, got, strict=True):
             hits += len(set(truth.tolist()) & (set(row.tolist()) - {int(own)}))
         return hits / max(1, self.found.size)
 
-    def fewest_probes(self, index: Any) -> int:
-        for probes in PROBES:
-            if probes >= index.nlist or self.recall(index, probes) >= RECALL_TARGET:
-                return min(probes, int(index.nlist))
-        return int(index.nlist)
+    def fewest_probes(
+        self,
+        index: Any,
+        *,
+        depth: int = NEIGHBOURS,
+        target: float = RECALL_TARGET,
+        choices: tuple[int, ...] = PROBES,
+    ) -> int:
+        """The fewest probes whose recall reaches `target`; every list where none does. The
+        index is left set to them."""
+        ivf = _faiss().extract_index_ivf(index)
+        nlist = int(ivf.nlist)
+        chosen = nlist
+        for probes in choices:
+            if probes >= nlist or self.recall(index, probes, depth) >= target:
+                chosen = min(probes, nlist)
+                break
+        ivf.nprobe = chosen
+        return chosen
 
 
 def search_parameters(index: Any, k: int, allowed: np.ndarray | None) -> Any:

@@ -23,7 +23,7 @@ from searchapp.errors import DiskFullError, SearchappError
 from searchapp.interrupts import held_interrupts
 from searchapp.records import REGION_KINDS, CatalogBatch, VectorDelta
 from searchapp.store.catalog import Catalog
-from searchapp.vectors import ann
+from searchapp.vectors import ann, large
 from searchapp.vectors.ann import add as add  # one copy; callers keep faiss_index.add
 
 
@@ -39,26 +39,43 @@ def remove(index: Any, ids: list[int]) -> None:
 
 
 def search(
-    index: Any, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    index: Any,
+    queries: np.ndarray,
+    k: int,
+    allowed: np.ndarray | None = None,
+    exact: large.ExactVectors | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inner-product kNN (exact, or IVF with probes tuned for recall), restricted to the
     `allowed` ids when given: a FAISS selector, so a restrictive filter still yields k hits when
-    k exist. Ids are -1 past the available hits."""
+    k exist. Ids are -1 past the available hits. With `exact` (a PQ index's), RERANK_DEPTH more
+    candidates are fetched and all are scored again on their exact vectors."""
     available = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
     k = max(1, min(k, available))
     params = ann.search_parameters(index, k, allowed)
+    depth = k if exact is None else min(available, k + large.RERANK_DEPTH)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if len(queries) > 1:
-        return index.search(queries, k, params=params)
-    # One query gains nothing from FAISS's OpenMP pool, and its threads, left spinning, slow the
-    # BLAS of the next query's text encoder (measured: 49 ms -> 19 ms per text query).
-    faiss = _faiss()
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return index.search(queries, k, params=params)
-    finally:
-        faiss.omp_set_num_threads(threads)
+        scores, ids = index.search(queries, depth, params=params)
+    else:
+        # One query gains nothing from FAISS's OpenMP pool, and its threads, left spinning, slow
+        # the BLAS of the next query's text encoder (measured: 49 ms -> 19 ms per text query).
+        faiss = _faiss()
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = index.search(queries, depth, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
+    if exact is None:
+        return scores, ids
+    return large.rerank(queries, ids, k, exact)
+
+
+def needs_rebuild(index: Any) -> bool:
+    """True when a kind's size calls for another layout: exact, IVF over fp16 codes, IVF-PQ."""
+    if large.is_pq(index):
+        return large.needs_rebuild(index)
+    return index.ntotal > large.PQ_ABOVE or ann.needs_rebuild(index)
 
 
 def save_atomic(index: Any, path: Path) -> None:
@@ -174,13 +191,27 @@ class IndexStore:
         return self.catalog.vector_dim(kind, self.dim)
 
     def rebuild_from_catalog(self, kind: str) -> Any:
-        """The kind's index made anew from the catalog's vectors: exact or IVF by its size."""
+        """The kind's index made anew from the catalog's vectors: exact, IVF or IVF-PQ by its
+        size."""
         count = self.catalog.region_count(kind)
         vectors = lambda: self.catalog.region_vectors(kind, self.dim)  # noqa: E731
+        if count > large.PQ_ABOVE:
+            return large.build(self.dim_of(kind), count, vectors, large.memory_budget())
         return ann.build(self.dim_of(kind), count, vectors, ranges=self.catalog.code_ranges(kind))
 
+    def search(
+        self, kind: str, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A kind's nearest regions (see search()); a PQ index's candidates are re-ranked on the
+        catalog's stored vectors."""
+        index = self.get(kind, persist=False)
+        exact = None
+        if large.is_pq(index):
+            exact = lambda ids: self.catalog.vectors_of_regions(kind, ids, self.dim)  # noqa: E731
+        return search(index, queries, k, allowed, exact=exact)
+
     def save(self, kind: str, index: Any, generation: int) -> None:
-        if ann.needs_rebuild(index):  # grown or shrunk past its layout: retrain, re-tune
+        if needs_rebuild(index):  # grown or shrunk past its layout: retrain, re-tune
             index = self._indexes[kind] = self.rebuild_from_catalog(kind)
         path = self.path_for(kind, generation)
         save_atomic(index, path)

@@ -23,6 +23,8 @@ gives back most of what the code lost.
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from searchapp.errors import UsageError
+from searchapp.vectors import ann
+
 PQ_ABOVE = 5_000_000  # vectors of a kind above which the fp16 IVF (ann.py) gives way to PQ
+BUDGET_VARIABLE = "SEARCHAPP_INDEX_MEMORY"  # bytes the lists of one kind may take, e.g. 16G
+BUDGET_SHARE = 4  # without it, a kind's lists may take a quarter of the machine's memory
 TRAIN_PER_LIST = 40
 CODE_CHOICES = (128, 96, 64, 48, 32, 16, 8)  # bytes a vector, largest first
 MIN_SUB_DIMS = 4  # components a sub-quantiser covers at the least
@@ -38,6 +45,7 @@ OPQ_FROM = 8  # components a sub-quantiser covers from which OPQ is used
 # candidates per wanted result re-scored on exact vectors: at 1M (PQ64, 64 probes) 10, 30 and
 # 100 gave recall@10 0.90, 0.94 and 0.95 without OPQ, 0.945, 0.951 and 0.951 with it
 RERANK = 30
+RERANK_DEPTH = RERANK * ann.NEIGHBOURS  # candidates beyond k that a library's search re-scores
 ID_BYTES = 8
 PROBES = (8, 16, 32, 64, 128, 256, 512)
 # re-ranked recall@10 that tuning asks of the probes: at 1M its ceiling was 0.95-0.96 (the
@@ -86,11 +94,15 @@ class PQPlan:
         return centroids + rotation + codebooks
 
 
+def lists_for(count: int) -> int:
+    return int(max(256, 2 ** round(math.log2(math.sqrt(count)))))
+
+
 def plan_for(count: int, dim: int, budget_bytes: int) -> PQPlan:
     """The IVF-PQ layout for `count` vectors of `dim` whose lists must fit `budget_bytes`."""
     if count <= 0 or dim <= 0:
         raise ValueError("an IVF-PQ plan needs vectors")
-    lists = max(256, 2 ** round(math.log2(math.sqrt(count))))
+    lists = lists_for(count)
     fitting = [
         m
         for m in CODE_CHOICES
@@ -117,6 +129,74 @@ def trained(plan: PQPlan, sample: np.ndarray) -> Any:
     faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
     return index
+
+
+def memory_budget() -> int:
+    """Bytes one kind's lists may take: $SEARCHAPP_INDEX_MEMORY (a number of bytes, or with
+    K, M, G or T), else a quarter of the machine's memory."""
+    given = os.environ.get(BUDGET_VARIABLE, "").strip()
+    if not given:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // BUDGET_SHARE
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", given, re.IGNORECASE)
+    if not match:
+        raise UsageError(
+            f"{BUDGET_VARIABLE}={given!r} is not a size; give bytes, or a number with K, M, G "
+            "or T (e.g. 16G)"
+        )
+    power = " KMGT".index(match.group(2).upper() or " ")
+    return int(float(match.group(1)) * 1024**power)
+
+
+def is_pq(index: Any) -> bool:
+    """True for an index this module built (its lists hold product codes)."""
+    faiss = _faiss()
+    ivf = faiss.try_extract_index_ivf(index)
+    return ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ)
+
+
+def needs_rebuild(index: Any) -> bool:
+    """True when a PQ index has shrunk to half PQ_ABOVE, or its count calls for 4x or a
+    quarter of its lists (the hysteresis of ann.needs_rebuild)."""
+    count = int(index.ntotal)
+    if count < PQ_ABOVE // 2:
+        return True
+    have = int(_faiss().extract_index_ivf(index).nlist)
+    want = lists_for(count)
+    return want >= 4 * have or 4 * want <= have
+
+
+def build(dim: int, count: int, chunks: ann.Chunks, budget_bytes: int, seed: int = 0) -> Any:
+    """A library kind's IVF-PQ index, planned for its count and the budget, trained on a sample
+    of `chunks` and filled from them, with probes tuned so that the true 10 nearest neighbours
+    are among the first RERANK_DEPTH answers (a re-rank on exact vectors then orders them)."""
+    try:
+        plan = plan_for(count, dim, budget_bytes)
+    except ValueError as exc:
+        raise UsageError(f"{exc}: set {BUDGET_VARIABLE} higher (e.g. 16G)") from exc
+    sample, tuning = ann.first_pass(chunks, count, plan.train_count, seed)
+    index = trained(plan, sample)
+    del sample
+    ann.fill(index, chunks, tuning)
+    tuning.fewest_probes(index, depth=RERANK_DEPTH, target=RECALL_TARGET, choices=PROBES)
+    return index
+
+
+def rerank(
+    queries: np.ndarray, candidates: np.ndarray, k: int, exact: ExactVectors
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids): each query's candidates scored on their exact vectors, the best k kept;
+    -1 ids and -inf scores where fewer were found."""
+    out_scores = np.full((len(queries), k), -np.inf, np.float32)
+    out_ids = np.full((len(queries), k), -1, np.int64)
+    for row, (query, found) in enumerate(zip(queries, candidates, strict=True)):
+        found = found[found >= 0]
+        if not len(found):
+            continue
+        rescored = exact(found) @ query
+        best = np.argsort(-rescored)[:k]
+        out_scores[row, : len(best)] = rescored[best]
+        out_ids[row, : len(best)] = found[best]
+    return out_scores, out_ids
 
 
 def write_shard(empty: Any, ids: np.ndarray, vectors: np.ndarray, path: Path) -> None:
@@ -176,17 +256,7 @@ def search(
     scores, ids = index.search(queries, wanted, params=params)
     if exact is None:
         return scores, ids
-    out_scores = np.full((len(queries), k), -np.inf, np.float32)
-    out_ids = np.full((len(queries), k), -1, np.int64)
-    for row, (query, candidates) in enumerate(zip(queries, ids, strict=True)):
-        candidates = candidates[candidates >= 0]
-        if not len(candidates):
-            continue
-        rescored = exact(candidates) @ query
-        best = np.argsort(-rescored)[:k]
-        out_scores[row, : len(best)] = rescored[best]
-        out_ids[row, : len(best)] = candidates[best]
-    return out_scores, out_ids
+    return rerank(queries, ids, k, exact)
 
 
 def fewest_probes(

@@ -1,0 +1,169 @@
+"""A library kind past PQ_ABOVE gets an IVF-PQ index (vectors/large.py) from its catalog: planned
+for its count and memory budget, memory-mapped by readers, re-ranked on the catalog's vectors,
+following batches, and given back to the fp16 IVF when it shrinks. PQ_ABOVE is scaled down so
+that a test library crosses it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from searchapp.errors import UsageError
+from searchapp.records import CatalogBatch, FileStat, ImageMeta, NewImage, RegionData
+from searchapp.store.catalog import Catalog
+from searchapp.vectors import ann, faiss_index, large
+from searchapp.vectors.faiss_index import IndexStore
+
+DIM = 64
+COUNT = 12_000
+
+
+@pytest.fixture(autouse=True)
+def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ann, "EXACT_LIMIT", 1000)
+    monkeypatch.setattr(large, "PQ_ABOVE", 4000)
+    monkeypatch.delenv(large.BUDGET_VARIABLE, raising=False)
+
+
+def clustered(count: int, seed: int) -> np.ndarray:
+    """Unit vectors in 200 clusters, as the catalog stores them (float16)."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(0).normal(size=(200, DIM))
+    rows = centres[rng.integers(0, 200, count)] + 0.5 * rng.normal(size=(count, DIM))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows.astype(np.float16).astype(np.float32)
+
+
+def add_images(catalog: Catalog, vectors: np.ndarray, start: int) -> None:
+    batch = CatalogBatch()
+    for offset, vector in enumerate(vectors):
+        i = start + offset
+        region = RegionData("scene", (0, 0, 10, 10), vector)
+        meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
+        batch.new.append(NewImage(FileStat(f"/p/{i}.jpg", 1, 1), f"h{i}", meta, [region]))
+    catalog.apply(batch)
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalog file of COUNT scene vectors, written once (10 s) and copied for each test."""
+    path = tmp_path_factory.mktemp("filled") / "c.db"
+    catalog = Catalog(f"sqlite:///{path}")
+    add_images(catalog, clustered(COUNT, seed=0), 0)
+    catalog.close()
+    return path
+
+
+@pytest.fixture
+def library(filled: Path, tmp_path: Path) -> Iterator[tuple[Catalog, np.ndarray]]:
+    """The filled catalog's own copy; region ids run from 1 in insertion order."""
+    shutil.copyfile(filled, tmp_path / "c.db")
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    yield catalog, clustered(COUNT, seed=0)
+    catalog.close()
+
+
+def exact_top(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    return ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :k]]
+
+
+def test_a_kind_past_the_threshold_is_searched_through_pq_and_reranked(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path
+) -> None:
+    catalog, vectors = library
+    ids = np.arange(1, COUNT + 1, dtype=np.int64)
+    written = IndexStore(tmp_path, catalog, DIM).get("scene", persist=True)
+    assert large.is_pq(written) and written.ntotal == COUNT
+    ivf = faiss_index._faiss().extract_index_ivf(written)
+    assert ivf.nlist == 256 and ivf.nprobe < ivf.nlist  # tuned, not a full scan
+
+    store = IndexStore(tmp_path, catalog, DIM)  # a reader: the saved file, memory-mapped
+    index = store.get("scene", persist=False)
+    assert large.is_pq(index) and not store.repairs and "scene" in store._mapped
+
+    queries = clustered(100, seed=1)
+    truth = exact_top(queries, vectors, ids, 10)
+    found = np.stack([store.search("scene", query[None], 10)[1][0] for query in queries])
+    _, plain = faiss_index.search(index, queries, 10)  # the codes' own order, no re-rank
+    assert large.recall_at(found, truth) >= 0.9
+    assert large.recall_at(found, truth) > large.recall_at(plain, truth) + 0.1
+    # the scores shown are the stored vectors' own inner products, best first
+    scores, top = store.search("scene", queries[:5], 10)
+    assert np.allclose(scores, np.einsum("qd,qkd->qk", queries[:5], vectors[top - 1]), atol=1e-5)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+
+    # a filter of 2.5% of the regions still gives k, all allowed, the best of them
+    allowed = ids[::40]
+    _, kept = store.search("scene", queries, 10, allowed=allowed)
+    assert np.all(np.isin(kept, allowed))
+    assert large.recall_at(kept, exact_top(queries, vectors[::40], allowed, 10)) >= 0.9
+
+
+def test_a_pq_kind_follows_a_batch_and_gives_way_when_it_shrinks(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path
+) -> None:
+    catalog, _ = library
+    store = IndexStore(tmp_path, catalog, DIM)
+    assert large.is_pq(store.get("scene", persist=True))
+    base = catalog.vector_generation()
+    extra = clustered(50, seed=7)
+    batch = CatalogBatch()
+    for i, vector in enumerate(extra):
+        meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
+        region = [RegionData("scene", (0, 0, 10, 10), vector)]
+        batch.new.append(NewImage(FileStat(f"/q/{i}.jpg", 1, 1), f"q{i}", meta, region))
+    generation, delta = catalog.apply(batch)
+    store.follow(delta, base, generation)  # added to the PQ lists in memory, not rebuilt
+    _, found = store.search("scene", extra, 1)
+    assert found[:, 0].tolist() == delta.added_ids["scene"]  # each new photo finds itself
+    store.save_all(generation)
+    assert large.is_pq(IndexStore(tmp_path, catalog, DIM).get("scene", persist=False))
+
+    index = store.get("scene", persist=True)
+    assert not faiss_index.needs_rebuild(index)
+    index.remove_ids(np.arange(1, index.ntotal - large.PQ_ABOVE // 2 + 2, dtype=np.int64))
+    assert index.ntotal == large.PQ_ABOVE // 2 - 1
+    assert faiss_index.needs_rebuild(index)  # under half the threshold: back to the fp16 IVF
+    fp16 = ann.build(DIM, 6000, ann.chunks_of(clustered(6000, 2), np.arange(6000)))
+    assert not large.is_pq(fp16) and faiss_index.needs_rebuild(fp16)  # 6000 > PQ_ABOVE
+
+
+def test_a_tight_budget_takes_smaller_codes_with_opq(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog, vectors = library
+    # room for 8-byte codes and ids, not 16-byte ones: PQ8, each sub-quantiser 8 components
+    monkeypatch.setenv(large.BUDGET_VARIABLE, str(COUNT * 20))
+    store = IndexStore(tmp_path, catalog, DIM)
+    index = store.get("scene", persist=True)
+    assert large.is_pq(index) and faiss_index._faiss().extract_index_ivf(index).code_size == 8
+    assert type(faiss_index._faiss().downcast_index(index)).__name__ == "IndexPreTransform"
+    queries = clustered(100, seed=1)
+    _, found = store.search("scene", queries, 10)
+    truth = exact_top(queries, vectors, np.arange(1, COUNT + 1), 10)
+    assert large.recall_at(found, truth) >= 0.85
+
+    monkeypatch.setenv(large.BUDGET_VARIABLE, str(COUNT * 10))  # not even 8 bytes a vector
+    with pytest.raises(UsageError, match=large.BUDGET_VARIABLE):
+        IndexStore(tmp_path, catalog, DIM).rebuild_from_catalog("scene")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("16G", 16 << 30), ("800M", 800 << 20), ("1.5GiB", 3 << 29), ("12345", 12345)],
+)
+def test_the_budget_reads_sizes(monkeypatch: pytest.MonkeyPatch, given: str, expected: int) -> None:
+    monkeypatch.setenv(large.BUDGET_VARIABLE, given)
+    assert large.memory_budget() == expected
+
+
+def test_a_budget_that_is_not_a_size_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(large.BUDGET_VARIABLE, "lots")
+    with pytest.raises(UsageError, match="'lots' is not a size"):
+        large.memory_budget()
+    monkeypatch.delenv(large.BUDGET_VARIABLE)
+    assert large.memory_budget() > 1 << 28  # a quarter of this machine's memory
