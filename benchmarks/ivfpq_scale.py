@@ -34,6 +34,7 @@ import multiprocessing
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +52,7 @@ from searchapp.vectors import large  # noqa: E402
 SHARD = 1_000_000
 GENERATE = 250_000
 TUNING = 200
+WIDER = (2, 4, 8)  # multiples of the tuned probes each query set is also re-ranked at
 
 
 def generate(count: int, path: Path, seed: int = 0) -> np.ndarray:
@@ -91,6 +93,7 @@ def read_rows(path: Path, start: int, count: int) -> np.ndarray:
 
 def build(plan: large.PQPlan, vectors: Path, folder: Path, report: Any) -> None:
     """The build process: train, a shard at a time, merge. Reports seconds per step."""
+    private = PrivatePeak()
     rng = np.random.default_rng(1)
     started = time.perf_counter()
     picks = np.sort(rng.choice(plan.count, plan.train_count, replace=False))
@@ -115,19 +118,47 @@ def build(plan: large.PQPlan, vectors: Path, folder: Path, report: Any) -> None:
         shard.unlink()
     report["merge_s"] = round(time.perf_counter() - started, 1)
     report["peak_rss_gib"] = peak_gib()
+    report["peak_private_gib"] = private.stop()
 
 
-def peak_gib() -> float:
-    """This process's peak resident memory (VmHWM: getrusage's maximum would carry the
-    parent's across the spawn)."""
+def status_gib(field: str) -> float:
+    """A memory field of this process's /proc status (VmHWM: the peak resident set, which
+    getrusage would carry over from the parent across the spawn; RssAnon: private memory now,
+    without the pages of mapped files, which are page cache)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 2**20, 2)
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
     return float("nan")
 
 
+def peak_gib() -> float:
+    return round(status_gib("VmHWM"), 2)
+
+
+class PrivatePeak:
+    """The largest RssAnon seen, sampled every 20 ms on a thread while the process works: the
+    memory the process holds of its own, apart from the memory-mapped lists and vectors."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, status_gib("RssAnon"))
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return round(max(self.peak, status_gib("RssAnon")), 2)
+
+
 def query(folder: Path, vectors: Path, count: int, sets: dict[str, Any], report: Any) -> None:
-    """The query process: the merged index memory-mapped, one query at a time."""
+    """The query process: the merged index memory-mapped, one query at a time; then each set
+    re-ranked at WIDER times the tuned probes, to see what out-of-cluster queries need."""
+    private = PrivatePeak()
     started = time.perf_counter()
     index = large.open_mapped(folder / "index.faiss")
     report["open_s"] = round(time.perf_counter() - started, 2)
@@ -142,22 +173,31 @@ def query(folder: Path, vectors: Path, count: int, sets: dict[str, Any], report:
     tuning_queries, tuning_truth = sets.pop("tuning")
     probes, reached = large.fewest_probes(index, tuning_queries, tuning_truth, exact, K)
     report["probes"], report["tuning_recall"] = probes, round(reached, 4)
+
+    def measure(queries: np.ndarray, truth: np.ndarray, probes: int, rerank: Any) -> dict:
+        latencies, found = [], []
+        for row in queries:
+            began = time.perf_counter()
+            _, ids = large.search(index, row[None], K, probes=probes, exact=rerank)
+            latencies.append(time.perf_counter() - began)
+            found.append(ids[0])
+        return {
+            "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
+            "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 2),
+            "recall_at_10": recall(np.stack(found), truth),
+        }
+
     for name, (queries, truth) in sets.items():
-        measured: dict[str, Any] = {}
-        for mode, rerank in (("plain", None), ("reranked", exact)):
-            latencies, found = [], []
-            for row in queries:
-                began = time.perf_counter()
-                _, ids = large.search(index, row[None], K, probes=probes, exact=rerank)
-                latencies.append(time.perf_counter() - began)
-                found.append(ids[0])
-            measured[mode] = {
-                "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
-                "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 2),
-                "recall_at_10": recall(np.stack(found), truth),
-            }
-        report[name] = measured
+        report[name] = {
+            "plain": measure(queries, truth, probes, None),
+            "reranked": measure(queries, truth, probes, exact),
+            "wider": {
+                str(probes * times): measure(queries, truth, probes * times, exact)
+                for times in WIDER
+            },
+        }
     report["peak_rss_gib"] = peak_gib()
+    report["peak_private_gib"] = private.stop()
 
 
 def in_process(target: Any, *args: Any) -> dict[str, Any]:
@@ -248,8 +288,10 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
         print(
             f"{variant}: {plan.factory}  build {row['build_s']} s (train {built['train_s']}, "
             f"{built['shards']} shards {built['add_s']}, merge {built['merge_s']}), peak "
-            f"{built['peak_rss_gib']} GiB; lists {row['lists_file_bytes_per_vector']} B/vector;"
-            f" probes {answered['probes']}; query process peak {answered['peak_rss_gib']} GiB",
+            f"{built['peak_rss_gib']} GiB ({built['peak_private_gib']} private); lists "
+            f"{row['lists_file_bytes_per_vector']} B/vector; probes {answered['probes']}; query "
+            f"process peak {answered['peak_rss_gib']} GiB ({answered['peak_private_gib']} "
+            "private)",
             flush=True,
         )
         for name in QUERY_SETS:
@@ -261,6 +303,12 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
                 f"{ranked['recall_at_10']:.3f}  (true nearest at cosine {cosines[name]})",
                 flush=True,
             )
+            for probes, wider in answered[name]["wider"].items():
+                print(
+                    f"  {'':<22} re-ranked at {probes:>4} probes: p50 {wider['p50_ms']:6.2f} p95 "
+                    f"{wider['p95_ms']:6.2f} ms recall@10 {wider['recall_at_10']:.3f}",
+                    flush=True,
+                )
         shutil.rmtree(folder)
     write_result(
         args.out,
