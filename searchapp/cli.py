@@ -61,7 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     index = sub.add_parser(
         "index", parents=[common], help="index photos (only what changed since last time)"
     )
-    index.add_argument("paths", nargs="+", metavar="PATH", help="folders or files")
+    index.add_argument("paths", nargs="*", metavar="PATH", help="folders or files")
+    index.add_argument(
+        "--files",
+        type=Path,
+        metavar="LIST",
+        help="index the files a list names: a text file of one path a line, or a parquet "
+        "table with a `path` column; relative paths are the list's folder's",
+    )
     encoder_flags(index, default=None)
     index_flags(index)
     engine_flags(index)
@@ -293,10 +300,15 @@ def _print_summary(args: argparse.Namespace, console: Console, summary: Any, lib
 
 
 def cmd_index(args: argparse.Namespace, console: Console) -> int:
+    from searchapp.errors import UsageError
+    from searchapp.ingest.file_list import read_file_list
     from searchapp.library import require_existing_paths
 
     options, encoder_options = _index_setup(args)
-    require_existing_paths(args.paths)  # before the library: a typo must not create one
+    if not args.paths and not args.files:
+        raise UsageError("name the folders or files to index, or a list of them with --files LIST")
+    roots = args.paths + (read_file_list(args.files) if args.files else [])
+    require_existing_paths(roots)  # before the library: a typo must not create one
     engine = _engine(args)  # and a missing Ray, or a flag without it
     with _open(args, create=True) as lib:
         name, why = lib.resolve_encoder_name(args.encoder, encoder_options)
@@ -304,7 +316,7 @@ def cmd_index(args: argparse.Namespace, console: Console) -> int:
         callbacks, close = _progress_callbacks(console)
         try:
             summary = lib.index(
-                args.paths,
+                roots,
                 encoder=args.encoder,
                 encoder_options=encoder_options,
                 options=options,

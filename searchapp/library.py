@@ -485,7 +485,9 @@ def require_existing_paths(paths: list[str]) -> None:
     beside others is a line in the report instead."""
     missing = [path for path in paths if not os.path.exists(os.path.expanduser(path))]
     if missing and len(missing) == len(paths):
-        raise UsageError(f"nothing to index: {', '.join(missing)}: no such file or folder")
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        named = ", ".join(missing[:3]) + more
+        raise UsageError(f"nothing to index: {named}: no such file or folder")
 
 
 def open_library(directory: Path | str | None = None, db_url: str | None = None) -> Library:

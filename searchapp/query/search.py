@@ -276,13 +276,16 @@ def _knn(
     allowed: np.ndarray | None,
     excluded: set[int],
     wide: bool = False,
+    off_cluster: bool = False,
 ) -> list[RegionHit]:
     """Region hits of every kind, enough to hold k distinct photos when they exist.
 
     A photo has one scene region but many tiles and objects, so k regions may be a handful of
     photos: fetch more regions, four times as many each round, until k photos are in hand or the
     index has nothing more to give. `wide`: scenes as many as the others, for a ranking merged
-    with another space's (spaces.py), whose ties need to know how the other space ranks a photo."""
+    with another space's (spaces.py), whose ties need to know how the other space ranks a photo.
+    `off_cluster`: the vector holds words, which lie outside the photos' clusters, and an IVF
+    index probes more lists for it."""
     hits: list[RegionHit] = []
     for kind in query.kinds:
         index = library.indexes().get(kind, persist=False)
@@ -293,7 +296,7 @@ def _knn(
         fetch = query.k + len(excluded) if few else 8 * (query.k + len(excluded))
         queries = library.catalog.project_query(kind, vector)  # onto its codec's basis
         while True:
-            scores, ids = library.indexes().search(kind, queries, fetch, allowed=allowed)
+            scores, ids = library.indexes().search(kind, queries, fetch, allowed, off_cluster)
             found = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
             kind_hits = library.catalog.hydrate(found)
             photos = {h.image_id for h in kind_hits} - excluded
@@ -504,6 +507,7 @@ def search(library: Library, query: Query) -> SearchResults:
         wanted = query.k
         query = replace(query, k=max(query.k, verify.CANDIDATES))
     vector = combine(vectors, weights)
+    words = any(term.source == "text" for term in vector_terms)
     tile_vector, tile_hits = None, None
     if spaces.tiles_apart(query.kinds, library.catalog.tile_identity() is not None):
         sources = [term.source for term in vector_terms]
@@ -513,8 +517,9 @@ def search(library: Library, query: Query) -> SearchResults:
         query = replace(query, kinds=tuple(k for k in query.kinds if k != spaces.TILE_KIND))
         if tile_vector is not None:
             tiles = replace(query, kinds=(spaces.TILE_KIND,))
-            tile_hits = _knn(library, tile_vector, tiles, allowed, excluded)
-    region_hits = _knn(library, vector, query, allowed, excluded, wide=tile_hits is not None)
+            tile_hits = _knn(library, tile_vector, tiles, allowed, excluded, False, words)
+    wide = tile_hits is not None
+    region_hits = _knn(library, vector, query, allowed, excluded, wide, words)
     photos, regions = _finish(library, region_hits, query, excluded, tile_hits)
     if check_pixels:
         assert query_pixels is not None  # a pure image query decoded its image above

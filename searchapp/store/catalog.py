@@ -51,6 +51,7 @@ from searchapp.store.integrity import (
 )
 from searchapp.store.reads import SearchReads
 from searchapp.store.tables import (
+    ROOTS_PER_QUERY,
     chunks,
     failures,
     images,
@@ -249,9 +250,12 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
     # ---- reads for the diff ----------------------------------------------------------------
 
     def images_under(self, roots: list[str]) -> dict[str, KnownImage]:
-        query = select(*known_columns()).where(under(images.c.path, roots))
+        found: dict[str, KnownImage] = {}
         with self.engine.connect() as conn:
-            return {row.path: KnownImage(*row) for row in conn.execute(query)}
+            for some in chunks(roots, ROOTS_PER_QUERY):
+                query = select(*known_columns()).where(under(images.c.path, some))
+                found.update((row.path, KnownImage(*row)) for row in conn.execute(query))
+        return found
 
     def images_by_hash(self, hashes: Iterable[str]) -> dict[str, list[KnownImage]]:
         found: dict[str, list[KnownImage]] = {}
@@ -277,19 +281,23 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
             .where(images.c.regions_pending.is_not(None), images.c.set_aside.is_(False))
             .order_by(images.c.id)
         )
-        if roots is not None:
-            query = query.where(under(images.c.path, roots))
+        found: dict[int, PendingImage] = {}
         with self.engine.connect() as conn:
-            return [
-                PendingImage(*row[:5], kinds=tuple(row.regions_pending.split(",")))
-                for row in conn.execute(query)
-            ]
+            for some in [None] if roots is None else chunks(roots, ROOTS_PER_QUERY):
+                within = query if some is None else query.where(under(images.c.path, some))
+                for row in conn.execute(within):
+                    kinds = tuple(row.regions_pending.split(","))
+                    found[row.id] = PendingImage(*row[:5], kinds=kinds)
+        return [found[image_id] for image_id in sorted(found)]
 
     def failures_under(self, roots: list[str]) -> dict[str, KnownFailure]:
         query = select(failures.c.path, failures.c.size, failures.c.mtime_ns, failures.c.reason)
+        found: dict[str, KnownFailure] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(query.where(under(failures.c.path, roots)))
-            return {row.path: KnownFailure(*row) for row in rows}
+            for some in chunks(roots, ROOTS_PER_QUERY):
+                rows = conn.execute(query.where(under(failures.c.path, some)))
+                found.update((row.path, KnownFailure(*row)) for row in rows)
+        return found
 
     def all_failures(self) -> list[KnownFailure]:
         query = select(

@@ -22,6 +22,9 @@ __all__ = ["evidence", "failures", "images", "labels", "map_points", "regions", 
 
 VECTOR_DTYPE = np.float16
 CHUNK = 900  # stays under SQLite's bound-parameter limit
+# roots one `under` condition takes: each is two terms of an OR that SQLite nests one deeper a
+# term, and its expressions stop at a depth of 1000 (a file list makes every file a root)
+ROOTS_PER_QUERY = 200
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:

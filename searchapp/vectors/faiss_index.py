@@ -44,14 +44,17 @@ def search(
     k: int,
     allowed: np.ndarray | None = None,
     exact: large.ExactVectors | None = None,
+    off_cluster: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inner-product kNN (exact, or IVF with probes tuned for recall), restricted to the
     `allowed` ids when given: a FAISS selector, so a restrictive filter still yields k hits when
     k exist. Ids are -1 past the available hits. With `exact` (a PQ index's), RERANK_DEPTH more
-    candidates are fetched and all are scored again on their exact vectors."""
+    candidates are fetched and all are scored again on their exact vectors. `off_cluster`: the
+    queries lie outside the stored vectors' clusters (words against photos), and an IVF index
+    probes more lists for them."""
     available = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
     k = max(1, min(k, available))
-    params = ann.search_parameters(index, k, allowed)
+    params = ann.search_parameters(index, k, allowed, off_cluster)
     depth = k if exact is None else min(available, k + large.RERANK_DEPTH)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if len(queries) > 1:
@@ -200,7 +203,12 @@ class IndexStore:
         return ann.build(self.dim_of(kind), count, vectors, ranges=self.catalog.code_ranges(kind))
 
     def search(
-        self, kind: str, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self,
+        kind: str,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        off_cluster: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """A kind's nearest regions (see search()); a PQ index's candidates are re-ranked on the
         catalog's stored vectors."""
@@ -208,7 +216,7 @@ class IndexStore:
         exact = None
         if large.is_pq(index):
             exact = lambda ids: self.catalog.vectors_of_regions(kind, ids, self.dim)  # noqa: E731
-        return search(index, queries, k, allowed, exact=exact)
+        return search(index, queries, k, allowed, exact=exact, off_cluster=off_cluster)
 
     def save(self, kind: str, index: Any, generation: int) -> None:
         if needs_rebuild(index):  # grown or shrunk past its layout: retrain, re-tune

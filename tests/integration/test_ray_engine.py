@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import ray
 from PIL import Image
@@ -81,9 +83,19 @@ def local_library(tmp_path: Path, folder: Path, cnn_encoder) -> Iterator[Library
 def test_cli_ray_run_makes_the_local_library(
     tmp_path: Path, folder: Path, local_library: Library
 ) -> None:
-    """The command a user runs: Ray started here, stopped after, its shards gone at the end."""
+    """The command a user runs, on a parquet list of the folder's files (as a cluster's users
+    give their photos): Ray started here, stopped after, its shards gone at the end."""
     library = tmp_path / "ray"
-    command = ["index", str(folder), "--library", str(library), "--engine", "ray", "--json"]
+    listing = tmp_path / "photos.parquet"
+    files = [
+        os.path.relpath(os.path.join(top, name), os.fsencode(tmp_path))
+        for top, _, names in os.walk(os.fsencode(folder))
+        for name in names
+    ]
+    assert NOT_UTF8 in [os.path.basename(f) for f in files]  # paths as bytes: any name goes
+    pq.write_table(pa.table({"path": pa.array(files, pa.binary())}), listing)
+    command = ["index", "--files", str(listing), "--library", str(library), "--engine", "ray"]
+    command.append("--json")
     done = subprocess.run(
         [sys.executable, "-m", "searchapp", *command, "--workers", "2"],
         capture_output=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -19,6 +20,7 @@ from searchapp.encoders.base import EncoderOptions
 from searchapp.errors import QueryError
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
+from searchapp.vectors.faiss_index import IndexStore
 from tests.integration.helpers import HYBRID, assert_consistent, index
 
 CNN_WIDTH = 1280
@@ -78,24 +80,38 @@ def test_a_clip_library_finds_a_crop_through_tiles_in_the_cnns_space(
 
 
 def test_words_search_scenes_and_objects_and_tiles_only_by_image(
-    photos: Path, tmp_path: Path, tiny_clip_checkpoint: Path
+    photos: Path, tmp_path: Path, tiny_clip_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lib = clip_library(tmp_path / "lib", photos, tiny_clip_checkpoint)
     lib.close()
     reopened = Library(tmp_path / "lib")  # a query process: the CNN loads for image queries
+    searched: list[tuple[str, bool]] = []  # (kind, searched as off the photos' clusters)
+    plain_search = IndexStore.search
+
+    def spy(store: IndexStore, kind: str, *args: Any) -> Any:
+        searched.append((kind, args[3]))
+        return plain_search(store, kind, *args)
+
+    monkeypatch.setattr(IndexStore, "search", spy)
     try:
         words = reopened.search("a cat", k=5)
         assert words.tile_vector is None and len(words) == 5
         assert {hit.kind for hit in words} <= {"scene", "object"}
+        # words lie off the photos' clusters: every kind they search probes more lists
+        assert searched and all(wide for _, wide in searched)
+        searched.clear()
         with pytest.raises(QueryError, match="--image FILE"):
             reopened.search("a cat", kinds=("tile",))
         query = crop_of_astronaut(photos, tmp_path)
         tiles_only = reopened.search(image=str(query), k=1, kinds=("tile",))
         assert tiles_only[0].path == str(photos / "astronaut.jpg")
+        assert searched == [("tile", False)]  # a photo's vector lies among the photos'
+        searched.clear()
         # an image with words: both reach CLIP's space, only the image the CNN's; no tiles
         mixed = reopened.search("a person", image=str(query), k=3)
         assert mixed.tile_vector is None
         assert all(hit.kind != "tile" for hit in mixed)
+        assert searched and all(wide for _, wide in searched)
     finally:
         reopened.close()
 

@@ -105,6 +105,25 @@ def test_a_narrow_filter_on_ivf_still_finds_its_hits() -> None:
     assert recall(found, truth) >= 0.9
 
 
+def test_queries_off_the_clusters_probe_more_lists_and_find_more() -> None:
+    vectors = clustered(8000)
+    ids = np.arange(8000, dtype=np.int64)
+    index = ann.build(DIM, len(ids), ann.chunks_of(vectors, ids))
+    wider = ann.search_parameters(index, 10, None, off_cluster=True)
+    assert wider.nprobe == min(ann.lists_of(index), index.nprobe * ann.OFF_CLUSTER_PROBES)
+    # as words lie off photos: one shared offset and noise, far from every cluster
+    rng = np.random.default_rng(5)
+    shifted = (
+        clustered(300, seed=5) + rng.normal(size=DIM) * 0.6 + rng.normal(size=(300, DIM)) * 0.2
+    )
+    shifted = (shifted / np.linalg.norm(shifted, axis=1, keepdims=True)).astype(np.float32)
+    truth = exact_top(shifted, vectors, ids, 10)
+    _, tuned = faiss_index.search(index, shifted, 10)
+    _, widened = faiss_index.search(index, shifted, 10, off_cluster=True)
+    assert recall(widened, truth) > recall(tuned, truth) + 0.02
+    assert recall(widened, truth) >= 0.95
+
+
 def add_images(catalog: Catalog, vectors: np.ndarray, start: int) -> tuple[int, VectorDelta]:
     batch = CatalogBatch()
     for offset, vector in enumerate(vectors):
