@@ -321,7 +321,9 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
     def apply(self, batch: CatalogBatch) -> tuple[int, VectorDelta]:
         """Write a batch in one transaction; return the new vector generation and the delta."""
         try:
+            self._batch_settings = {}
             result = self._apply(batch)
+            self._batch_settings = None
             self._analyze_if_grown()
             if result[1].recoded:
                 self._compact()
@@ -329,6 +331,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
         except DatabaseError as exc:
             raise translate_error(exc, self.url) from exc
         finally:
+            self._batch_settings = None
             self.forget_layout()  # a basis fitted by a rolled-back batch is not there
 
     def _compact(self) -> None:
@@ -379,10 +382,11 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
             ):
                 for move in moves:
                     self._place(conn, move, aside, delta)
+            owned = []
             for item in batch.new:
                 image_id = self._insert_image(conn, item.stat, item.content_hash, item.meta, now)
-                for region in item.regions:
-                    self._insert_region(conn, image_id, region, delta)
+                owned += [(image_id, region) for region in item.regions]
+            self._insert_regions(conn, owned, delta)
             for copy in batch.copies:
                 self._clone_image(conn, copy.source_id, copy.stat, now, delta)
             for added in batch.regions_added:

@@ -32,11 +32,22 @@ class VectorRows:
     _tile_identity: EncoderIdentity | None = None
     codec_fit_at: int = FIT_AT  # tests fit the basis on a handful of photos
 
+    # settings read during one batch's transaction, which fixes the library's layout while it
+    # runs (SQLite's one writer; on PostgreSQL the basis lock it holds): read once, not once a
+    # region, where a library without a basis or a tile encoder of its own asked each time
+    _batch_settings: dict[str, str | None] | None = None
+
     def _setting(self, key: str) -> str | None:
+        memo = self._batch_settings
+        if memo is not None and key in memo:
+            return memo[key]
         with self.engine.connect() as conn:
-            return conn.execute(
+            value = conn.execute(
                 select(settings.c.value).where(settings.c.key == key)
             ).scalar_one_or_none()
+        if memo is not None:
+            memo[key] = value
+        return value
 
     def tile_identity(self) -> EncoderIdentity | None:
         """The encoder of the tiles where it is not the library's (a CLIP library's CNN)."""
