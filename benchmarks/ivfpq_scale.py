@@ -53,6 +53,7 @@ SHARD = 1_000_000
 GENERATE = 250_000
 TUNING = 200
 WIDER = (2, 4, 8)  # multiples of the tuned probes each query set is also re-ranked at
+DEEPER = (1000, 3000)  # candidates re-ranked, beside RERANK*K, at 4x the probes
 
 
 def generate(count: int, path: Path, seed: int = 0) -> np.ndarray:
@@ -174,11 +175,15 @@ def query(folder: Path, vectors: Path, count: int, sets: dict[str, Any], report:
     probes, reached = large.fewest_probes(index, tuning_queries, tuning_truth, exact, K)
     report["probes"], report["tuning_recall"] = probes, round(reached, 4)
 
-    def measure(queries: np.ndarray, truth: np.ndarray, probes: int, rerank: Any) -> dict:
+    def measure(
+        queries: np.ndarray, truth: np.ndarray, probes: int, rerank: Any, depth: int | None = None
+    ) -> dict:
         latencies, found = [], []
         for row in queries:
             began = time.perf_counter()
-            _, ids = large.search(index, row[None], K, probes=probes, exact=rerank)
+            _, ids = large.search(
+                index, row[None], K, probes=probes, exact=rerank, candidates=depth
+            )
             latencies.append(time.perf_counter() - began)
             found.append(ids[0])
         return {
@@ -194,6 +199,10 @@ def query(folder: Path, vectors: Path, count: int, sets: dict[str, Any], report:
             "wider": {
                 str(probes * times): measure(queries, truth, probes * times, exact)
                 for times in WIDER
+            },
+            # at 4x the probes, as a query with words searches: more candidates re-ranked
+            "deeper": {
+                str(depth): measure(queries, truth, probes * 4, exact, depth) for depth in DEEPER
             },
         }
     report["peak_rss_gib"] = peak_gib()
@@ -307,6 +316,13 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
                 print(
                     f"  {'':<22} re-ranked at {probes:>4} probes: p50 {wider['p50_ms']:6.2f} p95 "
                     f"{wider['p95_ms']:6.2f} ms recall@10 {wider['recall_at_10']:.3f}",
+                    flush=True,
+                )
+            for depth, deeper in answered[name]["deeper"].items():
+                print(
+                    f"  {'':<22} {depth} candidates at 4x the probes: p50 "
+                    f"{deeper['p50_ms']:6.2f} p95 {deeper['p95_ms']:6.2f} ms recall@10 "
+                    f"{deeper['recall_at_10']:.3f}",
                     flush=True,
                 )
         shutil.rmtree(folder)

@@ -201,11 +201,13 @@ class SearchReads(VectorRows):
         """The stored vectors of regions of one kind, in the order of `region_ids`; zeros for
         a region gone since its id was found (it then scores nothing, and hydrate drops it)."""
         wanted = [int(i) for i in region_ids]
-        query = select(regions.c.id, regions.c.vector).where(
-            regions.c.id.in_(wanted), regions.c.kind == kind
-        )
+        rows = []
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            for chunk in chunks(wanted):
+                query = select(regions.c.id, regions.c.vector).where(
+                    regions.c.id.in_(chunk), regions.c.kind == kind
+                )
+                rows += conn.execute(query).all()
         found = self.decode_vectors(kind, b"".join(row.vector for row in rows), len(rows), dim)
         place = {row.id: i for i, row in enumerate(rows)}
         out = np.zeros((len(wanted), self.vector_dim(kind, dim)), np.float32)

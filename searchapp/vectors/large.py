@@ -240,13 +240,15 @@ def search(
     probes: int,
     exact: ExactVectors | None = None,
     allowed: np.ndarray | None = None,
+    candidates: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids), k a query, best first; -1 ids where fewer were found. With `exact`, the
-    top RERANK*k candidates are scored again on exact vectors. `allowed` ids filter inside the
-    search, with probes widened by the share filtered out, so that a filter keeps k."""
+    top `candidates` (default RERANK*k) are scored again on exact vectors. `allowed` ids
+    filter inside the search, with probes widened by the share filtered out, so that a filter
+    keeps k."""
     faiss = _faiss()
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    wanted = k * RERANK if exact is not None else k
+    wanted = (candidates or k * RERANK) if exact is not None else k
     ivf = faiss.extract_index_ivf(index)
     selector = None
     if allowed is not None:
