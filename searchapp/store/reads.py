@@ -201,7 +201,7 @@ class SearchReads(VectorRows):
         """The stored vectors of regions of one kind, in the order of `region_ids`; zeros for
         a region gone since its id was found (it then scores nothing, and hydrate drops it)."""
         wanted = [int(i) for i in region_ids]
-        rows = []
+        rows: list[Any] = []
         with self.engine.connect() as conn:
             for chunk in chunks(wanted):
                 query = select(regions.c.id, regions.c.vector).where(
