@@ -307,7 +307,7 @@ def cmd_index(args: argparse.Namespace, console: Console) -> int:
     options, encoder_options = _index_setup(args)
     if not args.paths and not args.files:
         raise UsageError("name the folders or files to index, or a list of them with --files LIST")
-    roots = args.paths + (read_file_list(args.files) if args.files else [])
+    roots = list(dict.fromkeys(args.paths + (read_file_list(args.files) if args.files else [])))
     require_existing_paths(roots)  # before the library: a typo must not create one
     engine = _engine(args)  # and a missing Ray, or a flag without it
     with _open(args, create=True) as lib:

@@ -3,7 +3,8 @@ or a parquet table with a `path` column (as a dataset team or another tool write
 
 A list says what to index, not what a folder holds: a photo missing from it stays in the
 library, and a listed file that is gone is reported, as a missing path argument is. Relative
-paths are taken from the list's own folder, so that a list travels with its photos. Every path
+paths are taken from the list's own folder, so that a list travels with its photos. In a text
+list, blank lines and lines starting with # are skipped (write ./#name for such a file). Every path
 must be readable where the run reads it (on a cluster, a shared filesystem mounted alike on
 every node): object-store URLs are refused with the way to mount them.
 """
@@ -30,9 +31,11 @@ def read_file_list(listing: Path) -> list[str]:
         if listing.suffix.lower() == ".parquet":
             raw = _parquet_paths(listing)
         else:
-            raw = [line.rstrip(b"\r") for line in listing.read_bytes().split(b"\n")]
+            text = listing.read_bytes().removeprefix(b"\xef\xbb\xbf")  # an editor's UTF-8 BOM
+            raw = [line.rstrip(b"\r") for line in text.split(b"\n")]
     except OSError as exc:
-        raise UsageError(f"cannot read the file list {listing}: {exc.strerror}") from exc
+        why = exc.strerror or str(exc)
+        raise UsageError(f"cannot read the file list {listing}: {why}") from exc
     base = listing.resolve().parent
     paths: dict[str, None] = {}
     for number, line in enumerate(raw, start=1):
@@ -59,15 +62,17 @@ def _parquet_paths(listing: Path) -> list[bytes]:
     import pyarrow as pa
 
     try:
-        table = pq.read_table(listing)
+        names = pq.read_schema(listing).names
+        if PATH_COLUMN not in names:
+            raise UsageError(
+                f"{listing} has no `{PATH_COLUMN}` column (it has {', '.join(names)}); "
+                f"name the column of file paths `{PATH_COLUMN}`"
+            )
+        column = pq.read_table(listing, columns=[PATH_COLUMN]).column(PATH_COLUMN)
     except pa.ArrowInvalid as exc:
         raise UsageError(f"{listing} is not a parquet file ({exc})") from exc
-    if PATH_COLUMN not in table.column_names:
-        raise UsageError(
-            f"{listing} has no `{PATH_COLUMN}` column (it has {', '.join(table.column_names)}); "
-            f"name the column of file paths `{PATH_COLUMN}`"
-        )
-    column = table.column(PATH_COLUMN)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return [os.fsencode(value) if value else b"" for value in column.to_pylist()]
     if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):

@@ -150,6 +150,8 @@ def scan(
         if os.path.isdir(path):
             yield from walk(path)
         elif os.path.isfile(path):
+            if path in seen_files:
+                continue  # a file named twice, or listed and under a folder given too
             found = entry_for(path, os.stat(path))
             if found is not None:
                 yield found

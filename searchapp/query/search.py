@@ -27,6 +27,7 @@ from searchapp.ingest.regions import TILE_LABEL_MIN_PROB
 from searchapp.query import labels as label_match
 from searchapp.query import spaces, verify
 from searchapp.records import TAG_MIN_PROB, BBox, FileStat, Filters, RegionHit
+from searchapp.vectors import faiss_index
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -289,6 +290,7 @@ def _knn(
     hits: list[RegionHit] = []
     for kind in query.kinds:
         index = library.indexes().get(kind, persist=False)
+        exact = library.indexes().exact_vectors(kind, index)  # a PQ index's re-rank
         available = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
         if available == 0:
             continue
@@ -296,7 +298,7 @@ def _knn(
         fetch = query.k + len(excluded) if few else 8 * (query.k + len(excluded))
         queries = library.catalog.project_query(kind, vector)  # onto its codec's basis
         while True:
-            scores, ids = library.indexes().search(kind, queries, fetch, allowed, off_cluster)
+            scores, ids = faiss_index.search(index, queries, fetch, allowed, exact, off_cluster)
             found = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
             kind_hits = library.catalog.hydrate(found)
             photos = {h.image_id for h in kind_hits} - excluded

@@ -198,8 +198,8 @@ class SearchReads(VectorRows):
         return ids, self.decode_vectors(kind, blob, len(rows), dim)
 
     def vectors_of_regions(self, kind: str, region_ids: np.ndarray, dim: int) -> np.ndarray:
-        """The stored vectors of regions of one kind, in the order of `region_ids`; zeros for
-        a region gone since its id was found (it then scores nothing, and hydrate drops it)."""
+        """The stored vectors of regions of one kind, in the order of `region_ids`; NaN for a
+        region gone since its id was found (a re-rank drops it)."""
         wanted = [int(i) for i in region_ids]
         rows: list[Any] = []
         with self.engine.connect() as conn:
@@ -210,7 +210,7 @@ class SearchReads(VectorRows):
                 rows += conn.execute(query).all()
         found = self.decode_vectors(kind, b"".join(row.vector for row in rows), len(rows), dim)
         place = {row.id: i for i, row in enumerate(rows)}
-        out = np.zeros((len(wanted), self.vector_dim(kind, dim)), np.float32)
+        out = np.full((len(wanted), self.vector_dim(kind, dim)), np.nan, np.float32)
         for slot, region_id in enumerate(wanted):
             if region_id in place:
                 out[slot] = found[place[region_id]]

@@ -210,11 +210,16 @@ class ExactNeighbours:
 
 
 def search_parameters(
-    index: Any, k: int, allowed: np.ndarray | None, off_cluster: bool = False
+    index: Any,
+    k: int,
+    allowed: np.ndarray | None,
+    off_cluster: bool = False,
+    tuned_for: int = NEIGHBOURS,
 ) -> Any:
-    """FAISS search parameters: the id filter, and for IVF enough probes that a large k or a
-    narrow filter still finds its hits (probes scale with k/10 and with the filtered-out share),
-    and a query from outside the stored vectors' clusters its neighbours (OFF_CLUSTER_PROBES)."""
+    """FAISS search parameters: the id filter, and for IVF enough probes that a large k, a
+    query from outside the stored vectors' clusters (OFF_CLUSTER_PROBES) or a narrow filter
+    still finds its hits. Probes were tuned for `tuned_for` answers; they scale with k over it
+    or by OFF_CLUSTER_PROBES, whichever is more, and with the filtered-out share."""
     faiss = _faiss()
     selector = None
     if allowed is not None:
@@ -222,7 +227,7 @@ def search_parameters(
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is None:
         return faiss.SearchParameters(sel=selector) if selector is not None else None
-    widen = max(1.0, k / NEIGHBOURS) * (OFF_CLUSTER_PROBES if off_cluster else 1)
+    widen = max(1.0, k / tuned_for, OFF_CLUSTER_PROBES if off_cluster else 1)
     if allowed is not None and len(allowed):
         widen *= max(1.0, index.ntotal / len(allowed))
     probes = min(int(ivf.nlist), math.ceil(ivf.nprobe * widen))

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from searchapp.errors import DiskFullError, SearchappError
+from searchapp.errors import DiskFullError, SearchappError, UsageError
 from searchapp.interrupts import held_interrupts
 from searchapp.records import REGION_KINDS, CatalogBatch, VectorDelta
 from searchapp.store.catalog import Catalog
@@ -54,8 +54,10 @@ def search(
     probes more lists for them."""
     available = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
     k = max(1, min(k, available))
-    params = ann.search_parameters(index, k, allowed, off_cluster)
     depth = k if exact is None else min(available, k + large.RERANK_DEPTH)
+    # a PQ index's probes were tuned to bring 10 true neighbours into RERANK_DEPTH candidates
+    tuned_for = ann.NEIGHBOURS if exact is None else ann.NEIGHBOURS + large.RERANK_DEPTH
+    params = ann.search_parameters(index, depth, allowed, off_cluster, tuned_for)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if len(queries) > 1:
         scores, ids = index.search(queries, depth, params=params)
@@ -199,7 +201,10 @@ class IndexStore:
         count = self.catalog.region_count(kind)
         vectors = lambda: self.catalog.region_vectors(kind, self.dim)  # noqa: E731
         if count > large.PQ_ABOVE:
-            return large.build(self.dim_of(kind), count, vectors, large.memory_budget())
+            try:
+                return large.build(self.dim_of(kind), count, vectors, large.memory_budget())
+            except UsageError as exc:  # the catalog has committed: the kind stays searchable
+                self.repairs.append(f"{kind}: no IVF-PQ index ({exc}); built the fp16 IVF")
         return ann.build(self.dim_of(kind), count, vectors, ranges=self.catalog.code_ranges(kind))
 
     def search(
@@ -213,10 +218,15 @@ class IndexStore:
         """A kind's nearest regions (see search()); a PQ index's candidates are re-ranked on the
         catalog's stored vectors."""
         index = self.get(kind, persist=False)
-        exact = None
-        if large.is_pq(index):
-            exact = lambda ids: self.catalog.vectors_of_regions(kind, ids, self.dim)  # noqa: E731
+        exact = self.exact_vectors(kind, index)
         return search(index, queries, k, allowed, exact=exact, off_cluster=off_cluster)
+
+    def exact_vectors(self, kind: str, index: Any) -> large.ExactVectors | None:
+        """What re-ranks a PQ index's candidates: the catalog's stored vectors of the kind. None
+        for the other layouts, whose codes are the stored vectors."""
+        if not large.is_pq(index):
+            return None
+        return lambda ids: self.catalog.vectors_of_regions(kind, ids, self.dim)
 
     def save(self, kind: str, index: Any, generation: int) -> None:
         if needs_rebuild(index):  # grown or shrunk past its layout: retrain, re-tune

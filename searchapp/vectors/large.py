@@ -102,6 +102,8 @@ def plan_for(count: int, dim: int, budget_bytes: int) -> PQPlan:
     """The IVF-PQ layout for `count` vectors of `dim` whose lists must fit `budget_bytes`."""
     if count <= 0 or dim <= 0:
         raise ValueError("an IVF-PQ plan needs vectors")
+    if dim % min(CODE_CHOICES):
+        raise ValueError(f"no PQ code of {CODE_CHOICES} bytes divides a width of {dim}")
     lists = lists_for(count)
     fitting = [
         m
@@ -172,7 +174,8 @@ def build(dim: int, count: int, chunks: ann.Chunks, budget_bytes: int, seed: int
     try:
         plan = plan_for(count, dim, budget_bytes)
     except ValueError as exc:
-        raise UsageError(f"{exc}: set {BUDGET_VARIABLE} higher (e.g. 16G)") from exc
+        fix = "" if dim % min(CODE_CHOICES) else f": set {BUDGET_VARIABLE} higher (e.g. 16G)"
+        raise UsageError(f"{exc}{fix}") from exc
     sample, tuning = ann.first_pass(chunks, count, plan.train_count, seed)
     index = trained(plan, sample)
     del sample
@@ -185,7 +188,8 @@ def rerank(
     queries: np.ndarray, candidates: np.ndarray, k: int, exact: ExactVectors
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids): each query's candidates scored on their exact vectors, the best k kept;
-    -1 ids and -inf scores where fewer were found."""
+    -1 ids and -inf scores where fewer were found. A candidate whose vector is NaN (gone from
+    the catalog since the index was read) is dropped."""
     out_scores = np.full((len(queries), k), -np.inf, np.float32)
     out_ids = np.full((len(queries), k), -1, np.int64)
     for row, (query, found) in enumerate(zip(queries, candidates, strict=True)):
@@ -193,6 +197,8 @@ def rerank(
         if not len(found):
             continue
         rescored = exact(found) @ query
+        kept = ~np.isnan(rescored)
+        found, rescored = found[kept], rescored[kept]
         best = np.argsort(-rescored)[:k]
         out_scores[row, : len(best)] = rescored[best]
         out_ids[row, : len(best)] = found[best]

@@ -24,7 +24,7 @@ def test_a_text_list_reads_as_a_user_writes_it(tmp_path: Path) -> None:
     (tmp_path / "lists").mkdir()
     listing = tmp_path / "lists" / "photos.txt"
     listing.write_bytes(
-        b"# taken on the trip\r\n"
+        b"\xef\xbb\xbf# taken on the trip, saved with a BOM\r\n"
         b"/abs/one.jpg\r\n"
         b"\n"
         b"rel/two.jpg\n"
@@ -40,12 +40,16 @@ def test_a_text_list_reads_as_a_user_writes_it(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("kind", [pa.string(), pa.binary()])
-def test_a_parquet_list_reads_its_path_column(tmp_path: Path, kind: pa.DataType) -> None:
+@pytest.mark.parametrize("kind", ["string", "binary", "dictionary"])
+def test_a_parquet_list_reads_its_path_column(tmp_path: Path, kind: str) -> None:
     listing = tmp_path / "photos.parquet"
     values = ["a/one.jpg", "/abs/two.jpg"]
-    column = values if kind == pa.string() else [os.fsencode(v) for v in values]
-    table = pa.table({"caption": ["x", "y"], "path": pa.array(column, kind)})
+    column = pa.array(values)
+    if kind == "binary":
+        column = pa.array([os.fsencode(v) for v in values], pa.binary())
+    elif kind == "dictionary":  # as pandas writes a categorical column
+        column = column.dictionary_encode()
+    table = pa.table({"caption": ["x", "y"], "path": column})
     pq.write_table(table, listing)
     assert read_file_list(listing) == [str(tmp_path / "a" / "one.jpg"), "/abs/two.jpg"]
 
@@ -111,6 +115,15 @@ def test_cli_indexes_the_listed_files_and_keeps_the_unlisted(photos: Path, tmp_p
         "index", str(photos / "things"), "--files", str(listing), "--library", library, "--json"
     )
     assert json.loads(done.stdout)["new"] == 2
+    # a list that names files under a folder also given: each file once, no failure
+    listing.write_text(f"{photos / 'things' / 'coffee.jpg'}\n{photos / 'camera.jpg'}\n")
+    done = searchapp_here(
+        "index", str(photos), "--files", str(listing), "--library", library, "--json"
+    )
+    summary = json.loads(done.stdout)
+    assert (summary["failed"], summary["new"], summary["unchanged"]) == (0, 0, 5), done.stderr
+    errors = searchapp_here("errors", "--library", library, "--json").stdout
+    assert json.loads(errors) == {"errors": []}
     empty = searchapp_here("index", "--library", str(tmp_path / "none"))
     assert empty.returncode == 2 and "--files LIST" in empty.stderr
     assert not (tmp_path / "none").exists()

@@ -20,7 +20,7 @@ from searchapp.encoders.base import EncoderOptions
 from searchapp.errors import QueryError
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
-from searchapp.vectors.faiss_index import IndexStore
+from searchapp.vectors import faiss_index
 from tests.integration.helpers import HYBRID, assert_consistent, index
 
 CNN_WIDTH = 1280
@@ -85,14 +85,14 @@ def test_words_search_scenes_and_objects_and_tiles_only_by_image(
     lib = clip_library(tmp_path / "lib", photos, tiny_clip_checkpoint)
     lib.close()
     reopened = Library(tmp_path / "lib")  # a query process: the CNN loads for image queries
-    searched: list[tuple[str, bool]] = []  # (kind, searched as off the photos' clusters)
-    plain_search = IndexStore.search
+    searched: list[tuple[int, bool]] = []  # (width, searched as off the photos' clusters)
+    plain_search = faiss_index.search
 
-    def spy(store: IndexStore, kind: str, *args: Any) -> Any:
-        searched.append((kind, args[3]))
-        return plain_search(store, kind, *args)
+    def spy(index: Any, queries: Any, k: int, *args: Any) -> Any:
+        searched.append((index.d, args[2]))
+        return plain_search(index, queries, k, *args)
 
-    monkeypatch.setattr(IndexStore, "search", spy)
+    monkeypatch.setattr(faiss_index, "search", spy)
     try:
         words = reopened.search("a cat", k=5)
         assert words.tile_vector is None and len(words) == 5
@@ -105,7 +105,7 @@ def test_words_search_scenes_and_objects_and_tiles_only_by_image(
         query = crop_of_astronaut(photos, tmp_path)
         tiles_only = reopened.search(image=str(query), k=1, kinds=("tile",))
         assert tiles_only[0].path == str(photos / "astronaut.jpg")
-        assert set(searched) == {("tile", False)}  # a photo's vector lies among the photos'
+        assert set(searched) == {(CNN_WIDTH, False)}  # a photo's tiles lie among the photos'
         searched.clear()
         # an image with words: both reach CLIP's space, only the image the CNN's; no tiles
         mixed = reopened.search("a person", image=str(query), k=3)

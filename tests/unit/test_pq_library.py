@@ -147,9 +147,30 @@ def test_a_tight_budget_takes_smaller_codes_with_opq(
     truth = exact_top(queries, vectors, np.arange(1, COUNT + 1), 10)
     assert large.recall_at(found, truth) >= 0.85
 
-    monkeypatch.setenv(large.BUDGET_VARIABLE, str(COUNT * 10))  # not even 8 bytes a vector
+    # not even 8 bytes a vector: refused, and the kind, already committed, keeps an index
+    monkeypatch.setenv(large.BUDGET_VARIABLE, str(COUNT * 10))
     with pytest.raises(UsageError, match=large.BUDGET_VARIABLE):
-        IndexStore(tmp_path, catalog, DIM).rebuild_from_catalog("scene")
+        large.build(DIM, COUNT, ann.chunks_of(vectors, np.arange(COUNT)), COUNT * 10)
+    store = IndexStore(tmp_path, catalog, DIM)
+    fallback = store.rebuild_from_catalog("scene")
+    assert not large.is_pq(fallback) and fallback.ntotal == COUNT
+    assert large.BUDGET_VARIABLE in store.repairs[0] and "fp16 IVF" in store.repairs[0]
+
+
+def test_a_width_no_code_divides_is_said_plainly() -> None:
+    with pytest.raises(ValueError, match="divides a width of 100"):
+        large.plan_for(10_000_000, 100, budget_bytes=1 << 40)
+
+
+def test_a_candidate_gone_from_the_catalog_is_dropped_from_the_rerank() -> None:
+    queries = np.eye(4, dtype=np.float32)[:1]
+    rows = {7: [1.0, 0, 0, 0], 8: [np.nan] * 4, 9: [0.5, 0.5, 0, 0]}
+
+    def exact(ids: np.ndarray) -> np.ndarray:
+        return np.array([rows[int(i)] for i in ids], np.float32)
+
+    scores, ids = large.rerank(queries, np.array([[8, 9, 7, -1]]), 3, exact)
+    assert ids.tolist() == [[7, 9, -1]] and scores[0, :2].tolist() == [1.0, 0.5]
 
 
 @pytest.mark.parametrize(
