@@ -3,6 +3,7 @@ hand the library's machine, and so the most photos a second any cluster can inde
 library.
 
     python benchmarks/commit_rate.py [--photos 20000] [--regions 35] [--batch 64] [--db URL]
+                                     [--out FILE]
 
 Each photo is committed as a Ray run commits a shard row: a NewImage with its regions, in
 batches through `commit_batch` (the catalog's transaction, then the loaded indexes follow it),
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_results import scratch_folder, write_result
+from bench_results import RESULTS, scratch_folder, write_result
 
 from searchapp.library import Library
 from searchapp.records import (
@@ -96,16 +97,37 @@ def run(photos: int, regions: int, batch_size: int, db: str | None, folder: Path
     }
 
 
+def fresh_database(url: str, name: str) -> str:
+    """A new, empty database named `name` on the server of `url`, so that each run starts
+    from nothing; its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(url)
+    engine = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server.set(database=name).render_as_string(hide_password=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=20_000)
     parser.add_argument("--regions", type=int, default=35, help="a photo's, its scene included")
     parser.add_argument("--batch", type=int, default=64, help="photos a commit")
-    parser.add_argument("--db", help="a PostgreSQL URL; default SQLite in the library")
+    parser.add_argument(
+        "--db",
+        help="a PostgreSQL server's URL (each run makes its own database on it); "
+        "default SQLite in the library",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "commit_rate.json")
     args = parser.parse_args()
     rows = []
     for regions in sorted({1, args.regions}):
-        row = run(args.photos, regions, args.batch, args.db, scratch_folder("commit-rate"))
+        db = fresh_database(args.db, f"commit_rate_{regions}") if args.db else None
+        row = run(args.photos, regions, args.batch, db, scratch_folder("commit-rate"))
         rows.append(row)
         print(
             f"{row['photos']:,} photos of {regions} regions into {row['catalog']}: "
@@ -115,7 +137,7 @@ def main() -> int:
             flush=True,
         )
     write_result(
-        Path(__file__).resolve().parent / "results" / "commit_rate.json",
+        args.out,
         {"vectors": "synthetic unit vectors, 512-d", "runs": rows},
     )
     return 0
