@@ -130,6 +130,9 @@ class IndexStore:
         self._lock = threading.Lock()
         self._mapped: set[str] = set()  # kinds loaded memory-mapped and read-only
         self._unsaved: set[str] = set()  # loaded kinds changed since their file was written
+        # kinds another writer's batches passed by (PostgreSQL): made anew from the catalog
+        # once, when saved or next read, instead of at each of the batches that follow
+        self._behind: set[str] = set()
         self.repairs: list[str] = []  # what open() had to rebuild, for the CLI to report
 
     def path_for(self, kind: str, generation: int) -> Path:
@@ -149,6 +152,7 @@ class IndexStore:
             if kind not in self._indexes:
                 index, generation = self._open(kind, persist=persist, at_generation=at_generation)
                 self._indexes[kind], self._generations[kind] = index, generation
+                self._behind.discard(kind)
             return self._indexes[kind]
 
     def _open(self, kind: str, *, persist: bool, at_generation: int | None) -> tuple[Any, int]:
@@ -239,6 +243,10 @@ class IndexStore:
 
     def save_all(self, generation: int) -> None:
         with self._lock:
+            for kind in sorted(self._behind):
+                self._indexes[kind] = self.rebuild_from_catalog(kind)
+                self._generations[kind] = generation
+            self._behind.clear()
             for kind, index in list(self._indexes.items()):
                 if self._generations[kind] != generation:  # did not follow every batch
                     index = self._indexes[kind] = self.rebuild_from_catalog(kind)
@@ -262,6 +270,8 @@ class IndexStore:
         new_generation: int,
     ) -> None:
         """Follow a committed catalog batch that moved `base_generation` to `new_generation`."""
+        if kind in self._behind:
+            return  # made anew when saved: this batch is in the catalog it reads
         index = self.get(kind, persist=True, at_generation=base_generation)
         loaded_at = self._generations[kind]
         if loaded_at == new_generation:
@@ -280,16 +290,20 @@ class IndexStore:
         touched = set(delta.added_ids) | set(delta.removed_ids) | set(delta.recoded)
         if new_generation != base_generation + 1:
             # another writer's batch came between (on PostgreSQL several write at once): this
-            # delta is not all that changed, so each loaded index is read anew from the catalog
+            # delta is not all that changed. Each loaded index is dropped, and made anew from
+            # the catalog when saved or read: rebuilding it here cost a read of the whole kind
+            # at every batch two writers interleave.
             with self._lock:
                 for kind in list(self._indexes):
-                    self._indexes[kind] = self.rebuild_from_catalog(kind)
-                    self._generations[kind] = new_generation
+                    del self._indexes[kind]
+                    self._generations.pop(kind, None)
                     self._mapped.discard(kind)
-                    self._unsaved.add(kind)
+                    self._unsaved.discard(kind)
+                    self._behind.add(kind)
             return
         for kind in delta.recoded:  # every vector of the kind changed width: read them anew
             with self._lock:
+                self._behind.discard(kind)
                 self._indexes[kind] = self.rebuild_from_catalog(kind)
                 self._generations[kind] = new_generation
                 self._mapped.discard(kind)
@@ -324,6 +338,7 @@ class IndexStore:
         generation = self.catalog.vector_generation()
         with self._lock:
             for kind in kinds:
+                self._behind.discard(kind)
                 index = self.rebuild_from_catalog(kind)
                 self.save(kind, index, generation)
                 self._indexes[kind] = index

@@ -113,6 +113,45 @@ def test_delta_applies_only_on_its_base_generation(store: IndexStore) -> None:
     assert late.get("scene", persist=True).ntotal == 21
 
 
+def test_batches_another_writer_interleaves_rebuild_once_at_the_save(
+    store: IndexStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL two writers' batches interleave: each sees a gap in the generations at
+    almost every batch. Its indexes are made anew once, when saved, not at every gap."""
+    rebuilt: list[str] = []
+    plain = IndexStore.rebuild_from_catalog
+
+    def counted(self: IndexStore, kind: str) -> object:
+        rebuilt.append(kind)
+        return plain(self, kind)
+
+    monkeypatch.setattr(IndexStore, "rebuild_from_catalog", counted)
+    store.get("scene", persist=True)
+    rebuilt.clear()
+    ours = store.catalog.vector_generation()
+    rng = np.random.default_rng(4)
+    for n in range(3):
+        add_images(store.catalog, rng, 2, start=100 + 10 * n)  # the other writer's batch
+        batch = CatalogBatch()
+        meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
+        region = RegionData("scene", (0, 0, 10, 10), unit_rows(rng, 1)[0])
+        batch.new.append(NewImage(FileStat(f"/ours/{n}.jpg", 1, 1), f"o{n}", meta, [region]))
+        generation, delta = store.catalog.apply(batch)
+        store.follow(delta, ours, generation)
+        ours = generation
+    assert rebuilt == []  # three gaps, no rebuild yet
+    store.save_all(ours)
+    assert rebuilt == ["scene"]
+    fresh = reopen(store)
+    saved = fresh.get("scene", persist=False)
+    assert saved.ntotal == 20 + 3 * 3 and not fresh.repairs  # saved at the catalog's state
+    # a search in the writer's own process after a gap reads the catalog as it is
+    add_images(store.catalog, rng, 1, start=200)
+    generation, delta = store.catalog.apply(CatalogBatch())
+    store.follow(delta, ours, generation + 1)  # a gap
+    assert store.get("scene", persist=False).ntotal == 20 + 3 * 3 + 1
+
+
 def test_a_reader_maps_the_file_and_a_later_write_gets_a_writable_copy(store: IndexStore) -> None:
     store.get("scene", persist=True)  # saved
     reader = reopen(store)
