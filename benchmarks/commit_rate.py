@@ -19,8 +19,10 @@ final save. Writes benchmarks/results/commit_rate.json.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from bench_results import RESULTS, scratch_folder, write_result
@@ -60,10 +62,14 @@ def photo_batch(start: int, count: int, regions: int, rng: np.random.Generator) 
     return batch
 
 
-def run(photos: int, regions: int, batch_size: int, db: str | None, folder: Path) -> dict:
-    rng = np.random.default_rng(0)
+def run(
+    photos: int, regions: int, batch_size: int, db: str | None, folder: Path, first: int = 0
+) -> dict:
+    rng = np.random.default_rng(first)
     with Library(folder, db) as lib:
-        lib.catalog.set_encoder_identity(EncoderIdentity("clip:synthetic", "none", DIM, "none"))
+        if lib.catalog.encoder_identity() is None:
+            identity = EncoderIdentity("clip:synthetic", "none", DIM, "none")
+            lib.catalog.set_encoder_identity(identity)
         generation = lib.catalog.vector_generation()
         tail_from = photos - photos // 5
         started = time.perf_counter()
@@ -73,7 +79,7 @@ def run(photos: int, regions: int, batch_size: int, db: str | None, folder: Path
             if start >= tail_from and tail_started == started:
                 tail_started, tail_made = time.perf_counter(), made_s
             began = time.perf_counter()
-            batch = photo_batch(start, min(batch_size, photos - start), regions, rng)
+            batch = photo_batch(first + start, min(batch_size, photos - start), regions, rng)
             made_s += time.perf_counter() - began
             generation = commit_batch(lib.catalog, lib.indexes, batch, generation)
         committed = time.perf_counter() - started - made_s
@@ -94,6 +100,42 @@ def run(photos: int, regions: int, batch_size: int, db: str | None, folder: Path
         "photos_per_s": round(total, 1),
         "regions_per_s": round(total * regions),
         "last_fifth_photos_per_s": round((photos - tail_from) / tail, 1),
+    }
+
+
+def _writer(photos: int, regions: int, batch: int, db: str, first: int, report: Any) -> None:
+    report[first] = run(photos, regions, batch, db, scratch_folder("commit-writer"), first)
+
+
+def several_writers(photos: int, regions: int, batch: int, db: str, writers: int) -> dict:
+    """`writers` processes, each with its library folder, committing photos/writers each into
+    one PostgreSQL catalog at once: photos a second over the wall time until all are done."""
+    with Library(scratch_folder("commit-setup"), db) as lib:  # the encoder, recorded once
+        lib.catalog.set_encoder_identity(EncoderIdentity("clip:synthetic", "none", DIM, "none"))
+    context = multiprocessing.get_context("spawn")
+    share = photos // writers
+    with context.Manager() as manager:
+        report = manager.dict()
+        started = time.perf_counter()
+        processes = [
+            context.Process(target=_writer, args=(share, regions, batch, db, n * share, report))
+            for n in range(writers)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        wall = time.perf_counter() - started
+        runs = list(report.values())
+    if len(runs) != writers:
+        raise SystemExit("a writer failed; see its traceback above")
+    return {
+        "writers": writers,
+        "photos": share * writers,
+        "regions_per_photo": regions,
+        "wall_s": round(wall, 1),
+        "photos_per_s": round(share * writers / wall, 1),
+        "each": runs,
     }
 
 
@@ -122,9 +164,21 @@ def main() -> int:
         help="a PostgreSQL server's URL (each run makes its own database on it); "
         "default SQLite in the library",
     )
+    parser.add_argument(
+        "--writers", type=int, default=1, help="with --db: also this many processes at once"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "commit_rate.json")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict] = []
+    if args.db and args.writers > 1:
+        db = fresh_database(args.db, "commit_rate_writers")
+        row = several_writers(args.photos, args.regions, args.batch, db, args.writers)
+        print(
+            f"{row['photos']:,} photos of {args.regions} regions by {args.writers} writers at "
+            f"once into postgresql: {row['photos_per_s']} photos/s ({row['wall_s']} s)",
+            flush=True,
+        )
+        rows.append(row)
     for regions in sorted({1, args.regions}):
         db = fresh_database(args.db, f"commit_rate_{regions}") if args.db else None
         row = run(args.photos, regions, args.batch, db, scratch_folder("commit-rate"))
