@@ -2,8 +2,8 @@
 hand the library's machine, and so the most photos a second any cluster can index into one
 library.
 
-    python benchmarks/commit_rate.py [--photos 20000] [--regions 35] [--batch 64] [--db URL]
-                                     [--out FILE]
+    python benchmarks/commit_rate.py [--photos 20000] [--regions 35] [--batch 64]
+                                     [--db URL [--writers N]] [--out FILE]
 
 Each photo is committed as a Ray run commits a shard row: a NewImage with its regions, in
 batches through `commit_batch` (the catalog's transaction, then the loaded indexes follow it),
