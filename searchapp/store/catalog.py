@@ -323,7 +323,6 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
         try:
             self._batch_settings = {}
             result = self._apply(batch)
-            self._batch_settings = None
             self._analyze_if_grown()
             if result[1].recoded:
                 self._compact()

@@ -211,20 +211,6 @@ class IndexStore:
                 self.repairs.append(f"{kind}: no IVF-PQ index ({exc}); built the fp16 IVF")
         return ann.build(self.dim_of(kind), count, vectors, ranges=self.catalog.code_ranges(kind))
 
-    def search(
-        self,
-        kind: str,
-        queries: np.ndarray,
-        k: int,
-        allowed: np.ndarray | None = None,
-        off_cluster: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """A kind's nearest regions (see search()); a PQ index's candidates are re-ranked on the
-        catalog's stored vectors."""
-        index = self.get(kind, persist=False)
-        exact = self.exact_vectors(kind, index)
-        return search(index, queries, k, allowed, exact=exact, off_cluster=off_cluster)
-
     def exact_vectors(self, kind: str, index: Any) -> large.ExactVectors | None:
         """What re-ranks a PQ index's candidates: the catalog's stored vectors of the kind. None
         for the other layouts, whose codes are the stored vectors."""

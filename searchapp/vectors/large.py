@@ -252,15 +252,12 @@ def search(
     top `candidates` (default RERANK*k) are scored again on exact vectors. `allowed` ids
     filter inside the search, with probes widened by the share filtered out, so that a filter
     keeps k."""
-    faiss = _faiss()
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     wanted = (candidates or k * RERANK) if exact is not None else k
-    ivf = faiss.extract_index_ivf(index)
-    selector = None
-    if allowed is not None:
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        probes = math.ceil(probes * max(1.0, index.ntotal / max(1, len(allowed))))
-    params = faiss.SearchParametersIVF(sel=selector, nprobe=min(int(ivf.nlist), probes))
+    ivf = _faiss().extract_index_ivf(index)
+    ivf.nprobe = min(int(ivf.nlist), probes)
+    # the library's filter and its widening, with the probes asked for as the tuned ones
+    params = ann.search_parameters(index, wanted, allowed, tuned_for=wanted)
     scores, ids = index.search(queries, wanted, params=params)
     if exact is None:
         return scores, ids

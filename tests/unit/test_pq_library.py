@@ -67,6 +67,15 @@ def library(filled: Path, tmp_path: Path) -> Iterator[tuple[Catalog, np.ndarray]
     catalog.close()
 
 
+def searched(
+    store: IndexStore, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scenes' nearest regions, as the query layer searches them (re-ranked where PQ)."""
+    index = store.get("scene", persist=False)
+    exact = store.exact_vectors("scene", index)
+    return faiss_index.search(index, queries, k, allowed, exact=exact)
+
+
 def exact_top(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     return ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :k]]
 
@@ -87,18 +96,18 @@ def test_a_kind_past_the_threshold_is_searched_through_pq_and_reranked(
 
     queries = clustered(100, seed=1)
     truth = exact_top(queries, vectors, ids, 10)
-    found = np.stack([store.search("scene", query[None], 10)[1][0] for query in queries])
+    found = np.stack([searched(store, query[None], 10)[1][0] for query in queries])
     _, plain = faiss_index.search(index, queries, 10)  # the codes' own order, no re-rank
     assert large.recall_at(found, truth) >= 0.9
     assert large.recall_at(found, truth) > large.recall_at(plain, truth) + 0.1
     # the scores shown are the stored vectors' own inner products, best first
-    scores, top = store.search("scene", queries[:5], 10)
+    scores, top = searched(store, queries[:5], 10)
     assert np.allclose(scores, np.einsum("qd,qkd->qk", queries[:5], vectors[top - 1]), atol=1e-5)
     assert np.all(np.diff(scores, axis=1) <= 1e-6)
 
     # a filter of 2.5% of the regions still gives k, all allowed, the best of them
     allowed = ids[::40]
-    _, kept = store.search("scene", queries, 10, allowed=allowed)
+    _, kept = searched(store, queries, 10, allowed=allowed)
     assert np.all(np.isin(kept, allowed))
     assert large.recall_at(kept, exact_top(queries, vectors[::40], allowed, 10)) >= 0.9
 
@@ -118,7 +127,7 @@ def test_a_pq_kind_follows_a_batch_and_gives_way_when_it_shrinks(
         batch.new.append(NewImage(FileStat(f"/q/{i}.jpg", 1, 1), f"q{i}", meta, region))
     generation, delta = catalog.apply(batch)
     store.follow(delta, base, generation)  # added to the PQ lists in memory, not rebuilt
-    _, found = store.search("scene", extra, 1)
+    _, found = searched(store, extra, 1)
     assert found[:, 0].tolist() == delta.added_ids["scene"]  # each new photo finds itself
     store.save_all(generation)
     assert large.is_pq(IndexStore(tmp_path, catalog, DIM).get("scene", persist=False))
@@ -143,7 +152,7 @@ def test_a_tight_budget_takes_smaller_codes_with_opq(
     assert large.is_pq(index) and faiss_index._faiss().extract_index_ivf(index).code_size == 8
     assert type(faiss_index._faiss().downcast_index(index)).__name__ == "IndexPreTransform"
     queries = clustered(100, seed=1)
-    _, found = store.search("scene", queries, 10)
+    _, found = searched(store, queries, 10)
     truth = exact_top(queries, vectors, np.arange(1, COUNT + 1), 10)
     assert large.recall_at(found, truth) >= 0.85
 
