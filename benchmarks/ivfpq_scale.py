@@ -8,13 +8,16 @@ holding groups around a common direction), generated shard by shard into a float
 scratch folder (10 GB at 10M; none of it is kept). Then, as the library would from its parquet
 shards:
 - train the planned index (large.plan_for: lists, code bytes, OPQ) on a sample;
-- fill one index per shard of SHARD vectors, each saved on its own;
-- merge the shards' lists into one file on disk; the shard files go.
+- fill one index per shard of large.SHARD_VECTORS, each saved on its own (large.write_shards,
+  as a library's build does);
+- merge the shards' lists, list by list, into one index file on disk (large.write_merged); the
+  shard files go.
 Build time is each step's; peak memory is the build process's maximum resident set (the
 shards are read into private memory; the training sample is gathered through a memory map,
-whose pages the figure then counts too). A separate process then opens the merged
-index with its lists memory-mapped and runs the queries one at a time, plain and re-ranked on
-the exact float16 vectors (memory-mapped too); its peak memory is reported apart.
+whose pages the figure then counts too). A separate process then opens the merged index with
+its lists memory-mapped (ann.load, as a library's reader does) and runs the queries one at a
+time, plain and re-ranked on the exact float16 vectors (memory-mapped too); its peak memory is
+reported apart.
 
 Queries, each --queries long, from ann_scale: held-out vectors of the same distribution, random
 directions, and text-like ones (shifted off the image vectors, best match near cosine 0.3).
@@ -47,9 +50,9 @@ from bench_results import write_result
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from searchapp.vectors import large  # noqa: E402
+from searchapp.vectors import ann, large  # noqa: E402
 
-SHARD = 1_000_000
+SHARD = large.SHARD_VECTORS
 GENERATE = 250_000
 TUNING = 200
 WIDER = (2, 4, 8)  # multiples of the tuned probes each query set is also re-ranked at
@@ -105,16 +108,17 @@ def build(plan: large.PQPlan, vectors: Path, folder: Path, report: Any) -> None:
     del sample
     report["train_s"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
-    shards = []
-    for n, start in enumerate(range(0, plan.count, SHARD)):
-        rows = read_rows(vectors, start, min(SHARD, plan.count - start))
-        path = folder / f"shard-{n}.index"
-        large.write_shard(empty, np.arange(start, start + len(rows)), rows, path)
-        shards.append(path)
+
+    def chunks() -> Any:
+        for start in range(0, plan.count, SHARD):
+            rows = read_rows(vectors, start, min(SHARD, plan.count - start))
+            yield np.arange(start, start + len(rows)), rows
+
+    shards = large.write_shards(empty, chunks, folder, lambda ids, rows: None)
     report["shards"] = len(shards)
     report["add_s"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
-    large.merge(empty, shards, folder)
+    large.write_merged(empty, shards, folder / "index.faiss")
     for shard in shards:
         shard.unlink()
     report["merge_s"] = round(time.perf_counter() - started, 1)
@@ -161,7 +165,7 @@ def query(folder: Path, vectors: Path, count: int, sets: dict[str, Any], report:
     re-ranked at WIDER times the tuned probes, to see what out-of-cluster queries need."""
     private = PrivatePeak()
     started = time.perf_counter()
-    index = large.open_mapped(folder / "index.faiss")
+    index = ann.load(folder / "index.faiss", mapped=True)
     report["open_s"] = round(time.perf_counter() - started, 2)
     exact_rows = np.memmap(vectors, np.float16, "r", shape=(count, DIM))
 
@@ -283,12 +287,12 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
         folder = scratch / variant
         folder.mkdir()
         built = in_process(build, plan, vectors, folder)
-        lists_bytes = (folder / "lists.ivfdata").stat().st_size
+        lists_bytes = (folder / "index.faiss").stat().st_size
         answered = in_process(query, folder, vectors, count, dict(answers))
         row = {
             "variant": variant,
             "factory": plan.factory,
-            "lists_file_bytes_per_vector": round(lists_bytes / count, 1),
+            "file_bytes_per_vector": round(lists_bytes / count, 1),
             "build": built,
             "build_s": round(built["train_s"] + built["add_s"] + built["merge_s"], 1),
             "query": answered,
@@ -298,7 +302,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             f"{variant}: {plan.factory}  build {row['build_s']} s (train {built['train_s']}, "
             f"{built['shards']} shards {built['add_s']}, merge {built['merge_s']}), peak "
             f"{built['peak_rss_gib']} GiB ({built['peak_private_gib']} private); lists "
-            f"{row['lists_file_bytes_per_vector']} B/vector; probes {answered['probes']}; query "
+            f"{row['file_bytes_per_vector']} B/vector; probes {answered['probes']}; query "
             f"process peak {answered['peak_rss_gib']} GiB ({answered['peak_private_gib']} "
             "private)",
             flush=True,

@@ -175,7 +175,7 @@ def _index_problem(
             f"{path} holds {index.ntotal} vectors: {absent} of the catalog's are not in it, "
             f"{extra} in it are not in the catalog"
         )
-    return _self_lookups(catalog, index, kind, store.dim, path)
+    return _self_lookups(catalog, store, index, kind, path)
 
 
 def _short(exc: Exception) -> str:
@@ -184,20 +184,23 @@ def _short(exc: Exception) -> str:
     return text.rsplit("Error:", 1)[-1].strip()[:80]
 
 
-def _self_lookups(catalog: Catalog, index: Any, kind: str, dim: int, path: Path) -> str | None:
+def _self_lookups(
+    catalog: Catalog, store: IndexStore, index: Any, kind: str, path: Path
+) -> str | None:
     """A sample of the catalog's vectors must each find itself: the file holds these vectors
     under these ids, not others."""
     from searchapp.vectors.faiss_index import search
 
     sample_ids, sample_vectors = [], []
-    for ids, vectors in catalog.region_vectors(kind, dim):
+    for ids, vectors in catalog.region_vectors(kind, store.dim):
         step = max(1, len(ids) // SELF_LOOKUPS)
         sample_ids.extend(ids[::step].tolist())
         sample_vectors.append(vectors[::step])
     if not sample_ids:
         return None
     queries = np.concatenate(sample_vectors)[: SELF_LOOKUPS * 4]
-    scores, found = search(index, queries, 10)
+    # a PQ index's codes order near neighbours loosely: its search re-ranks, as queries do
+    scores, found = search(index, queries, 10, exact=store.exact_vectors(kind, index))
     wrong = sum(
         1
         for own, row_ids, row_scores in zip(sample_ids, found, scores, strict=False)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,7 @@ from searchapp.records import REGION_KINDS, CatalogBatch, VectorDelta
 from searchapp.store.catalog import Catalog
 from searchapp.vectors import ann, large
 from searchapp.vectors.ann import add as add  # one copy; callers keep faiss_index.add
+from searchapp.vectors.ann import load as load
 
 
 def _faiss() -> Any:
@@ -110,14 +113,6 @@ def save_atomic(index: Any, path: Path) -> None:
         raise SearchappError(f"could not write {path}: {exc}") from exc
 
 
-def load(path: Path, *, mapped: bool = False) -> Any:
-    """Read an index file; mapped, it is memory-mapped read-only, which opens a 100k-photo index
-    in 7 ms instead of 157 and reads only the lists a query probes."""
-    faiss = _faiss()
-    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mapped else 0
-    return faiss.read_index(str(path), flags)
-
-
 class IndexStore:
     """The FAISS indexes of one library, kept consistent with its catalog."""
 
@@ -133,6 +128,9 @@ class IndexStore:
         # kinds another writer's batches passed by (PostgreSQL): made anew from the catalog
         # once, when saved or next read, instead of at each of the batches that follow
         self._behind: set[str] = set()
+        # an IVF-PQ build's file, written beside the index files, waiting for the save that
+        # renames it into place (its index maps it, so the writer does not hold its lists)
+        self._built: dict[str, Path] = {}
         self.repairs: list[str] = []  # what open() had to rebuild, for the CLI to report
 
     def path_for(self, kind: str, generation: int) -> Path:
@@ -188,7 +186,7 @@ class IndexStore:
                         f"catalog has {expected if expected is not None else saved_count} "
                         f"of dim {dim}"
                     )
-        index = self.rebuild_from_catalog(kind)
+        index = self.rebuild_from_catalog(kind, persist=persist)
         if problem:
             self.repairs.append(f"{kind}: {problem}; rebuilt from the catalog")
         if persist:
@@ -199,17 +197,36 @@ class IndexStore:
         """The width of a kind's vectors: the encoder's, or the library's codec's."""
         return self.catalog.vector_dim(kind, self.dim)
 
-    def rebuild_from_catalog(self, kind: str) -> Any:
+    def rebuild_from_catalog(self, kind: str, *, persist: bool = True) -> Any:
         """The kind's index made anew from the catalog's vectors: exact, IVF or IVF-PQ by its
-        size."""
+        size. An IVF-PQ index is built into a file: the writer's (persist) lies beside the
+        index files until its save; a reader's is in a temporary folder, gone once mapped."""
         count = self.catalog.region_count(kind)
         vectors = lambda: self.catalog.region_vectors(kind, self.dim)  # noqa: E731
         if count > large.PQ_ABOVE:
             try:
-                return large.build(self.dim_of(kind), count, vectors, large.memory_budget())
+                return self._build_pq(kind, count, vectors, persist)
             except UsageError as exc:  # the catalog has committed: the kind stays searchable
                 self.repairs.append(f"{kind}: no IVF-PQ index ({exc}); built the fp16 IVF")
         return ann.build(self.dim_of(kind), count, vectors, ranges=self.catalog.code_ranges(kind))
+
+    def _build_pq(self, kind: str, count: int, vectors: ann.Chunks, persist: bool) -> Any:
+        dim, budget = self.dim_of(kind), large.memory_budget()
+        if not persist:
+            with tempfile.TemporaryDirectory(prefix="searchapp-pq-") as folder:
+                return large.build(dim, count, vectors, budget, Path(folder) / "index.faiss")
+        self._drop_built(kind)
+        generation = self.catalog.vector_generation()
+        # named as the index files are, so that a killed build's file is a leftover to clean
+        path = self.directory / f"{self.path_for(kind, generation).name}.build{os.getpid()}"
+        index = large.build(dim, count, vectors, budget, path)
+        self._built[kind] = path
+        return index
+
+    def _drop_built(self, kind: str) -> None:
+        built = self._built.pop(kind, None)
+        if built is not None:
+            built.unlink(missing_ok=True)
 
     def exact_vectors(self, kind: str, index: Any) -> large.ExactVectors | None:
         """What re-ranks a PQ index's candidates: the catalog's stored vectors of the kind. None
@@ -222,7 +239,17 @@ class IndexStore:
         if needs_rebuild(index):  # grown or shrunk past its layout: retrain, re-tune
             index = self._indexes[kind] = self.rebuild_from_catalog(kind)
         path = self.path_for(kind, generation)
-        save_atomic(index, path)
+        built = self._built.pop(kind, None)
+        if built is not None:
+            os.replace(built, path)  # the build wrote and synced it
+        elif large.is_mapped(index):
+            if self.catalog.index_record(kind) == (generation, index.ntotal) and path.exists():
+                self._unsaved.discard(kind)  # unchanged, and its file already holds it
+                return
+            large.writable(index)  # mapped from a file of another generation: write it anew
+            save_atomic(index, path)
+        else:
+            save_atomic(index, path)
         self.catalog.set_index_record(kind, generation, index.ntotal)
         self._unsaved.discard(kind)
         self._remove_other_files(kind, keep=path)
@@ -238,6 +265,9 @@ class IndexStore:
                     index = self._indexes[kind] = self.rebuild_from_catalog(kind)
                     self._generations[kind] = generation
                 self.save(kind, index, generation)
+            # the shards of an IVF-PQ build that was killed (a build removes its own)
+            for leftover in self.directory.glob(".shards-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def _remove_other_files(self, kind: str, keep: Path) -> None:
         """Earlier generations, and the temporary file of a save killed before its rename
@@ -265,6 +295,9 @@ class IndexStore:
         if loaded_at != base_generation:
             index = self._indexes[kind] = self.rebuild_from_catalog(kind)
         else:
+            if large.is_mapped(index):  # an IVF-PQ build, mapped from its file: copy it to change
+                large.writable(index)
+                self._drop_built(kind)
             remove(index, removed)
             add(index, *added)
         self._generations[kind] = new_generation

@@ -2,6 +2,11 @@
 filled shard by shard, merged into inverted lists on disk that queries memory-map, and searched
 with a re-rank on exact vectors where they are at hand.
 
+A build holds one shard in memory (SHARD_VECTORS codes), writes each to its own file, then
+streams the shards' lists, list by list, into the index file in the layout FAISS writes for its
+own lists, so that a reader maps them (ann.load(mapped=True)) instead of reading them. One file,
+as for the smaller layouts: it is saved by a rename, and it is what `check` reads.
+
 Why not the IVF over fp16 codes that ann.py builds: at 10^7 CLIP vectors that index holds 10 GB
 in memory, at 10^9 a terabyte. Product quantisation keeps `code_bytes` a vector (64 for 512-d,
 a sixteenth), and the lists live in one file read through the page cache, so a process holds
@@ -25,7 +30,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable
+import struct
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +59,8 @@ PROBES = (8, 16, 32, 64, 128, 256, 512)
 # true neighbours of a query fall in lists no probe reaches), which took half the lists to meet
 RECALL_TARGET = 0.9
 HNSW_NEIGHBOURS = 32
+# vectors a build holds before writing them out as a shard: 72 MB of PQ64 codes and ids
+SHARD_VECTORS = 1_000_000
 
 ExactVectors = Callable[[np.ndarray], np.ndarray]  # ids -> (len(ids), dim) float32
 
@@ -167,21 +176,145 @@ def needs_rebuild(index: Any) -> bool:
     return want >= 4 * have or 4 * want <= have
 
 
-def build(dim: int, count: int, chunks: ann.Chunks, budget_bytes: int, seed: int = 0) -> Any:
+def build(
+    dim: int, count: int, chunks: ann.Chunks, budget_bytes: int, path: Path, seed: int = 0
+) -> Any:
     """A library kind's IVF-PQ index, planned for its count and the budget, trained on a sample
-    of `chunks` and filled from them, with probes tuned so that the true 10 nearest neighbours
-    are among the first RERANK_DEPTH answers (a re-rank on exact vectors then orders them)."""
+    of `chunks`, filled shard by shard and merged into the index file `path`, with probes tuned
+    so that the true 10 nearest neighbours are among the first RERANK_DEPTH answers (a re-rank
+    on exact vectors then orders them). Returns the file's index, memory-mapped."""
     try:
         plan = plan_for(count, dim, budget_bytes)
     except ValueError as exc:
         fix = "" if dim % min(CODE_CHOICES) else f": set {BUDGET_VARIABLE} higher (e.g. 16G)"
         raise UsageError(f"{exc}{fix}") from exc
     sample, tuning = ann.first_pass(chunks, count, plan.train_count, seed)
-    index = trained(plan, sample)
+    empty = trained(plan, sample)
     del sample
-    ann.fill(index, chunks, tuning)
-    tuning.fewest_probes(index, depth=RERANK_DEPTH, target=RECALL_TARGET, choices=PROBES)
+    try:
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".shards-") as folder:
+            shards = write_shards(empty, chunks, Path(folder), tuning.see)
+            write_merged(empty, shards, path)
+        index = ann.load(path, mapped=True)
+        probes = tuning.fewest_probes(
+            index, depth=RERANK_DEPTH, target=RECALL_TARGET, choices=PROBES
+        )
+        write_probes(empty, path, int(index.ntotal), probes)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return index
+
+
+def write_shards(
+    empty: Any, chunks: ann.Chunks, folder: Path, seen: Callable[[np.ndarray, np.ndarray], None]
+) -> list[Path]:
+    """The trained index filled from `chunks`, written out as a shard file every SHARD_VECTORS
+    vectors (each could be a task of its own: shards share nothing but the trained index).
+    `seen` is shown every chunk on the way."""
+    faiss = _faiss()
+    paths: list[Path] = []
+    shard = faiss.clone_index(empty)
+    for ids, vectors in chunks():
+        seen(np.asarray(ids), np.asarray(vectors, np.float32))
+        start = 0
+        while start < len(ids):  # a chunk may fill a shard and start the next
+            part = slice(start, start + SHARD_VECTORS - shard.ntotal)
+            ann.add(shard, ids[part], vectors[part])
+            start = part.stop
+            if shard.ntotal >= SHARD_VECTORS:
+                paths.append(folder / f"shard-{len(paths)}.faiss")
+                faiss.write_index(shard, str(paths[-1]))
+                shard = faiss.clone_index(empty)
+    if shard.ntotal or not paths:
+        paths.append(folder / f"shard-{len(paths)}.faiss")
+        faiss.write_index(shard, str(paths[-1]))
+    return paths
+
+
+def _lists_header(ivf: Any, layout: bytes, count: int) -> bytes:
+    return struct.pack("<4sQQ4sQ", b"ilar", ivf.nlist, ivf.code_size, layout, count)
+
+
+def _index_header(empty: Any, total: int, probes: int | None = None) -> bytes:
+    """The bytes FAISS writes for the trained index ahead of its lists, as if it held `total`
+    vectors. FAISS writes an IVF index's lists last; an empty index's are a fixed 32 bytes."""
+    faiss = _faiss()
+    index = faiss.clone_index(empty)
+    ivf = faiss.extract_index_ivf(index)
+    index.ntotal = ivf.ntotal = total  # an OPQ index counts in its transform and its IVF
+    if probes is not None:
+        ivf.nprobe = probes
+    data = faiss.serialize_index(index).tobytes()
+    empty_lists = _lists_header(ivf, b"sprs", 0)
+    if not data.endswith(empty_lists):
+        raise RuntimeError(
+            f"this FAISS ({faiss.__version__}) does not write an IVF-PQ index's lists last; "
+            "the merge of shards needs a FAISS that does (1.7 to 1.15 do)"
+        )
+    return data[: -len(empty_lists)]
+
+
+def write_merged(empty: Any, shard_paths: list[Path], path: Path) -> None:
+    """The shards' lists merged into one index file at `path`, written list by list in FAISS's
+    own layout for them (a full ArrayInvertedLists: sizes, then each list's codes and ids), so
+    that the merge holds one list at a time and readers memory-map the result."""
+    faiss = _faiss()
+    shards = [
+        faiss.read_index(str(p), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) for p in shard_paths
+    ]
+    lists = [faiss.extract_index_ivf(shard).invlists for shard in shards]
+    ivf = faiss.extract_index_ivf(empty)
+    nlist, code_size = int(ivf.nlist), int(ivf.code_size)
+    sizes = np.array([[int(part.list_size(j)) for j in range(nlist)] for part in lists], np.uint64)
+    per_list = sizes.sum(axis=0, dtype=np.uint64)
+    with open(path, "wb") as handle:
+        handle.write(_index_header(empty, int(per_list.sum())))
+        handle.write(_lists_header(ivf, b"full", nlist))
+        handle.write(per_list.astype("<u8").tobytes())
+        for j in range(nlist):
+            held = [
+                (part, int(size)) for part, size in zip(lists, sizes[:, j], strict=True) if size
+            ]
+            for part, size in held:
+                handle.write(faiss.rev_swig_ptr(part.get_codes(j), size * code_size).tobytes())
+            for part, size in held:
+                handle.write(faiss.rev_swig_ptr(part.get_ids(j), size).tobytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_probes(empty: Any, path: Path, total: int, probes: int) -> None:
+    """Set the probes a merged index file of `total` vectors opens with: its header written
+    again, in place (the probes are a field of fixed width in it)."""
+    header = _index_header(empty, total, probes)
+    with open(path, "r+b") as handle:
+        handle.write(header)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def is_mapped(index: Any) -> bool:
+    """True when an IVF index's lists are memory-mapped from its file (read-only)."""
+    faiss = _faiss()
+    ivf = faiss.try_extract_index_ivf(index)
+    return ivf is not None and isinstance(
+        faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists
+    )
+
+
+def writable(index: Any) -> None:
+    """Copy a memory-mapped index's lists into memory, so that it can take changes."""
+    faiss = _faiss()
+    ivf = faiss.extract_index_ivf(index)
+    mapped = ivf.invlists
+    copy = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    for j in range(ivf.nlist):
+        size = mapped.list_size(j)
+        if size:
+            copy.add_entries(j, size, mapped.get_ids(j), mapped.get_codes(j))
+    ivf.replace_invlists(copy, True)
+    copy.this.disown()  # the index owns it now (FAISS's wrapper does not say so for this call)
 
 
 def rerank(
@@ -203,39 +336,6 @@ def rerank(
         out_scores[row, : len(best)] = rescored[best]
         out_ids[row, : len(best)] = found[best]
     return out_scores, out_ids
-
-
-def write_shard(empty: Any, ids: np.ndarray, vectors: np.ndarray, path: Path) -> None:
-    """One shard's codes: the trained index filled with its vectors, saved on its own (a task
-    each, on any machine: they share nothing but the trained index)."""
-    faiss = _faiss()
-    shard = faiss.clone_index(empty)
-    shard.add_with_ids(
-        np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
-    )
-    faiss.write_index(shard, str(path))
-
-
-def merge(empty: Any, shard_paths: Iterable[Path], folder: Path) -> Path:
-    """Merge the shards' lists into one file on disk (lists.ivfdata) and save the index that
-    points at it (index.faiss), both in `folder`; the shard files can then go."""
-    from faiss.contrib.ondisk import merge_ondisk
-
-    faiss = _faiss()
-    merged = faiss.clone_index(empty)
-    data = folder / "lists.ivfdata"
-    merge_ondisk(merged, [str(p) for p in shard_paths], str(data))
-    path = folder / "index.faiss"
-    faiss.write_index(merged, str(path))
-    return path
-
-
-def open_mapped(path: Path) -> Any:
-    """The merged index with its lists memory-mapped, not read: a query reads the lists it
-    probes through the page cache."""
-    faiss = _faiss()
-    # the lists file is found beside the index (the folder may have moved since the merge)
-    return faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
 
 
 def search(

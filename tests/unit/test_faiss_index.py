@@ -121,9 +121,9 @@ def test_batches_another_writer_interleaves_rebuild_once_at_the_save(
     rebuilt: list[str] = []
     plain = IndexStore.rebuild_from_catalog
 
-    def counted(self: IndexStore, kind: str) -> object:
+    def counted(self: IndexStore, kind: str, *, persist: bool = True) -> object:
         rebuilt.append(kind)
-        return plain(self, kind)
+        return plain(self, kind, persist=persist)
 
     monkeypatch.setattr(IndexStore, "rebuild_from_catalog", counted)
     store.get("scene", persist=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
-from searchapp.vectors import large
+from searchapp.vectors import ann, large
 
 DIM = 64
 
@@ -40,24 +41,33 @@ def test_the_plan_follows_the_count_and_the_budget() -> None:
         large.plan_for(1_000_000_000, 512, budget_bytes=8 << 30)
 
 
-def test_shards_merged_on_disk_find_what_exact_search_finds(tmp_path: Path) -> None:
+def test_shards_merged_on_disk_are_the_index_faiss_writes_and_readers_map_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     count = 24_000
     vectors = clustered(count, seed=0)
     ids = np.arange(10, 10 + count, dtype=np.int64) * 3  # ids are the catalog's, not positions
     plan = large.plan_for(count, DIM, budget_bytes=1 << 30)
     assert plan.code_bytes == 16 and plan.lists == 256
     empty = large.trained(plan, vectors[: plan.train_count])
-    shards = []
-    for n, start in enumerate(range(0, count, 10_000)):  # three shards, built apart
-        path = tmp_path / f"shard-{n}.index"
-        large.write_shard(empty, ids[start : start + 10_000], vectors[start : start + 10_000], path)
-        shards.append(path)
-    merged = large.merge(empty, shards, tmp_path)
-    assert (tmp_path / "lists.ivfdata").stat().st_size >= count * plan.code_bytes
+    seen: list[int] = []
+    monkeypatch.setattr(large, "SHARD_VECTORS", 7_000)
+    chunks = ann.chunks_of(vectors, ids, 4_000)
+    shards = large.write_shards(empty, chunks, tmp_path, lambda i, v: seen.append(len(i)))
+    assert len(shards) == 4 and sum(seen) == count  # 7k, 7k, 7k and 3k, from chunks of 4k
+    merged = tmp_path / "index.faiss"
+    large.write_merged(empty, shards, merged)
     for shard in shards:
-        shard.unlink()  # the merged lists stand alone
-    index = large.open_mapped(merged)
-    assert index.ntotal == count
+        shard.unlink()  # the merged file stands alone
+
+    # byte for byte what FAISS writes for the same vectors added in memory, probes aside
+    whole = faiss.clone_index(empty)
+    whole.add_with_ids(vectors, ids)
+    assert merged.read_bytes() == faiss.serialize_index(whole).tobytes()
+    large.write_probes(empty, merged, count, 7)
+    index = ann.load(merged, mapped=True)
+    assert large.is_mapped(index) and index.ntotal == count
+    assert faiss.extract_index_ivf(index).nprobe == 7
 
     queries = clustered(100, seed=1)
     truth = exact_top(queries, vectors, ids, 10)

@@ -12,8 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from searchapp import checkup
 from searchapp.errors import UsageError
-from searchapp.records import CatalogBatch, FileStat, ImageMeta, NewImage, RegionData
+from searchapp.records import (
+    CatalogBatch,
+    FileStat,
+    ImageMeta,
+    NewImage,
+    RegionData,
+    VectorDelta,
+)
 from searchapp.store.catalog import Catalog
 from searchapp.vectors import ann, faiss_index, large
 from searchapp.vectors.faiss_index import IndexStore
@@ -38,14 +46,14 @@ def clustered(count: int, seed: int) -> np.ndarray:
     return rows.astype(np.float16).astype(np.float32)
 
 
-def add_images(catalog: Catalog, vectors: np.ndarray, start: int) -> None:
+def add_images(catalog: Catalog, vectors: np.ndarray, start: int) -> tuple[int, VectorDelta]:
     batch = CatalogBatch()
     for offset, vector in enumerate(vectors):
         i = start + offset
         region = RegionData("scene", (0, 0, 10, 10), vector)
         meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
         batch.new.append(NewImage(FileStat(f"/p/{i}.jpg", 1, 1), f"h{i}", meta, [region]))
-    catalog.apply(batch)
+    return catalog.apply(batch)
 
 
 @pytest.fixture(scope="module")
@@ -155,15 +163,66 @@ def test_a_tight_budget_takes_smaller_codes_with_opq(
     _, found = searched(store, queries, 10)
     truth = exact_top(queries, vectors, np.arange(1, COUNT + 1), 10)
     assert large.recall_at(found, truth) >= 0.85
+    # `check` looks each sampled vector up as a query does, re-ranked: 8-byte codes alone would
+    # rank some stored vectors below their neighbours
+    result = checkup.examine(catalog, lambda: store, tmp_path)
+    assert [f for f in result.findings if f.what != "missing"] == []  # the photos are made up
 
     # not even 8 bytes a vector: refused, and the kind, already committed, keeps an index
     monkeypatch.setenv(large.BUDGET_VARIABLE, str(COUNT * 10))
     with pytest.raises(UsageError, match=large.BUDGET_VARIABLE):
-        large.build(DIM, COUNT, ann.chunks_of(vectors, np.arange(COUNT)), COUNT * 10)
+        chunks = ann.chunks_of(vectors, np.arange(COUNT))
+        large.build(DIM, COUNT, chunks, COUNT * 10, tmp_path / "refused.faiss")
+    assert not (tmp_path / "refused.faiss").exists()
     store = IndexStore(tmp_path, catalog, DIM)
     fallback = store.rebuild_from_catalog("scene")
     assert not large.is_pq(fallback) and fallback.ntotal == COUNT
     assert large.BUDGET_VARIABLE in store.repairs[0] and "fp16 IVF" in store.repairs[0]
+
+
+def test_the_writer_builds_shard_by_shard_into_one_file_it_maps_and_copies_to_change(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog, _ = library
+    monkeypatch.setattr(large, "SHARD_VECTORS", 5000)
+    merged: list[int] = []
+    write_merged = large.write_merged
+    monkeypatch.setattr(
+        large,
+        "write_merged",
+        lambda e, shards, p: merged.append(len(shards)) or write_merged(e, shards, p),
+    )
+    (tmp_path / ".shards-killed").mkdir()  # a killed build's shards
+    (tmp_path / ".shards-killed" / "shard-0.faiss").write_bytes(b"x")
+    store = IndexStore(tmp_path, catalog, DIM)
+    index = store.get("scene", persist=True)
+    # 12,000 vectors in shards of 5,000, 5,000 and 2,000, merged into the saved file, mapped
+    assert merged == [3] and large.is_mapped(index) and index.ntotal == COUNT
+    generation = catalog.vector_generation()
+    saved = store.path_for("scene", generation)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("c.db")) == [
+        ".shards-killed",
+        saved.name,
+    ]
+    assert saved.stat().st_size >= COUNT * (16 + 8)  # codes and ids are in it
+    published = saved.read_bytes()
+
+    reader = IndexStore(tmp_path, catalog, DIM)
+    before = reader.get("scene", persist=False)
+    extra = clustered(20, seed=9)
+    after, delta = add_images(catalog, extra, COUNT)  # the writer follows it in a copy in memory
+    delta_ids = delta.added_ids["scene"]
+    store.follow(delta, generation, after)
+    assert not large.is_mapped(index) and index.ntotal == COUNT + 20
+    assert saved.read_bytes() == published and before.ntotal == COUNT  # readers untouched
+    _, found = searched(store, extra, 1)
+    assert found[:, 0].tolist() == delta_ids
+
+    store.save_all(after)
+    assert not saved.exists() and not (tmp_path / ".shards-killed").exists()
+    assert IndexStore(tmp_path, catalog, DIM).get("scene", persist=False).ntotal == COUNT + 20
+    result = checkup.examine(catalog, lambda: IndexStore(tmp_path, catalog, DIM), tmp_path)
+    assert [f for f in result.findings if f.what != "missing"] == []  # the photos are made up
 
 
 def test_a_width_no_code_divides_is_said_plainly() -> None:
