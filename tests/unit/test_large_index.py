@@ -91,3 +91,31 @@ def test_shards_merged_on_disk_are_the_index_faiss_writes_and_readers_map_it(
     assert np.all(np.isin(kept, allowed))
     best_allowed = exact_top(queries, vectors[::50], allowed, 10)
     assert large.recall_at(kept, best_allowed) >= 0.9
+
+
+def test_the_graph_of_centroids_is_searched_wide_enough_for_the_probes() -> None:
+    """IVF-PQ finds a query's lists through an HNSW graph of the centroids; at FAISS's default
+    breadth (16) the graph misses lists nearer than those it returns, which no probe count or
+    re-rank makes up for."""
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=(4096, DIM)).astype(np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    vectors, ids = clustered(40_000, seed=0), np.arange(40_000)
+    queries = clustered(100, seed=1)
+    truth = exact_top(queries, vectors, ids, 10)
+    found = {}
+    for name, quantizer in [
+        ("graph", faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)),
+        ("flat", faiss.IndexFlatIP(DIM)),
+    ]:
+        quantizer.add(centroids)  # the same lists: only how they are found differs
+        index = faiss.IndexIVFPQ(quantizer, DIM, 4096, 16, 8, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors[:10_000])
+        index.add_with_ids(vectors, ids)
+        _, found[name] = index.search(queries, 10, params=ann.probing(index, 64))
+        if name == "graph":
+            plain = faiss.SearchParametersIVF(nprobe=64)
+            _, found["graph at 16"] = index.search(queries, 10, params=plain)
+    graph, flat = large.recall_at(found["graph"], truth), large.recall_at(found["flat"], truth)
+    assert graph >= flat - 0.02  # as good as scanning every centroid
+    assert graph > large.recall_at(found["graph at 16"], truth) + 0.05
