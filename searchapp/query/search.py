@@ -12,45 +12,24 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from searchapp.encoders.registry import supports_text
-from searchapp.errors import ImageLoadError, QueryError
-from searchapp.ingest.load import LoadedImage, load_image
+from searchapp.errors import QueryError
 from searchapp.ingest.regions import TILE_LABEL_MIN_PROB
 from searchapp.query import labels as label_match
-from searchapp.query import spaces, verify
-from searchapp.records import TAG_MIN_PROB, BBox, FileStat, Filters, RegionHit
+from searchapp.query import query_vectors, spaces, verify
+from searchapp.query.query_vectors import Library, combine, image_file, term_vector
+from searchapp.records import TAG_MIN_PROB, BBox, Filters, RegionHit
 from searchapp.vectors import faiss_index
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from searchapp.encoders.base import ImageEncoder
-    from searchapp.records import EncoderIdentity
-    from searchapp.store.catalog import Catalog
-    from searchapp.vectors.faiss_index import IndexStore
-
-
-class Library(Protocol):
-    """What a search needs of a library (searchapp.library.Library is one): its catalog, its
-    indexes and its encoder. A protocol, so that this layer never imports the one above it."""
-
-    catalog: Catalog
-
-    def encoder(self) -> ImageEncoder: ...
-
-    def tile_encoder(self) -> ImageEncoder: ...
-
-    def indexes(self) -> IndexStore: ...
-
-    def require_identity(self) -> EncoderIdentity: ...
 
 
 TERM_SOURCES = ("text", "image", "like")
@@ -186,88 +165,9 @@ def _validate(query: Query) -> None:
         if not math.isfinite(term.weight) or term.weight == 0:
             raise QueryError(f"weight {term.weight} of {term.value!r} must be a non-zero number")
         if term.source == "image":
-            _image_file(term.value)  # a missing file is a bad query, whatever the library
+            image_file(term.value)  # a missing file is a bad query, whatever the library
     if not any(term.weight > 0 for term in query.terms):
         raise QueryError("every term is subtracted; give at least one positive term")
-
-
-def _image_file(path: str) -> tuple[str, FileStat]:
-    absolute = os.path.abspath(os.path.expanduser(path))
-    try:
-        st = os.stat(absolute)
-    except FileNotFoundError:
-        raise QueryError(f"query image {absolute} does not exist") from None
-    except OSError as exc:
-        raise QueryError(f"cannot read query image {absolute}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):  # /dev/zero never ends, a named pipe never opens
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
-        raise QueryError(f"query image {absolute} is {kind}, not a photo file")
-    return absolute, FileStat(absolute, st.st_size, st.st_mtime_ns)
-
-
-def _load_query(path: str, min_side: int | None) -> LoadedImage:
-    absolute, stat = _image_file(path)
-    try:
-        return load_image(stat, min_side=min_side)
-    except ImageLoadError as exc:
-        raise QueryError(f"query image {absolute}: {exc.reason}") from None
-
-
-def query_vector_from_image(
-    library: Library, path: str, min_side: int = 0
-) -> tuple[np.ndarray, LoadedImage]:
-    """Embed an image file on disk: (1, dim), and the photo, decoded once at min_side or the
-    encoder's input size, whichever is larger, for verification to reuse."""
-    encoder = library.encoder()
-    loaded = _load_query(path, max(min_side, encoder.input_size))
-    return encoder.encode(encoder.preprocess(loaded.image)[None]).vectors, loaded
-
-
-def _like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
-    absolute = os.path.abspath(os.path.expanduser(path))
-    image = library.catalog.image_by_path(absolute)
-    if image is None and not os.path.exists(absolute):
-        raise QueryError(f"--like {absolute}: no such file, and no photo in the library there")
-    if image is None:
-        raise QueryError(
-            f"--like {absolute}: that photo is not in the library; index it first, "
-            "or use --image FILE"
-        )
-    dim = library.require_identity().dim
-    vectors = library.catalog.region_vectors_of_image(image.id, "scene", dim)
-    if not len(vectors):  # a video: what its frames show, together
-        frames = library.catalog.region_vectors_of_image(image.id, "frame", dim)
-        if not len(frames):
-            raise QueryError(
-                f"--like {absolute}: it has no vectors (kept out as low quality?); use --image FILE"
-            )
-        return combine([frame[None] for frame in frames], [1.0] * len(frames)), image.id
-    return vectors[:1], image.id
-
-
-def _term_vector(
-    library: Library, term: Term, image_side: int
-) -> tuple[np.ndarray, int | None, LoadedImage | None]:
-    """(1, dim) vector of a term, the id of the photo it came from if indexed, and the decoded
-    photo of an image term (at image_side at least)."""
-    if term.source == "text":
-        return library.encoder().encode_text([term.value.strip()]), None, None
-    if term.source == "like":
-        return (*_like_vector(library, term.value), None)
-    vector, pixels = query_vector_from_image(library, term.value, image_side)
-    indexed = library.catalog.image_by_path(_image_file(term.value)[0])
-    return vector, indexed.id if indexed else None, pixels
-
-
-def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
-    """Weighted sum of unit vectors, renormalised."""
-    total = np.zeros_like(vectors[0][0], dtype=np.float64)
-    for vector, weight in zip(vectors, weights, strict=True):
-        total += weight * vector[0]
-    norm = np.linalg.norm(total)
-    if norm < 1e-6:
-        raise QueryError("the terms cancel each other out; change the weights")
-    return (total / norm).astype(np.float32)[None]
 
 
 def _knn(
@@ -483,7 +383,7 @@ def search(library: Library, query: Query) -> SearchResults:
     image_side = verify.DECODE_SIDE if check_pixels else 0
     vectors, weights, decoded = [], [], []
     for term in vector_terms:
-        vector, image_id, pixels = _term_vector(library, term, image_side)
+        vector, image_id, pixels = term_vector(library, term.source, term.value, image_side)
         decoded.append(pixels)
         vectors.append(vector)
         weights.append(term.weight)
@@ -514,7 +414,7 @@ def search(library: Library, query: Query) -> SearchResults:
     if spaces.tiles_apart(query.kinds, library.catalog.tile_identity() is not None):
         sources = [term.source for term in vector_terms]
         tile_vector = spaces.tile_query(
-            sources, query.kinds, lambda: _tile_vector(library, decoded, weights)
+            sources, query.kinds, lambda: query_vectors.tile_vector(library, decoded, weights)
         )
         query = replace(query, kinds=tuple(k for k in query.kinds if k != spaces.TILE_KIND))
         if tile_vector is not None:
@@ -530,15 +430,3 @@ def search(library: Library, query: Query) -> SearchResults:
         regions = regions[:wanted]
         return SearchResults(photos, "vector", notes, regions, checked, vector, tile_vector)
     return SearchResults(photos, "vector", notes, regions, vector=vector, tile_vector=tile_vector)
-
-
-def _tile_vector(
-    library: Library, decoded: list[LoadedImage | None], weights: list[float]
-) -> np.ndarray:
-    """The image terms, decoded once already, embedded by the tiles' encoder and combined."""
-    encoder = library.tile_encoder()
-    vectors = []
-    for pixels in decoded:
-        assert pixels is not None  # spaces.tile_query asks only when every term is an image
-        vectors.append(encoder.encode(encoder.preprocess(pixels.image)[None]).vectors)
-    return combine(vectors, weights)

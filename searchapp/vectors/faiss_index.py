@@ -103,7 +103,7 @@ def save_atomic(index: Any, path: Path) -> None:
     except (OSError, RuntimeError) as exc:  # faiss reports its own I/O errors as RuntimeError
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+        if _disk_full(exc):
             raise DiskFullError(
                 f"disk full while writing {path}; free space on {path.parent} and run "
                 "`searchapp rebuild-index`: the catalog is intact"
@@ -111,6 +111,11 @@ def save_atomic(index: Any, path: Path) -> None:
         if isinstance(exc, OSError):
             raise
         raise SearchappError(f"could not write {path}: {exc}") from exc
+
+
+def _disk_full(exc: Exception) -> bool:
+    """faiss reports its own I/O errors as RuntimeError, with the system's words in them."""
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
 
 
 class IndexStore:
@@ -219,7 +224,16 @@ class IndexStore:
         generation = self.catalog.vector_generation()
         # named as the index files are, so that a killed build's file is a leftover to clean
         path = self.directory / f"{self.path_for(kind, generation).name}.build{os.getpid()}"
-        index = large.build(dim, count, vectors, budget, path)
+        try:
+            index = large.build(dim, count, vectors, budget, path)
+        except (OSError, RuntimeError) as exc:
+            if not _disk_full(exc):
+                raise
+            raise DiskFullError(
+                f"disk full while building the {kind} index in {self.directory} (its shards "
+                "and its file take about the lists' size twice); free space there and run "
+                "`searchapp rebuild-index`: the catalog is intact"
+            ) from exc
         self._built[kind] = path
         return index
 

@@ -11,7 +11,7 @@ import pytest
 
 from searchapp.errors import QueryError
 from searchapp.library import Library
-from searchapp.query.search import combine
+from searchapp.query.query_vectors import combine
 from searchapp.records import (
     CatalogBatch,
     EncoderIdentity,

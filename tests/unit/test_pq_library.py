@@ -5,6 +5,7 @@ that a test library crosses it."""
 
 from __future__ import annotations
 
+import errno
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from searchapp import checkup
-from searchapp.errors import UsageError
+from searchapp.errors import DiskFullError, UsageError
 from searchapp.records import (
     CatalogBatch,
     FileStat,
@@ -223,6 +224,21 @@ def test_the_writer_builds_shard_by_shard_into_one_file_it_maps_and_copies_to_ch
     assert IndexStore(tmp_path, catalog, DIM).get("scene", persist=False).ntotal == COUNT + 20
     result = checkup.examine(catalog, lambda: IndexStore(tmp_path, catalog, DIM), tmp_path)
     assert [f for f in result.findings if f.what != "missing"] == []  # the photos are made up
+
+
+def test_a_disk_full_during_the_build_says_so_and_leaves_nothing(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog, _ = library
+
+    def full(empty: object, shards: list[Path], path: Path) -> None:
+        path.write_bytes(b"half an index")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(large, "write_merged", full)
+    with pytest.raises(DiskFullError, match="rebuild-index`: the catalog is intact"):
+        IndexStore(tmp_path, catalog, DIM).get("scene", persist=True)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("c.db")) == []
 
 
 def test_a_width_no_code_divides_is_said_plainly() -> None:
