@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from searchapp.vectors import ann, large  # noqa: E402
 
-SHARD = large.SHARD_VECTORS
+SHARD = 1_000_000  # vectors read at a time; large.write_shards cuts its own shards
 GENERATE = 250_000
 TUNING = 200
 WIDER = (2, 4, 8)  # multiples of the tuned probes each query set is also re-ranked at

@@ -35,9 +35,11 @@ CHUNK = 100_000  # the catalog's region_vectors chunk
 def build_process(code: str, vectors: Path, count: int, budget: int, report: Any) -> None:
     sys.path.insert(0, code)
     import numpy as np
-    from ivfpq_scale import DIM, PrivatePeak, peak_gib, read_rows
 
-    from searchapp.vectors import large
+    from searchapp.vectors import large  # the checkout's, before ivfpq_scale puts this one first
+
+    assert Path(large.__file__).is_relative_to(code), f"{large.__file__} is not from {code}"
+    from ivfpq_scale import DIM, PrivatePeak, peak_gib, read_rows
 
     private = PrivatePeak()
 

@@ -166,8 +166,9 @@ def first_pass(
 def fill(index: Any, chunks: Chunks, tuning: ExactNeighbours) -> None:
     """The second pass: every vector into the trained index, and each into the tuning."""
     for ids, vectors in chunks():
-        add(index, ids, vectors)
-        tuning.see(np.asarray(ids), np.asarray(vectors, np.float32))
+        rows = np.ascontiguousarray(vectors, dtype=np.float32)  # once, for both
+        add(index, ids, rows)
+        tuning.see(np.asarray(ids), rows)
 
 
 class ExactNeighbours:
@@ -181,12 +182,17 @@ class ExactNeighbours:
     def see(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if not len(self.ids) or not len(ids):
             return
-        scores = self.queries @ vectors.T
-        scores[self.ids[:, None] == ids[None, :]] = -np.inf  # a vector is not its own neighbour
-        keep = min(NEIGHBOURS, scores.shape[1])
-        best = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
-        merged_scores = np.concatenate([self.scores, np.take_along_axis(scores, best, 1)], axis=1)
-        merged_ids = np.concatenate([self.found, ids[best]], axis=1)
+        faiss = _faiss()
+        # one more than kept, since a query's own vector may be among them; FAISS's top-k keeps
+        # a chunk's memory to the queries' rows (a full score matrix and its argpartition took
+        # 0.25 GB a chunk of 100,000)
+        keep = min(NEIGHBOURS + 1, len(ids))
+        rows = np.ascontiguousarray(vectors, dtype=np.float32)
+        scores, best = faiss.knn(self.queries, rows, keep, faiss.METRIC_INNER_PRODUCT)
+        found = np.asarray(ids)[best]
+        scores[found == self.ids[:, None]] = -np.inf  # a vector is not its own neighbour
+        merged_scores = np.concatenate([self.scores, scores], axis=1)
+        merged_ids = np.concatenate([self.found, found], axis=1)
         top = np.argsort(-merged_scores, axis=1)[:, :NEIGHBOURS]
         self.scores = np.take_along_axis(merged_scores, top, axis=1)
         self.found = np.take_along_axis(merged_ids, top, axis=1)

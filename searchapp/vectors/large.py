@@ -216,7 +216,8 @@ def write_shards(
     paths: list[Path] = []
     shard = faiss.clone_index(empty)
     for ids, vectors in chunks():
-        seen(np.asarray(ids), np.asarray(vectors, np.float32))
+        ids, vectors = np.asarray(ids), np.ascontiguousarray(vectors, dtype=np.float32)  # once
+        seen(ids, vectors)
         start = 0
         while start < len(ids):  # a chunk may fill a shard and start the next
             part = slice(start, start + SHARD_VECTORS - shard.ntotal)

@@ -52,6 +52,21 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
+def test_tuning_gathers_each_query_s_exact_neighbours_chunk_by_chunk() -> None:
+    vectors = clustered(5000)
+    vectors[4000] = vectors[3]  # a byte-identical copy is a neighbour; the query itself is not
+    ids = np.arange(100, 5100, dtype=np.int64)
+    chosen = np.array([3, 70, 2500])
+    tuning = ann.ExactNeighbours(ids[chosen], vectors[chosen])
+    for start in range(0, 5000, 700):  # chunks that do not divide the count
+        tuning.see(ids[start : start + 700], vectors[start : start + 700].astype(np.float16))
+    scores = vectors[chosen] @ vectors.astype(np.float16).astype(np.float32).T
+    scores[np.arange(3), chosen] = -np.inf
+    truth = ids[np.argsort(-scores, axis=1)[:, : ann.NEIGHBOURS]]
+    assert [set(row) for row in tuning.found.tolist()] == [set(row) for row in truth.tolist()]
+    assert ids[4000] in tuning.found[0] and ids[3] not in tuning.found[0]
+
+
 def test_layout_by_size_with_hysteresis() -> None:
     assert ann.lists_for(LIMIT) == 0
     assert ann.lists_for(6000) == 128  # the power of two nearest 2 * sqrt(6000) = 155
