@@ -139,9 +139,10 @@ def child_bound(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_rest(spec: dict[str, Any]) -> dict[str, Any]:
-    """CPU time per photo of everything `searchapp index` does besides the encoder: its read step
-    (searchapp.ingest.pipeline._read) and, in hybrid mode, the detector and the preprocessing of
-    its objects, split into parts by timers around the functions the read step calls. One photo
+    """CPU time per photo of everything `searchapp index` does besides the encoder: its read
+    step (searchapp.ingest.pipeline.read_photo) and, in hybrid mode, the detector and the
+    preprocessing of its objects, split into parts by timers around the functions the read step
+    calls. One photo
     at a time, on one thread: an idle OpenMP thread spins, and its spinning would count as work."""
     from searchapp.detect.registry import create_detector
     from searchapp.encoders.registry import tile_encoder_name
@@ -191,7 +192,7 @@ def child_rest(spec: dict[str, Any]) -> dict[str, Any]:
         stat = path.stat()
         file = FileStat(str(path), stat.st_size, stat.st_mtime_ns)
         model = LazyModel(lambda: encoder)
-        result = pipeline._read(file, None, set(), model, options)
+        result = pipeline.read_photo(file, None, set(), model, options)
         if result.error is not None or result.content_hash is None:
             raise SystemExit(f"{path}: {result.error}")
         if not options.later_kinds:

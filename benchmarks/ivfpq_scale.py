@@ -12,12 +12,12 @@ shards:
   as a library's build does);
 - merge the shards' lists, list by list, into one index file on disk (large.write_merged); the
   shard files go.
-Build time is each step's; peak memory is the build process's maximum resident set (the
-shards are read into private memory; the training sample is gathered through a memory map,
-whose pages the figure then counts too). A separate process then opens the merged index with
-its lists memory-mapped (ann.load, as a library's reader does) and runs the queries one at a
-time, plain and re-ranked on the exact float16 vectors (memory-mapped too); its peak memory is
-reported apart.
+Build time is each step's; peak memory is the build process's maximum resident set (each
+shard's vectors are read into private memory; the training sample is gathered through a memory
+map, whose pages the figure then counts too), and apart, its private memory. A separate process
+then opens the merged index with its lists memory-mapped (ann.load, as a library's reader does)
+and runs the queries one at a time, plain and re-ranked on the exact float16 vectors
+(memory-mapped too); its peak memory is reported apart.
 
 Queries, each --queries long, from ann_scale: held-out vectors of the same distribution, random
 directions, and text-like ones (shifted off the image vectors, best match near cosine 0.3).

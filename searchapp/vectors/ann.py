@@ -257,10 +257,14 @@ def probing(ivf: Any, probes: int, selector: Any = None) -> Any:
     centroids searched wide enough to find them (QUANTIZER_BREADTH)."""
     faiss = _faiss()
     probes = min(int(ivf.nlist), probes)
-    params = faiss.SearchParametersIVF(sel=selector, nprobe=probes)
+    given: dict[str, Any] = {"nprobe": probes}
+    if selector is not None:
+        given["sel"] = selector
     if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
-        params.quantizer_params = faiss.SearchParametersHNSW(efSearch=QUANTIZER_BREADTH * probes)
-    return params
+        breadth = faiss.SearchParametersHNSW(efSearch=QUANTIZER_BREADTH * probes)
+        given["quantizer_params"] = breadth
+    # given to the constructor, which keeps a reference to each in every FAISS since 1.7.4
+    return faiss.SearchParametersIVF(**given)
 
 
 def stored_ids(index: Any) -> np.ndarray:

@@ -133,9 +133,9 @@ class IndexStore:
         # kinds another writer's batches passed by (PostgreSQL): made anew from the catalog
         # once, when saved or next read, instead of at each of the batches that follow
         self._behind: set[str] = set()
-        # an IVF-PQ build's file, written beside the index files, waiting for the save that
-        # renames it into place (its index maps it, so the writer does not hold its lists)
-        self._built: dict[str, Path] = {}
+        # an IVF-PQ build's file, written beside the index files, and the index that maps it
+        # (so the writer does not hold its lists), waiting for the save that renames it
+        self._built: dict[str, tuple[Path, Any]] = {}
         self.repairs: list[str] = []  # what open() had to rebuild, for the CLI to report
 
     def path_for(self, kind: str, generation: int) -> Path:
@@ -217,30 +217,34 @@ class IndexStore:
 
     def _build_pq(self, kind: str, count: int, vectors: ann.Chunks, persist: bool) -> Any:
         dim, budget = self.dim_of(kind), large.memory_budget()
-        if not persist:
-            with tempfile.TemporaryDirectory(prefix="searchapp-pq-") as folder:
-                return large.build(dim, count, vectors, budget, Path(folder) / "index.faiss")
-        self._drop_built(kind)
+        # a reader's build is its own, in a temporary folder, gone once mapped; a writer's lies
+        # beside the index files, named as they are, so that a killed build is a leftover
+        folder = tempfile.TemporaryDirectory(prefix="searchapp-pq-") if not persist else None
+        where = Path(folder.name) if folder else self.directory
         generation = self.catalog.vector_generation()
-        # named as the index files are, so that a killed build's file is a leftover to clean
-        path = self.directory / f"{self.path_for(kind, generation).name}.build{os.getpid()}"
+        path = where / f"{self.path_for(kind, generation).name}.build{os.getpid()}"
+        self._drop_built(kind)
         try:
             index = large.build(dim, count, vectors, budget, path)
         except (OSError, RuntimeError) as exc:
             if not _disk_full(exc):
                 raise
             raise DiskFullError(
-                f"disk full while building the {kind} index in {self.directory} (its shards "
-                "and its file take about the lists' size twice); free space there and run "
+                f"disk full while building the {kind} index in {where} (its shards and its "
+                "file take about the lists' size twice); free space there and run "
                 "`searchapp rebuild-index`: the catalog is intact"
             ) from exc
-        self._built[kind] = path
+        finally:
+            if folder:
+                folder.cleanup()
+        if persist:
+            self._built[kind] = (path, index)
         return index
 
     def _drop_built(self, kind: str) -> None:
         built = self._built.pop(kind, None)
         if built is not None:
-            built.unlink(missing_ok=True)
+            built[0].unlink(missing_ok=True)
 
     def exact_vectors(self, kind: str, index: Any) -> large.ExactVectors | None:
         """What re-ranks a PQ index's candidates: the catalog's stored vectors of the kind. None
@@ -254,15 +258,16 @@ class IndexStore:
             index = self._indexes[kind] = self.rebuild_from_catalog(kind)
         path = self.path_for(kind, generation)
         built = self._built.pop(kind, None)
-        if built is not None:
-            os.replace(built, path)  # the build wrote and synced it
-        elif large.is_mapped(index):
-            if self.catalog.index_record(kind) == (generation, index.ntotal) and path.exists():
-                self._unsaved.discard(kind)  # unchanged, and its file already holds it
-                return
-            large.writable(index)  # mapped from a file of another generation: write it anew
-            save_atomic(index, path)
+        if built is not None and built[1] is index:
+            os.replace(built[0], path)  # the build wrote and synced it
         else:
+            if built is not None:  # the build of an index since replaced
+                built[0].unlink(missing_ok=True)
+            if large.is_mapped(index):
+                if self.catalog.index_record(kind) == (generation, index.ntotal) and path.exists():
+                    self._unsaved.discard(kind)  # unchanged, and its file already holds it
+                    return
+                large.writable(index)  # mapped from a file of another generation: write anew
             save_atomic(index, path)
         self.catalog.set_index_record(kind, generation, index.ntotal)
         self._unsaved.discard(kind)
@@ -329,6 +334,7 @@ class IndexStore:
             with self._lock:
                 for kind in list(self._indexes):
                     del self._indexes[kind]
+                    self._drop_built(kind)
                     self._generations.pop(kind, None)
                     self._mapped.discard(kind)
                     self._unsaved.discard(kind)

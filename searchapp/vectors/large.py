@@ -61,6 +61,7 @@ RECALL_TARGET = 0.9
 HNSW_NEIGHBOURS = 32
 # vectors a build holds before writing them out as a shard: 72 MB of PQ64 codes and ids
 SHARD_VECTORS = 1_000_000
+MAX_SHARDS = 256  # a merge maps each shard file: past this many, shards grow instead
 
 ExactVectors = Callable[[np.ndarray], np.ndarray]  # ids -> (len(ids), dim) float32
 
@@ -193,7 +194,7 @@ def build(
     del sample
     try:
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".shards-") as folder:
-            shards = write_shards(empty, chunks, Path(folder), tuning.see)
+            shards = write_shards(empty, chunks, Path(folder), tuning.see, shard_size(count))
             write_merged(empty, shards, path)
         index = ann.load(path, mapped=True)
         probes = tuning.fewest_probes(
@@ -206,12 +207,22 @@ def build(
     return index
 
 
+def shard_size(count: int) -> int:
+    """Vectors a shard of a build of `count` holds: SHARD_VECTORS, more past MAX_SHARDS of them
+    (a merge maps every shard at once)."""
+    return max(SHARD_VECTORS, math.ceil(count / MAX_SHARDS))
+
+
 def write_shards(
-    empty: Any, chunks: ann.Chunks, folder: Path, seen: Callable[[np.ndarray, np.ndarray], None]
+    empty: Any,
+    chunks: ann.Chunks,
+    folder: Path,
+    seen: Callable[[np.ndarray, np.ndarray], None],
+    shard_vectors: int = SHARD_VECTORS,
 ) -> list[Path]:
-    """The trained index filled from `chunks`, written out as a shard file every SHARD_VECTORS
-    vectors (each could be a task of its own: shards share nothing but the trained index).
-    `seen` is shown every chunk on the way."""
+    """The trained index filled from `chunks`, its lists written out as a shard file every
+    `shard_vectors` vectors (each could be a task of its own: shards share nothing but the
+    trained index). `seen` is shown every chunk on the way."""
     faiss = _faiss()
     paths: list[Path] = []
     shard = faiss.clone_index(empty)
@@ -220,17 +231,31 @@ def write_shards(
         seen(ids, vectors)
         start = 0
         while start < len(ids):  # a chunk may fill a shard and start the next
-            part = slice(start, start + SHARD_VECTORS - shard.ntotal)
+            part = slice(start, start + shard_vectors - shard.ntotal)
             ann.add(shard, ids[part], vectors[part])
             start = part.stop
-            if shard.ntotal >= SHARD_VECTORS:
-                paths.append(folder / f"shard-{len(paths)}.faiss")
-                faiss.write_index(shard, str(paths[-1]))
+            if shard.ntotal >= shard_vectors:
+                paths.append(_write_lists(shard, folder / f"shard-{len(paths)}.lists"))
                 shard = faiss.clone_index(empty)
     if shard.ntotal or not paths:
-        paths.append(folder / f"shard-{len(paths)}.faiss")
-        faiss.write_index(shard, str(paths[-1]))
+        paths.append(_write_lists(shard, folder / f"shard-{len(paths)}.lists"))
     return paths
+
+
+def _write_lists(index: Any, path: Path) -> Path:
+    """A shard's lists alone, without the quantiser and codebooks every shard shares: each
+    list's size, then each list's codes and ids, as the index file lays them out."""
+    faiss = _faiss()
+    ivf = faiss.extract_index_ivf(index)
+    lists, code_size = ivf.invlists, int(ivf.code_size)
+    sizes = np.array([lists.list_size(j) for j in range(ivf.nlist)], "<u8")
+    with open(path, "wb") as handle:  # Python's writes: a full disk is an OSError, not a print
+        handle.write(sizes.tobytes())
+        for j in np.flatnonzero(sizes):
+            size = int(sizes[j])
+            handle.write(faiss.rev_swig_ptr(lists.get_codes(int(j)), size * code_size))
+            handle.write(faiss.rev_swig_ptr(lists.get_ids(int(j)), size))
+    return path
 
 
 def _lists_header(ivf: Any, layout: bytes, count: int) -> bytes:
@@ -258,37 +283,44 @@ def _index_header(empty: Any, total: int, probes: int | None = None) -> bytes:
 
 def write_merged(empty: Any, shard_paths: list[Path], path: Path) -> None:
     """The shards' lists merged into one index file at `path`, written list by list in FAISS's
-    own layout for them (a full ArrayInvertedLists: sizes, then each list's codes and ids), so
-    that the merge holds one list at a time and readers memory-map the result."""
+    own layout for them (a full ArrayInvertedLists: sizes, then each list's codes and ids), from
+    the shard files memory-mapped, so that the merge holds no list in memory and readers
+    memory-map the result."""
     faiss = _faiss()
-    shards = [
-        faiss.read_index(str(p), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) for p in shard_paths
-    ]
-    lists = [faiss.extract_index_ivf(shard).invlists for shard in shards]
     ivf = faiss.extract_index_ivf(empty)
     nlist, code_size = int(ivf.nlist), int(ivf.code_size)
-    sizes = np.array([[int(part.list_size(j)) for j in range(nlist)] for part in lists], np.uint64)
-    per_list = sizes.sum(axis=0, dtype=np.uint64)
+    shards = [np.memmap(p, np.uint8, "r") for p in shard_paths]
+    sizes = np.stack([np.frombuffer(shard[: 8 * nlist], "<u8") for shard in shards]).astype(
+        np.int64
+    )
+    # where each shard's list j starts: past the sizes and the lists before it
+    spans = sizes * (code_size + 8)
+    starts = 8 * nlist + np.cumsum(spans, axis=1) - spans
+    per_list = sizes.sum(axis=0)
     with open(path, "wb") as handle:
         handle.write(_index_header(empty, int(per_list.sum())))
         handle.write(_lists_header(ivf, b"full", nlist))
         handle.write(per_list.astype("<u8").tobytes())
         for j in range(nlist):
             held = [
-                (part, int(size)) for part, size in zip(lists, sizes[:, j], strict=True) if size
+                (shards[n], int(starts[n, j]), int(sizes[n, j]))
+                for n in np.flatnonzero(sizes[:, j])
             ]
-            for part, size in held:
-                handle.write(faiss.rev_swig_ptr(part.get_codes(j), size * code_size).tobytes())
-            for part, size in held:
-                handle.write(faiss.rev_swig_ptr(part.get_ids(j), size).tobytes())
+            for shard, start, size in held:
+                handle.write(shard[start : start + size * code_size].data)
+            for shard, start, size in held:
+                handle.write(shard[start + size * code_size : start + size * (code_size + 8)].data)
         handle.flush()
         os.fsync(handle.fileno())
+    del shards  # unmapped: the shard files can go
 
 
 def write_probes(empty: Any, path: Path, total: int, probes: int) -> None:
     """Set the probes a merged index file of `total` vectors opens with: its header written
     again, in place (the probes are a field of fixed width in it)."""
     header = _index_header(empty, total, probes)
+    if len(header) != len(_index_header(empty, total)):  # written in place: the same length
+        raise RuntimeError(f"FAISS {_faiss().__version__} writes the probes in a variable field")
     with open(path, "r+b") as handle:
         handle.write(header)
         handle.flush()
@@ -314,6 +346,9 @@ def writable(index: Any) -> None:
         size = mapped.list_size(j)
         if size:
             copy.add_entries(j, size, mapped.get_ids(j), mapped.get_codes(j))
+    # the mapped lists are left alive, not freed: a search on another thread may be reading
+    # them (the mapping is the file's page cache; it goes when the process ends)
+    ivf.own_invlists = False
     ivf.replace_invlists(copy, True)
     copy.this.disown()  # the index owns it now (FAISS's wrapper does not say so for this call)
 

@@ -3,6 +3,7 @@ apart and merged into lists on disk, memory-mapped search, re-ranking and filter
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import faiss
@@ -42,7 +43,7 @@ def test_the_plan_follows_the_count_and_the_budget() -> None:
 
 
 def test_shards_merged_on_disk_are_the_index_faiss_writes_and_readers_map_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     count = 24_000
     vectors = clustered(count, seed=0)
@@ -51,9 +52,8 @@ def test_shards_merged_on_disk_are_the_index_faiss_writes_and_readers_map_it(
     assert plan.code_bytes == 16 and plan.lists == 256
     empty = large.trained(plan, vectors[: plan.train_count])
     seen: list[int] = []
-    monkeypatch.setattr(large, "SHARD_VECTORS", 7_000)
     chunks = ann.chunks_of(vectors, ids, 4_000)
-    shards = large.write_shards(empty, chunks, tmp_path, lambda i, v: seen.append(len(i)))
+    shards = large.write_shards(empty, chunks, tmp_path, lambda i, v: seen.append(len(i)), 7_000)
     assert len(shards) == 4 and sum(seen) == count  # 7k, 7k, 7k and 3k, from chunks of 4k
     merged = tmp_path / "index.faiss"
     large.write_merged(empty, shards, merged)
@@ -91,6 +91,25 @@ def test_shards_merged_on_disk_are_the_index_faiss_writes_and_readers_map_it(
     assert np.all(np.isin(kept, allowed))
     best_allowed = exact_top(queries, vectors[::50], allowed, 10)
     assert large.recall_at(kept, best_allowed) >= 0.9
+
+
+def test_an_opq_index_merged_from_shards_is_the_one_faiss_writes(tmp_path: Path) -> None:
+    """A rotation ahead of the IVF wraps it (IndexPreTransform): two headers count the vectors."""
+    count = 12_000
+    vectors, ids = clustered(count, seed=3), np.arange(count, dtype=np.int64)
+    plan = replace(large.plan_for(count, DIM, budget_bytes=1 << 30), opq=True)
+    assert plan.factory.startswith("OPQ")
+    empty = large.trained(plan, vectors[: plan.train_count])
+    shards = large.write_shards(
+        empty, ann.chunks_of(vectors, ids), tmp_path, lambda i, v: None, 5_000
+    )
+    assert len(shards) == 3
+    large.write_merged(empty, shards, tmp_path / "index.faiss")
+    whole = faiss.clone_index(empty)
+    whole.add_with_ids(vectors, ids)
+    assert (tmp_path / "index.faiss").read_bytes() == faiss.serialize_index(whole).tobytes()
+    assert large.shard_size(10**9) * large.MAX_SHARDS >= 10**9  # a merge maps a bounded count
+    assert large.shard_size(10**7) == large.SHARD_VECTORS
 
 
 def test_the_graph_of_centroids_is_searched_wide_enough_for_the_probes() -> None:

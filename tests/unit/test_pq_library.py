@@ -226,6 +226,22 @@ def test_the_writer_builds_shard_by_shard_into_one_file_it_maps_and_copies_to_ch
     assert [f for f in result.findings if f.what != "missing"] == []  # the photos are made up
 
 
+def test_a_build_replaced_before_its_save_is_not_what_gets_saved(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog, _ = library
+    store = IndexStore(tmp_path, catalog, DIM)
+    store.rebuild_from_catalog("scene")  # a PQ build, its file waiting for a save
+    assert len(list(tmp_path.glob("*.build*"))) == 1
+    monkeypatch.setattr(large, "PQ_ABOVE", COUNT * 10)  # the kind is now under the threshold
+    fp16 = store.rebuild_from_catalog("scene")
+    generation = catalog.vector_generation()
+    store.save("scene", fp16, generation)
+    saved = faiss_index.load(store.path_for("scene", generation))
+    assert not large.is_pq(saved) and saved.ntotal == COUNT
+    assert list(tmp_path.glob("*.build*")) == []
+
+
 def test_a_disk_full_during_the_build_says_so_and_leaves_nothing(
     library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
