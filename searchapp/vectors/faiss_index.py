@@ -223,7 +223,8 @@ class IndexStore:
         where = Path(folder.name) if folder else self.directory
         generation = self.catalog.vector_generation()
         path = where / f"{self.path_for(kind, generation).name}.build{os.getpid()}"
-        self._drop_built(kind)
+        if persist:  # this build replaces the writer's pending one; a reader's leaves it be
+            self._drop_built(kind)
         try:
             index = large.build(dim, count, vectors, budget, path)
         except (OSError, RuntimeError) as exc:

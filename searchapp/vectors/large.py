@@ -312,7 +312,6 @@ def write_merged(empty: Any, shard_paths: list[Path], path: Path) -> None:
                 handle.write(shard[start + size * code_size : start + size * (code_size + 8)].data)
         handle.flush()
         os.fsync(handle.fileno())
-    del shards  # unmapped: the shard files can go
 
 
 def write_probes(empty: Any, path: Path, total: int, probes: int) -> None:
