@@ -218,6 +218,18 @@ class VectorDelta:
         self.removed_ids.setdefault(kind, []).append(region_id)
 
 
+@dataclass
+class VectorCatchUp:
+    """What an index file of an earlier generation lacks: apply the removals, then the
+    additions, and it holds the kind as the catalog does at `generation` (`count` vectors)."""
+
+    generation: int
+    removed_ids: np.ndarray
+    added_ids: np.ndarray
+    added_vectors: np.ndarray
+    count: int
+
+
 @dataclass(frozen=True)
 class EncoderIdentity:
     name: str  # registry name, e.g. "cnn:efficientnet-lite0"

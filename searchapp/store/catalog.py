@@ -62,6 +62,7 @@ from searchapp.store.tables import (
     settings,
     under,
 )
+from searchapp.store.vector_log import VectorLog
 from searchapp.store.vector_rows import CODEC_SETTING, TILE_CODEC_SETTING, TILE_ENCODER_SETTING
 from searchapp.store.writes import CatalogWrites
 
@@ -105,7 +106,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityChecks):
+class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityChecks, VectorLog):
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
         self._codecs = {}
@@ -245,7 +246,14 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
         return int(data["generation"]), int(data["count"])
 
     def set_index_record(self, kind: str, generation: int, count: int) -> None:
-        self.set_setting(f"index.{kind}", json.dumps({"generation": generation, "count": count}))
+        """Record the kind's file of `generation`; the change log's rows it holds go with it."""
+        record = json.dumps({"generation": generation, "count": count})
+        try:
+            with self.engine.begin() as conn:
+                self._set(conn, f"index.{kind}", record)
+                self._prune_log(conn, kind, generation)
+        except DatabaseError as exc:
+            raise translate_error(exc, self.url) from exc
 
     # ---- reads for the diff ----------------------------------------------------------------
 
@@ -395,6 +403,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
             self._write_failures(conn, batch, now)
             if delta.added_ids or delta.removed_ids or delta.recoded:
                 generation = self._next_generation(conn)
+                self._log_changes(conn, generation, delta)
             else:
                 generation = int(self._get(conn, "vectors.generation") or 0)
         return generation, delta
@@ -409,7 +418,7 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
             done = (CODEC_SETTING, TILE_CODEC_SETTING, TILE_ENCODER_SETTING)
             conn.execute(delete(settings).where(settings.c.key.in_(done)))
             self.forget_layout()
-            self._next_generation(conn)
+            self._restart_log(conn, self._next_generation(conn))
 
     # ---- vectors and hits ------------------------------------------------------------------
 

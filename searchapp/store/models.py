@@ -120,6 +120,21 @@ regions = Table(
     Index("ix_regions_kind_image", "kind", "image_id"),  # covers the per-kind counts
 )
 
+# What each committed batch did to the vector set, kept until every index file holds it: a
+# reader whose file is some batches behind the catalog applies these instead of rebuilding the
+# kind from every vector. A row is a run of consecutive region ids (a batch's inserts are one
+# run or a few), so that logging costs a row a batch, not a row a region.
+vector_changes = Table(
+    "vector_changes",
+    metadata,
+    Column("kind", String(16), nullable=False),
+    Column("generation", Integer, nullable=False),  # the vector generation the batch made
+    Column("change", Integer, nullable=False),  # ADDED, REMOVED or RECODED (store/vector_log.py)
+    Column("first_id", Integer, nullable=False),
+    Column("last_id", Integer, nullable=False),
+    Index("ix_vector_changes_kind_generation", "kind", "generation"),
+)
+
 # A file that could not be indexed, with why. Kept until the file changes or disappears.
 failures = Table(
     "failures",

@@ -16,9 +16,19 @@ from searchapp.store.models import (
     map_points,
     regions,
     settings,
+    vector_changes,
 )
 
-__all__ = ["evidence", "failures", "images", "labels", "map_points", "regions", "settings"]
+__all__ = [
+    "evidence",
+    "failures",
+    "images",
+    "labels",
+    "map_points",
+    "regions",
+    "settings",
+    "vector_changes",
+]
 
 VECTOR_DTYPE = np.float16
 CHUNK = 900  # stays under SQLite's bound-parameter limit

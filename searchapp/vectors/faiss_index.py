@@ -158,7 +158,9 @@ class IndexStore:
                 self._behind.discard(kind)
             return self._indexes[kind]
 
-    def _open(self, kind: str, *, persist: bool, at_generation: int | None) -> tuple[Any, int]:
+    def _open(
+        self, kind: str, *, persist: bool, at_generation: int | None, again: bool = True
+    ) -> tuple[Any, int]:
         generation = self.catalog.vector_generation()
         wanted = generation if at_generation is None else at_generation
         record = self.catalog.index_record(kind)
@@ -170,6 +172,12 @@ class IndexStore:
         else:
             saved_gen, saved_count = record
             path = self.path_for(kind, saved_gen)
+            if saved_gen < wanted:  # batches committed since it was saved: apply them
+                caught = self._catch_up(kind, path, record, persist)
+                if caught is not None:
+                    return caught
+                if again and self.catalog.index_record(kind) != record:  # a save overtook it
+                    return self._open(kind, persist=persist, at_generation=None, again=False)
             if saved_gen != wanted:
                 problem = f"index file is stale (generation {saved_gen}, catalog {generation})"
             elif not path.exists():
@@ -197,6 +205,35 @@ class IndexStore:
         if persist:
             self.save(kind, index, generation)
         return index, generation
+
+    def _catch_up(
+        self, kind: str, path: Path, record: tuple[int, int], persist: bool
+    ) -> tuple[Any, int] | None:
+        """The kind's file of an earlier generation, with the batches committed since applied
+        from the catalog's change log; None where the log cannot say, or the result does not
+        count what the catalog does (the caller then rebuilds)."""
+        saved_gen, saved_count = record
+        try:
+            index = load(path, mapped=not persist)
+        except RuntimeError:
+            return None  # gone (a save replaced it) or unreadable: the caller says which
+        if index.ntotal != saved_count or index.d != self.dim_of(kind):
+            return None
+        changes = self.catalog.changes_since(kind, saved_gen, self.dim)
+        if changes is None:
+            return None
+        if len(changes.removed_ids) or len(changes.added_ids):
+            if large.is_mapped(index):  # lists mapped from the file: copy them to change
+                large.writable(index)
+            remove(index, changes.removed_ids.tolist())
+            add(index, changes.added_ids, changes.added_vectors)
+        if index.ntotal != changes.count or needs_rebuild(index):
+            return None  # a change the log missed, or grown past its layout: rebuild
+        if persist:
+            self.save(kind, index, changes.generation)
+        elif large.is_mapped(index) or not (len(changes.removed_ids) or len(changes.added_ids)):
+            self._mapped.add(kind)
+        return index, changes.generation
 
     def dim_of(self, kind: str) -> int:
         """The width of a kind's vectors: the encoder's, or the library's codec's."""

@@ -17,7 +17,7 @@ from searchapp.store.models import metadata
 
 def test_fresh_catalog_is_at_head_in_wal_mode(tmp_path: Path) -> None:
     catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    assert catalog.schema_revision() == "0013"
+    assert catalog.schema_revision() == "0014"
     catalog.close()
     with sqlite3.connect(tmp_path / "c.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -68,15 +68,19 @@ def test_upgrade_keeps_data_of_an_old_catalog(tmp_path: Path) -> None:
             "INSERT INTO regions (id, image_id, kind, x0, y0, x1, y1, vector)"
             " VALUES (7, 1, 'scene', 0, 0, 4, 3, x'0000')"
         )
+        conn.execute("INSERT INTO settings (key, value) VALUES ('vectors.generation', '6')")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "region_labels" not in tables
     engine.dispose()
 
     catalog = Catalog(url)  # opening migrates
-    assert catalog.schema_revision() == "0013"
+    assert catalog.schema_revision() == "0014"
     # 0009 stores paths losslessly (searchapp.paths): a backslash already there reads the same
     assert [image.path for image in catalog.all_images()] == ["/p/back\\xe9.jpg"]
     assert catalog.region_count("scene") == 1
+    # 0014's change log starts at the generation it found: files from before are rebuilt
+    assert catalog.get_setting("vectors.logged_since") == "6"
+    assert catalog.changes_since("scene", 5, 2) is None
     catalog.close()
     with sqlite3.connect(tmp_path / "old.db") as conn:
         assert conn.execute("SELECT count(*) FROM region_labels").fetchone()[0] == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from searchapp.records import CatalogBatch, FileStat, ImageMeta, NewImage, RegionData
+from searchapp.records import CatalogBatch, FileStat, ImageMeta, Move, NewImage, RegionData
 from searchapp.store.catalog import Catalog
 from searchapp.vectors import ann, faiss_index
 from searchapp.vectors.faiss_index import IndexStore
@@ -85,14 +85,99 @@ def test_damaged_file_is_rebuilt_from_the_catalog(store: IndexStore, damage: str
     assert len(fresh.repairs) == 1 and "rebuilt" in fresh.repairs[0]
 
 
-def test_stale_file_is_rebuilt_and_vectors_equal_the_catalog(store: IndexStore) -> None:
+def holds_the_catalog(index: object, catalog: Catalog) -> None:
+    ids, vectors = next(catalog.region_vectors("scene", DIM))
+    assert index.ntotal == len(ids)  # type: ignore[attr-defined]
+    found = np.stack([index.reconstruct(int(i)) for i in ids])  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(found, vectors)
+
+
+def no_rebuilds(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("rebuilt the kind from every vector")
+
+    monkeypatch.setattr(IndexStore, "rebuild_from_catalog", refuse)
+
+
+def some_batches(catalog: Catalog) -> None:
+    """What a run commits between two saves: photos added, deleted and set aside."""
+    add_images(catalog, np.random.default_rng(2), 5, start=100)
+    doomed = [image.id for image in catalog.all_images()[:2]]
+    catalog.apply(CatalogBatch(deleted_ids=doomed))
+    add_images(catalog, np.random.default_rng(5), 3, start=200)
+    aside = catalog.all_images()[0]
+    stat = FileStat("/aside/0.jpg", aside.size, aside.mtime_ns)
+    catalog.apply(CatalogBatch(set_aside=[Move(aside.id, stat)]))
+
+
+@pytest.mark.parametrize("persist", [False, True], ids=["reader", "writer"])
+def test_a_file_some_batches_behind_catches_up_from_the_change_log(
+    store: IndexStore, monkeypatch: pytest.MonkeyPatch, persist: bool
+) -> None:
+    """A search while a run commits (reader), or the run after a killed one (writer), opens a
+    file older than the catalog: it applies the batches since, and rebuilds nothing."""
     store.get("scene", persist=True)
-    add_images(store.catalog, np.random.default_rng(2), 5, start=100)  # index file not updated
+    some_batches(store.catalog)
+    no_rebuilds(monkeypatch)
+    fresh = reopen(store)
+    index = fresh.get("scene", persist=persist)
+    assert fresh.repairs == [] and index.ntotal == 20 + 5 - 2 + 3 - 1
+    holds_the_catalog(index, store.catalog)
+    generation = store.catalog.vector_generation()
+    saved = store.catalog.index_record("scene")
+    # a writer saves what it caught up, and the log's rows that file holds go
+    assert saved == ((generation, 25) if persist else (generation - 4, 20))
+    assert store.catalog.changes_since("scene", saved[0], DIM) is not None  # type: ignore[index]
+    with store.catalog.engine.connect() as conn:
+        logged = conn.exec_driver_sql("SELECT count(*) FROM vector_changes").scalar_one()
+    assert logged == (0 if persist else 4)  # a run each: added, deleted (1-2), added, aside
+
+
+def test_a_file_older_than_the_change_log_is_rebuilt(store: IndexStore) -> None:
+    """Batches from before the log began (a catalog made before revision 0014) are not in it."""
+    store.get("scene", persist=True)
+    add_images(store.catalog, np.random.default_rng(2), 5, start=100)
+    store.catalog.set_setting("vectors.logged_since", str(store.catalog.vector_generation()))
     fresh = reopen(store)
     index = fresh.get("scene", persist=False)
-    assert index.ntotal == 25 and "stale" in fresh.repairs[0]
-    ids, vectors = next(store.catalog.region_vectors("scene", DIM))
-    np.testing.assert_array_equal(np.stack([index.reconstruct(int(i)) for i in ids]), vectors)
+    assert "stale" in fresh.repairs[0]
+    holds_the_catalog(index, store.catalog)
+
+
+def test_a_catch_up_that_misses_a_change_is_rebuilt(store: IndexStore) -> None:
+    """A change the log does not hold (here: a region deleted behind its back) shows as a count
+    that differs from the catalog's, and the kind is rebuilt."""
+    store.get("scene", persist=True)
+    add_images(store.catalog, np.random.default_rng(2), 5, start=100)
+    with store.catalog.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM regions WHERE id = 1")
+    fresh = reopen(store)
+    index = fresh.get("scene", persist=False)
+    assert "stale" in fresh.repairs[0]
+    holds_the_catalog(index, store.catalog)
+
+
+def test_a_save_that_overtakes_a_catch_up_sends_the_reader_to_the_new_file(
+    store: IndexStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer saved (and pruned the log) while a reader read the log for the file before:
+    the reader opens the new file instead of trusting a log that lost rows."""
+    store.get("scene", persist=True)
+    add_images(store.catalog, np.random.default_rng(2), 5, start=100)
+    plain = Catalog.changes_since
+    writer = reopen(store)
+
+    def overtaken(catalog: Catalog, kind: str, generation: int, width: int) -> object:
+        monkeypatch.setattr(Catalog, "changes_since", plain)  # the writer's own open is plain
+        writer.get("scene", persist=True)  # lands between the reader's reads: saves, prunes
+        return plain(catalog, kind, generation, width)
+
+    monkeypatch.setattr(Catalog, "changes_since", overtaken)
+    fresh = reopen(store)
+    index = fresh.get("scene", persist=False)
+    assert store.catalog.index_record("scene") == (store.catalog.vector_generation(), 25)
+    assert fresh.repairs == []
+    holds_the_catalog(index, store.catalog)
 
 
 def test_delta_applies_only_on_its_base_generation(store: IndexStore) -> None:
@@ -170,3 +255,20 @@ def test_a_reader_maps_the_file_and_a_later_write_gets_a_writable_copy(store: In
     assert "scene" not in reader._mapped and written.ntotal == 21
     scores, ids = faiss_index.search(written, query, 3)
     assert ids[0][0] == delta.added_ids["scene"][0] and scores[0][0] > before[0][0][0]
+
+
+def test_a_region_id_the_catalog_gives_again_is_caught_up_as_the_new_region(
+    store: IndexStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite gives the highest id back once its row is deleted: the file's region 20 goes, and
+    the new photo's region 20 comes, in that order."""
+    store.get("scene", persist=True)
+    last = max(image.id for image in store.catalog.all_images())
+    store.catalog.apply(CatalogBatch(deleted_ids=[last]))
+    add_images(store.catalog, np.random.default_rng(7), 1, start=300)
+    assert max(next(store.catalog.region_vectors("scene", DIM))[0]) == 20  # the same id again
+    no_rebuilds(monkeypatch)
+    fresh = reopen(store)
+    index = fresh.get("scene", persist=False)
+    assert fresh.repairs == [] and index.ntotal == 20
+    holds_the_catalog(index, store.catalog)

@@ -226,6 +226,29 @@ def test_the_writer_builds_shard_by_shard_into_one_file_it_maps_and_copies_to_ch
     assert [f for f in result.findings if f.what != "missing"] == []  # the photos are made up
 
 
+def test_a_search_during_a_run_catches_a_pq_file_up_instead_of_rebuilding(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run has committed batches since it last saved the PQ kind: a search maps the file,
+    applies those batches from the change log, and finds what they added."""
+    catalog, _ = library
+    IndexStore(tmp_path, catalog, DIM).get("scene", persist=True)
+    extra = clustered(20, seed=9)
+    _, delta = add_images(catalog, extra, COUNT)
+    catalog.apply(CatalogBatch(deleted_ids=[1, 2]))  # the first two photos' scenes go
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("rebuilt the kind from every vector")
+
+    monkeypatch.setattr(IndexStore, "rebuild_from_catalog", refuse)
+    reader = IndexStore(tmp_path, catalog, DIM)
+    _, found = searched(reader, extra, 1)
+    assert reader.repairs == [] and found[:, 0].tolist() == delta.added_ids["scene"]
+    index = reader.get("scene", persist=False)
+    assert large.is_pq(index) and index.ntotal == COUNT + 20 - 2
+    assert not large.is_mapped(index)  # its lists were copied to take the batches
+
+
 def test_a_build_replaced_before_its_save_is_not_what_gets_saved(
     library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
