@@ -1,8 +1,9 @@
 """A library: a directory holding the catalog and the FAISS indexes, plus the encoder it uses.
 
 Writers hold an exclusive lock on `write.lock`; a second writer is told the library is busy.
-Readers take no lock: SQLite's WAL lets them read while a writer works, and a stale index file is
-rebuilt in memory for them.
+Readers take no lock: SQLite's WAL lets them read while a writer works. An index file the writer
+has not saved since its last batches is caught up in memory from the catalog's change log (and
+rebuilt from the catalog where the log cannot say).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "vector_changes",
+        sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("generation", sa.Integer, nullable=False),
         sa.Column("change", sa.Integer, nullable=False),

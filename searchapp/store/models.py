@@ -127,6 +127,7 @@ regions = Table(
 vector_changes = Table(
     "vector_changes",
     metadata,
+    Column("id", Integer, primary_key=True),
     Column("kind", String(16), nullable=False),
     Column("generation", Integer, nullable=False),  # the vector generation the batch made
     Column("change", Integer, nullable=False),  # ADDED, REMOVED or RECODED (store/vector_log.py)

@@ -29,7 +29,7 @@ CATCH_UP_TRIES = 3  # reads the writer's commits overtook before giving up (then
 
 
 def _runs(ids: list[int]) -> list[tuple[int, int]]:
-    """Sorted ids as (first, last) runs of consecutive ids."""
+    """Ids, in any order, as sorted (first, last) runs of consecutive ids."""
     if not ids:
         return []
     ordered = np.unique(np.asarray(ids, dtype=np.int64))
@@ -74,13 +74,16 @@ class VectorLog:
             )
         )
 
-    def changes_since(self, kind: str, generation: int, width: int) -> VectorCatchUp | None:
+    def changes_since(
+        self, kind: str, generation: int, width: int, most: int | None = None
+    ) -> VectorCatchUp | None:
         """What a kind's file of `generation` lacks against the catalog now, or None where the
-        log cannot say (older than the log, re-encoded since, or the writer kept overtaking).
+        log cannot say (older than the log, re-encoded since, a save that recorded a newer file
+        and pruned the log, or the writer kept overtaking) or it adds more than `most`.
 
-        Read outside one snapshot (SQLite's driver begins none for reads), so the catalog's
-        generation and the kind's recorded file are read again last: unchanged, nothing was
-        committed or pruned in between, and the reads agree with each other."""
+        Read outside one snapshot (SQLite's driver begins none for reads), so the kind's
+        recorded file is read after the log (a save prunes the log as it records its file), and
+        the catalog's generation again last (a commit meanwhile, and the reads may disagree)."""
         for _ in range(CATCH_UP_TRIES):
             with self.engine.connect() as conn:
                 now = int(self._get(conn, GENERATION) or 0)
@@ -99,15 +102,19 @@ class VectorLog:
                         vector_changes.c.generation <= now,
                     )
                 ).all()
-            if any(row.change == RECODED for row in rows):
+            record = self.index_record(kind)  # after the rows: a prune since would show here
+            if any(row.change == RECODED for row in rows) or record is None:
                 return None
+            if record[0] != generation:
+                return None  # the rows it held may be gone: the caller opens the newer file
             removed, added = _net(rows)
+            if most is not None and len(added) > most:
+                return None
             vectors = self.vectors_of_regions(kind, added, width)
             count = self.region_count(kind)
-            record = self.index_record(kind)
             with self.engine.connect() as conn:
                 still = int(self._get(conn, GENERATION) or 0)
-            if still == now and record is not None and record[0] == generation:
+            if still == now:  # nothing committed meanwhile: the reads agree with each other
                 return VectorCatchUp(now, removed, added, vectors, count)
         return None
 

@@ -29,6 +29,10 @@ from searchapp.vectors import ann, large
 from searchapp.vectors.ann import add as add  # one copy; callers keep faiss_index.add
 from searchapp.vectors.ann import load as load
 
+# additions a catch-up takes however small its file (a file of a few hundred vectors may
+# take a run's two minutes of them: it stays exact up to this many, and so keeps its layout)
+CATCH_UP_AT_LEAST = ann.EXACT_LIMIT
+
 
 def _faiss() -> Any:
     import faiss
@@ -219,19 +223,22 @@ class IndexStore:
             return None  # gone (a save replaced it) or unreadable: the caller says which
         if index.ntotal != saved_count or index.d != self.dim_of(kind):
             return None
-        changes = self.catalog.changes_since(kind, saved_gen, self.dim)
+        # more additions than the file holds would change its layout: rebuild instead
+        most = max(saved_count, CATCH_UP_AT_LEAST)
+        changes = self.catalog.changes_since(kind, saved_gen, self.dim, most)
         if changes is None:
             return None
-        if len(changes.removed_ids) or len(changes.added_ids):
+        changed = len(changes.removed_ids) or len(changes.added_ids)
+        if changed:
             if large.is_mapped(index):  # lists mapped from the file: copy them to change
-                large.writable(index)
+                large.writable(index, shared=False)
             remove(index, changes.removed_ids.tolist())
             add(index, changes.added_ids, changes.added_vectors)
         if index.ntotal != changes.count or needs_rebuild(index):
             return None  # a change the log missed, or grown past its layout: rebuild
         if persist:
             self.save(kind, index, changes.generation)
-        elif large.is_mapped(index) or not (len(changes.removed_ids) or len(changes.added_ids)):
+        elif not changed:
             self._mapped.add(kind)
         return index, changes.generation
 

@@ -335,8 +335,9 @@ def is_mapped(index: Any) -> bool:
     )
 
 
-def writable(index: Any) -> None:
-    """Copy a memory-mapped index's lists into memory, so that it can take changes."""
+def writable(index: Any, *, shared: bool = True) -> None:
+    """Copy a memory-mapped index's lists into memory, so that it can take changes. An index
+    no other thread has seen (`shared` False) lets its mapping go at once."""
     faiss = _faiss()
     ivf = faiss.extract_index_ivf(index)
     mapped = ivf.invlists
@@ -345,9 +346,10 @@ def writable(index: Any) -> None:
         size = mapped.list_size(j)
         if size:
             copy.add_entries(j, size, mapped.get_ids(j), mapped.get_codes(j))
-    # the mapped lists are left alive, not freed: a search on another thread may be reading
-    # them (the mapping is the file's page cache; it goes when the process ends)
-    ivf.own_invlists = False
+    # a shared index's mapped lists are left alive, not freed: a search on another thread may
+    # be reading them (the mapping is the file's page cache; it goes when the process ends)
+    if shared:
+        ivf.own_invlists = False
     ivf.replace_invlists(copy, True)
     copy.this.disown()  # the index owns it now (FAISS's wrapper does not say so for this call)
 
