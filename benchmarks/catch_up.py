@@ -2,7 +2,7 @@
 catching the file up from the change log (store/vector_log.py) against rebuilding the kind from
 every stored vector, which is what a search did before revision 0014.
 
-    python benchmarks/catch_up.py [--photos 300000] [--behind 5000] [--pq] [--out FILE]
+    python benchmarks/catch_up.py [--photos 300000] [--behind 5000] [--batch 64] [--pq] [--out FILE]
 
 A library of --photos synthetic scene vectors (CLIP's 512 dimensions, as commit_rate.py makes
 them) is committed and its index saved; --behind more photos are then committed without a save,
@@ -29,13 +29,13 @@ from searchapp.records import EncoderIdentity
 from searchapp.vectors import large
 from searchapp.vectors.faiss_index import IndexStore, commit_batch
 
-BATCH = 5000  # photos a commit while filling: the library's own batches are smaller
+BATCH = 5000  # photos a commit while filling; behind, the library's own (--batch 64)
 
 
-def fill(lib: Library, first: int, photos: int, rng: np.random.Generator) -> None:
+def fill(lib: Library, first: int, photos: int, rng: np.random.Generator, size: int) -> None:
     generation = lib.catalog.vector_generation()
-    for start in range(first, first + photos, BATCH):
-        batch = photo_batch(start, min(BATCH, first + photos - start), 1, rng)
+    for start in range(first, first + photos, size):
+        batch = photo_batch(start, min(size, first + photos - start), 1, rng)
         generation = commit_batch(lib.catalog, lib.indexes, batch, generation)
 
 
@@ -50,6 +50,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=300_000)
     parser.add_argument("--behind", type=int, default=5000, help="photos committed unsaved")
+    parser.add_argument("--batch", type=int, default=64, help="photos a commit while behind")
     parser.add_argument("--pq", action="store_true", help="an IVF-PQ kind, as past 5 million")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -60,12 +61,13 @@ def main() -> int:
     with Library(folder, None) as lib:
         lib.catalog.set_encoder_identity(EncoderIdentity("clip:synthetic", "none", DIM, "none"))
         started = time.perf_counter()
-        fill(lib, 0, args.photos, rng)
+        fill(lib, 0, args.photos, rng, BATCH)
         lib.indexes().get("scene", persist=True)  # built and saved, as a run's save does
         lib.indexes().save_all(lib.catalog.vector_generation())
         setup_s = time.perf_counter() - started
         lib.forget_loaded()
-        fill(lib, args.photos, args.behind, rng)  # the run goes on; its next save is not due
+        # the run goes on; its next save is not due
+        fill(lib, args.photos, args.behind, rng, args.batch)
         saved_gen = lib.catalog.index_record("scene")[0]  # type: ignore[index]
         behind = lib.catalog.vector_generation() - saved_gen
         caught_s, caught_n, caught_repairs = timed_open(lib)
