@@ -217,16 +217,17 @@ class IndexStore:
         from the catalog's change log; None where the log cannot say, or the result does not
         count what the catalog does (the caller then rebuilds)."""
         saved_gen, saved_count = record
+        # the log first: where it cannot say (a re-encoding, say), a writer has not read its
+        # file whole for nothing. More additions than the file holds would change its layout.
+        most = max(saved_count, CATCH_UP_AT_LEAST)
+        changes = self.catalog.changes_since(kind, saved_gen, self.dim, most)
+        if changes is None:
+            return None
         try:
             index = load(path, mapped=not persist)
         except RuntimeError:
             return None  # gone (a save replaced it) or unreadable: the caller says which
         if index.ntotal != saved_count or index.d != self.dim_of(kind):
-            return None
-        # more additions than the file holds would change its layout: rebuild instead
-        most = max(saved_count, CATCH_UP_AT_LEAST)
-        changes = self.catalog.changes_since(kind, saved_gen, self.dim, most)
-        if changes is None:
             return None
         changed = len(changes.removed_ids) or len(changes.added_ids)
         if changed:
