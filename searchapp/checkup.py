@@ -24,8 +24,8 @@ from searchapp.dupes.moves import already_back, original_place
 from searchapp.records import REGION_KINDS, CatalogBatch
 from searchapp.store.catalog import Catalog
 from searchapp.store.integrity import damaged, sqlite_file
-from searchapp.vectors import ann
-from searchapp.vectors.faiss_index import IndexStore, load
+from searchapp.vectors.faiss_index import IndexStore
+from searchapp.vectors.layouts import index_files, stored_ids
 
 SELF_LOOKUPS = 200  # per kind: enough to catch a file of other vectors, cheap at any size
 
@@ -80,7 +80,7 @@ def examine(catalog: Catalog, stores: Stores, directory: Path) -> Checkup:
     if store is not None:
         _check_indexes(catalog, store, directory, result)
     else:  # no vectors, so no index file belongs here (a catalog replaced by an empty one?)
-        for leftover in sorted(directory.glob("index-*.faiss*")):
+        for leftover in index_files(directory):
             result.findings.append(
                 Finding(
                     "leftover",
@@ -137,9 +137,9 @@ def _check_indexes(catalog: Catalog, store: IndexStore, directory: Path, result:
                     kind,
                 )
             )
-    known = {store.path_for(kind, generation).name for kind in REGION_KINDS}
-    for leftover in sorted(directory.glob("index-*.faiss*")):
-        if leftover.name not in known:
+    known = {path for kind in REGION_KINDS for path in store.saved_files(kind, generation)}
+    for leftover in index_files(directory):
+        if leftover not in known:
             result.findings.append(
                 Finding(
                     "leftover",
@@ -158,16 +158,16 @@ def _index_problem(
     if record is None:
         return "no index file recorded" if len(ids) else None
     saved_generation, saved_count = record
-    path = store.path_for(kind, saved_generation)
+    path = store.saved_files(kind, saved_generation)[0]
     if saved_generation != generation:
         return f"the index file is of generation {saved_generation}, the catalog {generation}"
-    if not path.exists():
-        return f"{path} is missing"
     try:
-        index = load(path, mapped=True)
+        index = store.read_saved(kind, saved_generation)
+    except FileNotFoundError as exc:
+        return f"{exc.filename} is missing"
     except RuntimeError as exc:
         return f"{path} is unreadable (torn or not an index file: {_short(exc)})"
-    held = np.sort(ann.stored_ids(index))
+    held = np.sort(stored_ids(index))
     if index.ntotal != saved_count or not np.array_equal(held, np.sort(ids)):
         extra = len(np.setdiff1d(held, ids))
         absent = len(np.setdiff1d(ids, held))

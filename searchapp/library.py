@@ -54,6 +54,7 @@ from searchapp.records import (
 from searchapp.store.catalog import Catalog
 from searchapp.store.dupe_reads import HashUpdate
 from searchapp.vectors.faiss_index import IndexStore, commit_batch
+from searchapp.vectors.layouts import index_files
 
 if TYPE_CHECKING:
     pass
@@ -461,7 +462,7 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
     def stats(self) -> LibraryStats:
         n_images, n_aside, by_kind, n_failures, n_pending = self.catalog.counts()
         catalog_bytes = self.catalog.size_bytes()
-        index_bytes = sum(p.stat().st_size for p in self.directory.glob("index-*.faiss"))
+        index_bytes = sum(p.stat().st_size for p in index_files(self.directory))
         quality, low_quality = self.catalog.quality_summary()
         return LibraryStats(
             images=n_images,

@@ -246,10 +246,18 @@ def search_parameters(
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is None:
         return faiss.SearchParameters(sel=selector) if selector is not None else None
+    probes = widened_probes(ivf, int(index.ntotal), k, allowed, off_cluster, tuned_for)
+    return probing(ivf, probes, selector)
+
+
+def widened_probes(
+    ivf: Any, count: int, k: int, allowed: np.ndarray | None, off_cluster: bool, tuned_for: int
+) -> int:
+    """The probes of search_parameters, for an IVF index of `count` vectors."""
     widen = max(1.0, k / tuned_for, OFF_CLUSTER_PROBES if off_cluster else 1)
     if allowed is not None and len(allowed):
-        widen *= max(1.0, index.ntotal / len(allowed))
-    return probing(ivf, math.ceil(ivf.nprobe * widen), selector)
+        widen *= max(1.0, count / len(allowed))
+    return math.ceil(ivf.nprobe * widen)
 
 
 def probing(ivf: Any, probes: int, selector: Any = None) -> Any:

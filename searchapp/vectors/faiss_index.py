@@ -4,7 +4,8 @@ Index files are caches. Each file is named after the catalog's vector generation
 (`index-scene-g42.faiss`); the catalog records which generation and count it saved last. On open,
 a file that is missing, unreadable, of another generation or of the wrong size is rebuilt from the
 vectors kept in the catalog (float16, or int8 codes for objects and tiles), so nothing is ever
-re-embedded to repair an index.
+re-embedded to repair an index. A big IVF-PQ kind may be saved as the changes since an earlier
+file instead (`index-scene-g45.changes`, lying on `index-scene-g42.faiss`: vectors/layered.py).
 """
 
 from __future__ import annotations
@@ -21,105 +22,26 @@ from typing import Any
 
 import numpy as np
 
-from searchapp.errors import DiskFullError, SearchappError, UsageError
+from searchapp.errors import DiskFullError, UsageError
 from searchapp.interrupts import held_interrupts
 from searchapp.records import REGION_KINDS, CatalogBatch, VectorDelta
 from searchapp.store.catalog import Catalog
-from searchapp.vectors import ann, large
-from searchapp.vectors.ann import add as add  # one copy; callers keep faiss_index.add
+from searchapp.vectors import ann, large, layered
 from searchapp.vectors.ann import load as load
+from searchapp.vectors.layered import Layered
+
+# one copy of each; callers keep faiss_index.search and the rest
+from searchapp.vectors.layouts import _disk_full, index_files, write_atomic
+from searchapp.vectors.layouts import add as add
+from searchapp.vectors.layouts import is_pq as is_pq
+from searchapp.vectors.layouts import needs_rebuild as needs_rebuild
+from searchapp.vectors.layouts import remove as remove
+from searchapp.vectors.layouts import save_atomic as save_atomic
+from searchapp.vectors.layouts import search as search
 
 # additions a catch-up takes however small its file (a file of a few hundred vectors may
 # take a run's two minutes of them: it stays exact up to this many, and so keeps its layout)
 CATCH_UP_AT_LEAST = ann.EXACT_LIMIT
-
-
-def _faiss() -> Any:
-    import faiss
-
-    return faiss
-
-
-def remove(index: Any, ids: list[int]) -> None:
-    if ids:
-        index.remove_ids(np.asarray(ids, dtype=np.int64))
-
-
-def search(
-    index: Any,
-    queries: np.ndarray,
-    k: int,
-    allowed: np.ndarray | None = None,
-    exact: large.ExactVectors | None = None,
-    off_cluster: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inner-product kNN (exact, or IVF with probes tuned for recall), restricted to the
-    `allowed` ids when given: a FAISS selector, so a restrictive filter still yields k hits when
-    k exist. Ids are -1 past the available hits. With `exact` (a PQ index's), RERANK_DEPTH more
-    candidates are fetched and all are scored again on their exact vectors. `off_cluster`: the
-    queries lie outside the stored vectors' clusters (words against photos), and an IVF index
-    probes more lists for them."""
-    available = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
-    k = max(1, min(k, available))
-    depth = k if exact is None else min(available, k + large.RERANK_DEPTH)
-    # a PQ index's probes were tuned to bring 10 true neighbours into RERANK_DEPTH candidates
-    tuned_for = ann.NEIGHBOURS if exact is None else ann.NEIGHBOURS + large.RERANK_DEPTH
-    params = ann.search_parameters(index, depth, allowed, off_cluster, tuned_for)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    if len(queries) > 1:
-        scores, ids = index.search(queries, depth, params=params)
-    else:
-        # One query gains nothing from FAISS's OpenMP pool, and its threads, left spinning, slow
-        # the BLAS of the next query's text encoder (measured: 49 ms -> 19 ms per text query).
-        faiss = _faiss()
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            scores, ids = index.search(queries, depth, params=params)
-        finally:
-            faiss.omp_set_num_threads(threads)
-    if exact is None:
-        return scores, ids
-    return large.rerank(queries, ids, k, exact)
-
-
-def needs_rebuild(index: Any) -> bool:
-    """True when a kind's size calls for another layout: exact, IVF over fp16 codes, IVF-PQ."""
-    if large.is_pq(index):
-        return large.needs_rebuild(index)
-    return index.ntotal > large.PQ_ABOVE or ann.needs_rebuild(index)
-
-
-def save_atomic(index: Any, path: Path) -> None:
-    """Write to a temporary file, fsync, then rename over the target: never a torn file."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    faiss = _faiss()
-    try:
-        # written through Python: faiss's own writer only prints a failed close (a full disk),
-        # and an empty file was renamed into place
-        with open(tmp, "wb") as handle:
-            writer = faiss.PyCallbackIOWriter(handle.write)
-            faiss.write_index(index, writer)
-            del writer
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # faiss reports its own I/O errors as RuntimeError
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if _disk_full(exc):
-            raise DiskFullError(
-                f"disk full while writing {path}; free space on {path.parent} and run "
-                "`searchapp rebuild-index`: the catalog is intact"
-            ) from exc
-        if isinstance(exc, OSError):
-            raise
-        raise SearchappError(f"could not write {path}: {exc}") from exc
-
-
-def _disk_full(exc: Exception) -> bool:
-    """faiss reports its own I/O errors as RuntimeError, with the system's words in them."""
-    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
 
 
 class IndexStore:
@@ -140,10 +62,60 @@ class IndexStore:
         # an IVF-PQ build's file, written beside the index files, and the index that maps it
         # (so the writer does not hold its lists), waiting for the save that renames it
         self._built: dict[str, tuple[Path, Any]] = {}
+        # a mapped PQ index of each kind, and the generation of the file it maps: what changes
+        # to it lie beside (a reader's own build maps a temporary file instead)
+        self._files: dict[str, tuple[Any, int]] = {}
         self.repairs: list[str] = []  # what open() had to rebuild, for the CLI to report
 
     def path_for(self, kind: str, generation: int) -> Path:
         return self.directory / f"index-{kind}-g{generation}.faiss"
+
+    def changes_path(self, kind: str, generation: int) -> Path:
+        return self.directory / f"index-{kind}-g{generation}{layered.SUFFIX}"
+
+    def saved_files(self, kind: str, generation: int) -> list[Path]:
+        """The files the kind's save at a generation lies in: its index file, or its changes
+        file and the index file they lie on."""
+        changes = self.changes_path(kind, generation)
+        if not changes.exists():
+            return [self.path_for(kind, generation)]
+        try:
+            base = layered.base_generation(changes)
+        except FileNotFoundError:  # a save replaced it since
+            return [changes]
+        return [changes] if base is None else [changes, self.path_for(kind, base)]
+
+    def read_saved(self, kind: str, generation: int, *, persist: bool = False) -> Any:
+        """The kind's index as saved at a generation: its file, or the changes beside an
+        earlier one. A PQ file is memory-mapped (changes lie beside it, never in it), as is
+        every reader's; a writer reads its other files into memory, to change them.
+        FileNotFoundError where a file is gone, RuntimeError where one is unreadable."""
+        for path in self.saved_files(kind, generation):
+            if not path.exists():
+                raise FileNotFoundError(errno.ENOENT, "missing", str(path))
+        changes = self.changes_path(kind, generation)
+        if changes.exists():
+            return layered.read_changes(changes, lambda base: self.path_for(kind, base))
+        path = self.path_for(kind, generation)
+        index = load(path, mapped=True)
+        return load(path) if persist and not large.is_pq(index) else index
+
+    def _note_file(self, kind: str, index: Any, generation: int) -> Any:
+        """Remember which of the kind's files a mapped PQ index maps (path_for `generation`)."""
+        if not isinstance(index, Layered) and large.is_mapped(index) and large.is_pq(index):
+            self._files[kind] = (index, generation)
+        return index
+
+    def _changeable(self, kind: str, index: Any, *, shared: bool) -> Any:
+        """An index that takes changes: a mapped PQ index of one of the kind's files gets its
+        changes beside it; another mapped one (a reader's own build) gets its lists copied."""
+        if isinstance(index, Layered) or not large.is_mapped(index):
+            return index
+        mapped = self._files.get(kind)
+        if mapped is not None and mapped[0] is index:
+            return Layered(index, self.path_for(kind, mapped[1]), mapped[1])
+        large.writable(index, shared=shared)
+        return index
 
     def get(self, kind: str, *, persist: bool, at_generation: int | None = None) -> Any:
         """The index of a kind, loaded or rebuilt. With persist, a rebuilt index is saved. With
@@ -175,43 +147,45 @@ class IndexStore:
             problem = "no index file recorded" if expected else None
         else:
             saved_gen, saved_count = record
-            path = self.path_for(kind, saved_gen)
+            name = self.saved_files(kind, saved_gen)[0].name
             if saved_gen < wanted:  # batches committed since it was saved: apply them
-                caught = self._catch_up(kind, path, record, persist)
+                caught = self._catch_up(kind, record, persist)
                 if caught is not None:
                     return caught
-                if again and self.catalog.index_record(kind) != record:  # a save overtook it
-                    return self._open(kind, persist=persist, at_generation=None, again=False)
             if saved_gen != wanted:
                 problem = f"index file is stale (generation {saved_gen}, catalog {generation})"
-            elif not path.exists():
-                problem = f"index file {path.name} is missing"
             else:
                 try:
-                    index = load(path, mapped=not persist)  # a reader maps, a writer copies
+                    index = self._note_file(
+                        kind, self.read_saved(kind, saved_gen, persist=persist), saved_gen
+                    )
+                except FileNotFoundError as exc:
+                    problem = f"index file {Path(exc.filename).name} is missing"
                 except RuntimeError as exc:
-                    problem = f"index file {path.name} is unreadable ({str(exc).splitlines()[0]})"
+                    problem = f"index file {name} is unreadable ({str(exc).splitlines()[0]})"
                 else:
                     counted = expected is None or index.ntotal == expected
                     dim = self.dim_of(kind)
                     if index.ntotal == saved_count and counted and index.d == dim:
-                        if not persist:
+                        if not persist and not isinstance(index, Layered):
                             self._mapped.add(kind)
                         return index, wanted
                     problem = (
-                        f"index file {path.name} holds {index.ntotal} vectors of dim {index.d}, "
+                        f"index file {name} holds {index.ntotal} vectors of dim {index.d}, "
                         f"catalog has {expected if expected is not None else saved_count} "
                         f"of dim {dim}"
                     )
+            if again and self.catalog.index_record(kind) != record:  # a save overtook it
+                return self._open(kind, persist=persist, at_generation=None, again=False)
         index = self.rebuild_from_catalog(kind, persist=persist)
         if problem:
             self.repairs.append(f"{kind}: {problem}; rebuilt from the catalog")
         if persist:
-            self.save(kind, index, generation)
+            index = self.save(kind, index, generation)
         return index, generation
 
     def _catch_up(
-        self, kind: str, path: Path, record: tuple[int, int], persist: bool
+        self, kind: str, record: tuple[int, int], persist: bool
     ) -> tuple[Any, int] | None:
         """The kind's file of an earlier generation, with the batches committed since applied
         from the catalog's change log; None where the log cannot say, or the result does not
@@ -224,22 +198,24 @@ class IndexStore:
         if changes is None:
             return None
         try:
-            index = load(path, mapped=not persist)
-        except RuntimeError:
+            index = self._note_file(
+                kind, self.read_saved(kind, saved_gen, persist=persist), saved_gen
+            )
+        except (OSError, RuntimeError):
             return None  # gone (a save replaced it) or unreadable: the caller says which
         if index.ntotal != saved_count or index.d != self.dim_of(kind):
             return None
         changed = len(changes.removed_ids) or len(changes.added_ids)
+        if changed or persist:  # a writer's save of a mapped PQ file writes its changes
+            index = self._changeable(kind, index, shared=False)
         if changed:
-            if large.is_mapped(index):  # lists mapped from the file: copy them to change
-                large.writable(index, shared=False)
             remove(index, changes.removed_ids.tolist())
             add(index, changes.added_ids, changes.added_vectors)
         if index.ntotal != changes.count or needs_rebuild(index):
             return None  # a change the log missed, or grown past its layout: rebuild
         if persist:
-            self.save(kind, index, changes.generation)
-        elif not changed:
+            index = self.save(kind, index, changes.generation)
+        elif not changed and not isinstance(index, Layered):
             self._mapped.add(kind)
         return index, changes.generation
 
@@ -295,29 +271,52 @@ class IndexStore:
     def exact_vectors(self, kind: str, index: Any) -> large.ExactVectors | None:
         """What re-ranks a PQ index's candidates: the catalog's stored vectors of the kind. None
         for the other layouts, whose codes are the stored vectors."""
-        if not large.is_pq(index):
+        if not is_pq(index):
             return None
         return lambda ids: self.catalog.vectors_of_regions(kind, ids, self.dim)
 
-    def save(self, kind: str, index: Any, generation: int) -> None:
+    def save(self, kind: str, index: Any, generation: int) -> Any:
+        """Save a kind's index as of a generation, and record it; returns the index saved (made
+        anew where it outgrew its layout, mapped from the new file where changes were merged)."""
         if needs_rebuild(index):  # grown or shrunk past its layout: retrain, re-tune
-            index = self._indexes[kind] = self.rebuild_from_catalog(kind)
+            index = self.rebuild_from_catalog(kind)
         path = self.path_for(kind, generation)
+        kept = [path]
         built = self._built.pop(kind, None)
         if built is not None and built[1] is index:
             os.replace(built[0], path)  # the build wrote and synced it
+            self._note_file(kind, index, generation)
         else:
             if built is not None:  # the build of an index since replaced
                 built[0].unlink(missing_ok=True)
-            if large.is_mapped(index):
-                if self.catalog.index_record(kind) == (generation, index.ntotal) and path.exists():
-                    self._unsaved.discard(kind)  # unchanged, and its file already holds it
-                    return
-                large.writable(index)  # mapped from a file of another generation: write anew
-            save_atomic(index, path)
+            if isinstance(index, Layered):
+                index, kept = self._save_layered(kind, index, generation)
+            else:
+                if large.is_mapped(index):
+                    if self.catalog.index_record(kind) == (generation, index.ntotal) and (
+                        path.exists()
+                    ):
+                        self._unsaved.discard(kind)  # unchanged, and its file already holds it
+                        return index
+                    large.writable(index)  # mapped from a file of another generation
+                save_atomic(index, path)
         self.catalog.set_index_record(kind, generation, index.ntotal)
         self._unsaved.discard(kind)
-        self._remove_other_files(kind, keep=path)
+        self._remove_other_files(kind, keep=kept)
+        return index
+
+    def _save_layered(self, kind: str, index: Layered, generation: int) -> tuple[Any, list[Path]]:
+        """A PQ kind's changes alone, beside the file they lie on; once they are many, the two
+        merged into a new file, which the kind then maps. (index, the files it lies in)."""
+        if index.worth_compacting():
+            path = self.path_for(kind, generation)
+            write_atomic(path, index.write_compacted)
+            return self._note_file(kind, load(path, mapped=True), generation), [path]
+        changes = self.changes_path(kind, generation)
+        # a second save at one generation (no batch since) has nothing new to write
+        if self.catalog.index_record(kind) != (generation, index.ntotal) or not changes.exists():
+            write_atomic(changes, index.write_changes)
+        return index, [changes, index.base_path]
 
     def save_all(self, generation: int) -> None:
         with self._lock:
@@ -327,18 +326,18 @@ class IndexStore:
             self._behind.clear()
             for kind, index in list(self._indexes.items()):
                 if self._generations[kind] != generation:  # did not follow every batch
-                    index = self._indexes[kind] = self.rebuild_from_catalog(kind)
+                    index = self.rebuild_from_catalog(kind)
                     self._generations[kind] = generation
-                self.save(kind, index, generation)
+                self._indexes[kind] = self.save(kind, index, generation)
             # the shards of an IVF-PQ build that was killed (a build removes its own)
             for leftover in self.directory.glob(".shards-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
 
-    def _remove_other_files(self, kind: str, keep: Path) -> None:
+    def _remove_other_files(self, kind: str, keep: list[Path]) -> None:
         """Earlier generations, and the temporary file of a save killed before its rename
         (saves hold the write lock, so no other save is under way)."""
-        for candidate in self.directory.glob(f"index-{kind}-g*.faiss*"):
-            if candidate != keep:
+        for candidate in index_files(self.directory):
+            if candidate.name.startswith(f"index-{kind}-g") and candidate not in keep:
                 with contextlib.suppress(OSError):
                     candidate.unlink()
 
@@ -360,9 +359,9 @@ class IndexStore:
         if loaded_at != base_generation:
             index = self._indexes[kind] = self.rebuild_from_catalog(kind)
         else:
-            if large.is_mapped(index):  # an IVF-PQ build, mapped from its file: copy it to change
-                large.writable(index)
-                self._drop_built(kind)
+            if self._built.get(kind, (None, None))[1] is index:  # a PQ build, not yet saved:
+                index = self.save(kind, index, loaded_at)  # its file is what changes lie on
+            index = self._indexes[kind] = self._changeable(kind, index, shared=True)
             remove(index, removed)
             add(index, *added)
         self._generations[kind] = new_generation
@@ -414,10 +413,15 @@ class IndexStore:
         record = self.catalog.index_record(kind)
         if record is None or record[0] != base_generation:
             return
-        source = self.path_for(kind, base_generation)
-        if source.exists():
-            os.replace(source, self.path_for(kind, new_generation))
-            self.catalog.set_index_record(kind, new_generation, record[1])
+        for named in (self.path_for, self.changes_path):  # changes move, not the file they lie on
+            source = named(kind, base_generation)
+            if source.exists():
+                os.replace(source, named(kind, new_generation))
+                self.catalog.set_index_record(kind, new_generation, record[1])
+                mapped = self._files.get(kind)
+                if named == self.path_for and mapped is not None and mapped[1] == base_generation:
+                    self._files[kind] = (mapped[0], new_generation)
+                return
 
     def rebuild_all(self, kinds: list[str]) -> None:
         generation = self.catalog.vector_generation()
@@ -425,8 +429,7 @@ class IndexStore:
             for kind in kinds:
                 self._behind.discard(kind)
                 index = self.rebuild_from_catalog(kind)
-                self.save(kind, index, generation)
-                self._indexes[kind] = index
+                self._indexes[kind] = self.save(kind, index, generation)
                 self._generations[kind] = generation
 
 

@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -64,6 +64,8 @@ SHARD_VECTORS = 1_000_000
 MAX_SHARDS = 256  # a merge maps each shard file: past this many, shards grow instead
 
 ExactVectors = Callable[[np.ndarray], np.ndarray]  # ids -> (len(ids), dim) float32
+# list j -> the parts it is made of, in order: (codes, ids) of each, as bytes or arrays
+ListParts = Callable[[int], list[tuple[np.ndarray, np.ndarray]]]
 
 
 def _faiss() -> Any:
@@ -166,10 +168,11 @@ def is_pq(index: Any) -> bool:
     return ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ)
 
 
-def needs_rebuild(index: Any) -> bool:
-    """True when a PQ index has shrunk to half PQ_ABOVE, or its count calls for 4x or a
-    quarter of its lists (the hysteresis of ann.needs_rebuild)."""
-    count = int(index.ntotal)
+def needs_rebuild(index: Any, count: int | None = None) -> bool:
+    """True when a PQ index (of `count` vectors, when its changes lie beside it) has shrunk to
+    half PQ_ABOVE, or its count calls for 4x or a quarter of its lists (the hysteresis of
+    ann.needs_rebuild)."""
+    count = int(index.ntotal) if count is None else count
     if count < PQ_ABOVE // 2:
         return True
     have = int(_faiss().extract_index_ivf(index).nlist)
@@ -243,19 +246,24 @@ def write_shards(
 
 
 def _write_lists(index: Any, path: Path) -> Path:
-    """A shard's lists alone, without the quantiser and codebooks every shard shares: each
-    list's size, then each list's codes and ids, as the index file lays them out."""
+    with open(path, "wb") as handle:  # Python's writes: a full disk is an OSError, not a print
+        write_lists(index, handle)
+    return path
+
+
+def write_lists(index: Any, handle: BinaryIO) -> None:
+    """An index's lists alone, without the quantiser and codebooks (a shard's, which every
+    shard shares; added vectors', which the file they were added to holds): each list's size,
+    then each list's codes and ids, as the index file lays them out."""
     faiss = _faiss()
     ivf = faiss.extract_index_ivf(index)
     lists, code_size = ivf.invlists, int(ivf.code_size)
     sizes = np.array([lists.list_size(j) for j in range(ivf.nlist)], "<u8")
-    with open(path, "wb") as handle:  # Python's writes: a full disk is an OSError, not a print
-        handle.write(sizes.tobytes())
-        for j in np.flatnonzero(sizes):
-            size = int(sizes[j])
-            handle.write(faiss.rev_swig_ptr(lists.get_codes(int(j)), size * code_size))
-            handle.write(faiss.rev_swig_ptr(lists.get_ids(int(j)), size))
-    return path
+    handle.write(sizes.tobytes())
+    for j in np.flatnonzero(sizes):
+        size = int(sizes[j])
+        handle.write(faiss.rev_swig_ptr(lists.get_codes(int(j)), size * code_size))
+        handle.write(faiss.rev_swig_ptr(lists.get_ids(int(j)), size))
 
 
 def _lists_header(ivf: Any, layout: bytes, count: int) -> bytes:
@@ -294,24 +302,57 @@ def write_merged(empty: Any, shard_paths: list[Path], path: Path) -> None:
         np.int64
     )
     # where each shard's list j starts: past the sizes and the lists before it
-    spans = sizes * (code_size + 8)
+    spans = sizes * (code_size + ID_BYTES)
     starts = 8 * nlist + np.cumsum(spans, axis=1) - spans
-    per_list = sizes.sum(axis=0)
+
+    def parts(j: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        held = [
+            (shards[n], int(starts[n, j]), int(sizes[n, j])) for n in np.flatnonzero(sizes[:, j])
+        ]
+        return [
+            (
+                shard[start : start + size * code_size],
+                shard[start + size * code_size : start + size * (code_size + ID_BYTES)],
+            )
+            for shard, start, size in held
+        ]
+
     with open(path, "wb") as handle:
-        handle.write(_index_header(empty, int(per_list.sum())))
-        handle.write(_lists_header(ivf, b"full", nlist))
-        handle.write(per_list.astype("<u8").tobytes())
-        for j in range(nlist):
-            held = [
-                (shards[n], int(starts[n, j]), int(sizes[n, j]))
-                for n in np.flatnonzero(sizes[:, j])
-            ]
-            for shard, start, size in held:
-                handle.write(shard[start : start + size * code_size].data)
-            for shard, start, size in held:
-                handle.write(shard[start + size * code_size : start + size * (code_size + 8)].data)
+        write_lists_file(empty, parts, handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def write_lists_file(
+    empty: Any, parts: ListParts, handle: BinaryIO, probes: int | None = None
+) -> int:
+    """An index file, from the start of `handle`: the trained `empty` index's header, then its
+    lists in FAISS's own layout for them (a full ArrayInvertedLists: sizes, then each list's
+    codes and ids), list j made of `parts(j)`, one list in memory at a time. The count and the
+    sizes, known once the lists are written, are then written in place. Returns the count."""
+    faiss = _faiss()
+    ivf = faiss.extract_index_ivf(empty)
+    nlist = int(ivf.nlist)
+    sizes = np.zeros(nlist, "<u8")
+    header = _index_header(empty, 0, probes) + _lists_header(ivf, b"full", nlist)
+    handle.write(header)
+    handle.write(sizes.tobytes())  # written again once known
+    for j in range(nlist):
+        held = parts(j)
+        for codes, _ in held:
+            handle.write(codes.data)
+        for _, ids in held:
+            handle.write(ids.data)
+        sizes[j] = sum(ids.nbytes for _, ids in held) // ID_BYTES
+    total = int(sizes.sum())
+    counted = _index_header(empty, total, probes) + _lists_header(ivf, b"full", nlist)
+    if len(counted) != len(header):  # written in place: the same length
+        raise RuntimeError(f"FAISS {faiss.__version__} writes the count in a variable field")
+    handle.seek(0)
+    handle.write(counted)
+    handle.write(sizes.tobytes())
+    handle.seek(0, os.SEEK_END)
+    return total
 
 
 def write_probes(empty: Any, path: Path, total: int, probes: int) -> None:

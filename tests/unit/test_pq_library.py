@@ -24,7 +24,7 @@ from searchapp.records import (
     VectorDelta,
 )
 from searchapp.store.catalog import Catalog
-from searchapp.vectors import ann, faiss_index, large
+from searchapp.vectors import ann, faiss_index, large, layered, layouts
 from searchapp.vectors.faiss_index import IndexStore
 
 DIM = 64
@@ -96,7 +96,7 @@ def test_a_kind_past_the_threshold_is_searched_through_pq_and_reranked(
     ids = np.arange(1, COUNT + 1, dtype=np.int64)
     written = IndexStore(tmp_path, catalog, DIM).get("scene", persist=True)
     assert large.is_pq(written) and written.ntotal == COUNT
-    ivf = faiss_index._faiss().extract_index_ivf(written)
+    ivf = large._faiss().extract_index_ivf(written)
     assert ivf.nlist == 256 and ivf.nprobe < ivf.nlist  # tuned, not a full scan
 
     store = IndexStore(tmp_path, catalog, DIM)  # a reader: the saved file, memory-mapped
@@ -139,11 +139,11 @@ def test_a_pq_kind_follows_a_batch_and_gives_way_when_it_shrinks(
     _, found = searched(store, extra, 1)
     assert found[:, 0].tolist() == delta.added_ids["scene"]  # each new photo finds itself
     store.save_all(generation)
-    assert large.is_pq(IndexStore(tmp_path, catalog, DIM).get("scene", persist=False))
+    assert faiss_index.is_pq(IndexStore(tmp_path, catalog, DIM).get("scene", persist=False))
 
     index = store.get("scene", persist=True)
     assert not faiss_index.needs_rebuild(index)
-    index.remove_ids(np.arange(1, index.ntotal - large.PQ_ABOVE // 2 + 2, dtype=np.int64))
+    faiss_index.remove(index, list(range(1, index.ntotal - large.PQ_ABOVE // 2 + 2)))
     assert index.ntotal == large.PQ_ABOVE // 2 - 1
     assert faiss_index.needs_rebuild(index)  # under half the threshold: back to the fp16 IVF
     fp16 = ann.build(DIM, 6000, ann.chunks_of(clustered(6000, 2), np.arange(6000)))
@@ -158,8 +158,8 @@ def test_a_tight_budget_takes_smaller_codes_with_opq(
     monkeypatch.setenv(large.BUDGET_VARIABLE, str(COUNT * 20))
     store = IndexStore(tmp_path, catalog, DIM)
     index = store.get("scene", persist=True)
-    assert large.is_pq(index) and faiss_index._faiss().extract_index_ivf(index).code_size == 8
-    assert type(faiss_index._faiss().downcast_index(index)).__name__ == "IndexPreTransform"
+    assert large.is_pq(index) and large._faiss().extract_index_ivf(index).code_size == 8
+    assert type(large._faiss().downcast_index(index)).__name__ == "IndexPreTransform"
     queries = clustered(100, seed=1)
     _, found = searched(store, queries, 10)
     truth = exact_top(queries, vectors, np.arange(1, COUNT + 1), 10)
@@ -181,7 +181,7 @@ def test_a_tight_budget_takes_smaller_codes_with_opq(
     assert large.BUDGET_VARIABLE in store.repairs[0] and "fp16 IVF" in store.repairs[0]
 
 
-def test_the_writer_builds_shard_by_shard_into_one_file_it_maps_and_copies_to_change(
+def test_the_writer_builds_shard_by_shard_into_one_file_it_maps_and_never_writes(
     library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     catalog, _ = library
@@ -211,16 +211,19 @@ def test_the_writer_builds_shard_by_shard_into_one_file_it_maps_and_copies_to_ch
     reader = IndexStore(tmp_path, catalog, DIM)
     before = reader.get("scene", persist=False)
     extra = clustered(20, seed=9)
-    after, delta = add_images(catalog, extra, COUNT)  # the writer follows it in a copy in memory
+    after, delta = add_images(catalog, extra, COUNT)  # the writer follows it beside the file
     delta_ids = delta.added_ids["scene"]
+    monkeypatch.setattr(large, "writable", None)  # no copy of the lists: calling it fails
     store.follow(delta, generation, after)
-    assert not large.is_mapped(index) and index.ntotal == COUNT + 20
+    changed = store.get("scene", persist=True)
+    assert changed.base is index and large.is_mapped(index) and changed.ntotal == COUNT + 20
     assert saved.read_bytes() == published and before.ntotal == COUNT  # readers untouched
     _, found = searched(store, extra, 1)
     assert found[:, 0].tolist() == delta_ids
 
-    store.save_all(after)
-    assert not saved.exists() and not (tmp_path / ".shards-killed").exists()
+    store.save_all(after)  # the changes alone, beside the file they lie on
+    assert saved.read_bytes() == published and not (tmp_path / ".shards-killed").exists()
+    assert store.saved_files("scene", after) == [store.changes_path("scene", after), saved]
     assert IndexStore(tmp_path, catalog, DIM).get("scene", persist=False).ntotal == COUNT + 20
     result = checkup.examine(catalog, lambda: IndexStore(tmp_path, catalog, DIM), tmp_path)
     assert [f for f in result.findings if f.what != "missing"] == []  # the photos are made up
@@ -241,12 +244,13 @@ def test_a_search_during_a_run_catches_a_pq_file_up_instead_of_rebuilding(
         raise AssertionError("rebuilt the kind from every vector")
 
     monkeypatch.setattr(IndexStore, "rebuild_from_catalog", refuse)
+    monkeypatch.setattr(large, "writable", None)  # no copy of the lists: calling it fails
     reader = IndexStore(tmp_path, catalog, DIM)
     _, found = searched(reader, extra, 1)
     assert reader.repairs == [] and found[:, 0].tolist() == delta.added_ids["scene"]
     index = reader.get("scene", persist=False)
-    assert large.is_pq(index) and index.ntotal == COUNT + 20 - 2
-    assert not large.is_mapped(index)  # its lists were copied to take the batches
+    assert index.ntotal == COUNT + 20 - 2 and index.changes() == 20 + 2
+    assert large.is_mapped(index.base)  # the batches lie beside the file: nothing was copied
 
 
 def test_a_build_replaced_before_its_save_is_not_what_gets_saved(
@@ -311,3 +315,165 @@ def test_a_budget_that_is_not_a_size_says_so(monkeypatch: pytest.MonkeyPatch) ->
         large.memory_budget()
     monkeypatch.delenv(large.BUDGET_VARIABLE)
     assert large.memory_budget() > 1 << 28  # a quarter of this machine's memory
+
+
+def refuse_rebuilds(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("rebuilt the kind from every vector")
+
+    monkeypatch.setattr(IndexStore, "rebuild_from_catalog", refuse)
+
+
+def test_a_pq_kinds_changes_are_saved_beside_its_file_read_back_and_checked(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Additions and removals, of the file's photos and of added ones, are saved as a changes
+    file: a reader reads them back without a rebuild or a copy, filters keep k, and `check`
+    finds the kind sound. A batch of another kind moves the changes file, not the file."""
+    catalog, vectors = library
+    store = IndexStore(tmp_path, catalog, DIM)
+    store.get("scene", persist=True)
+    generation = catalog.vector_generation()
+    base = store.path_for("scene", generation)
+    published = base.read_bytes()
+    monkeypatch.setattr(large, "writable", None)  # no copy of the lists: calling it fails
+    extra = clustered(30, seed=11)
+    added_at, delta = add_images(catalog, extra, COUNT)
+    store.follow(delta, generation, added_at)
+    added = delta.added_ids["scene"]
+    after, delta = catalog.apply(CatalogBatch(deleted_ids=[3, 4, 5, added[0]]))
+    store.follow(delta, added_at, after)
+    removed = delta.removed_ids["scene"]
+    assert sorted(removed) == [3, 4, 5, added[0]]
+    store.save_all(after)
+    assert base.read_bytes() == published
+    assert store.saved_files("scene", after) == [store.changes_path("scene", after), base]
+    assert catalog.index_record("scene") == (after, COUNT + 30 - 4)
+
+    refuse_rebuilds(monkeypatch)
+    reader = IndexStore(tmp_path, catalog, DIM)
+    index = reader.get("scene", persist=False)
+    assert reader.repairs == [] and index.ntotal == COUNT + 30 - 4
+    _, found = searched(reader, extra[1:], 1)
+    assert found[:, 0].tolist() == added[1:]
+    queries = np.concatenate([vectors[2:5], extra[:1]])  # the removed photos' own vectors
+    _, found = searched(reader, queries, 10)
+    assert not np.isin(found, removed).any() and (found >= 0).all()
+    allowed = np.array([*removed, *added[1:6], 100, 200])  # 7 of them still there
+    _, kept = searched(reader, queries, 7, allowed=allowed)
+    assert (kept >= 0).all() and not np.isin(kept, removed).any() and np.isin(kept, allowed).all()
+    result = checkup.examine(catalog, lambda: IndexStore(tmp_path, catalog, DIM), tmp_path)
+    assert [f for f in result.findings if f.what != "missing"] == []  # the photos are made up
+
+    monkeypatch.undo()  # the object kind is new: it is built
+    region = RegionData("object", (0, 0, 5, 5), clustered(1, seed=12)[0])
+    meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
+    photo = NewImage(FileStat("/o/0.jpg", 1, 1), "o0", meta, [region])
+    moved, delta = catalog.apply(CatalogBatch(new=[photo]))
+    store.follow(delta, after, moved)
+    assert store.saved_files("scene", moved) == [store.changes_path("scene", moved), base]
+    assert not store.changes_path("scene", after).exists()
+    assert IndexStore(tmp_path, catalog, DIM).get("scene", persist=False).ntotal == index.ntotal
+
+
+def test_changes_past_a_share_of_the_file_are_merged_into_a_new_one(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog, _ = library
+    store = IndexStore(tmp_path, catalog, DIM)
+    probes = large._faiss().extract_index_ivf(store.get("scene", persist=True)).nprobe
+    generation = catalog.vector_generation()
+    extra = clustered(30, seed=13)
+    added_at, delta = add_images(catalog, extra, COUNT)
+    store.follow(delta, generation, added_at)
+    added = delta.added_ids["scene"]
+    after, delta = catalog.apply(CatalogBatch(deleted_ids=[1, 2]))
+    store.follow(delta, added_at, after)
+    monkeypatch.setattr(layered, "COMPACT_SHARE", COUNT)  # 32 changes are past 1/COUNT
+    store.save_all(after)
+    assert [p.name for p in faiss_index.index_files(tmp_path)] == [f"index-scene-g{after}.faiss"]
+    index = store.get("scene", persist=True)
+    assert large.is_mapped(index) and index.ntotal == COUNT + 30 - 2
+
+    refuse_rebuilds(monkeypatch)
+    reader = IndexStore(tmp_path, catalog, DIM)
+    merged = reader.get("scene", persist=False)
+    assert reader.repairs == [] and large.is_mapped(merged)
+    assert large._faiss().extract_index_ivf(merged).nprobe == probes  # still tuned
+    _, found = searched(reader, extra, 1)
+    assert found[:, 0].tolist() == added
+    result = checkup.examine(catalog, lambda: IndexStore(tmp_path, catalog, DIM), tmp_path)
+    assert [f for f in result.findings if f.what != "missing"] == []
+
+
+def test_an_id_removed_and_added_again_counts_once_and_keeps_its_new_vector(
+    tmp_path: Path,
+) -> None:
+    """SQLite may give a removed region's id to a new one: the file's old vector stays out of
+    answers, the new one is found, both survive a save and a merge."""
+    vectors = clustered(COUNT, seed=0)
+    table = np.vstack([np.zeros((1, DIM), np.float32), vectors, clustered(1, seed=14)])
+    path = tmp_path / "index-scene-g1.faiss"
+    large.build(DIM, COUNT, ann.chunks_of(vectors, np.arange(1, COUNT + 1)), 1 << 30, path)
+    index = layered.Layered(faiss_index.load(path, mapped=True), path, 1)
+    table[7] = clustered(1, seed=15)[0]  # id 7's new vector
+    faiss_index.remove(index, [7, 8])
+    faiss_index.add(index, np.array([7, COUNT + 1]), table[[7, COUNT + 1]])
+    faiss_index.remove(index, [COUNT + 1])  # added, then removed: gone from the additions
+    expected = sorted(set(range(1, COUNT + 1)) - {8})
+    assert index.ntotal == COUNT - 1 and sorted(index.stored_ids().tolist()) == expected
+
+    def exact(ids: np.ndarray) -> np.ndarray:
+        return table[ids]
+
+    def answers(searched_index: object) -> list[list[int]]:
+        queries = np.vstack([table[7], vectors[6], vectors[7]])  # 7 new and old, 8's old
+        _, found = faiss_index.search(searched_index, queries, 10, exact=exact)
+        return found.tolist()
+
+    found = answers(index)
+    assert found[0][0] == 7 and 8 not in np.ravel(found) and found[1][0] != 7
+
+    changes = tmp_path / "index-scene-g2.changes"
+    with open(changes, "wb") as handle:
+        index.write_changes(handle)
+    read = layered.read_changes(changes, lambda g: tmp_path / f"index-scene-g{g}.faiss")
+    assert read.ntotal == index.ntotal and read.removed == {7, 8} and answers(read) == found
+
+    merged_path = tmp_path / "merged.faiss"
+    with open(merged_path, "wb") as handle:
+        assert index.write_compacted(handle) == COUNT - 1
+    merged = faiss_index.load(merged_path, mapped=True)
+    assert sorted(layouts.stored_ids(merged).tolist()) == expected
+    assert answers(merged) == found
+
+    changes.write_bytes(changes.read_bytes()[:-5])
+    with pytest.raises(RuntimeError, match="torn"):
+        layered.read_changes(changes, lambda g: tmp_path / f"index-scene-g{g}.faiss")
+
+
+def test_changes_whose_file_is_gone_are_rebuilt_and_said_so(
+    library: tuple[Catalog, np.ndarray], tmp_path: Path
+) -> None:
+    catalog, _ = library
+    store = IndexStore(tmp_path, catalog, DIM)
+    store.get("scene", persist=True)
+    generation = catalog.vector_generation()
+    after, delta = add_images(catalog, clustered(5, seed=16), COUNT)
+    store.follow(delta, generation, after)
+    store.save_all(after)
+    store.path_for("scene", generation).unlink()
+    reader = IndexStore(tmp_path, catalog, DIM)
+    assert reader.get("scene", persist=False).ntotal == COUNT + 5
+    assert reader.repairs == [
+        f"scene: index file index-scene-g{generation}.faiss is missing; rebuilt from the catalog"
+    ]
+    result = checkup.examine(catalog, lambda: IndexStore(tmp_path, catalog, DIM), tmp_path)
+    assert any(f"index-scene-g{generation}.faiss is missing" in f.detail for f in result.findings)
+
+    # the reader's own build maps a temporary file, gone: changes to it go into a copy
+    more = clustered(3, seed=17)
+    later, delta = add_images(catalog, more, COUNT + 5)
+    reader.follow(delta, after, later)
+    _, found = searched(reader, more, 1)
+    assert found[:, 0].tolist() == delta.added_ids["scene"]
