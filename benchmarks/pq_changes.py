@@ -1,7 +1,7 @@
 """What changing a big IVF-PQ kind costs a run and the searches beside it, side by side for two
 versions of searchapp: this checkout, and --before (a commit, checked out in a git worktree).
 
-    python benchmarks/pq_changes.py [--photos 1000000] [--behind 5000] [--batch 64]
+    python benchmarks/pq_changes.py [--photos 500000] [--behind 5000] [--batch 64]
                                     [--before REV] [--out FILE]
 
 Once: --photos synthetic 512-d scene vectors (commit_rate.py's) are committed to a catalog,
@@ -142,7 +142,7 @@ def commit_of(rev: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=int, default=1_000_000)
+    parser.add_argument("--photos", type=int, default=500_000)
     parser.add_argument("--behind", type=int, default=5000, help="photos a step commits")
     parser.add_argument("--batch", type=int, default=64, help="photos a commit, as a run's")
     parser.add_argument("--before", help="the commit to compare with (a git worktree of it)")
