@@ -406,7 +406,7 @@ def main() -> int:
     index = lib.indexes().get("scene", persist=False)
     import faiss
 
-    ivf = faiss.try_extract_index_ivf(index)
+    ivf = faiss.try_extract_index_ivf(getattr(index, "base", index))  # changes beside a PQ file
     layout = f"IVF{ivf.nlist}, nprobe={ivf.nprobe}" if ivf is not None else "exact (fp16 codes)"
     query = query_encoder.encode_text(["cat"])
     knn = timed(lambda i: faiss_index.search(index, query, 10), n)

@@ -137,9 +137,9 @@ def _check_indexes(catalog: Catalog, store: IndexStore, directory: Path, result:
                     kind,
                 )
             )
-    known = {path for kind in REGION_KINDS for path in store.saved_files(kind, generation)}
+    known = {path.name for kind in REGION_KINDS for path in store.saved_files(kind, generation)}
     for leftover in index_files(directory):
-        if leftover not in known:
+        if leftover.name not in known:
             result.findings.append(
                 Finding(
                     "leftover",
@@ -168,7 +168,11 @@ def _index_problem(
     except RuntimeError as exc:
         return f"{path} is unreadable (torn or not an index file: {_short(exc)})"
     held = np.sort(stored_ids(index))
-    if index.ntotal != saved_count or not np.array_equal(held, np.sort(ids)):
+    if (
+        index.ntotal != saved_count
+        or len(held) != saved_count
+        or not np.array_equal(held, np.sort(ids))
+    ):
         extra = len(np.setdiff1d(held, ids))
         absent = len(np.setdiff1d(ids, held))
         return (

@@ -462,7 +462,11 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
     def stats(self) -> LibraryStats:
         n_images, n_aside, by_kind, n_failures, n_pending = self.catalog.counts()
         catalog_bytes = self.catalog.size_bytes()
-        index_bytes = sum(p.stat().st_size for p in index_files(self.directory))
+        index_bytes = sum(
+            p.stat().st_size if p.exists() else 0  # a save may remove one meanwhile
+            for p in index_files(self.directory)
+            if p.suffix in (".faiss", ".changes")  # not a save's or a build's temporary file
+        )
         quality, low_quality = self.catalog.quality_summary()
         return LibraryStats(
             images=n_images,

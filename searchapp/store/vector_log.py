@@ -120,9 +120,10 @@ class VectorLog:
 
 
 def _net(rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(ids to remove from the file, ids to add) for the logged changes in `rows`. An id
-    removed at any point is removed, since the file may hold it; an id whose last change is an
-    addition is then added (SQLite may give a deleted region's id to a new one)."""
+    """(ids to remove from the file, ids to add) for the logged changes in `rows`. An id whose
+    first change is a removal was in the file, and is removed; an id whose last change is an
+    addition is then added (SQLite may give a deleted region's id to a new one). An id added
+    and removed since is neither: a count of the file's removals must hold only its ids."""
     if not rows:
         empty = np.zeros(0, np.int64)
         return empty, empty
@@ -134,11 +135,12 @@ def _net(rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         changes.append(np.full(len(run), row.change, np.int64))
     every_id, every_generation = np.concatenate(ids), np.concatenate(generations)
     every_change = np.concatenate(changes)
-    removed = np.unique(every_id[every_change == REMOVED])
     # by id, then generation, then a batch's removals before its additions (its deletes run
     # first, and an insert may take the id a delete freed)
     order = np.lexsort((every_change == ADDED, every_generation, every_id))
-    by_id, last_change = every_id[order], every_change[order]
+    by_id, change = every_id[order], every_change[order]
+    is_first = np.insert(by_id[1:] != by_id[:-1], 0, True)
     is_last = np.append(by_id[1:] != by_id[:-1], True)
-    added = by_id[is_last][last_change[is_last] == ADDED]
+    removed = by_id[is_first][change[is_first] == REMOVED]
+    added = by_id[is_last][change[is_last] == ADDED]
     return removed, added

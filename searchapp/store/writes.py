@@ -35,11 +35,14 @@ class CatalogWrites(VectorRows):
     def _delete_images(self, conn: Connection, image_ids: list[int], delta: VectorDelta) -> None:
         for chunk in chunks(image_ids):
             rows = conn.execute(
-                select(regions.c.id, regions.c.kind).where(regions.c.image_id.in_(chunk))
+                select(regions.c.id, regions.c.kind, images.c.set_aside)
+                .join(images, images.c.id == regions.c.image_id)
+                .where(regions.c.image_id.in_(chunk))
             )
             region_ids = []
             for row in rows:
-                delta.remove(row.kind, row.id)
+                if not row.set_aside:  # a set-aside photo's vectors left the indexes already
+                    delta.remove(row.kind, row.id)
                 region_ids.append(row.id)
             # explicit deletes: cascades are not enabled on every backend connection
             for region_chunk in chunks(region_ids):

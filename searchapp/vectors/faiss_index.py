@@ -113,7 +113,10 @@ class IndexStore:
             return index
         mapped = self._files.get(kind)
         if mapped is not None and mapped[0] is index:
-            return Layered(index, self.path_for(kind, mapped[1]), mapped[1])
+            try:  # the side index takes its quantiser from the file, opened again
+                return Layered(index, self.path_for(kind, mapped[1]), mapped[1])
+            except (OSError, RuntimeError):
+                pass  # gone since it was mapped (another writer's save): copy the mapping
         large.writable(index, shared=shared)
         return index
 
@@ -127,6 +130,7 @@ class IndexStore:
                 self._mapped.discard(kind)
             if kind in self._indexes and self._indexes[kind].d != self.dim_of(kind):
                 del self._indexes[kind]  # another process re-encoded the kind: read it anew
+                self._files.pop(kind, None)
                 self._mapped.discard(kind)
             if kind not in self._indexes:
                 index, generation = self._open(kind, persist=persist, at_generation=at_generation)
@@ -379,6 +383,7 @@ class IndexStore:
             with self._lock:
                 for kind in list(self._indexes):
                     del self._indexes[kind]
+                    self._files.pop(kind, None)
                     self._drop_built(kind)
                     self._generations.pop(kind, None)
                     self._mapped.discard(kind)
@@ -388,6 +393,7 @@ class IndexStore:
         for kind in delta.recoded:  # every vector of the kind changed width: read them anew
             with self._lock:
                 self._behind.discard(kind)
+                self._files.pop(kind, None)
                 self._indexes[kind] = self.rebuild_from_catalog(kind)
                 self._generations[kind] = new_generation
                 self._mapped.discard(kind)

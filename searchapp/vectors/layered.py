@@ -5,7 +5,7 @@ the changes since: a small index of the vectors added (the same coarse quantiser
 so that its codes and scores are the file's) and the ids removed, which the file's answers
 filter out. A search asks both and keeps the best. Saving writes only the changes, to a
 `.changes` file that names the file it lies on; once they pass a COMPACT_SHARE of that file, a
-save streams the two into one new file instead, list by list, holding no list in memory.
+save streams the two into one new file instead, holding one list in memory at a time.
 
 Why: to change a mapped kind, the writer and every search that caught up from the change log
 copied its lists into memory (0.68 GiB at 10^7 vectors, 7 GiB at 10^8), and each save wrote
@@ -47,7 +47,9 @@ class Layered:
         self.side = _trained_empty(base_path)
         self.removed: set[int] = set()
         self.side_ids: set[int] = set()
-        self._excluded: tuple[Any, ...] | None = None  # the removed ids' selector, once made
+        # the removed ids, sorted, and their selector: made once per set of removals
+        self._removed_sorted: np.ndarray | None = None
+        self._excluded: tuple[Any, ...] | None = None
 
     @property
     def ntotal(self) -> int:
@@ -75,7 +77,7 @@ class Layered:
         from_base = set(ids).difference(in_side)
         if from_base:
             self.removed.update(from_base)
-            self._excluded = None
+            self._removed_sorted = self._excluded = None
 
     def search(
         self, run: Search, probes: int, allowed: np.ndarray | None
@@ -85,7 +87,7 @@ class Layered:
         faiss = _faiss()
         base_allowed, kept = allowed, None
         if self.removed and allowed is not None:
-            base_allowed = np.setdiff1d(allowed, self._removed_ids())
+            base_allowed = allowed[~np.isin(allowed, self._removed_ids())]
         elif self.removed:
             kept = self._excluded_selector()
         base_selector = kept[0] if kept else _batch(base_allowed)
@@ -106,7 +108,9 @@ class Layered:
         return np.concatenate([held, ann.stored_ids(self.side)])
 
     def _removed_ids(self) -> np.ndarray:
-        return np.fromiter(self.removed, np.int64, len(self.removed))
+        if self._removed_sorted is None:
+            self._removed_sorted = np.sort(np.fromiter(self.removed, np.int64, len(self.removed)))
+        return self._removed_sorted
 
     def _excluded_selector(self) -> tuple[Any, ...]:
         """Every id but the removed ones: made once per set of removals (a search would
@@ -121,7 +125,7 @@ class Layered:
         """The changes file: a header naming the file they lie on, the removed ids, then the
         additions' lists (large.write_lists' layout)."""
         nlist = int(_faiss().extract_index_ivf(self.side).nlist)
-        removed = np.sort(self._removed_ids()).astype("<i8")
+        removed = self._removed_ids().astype("<i8")
         handle.write(_HEADER.pack(_MAGIC, self.base_generation, len(removed), nlist))
         handle.write(removed.tobytes())
         large.write_lists(self.side, handle)
@@ -130,7 +134,7 @@ class Layered:
         """The file and its changes as one index file, streamed list by list, with the file's
         probes. Returns the vectors written."""
         faiss = _faiss()
-        removed = np.sort(self._removed_ids())
+        removed = self._removed_ids()
         base_ivf = faiss.extract_index_ivf(self.base)
         empty = _trained_empty(self.base_path)
 
@@ -151,7 +155,8 @@ class Layered:
 
 def read_changes(path: Path, base_path_for: Callable[[int], Path]) -> Layered:
     """A changes file and the mapped index file it lies on (its generation's path given by
-    `base_path_for`). OSError where either is gone; RuntimeError where either is torn."""
+    `base_path_for`). OSError where the changes file is gone; RuntimeError where it is torn,
+    or the index file is gone or unreadable."""
     data = path.read_bytes()
     if len(data) < _HEADER.size:
         raise RuntimeError(f"{path.name} is cut short")
@@ -161,6 +166,8 @@ def read_changes(path: Path, base_path_for: Callable[[int], Path]) -> Layered:
     base_path = base_path_for(generation)
     layered = Layered(ann.load(base_path, mapped=True), base_path, generation)
     at = _HEADER.size
+    if len(data) < at + 8 * removed_count:
+        raise RuntimeError(f"{path.name} is torn")
     removed = np.frombuffer(data, "<i8", removed_count, at)
     at += removed.nbytes
     faiss = _faiss()
