@@ -9,7 +9,8 @@ them) is committed and its index saved; --behind more photos are then committed 
 as a run does between its saves (two minutes of a scene-only run at 38 photos/s is about 4,600).
 Then, side by side in one process: a reader opening the scene kind (catch-up), and the same
 reader with the log declared too short (rebuild). --pq lowers PQ_ABOVE under --photos, so the
-kind is an IVF-PQ index as past five million, and the catch-up copies its mapped lists.
+kind is an IVF-PQ index as past five million, and the catch-up lays the batches beside its
+mapped lists (vectors/layered.py; before cc59f81 it copied them).
 Reported: seconds for each, and the vectors each index holds. Writes
 benchmarks/results/catch_up.json (catch_up_pq.json with --pq).
 """

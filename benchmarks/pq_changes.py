@@ -4,15 +4,16 @@ versions of searchapp: this checkout, and --before (a commit, checked out in a g
     python benchmarks/pq_changes.py [--photos 500000] [--behind 5000] [--batch 64]
                                     [--before REV] [--out FILE]
 
-Once: --photos synthetic 512-d scene vectors (commit_rate.py's) are committed to a catalog,
-PQ_ABOVE is lowered under them, and the scene kind is built as IVF-PQ and saved. Then each
+Once: --photos synthetic 512-d scene vectors, clustered as CLIP's are (ann_scale.py's), are
+committed to a catalog, PQ_ABOVE is lowered under them, and the scene kind is built as IVF-PQ
+and saved. Then each
 version, in its own process, on its own copy of that library:
 - follow: the writer follows --behind more photos, committed in batches of --batch as a run
   commits them (its first batch opens the kind);
 - save: the writer saves, as a run does every two minutes; the bytes it writes;
 - open: --behind more photos are committed unsaved, and a search opens the kind (catching up);
-- query: p50 and p95 of 200 single queries, re-ranked on the catalog's vectors as searches are
-  (the second of two rounds).
+- query: p50 and p95 of 200 single queries (held-out vectors of the same clusters), re-ranked
+  on the catalog's vectors as searches are (the second of two rounds).
 Memory is the process's anonymous resident memory (RssAnon) grown by a step: pages of a mapped
 file are the page cache's, which the system takes back under pressure. Writes
 benchmarks/results/pq_changes.json.
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 from bench_results import RESULTS, scratch_folder, write_result
-from commit_rate import DIM, photo_batch
+from commit_rate import DIM
 
 HERE = Path(__file__).resolve().parent
 QUERIES = 200
@@ -49,18 +50,30 @@ def index_files(folder: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in folder.glob("index-*")}
 
 
-def setup(folder: Path, photos: int) -> dict[str, Any]:
+def photo_batch(vectors: np.ndarray, start: int, count: int) -> Any:
+    """Photos start.. of one scene region each, their vectors rows of `vectors`."""
+    from searchapp.records import CatalogBatch, FileStat, ImageMeta, NewImage, RegionData
+
+    batch = CatalogBatch()
+    for i in range(start, start + count):
+        region = RegionData("scene", (0, 0, 100, 100), np.asarray(vectors[i], np.float32))
+        meta = ImageMeta(4000, 3000, "JPEG", 1.6e9 + i, "exif", "Apple", "iPhone 12")
+        stat = FileStat(f"/archive/{i // 1000:04d}/{i:08d}.jpg", 3_000_000, i)
+        batch.new.append(NewImage(stat, f"{i:064x}", meta, [region]))
+    return batch
+
+
+def setup(folder: Path, photos: int, vectors: np.ndarray) -> dict[str, Any]:
     from searchapp.library import Library
     from searchapp.records import EncoderIdentity
     from searchapp.vectors import large
 
     large.PQ_ABOVE = photos // 2
-    rng = np.random.default_rng(0)
     started = time.perf_counter()
     with Library(folder, None) as lib:
         lib.catalog.set_encoder_identity(EncoderIdentity("clip:synthetic", "none", DIM, "none"))
         for start in range(0, photos, 5000):
-            lib.catalog.apply(photo_batch(start, min(5000, photos - start), 1, rng))
+            lib.catalog.apply(photo_batch(vectors, start, min(5000, photos - start)))
         filled = time.perf_counter() - started
         index = lib.indexes().get("scene", persist=True)
         assert large.is_pq(index) and index.ntotal == photos, "the scene kind is no IVF-PQ"
@@ -68,21 +81,22 @@ def setup(folder: Path, photos: int) -> dict[str, Any]:
 
 
 def measure(folder: Path, photos: int, behind: int, batch: int) -> dict[str, Any]:
-    """The four steps, in this process, with whichever searchapp it imports."""
+    """The four steps, in this process, with whichever searchapp it imports; the vectors are
+    the setup's (vectors.npy beside the library: photos, 2 x behind more, then queries)."""
     import searchapp
     from searchapp.library import Library
     from searchapp.vectors import faiss_index, large
     from searchapp.vectors.faiss_index import IndexStore, commit_batch
 
     large.PQ_ABOVE = photos // 2
-    rng = np.random.default_rng(1)
+    vectors = np.load(folder.parent / "vectors.npy", mmap_mode="r")
     result: dict[str, Any] = {"searchapp": str(Path(searchapp.__file__).parent.parent)}
     with Library(folder, None) as lib:
 
         def commit(first: int) -> None:
             generation = lib.catalog.vector_generation()
             for start in range(first, first + behind, batch):
-                made = photo_batch(start, min(batch, first + behind - start), 1, rng)
+                made = photo_batch(vectors, start, min(batch, first + behind - start))
                 generation = commit_batch(lib.catalog, lib.indexes, made, generation)
 
         held, started = anon_mib(), time.perf_counter()
@@ -107,8 +121,7 @@ def measure(folder: Path, photos: int, behind: int, batch: int) -> dict[str, Any
         result["open_vectors"] = int(index.ntotal)
         result["open_repairs"] = store.repairs
 
-        queries = rng.normal(size=(QUERIES, DIM)).astype(np.float32)
-        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        queries = np.asarray(vectors[photos + 2 * behind :], np.float32)
         exact = store.exact_vectors("scene", index)
         for _ in range(2):  # the second round is reported: the lists it reads are warm
             took = []
@@ -156,7 +169,11 @@ def main() -> int:
         return 0
     scratch = scratch_folder("pq-changes")
     library = scratch / "library"
-    made = setup(library, args.photos)
+    from ann_scale import realistic_vectors
+
+    vectors = realistic_vectors(args.photos + 2 * args.behind + QUERIES)
+    np.save(scratch / "vectors.npy", vectors.astype(np.float16))
+    made = setup(library, args.photos, vectors)
     print(f"library of {args.photos:,} photos: {made}")
     versions = {commit_of("HEAD") + " (this checkout)": HERE.parent}
     if args.before:
@@ -181,7 +198,7 @@ def main() -> int:
                 check=False,
             )
     result = {
-        "data": "synthetic unit vectors, 512-d, scene kind only (commit_rate.py's)",
+        "data": "synthetic 512-d unit vectors clustered as CLIP's (ann_scale.py), scene only",
         "photos": args.photos,
         "photos_a_step": args.behind,
         "photos_a_batch": args.batch,

@@ -115,7 +115,14 @@ def load(path: Path, *, mapped: bool = False) -> Any:
     in 7 ms instead of 157 and reads only the lists a query probes."""
     faiss = _faiss()
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mapped else 0
-    return faiss.read_index(str(path), flags)
+    index = faiss.read_index(str(path), flags)
+    ivf = faiss.try_extract_index_ivf(index) if mapped else None
+    lists = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
+    if isinstance(lists, faiss.OnDiskInvertedLists):
+        # FAISS reads a mapped index's probed lists ahead on 32 threads of its own at every
+        # search: measured at 20,000 PQ vectors, 16 probes, 2.1 ms a query against 0.95 without
+        lists.prefetch_nthread = 0
+    return index
 
 
 def build(

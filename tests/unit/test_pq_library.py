@@ -103,6 +103,8 @@ def test_a_kind_past_the_threshold_is_searched_through_pq_and_reranked(
     store = IndexStore(tmp_path, catalog, DIM)  # a reader: the saved file, memory-mapped
     index = store.get("scene", persist=False)
     assert large.is_pq(index) and not store.repairs and "scene" in store._mapped
+    lists = large._faiss().downcast_InvertedLists(large._faiss().extract_index_ivf(index).invlists)
+    assert lists.prefetch_nthread == 0  # FAISS's 32 read-ahead threads cost 1 ms a query
 
     queries = clustered(100, seed=1)
     truth = exact_top(queries, vectors, ids, 10)
