@@ -1,8 +1,8 @@
 """What changing a big IVF-PQ kind costs a run and the searches beside it, side by side for two
-versions of searchapp: this checkout, and --before (a commit, checked out in a git worktree).
+versions of searchapp: this checkout, and each --before commit (checked out in a git worktree).
 
     python benchmarks/pq_changes.py [--photos 500000] [--behind 5000] [--batch 64]
-                                    [--before REV] [--out FILE]
+                                    [--before REV ...] [--out FILE]
 
 Once: --photos synthetic 512-d scene vectors, clustered as CLIP's are (ann_scale.py's), are
 committed to a catalog, PQ_ABOVE is lowered under them, and the scene kind is built as IVF-PQ
@@ -160,7 +160,9 @@ def main() -> int:
     parser.add_argument("--photos", type=int, default=500_000)
     parser.add_argument("--behind", type=int, default=5000, help="photos a step commits")
     parser.add_argument("--batch", type=int, default=64, help="photos a commit, as a run's")
-    parser.add_argument("--before", help="the commit to compare with (a git worktree of it)")
+    parser.add_argument(
+        "--before", nargs="*", default=[], help="commits to compare with (git worktrees)"
+    )
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the per-version step
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -176,27 +178,21 @@ def main() -> int:
     made = setup(library, args.photos, vectors)
     print(f"library of {args.photos:,} photos: {made}")
     versions = {commit_of("HEAD") + " (this checkout)": HERE.parent}
-    if args.before:
-        tree = scratch / "before"
-        subprocess.run(
-            ["git", "worktree", "add", "-f", "--detach", str(tree), args.before],
-            check=True,
-            cwd=HERE,
-            capture_output=True,
-        )
-        versions[commit_of(args.before)] = tree
+    trees = []
+    for rev in args.before:
+        trees.append(scratch / f"before-{len(trees)}")
+        command = ["git", "worktree", "add", "-f", "--detach", str(trees[-1]), rev]
+        subprocess.run(command, check=True, cwd=HERE, capture_output=True)
+        versions[commit_of(rev)] = trees[-1]
     rows = {}
     try:
         for label, code in versions.items():
             rows[label] = run_version(code, library, scratch / "copy", args)
             print(label, rows[label])
     finally:
-        if args.before:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(scratch / "before")],
-                cwd=HERE,
-                check=False,
-            )
+        for tree in trees:
+            command = ["git", "worktree", "remove", "--force", str(tree)]
+            subprocess.run(command, cwd=HERE, check=False)
     result = {
         "data": "synthetic 512-d unit vectors clustered as CLIP's (ann_scale.py), scene only",
         "photos": args.photos,
