@@ -1,4 +1,4 @@
-"""What changing a big IVF-PQ kind costs a run and the searches beside it, side by side for two
+"""What changing a big IVF-PQ kind costs a run and the searches beside it, side by side for several
 versions of searchapp: this checkout, and each --before commit (checked out in a git worktree).
 
     python benchmarks/pq_changes.py [--photos 500000] [--behind 5000] [--batch 64]
