@@ -77,6 +77,32 @@ def library(filled: Path, tmp_path: Path) -> Iterator[tuple[Catalog, np.ndarray]
     catalog.close()
 
 
+@pytest.fixture(scope="module")
+def saved(filled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The filled catalog with its scene kind built as IVF-PQ and saved, once (10 s)."""
+    folder = tmp_path_factory.mktemp("saved")
+    shutil.copyfile(filled, folder / "c.db")
+    with pytest.MonkeyPatch.context() as patch:  # small_limits, for a fixture of the module
+        patch.setattr(ann, "EXACT_LIMIT", 1000)
+        patch.setattr(large, "PQ_ABOVE", 4000)
+        patch.delenv(large.BUDGET_VARIABLE, raising=False)
+        catalog = Catalog(f"sqlite:///{folder / 'c.db'}")
+        IndexStore(folder, catalog, DIM).get("scene", persist=True)
+        catalog.close()
+    return folder
+
+
+@pytest.fixture
+def built(saved: Path, tmp_path: Path) -> Iterator[tuple[Catalog, np.ndarray]]:
+    """A copy of the saved library: its catalog, and its PQ index file beside it."""
+    for path in saved.iterdir():
+        if path.name == "c.db" or path.name.startswith("index-"):
+            shutil.copyfile(path, tmp_path / path.name)
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    yield catalog, clustered(COUNT, seed=0)
+    catalog.close()
+
+
 def searched(
     store: IndexStore, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -125,9 +151,9 @@ def test_a_kind_past_the_threshold_is_searched_through_pq_and_reranked(
 
 
 def test_a_pq_kind_follows_a_batch_and_gives_way_when_it_shrinks(
-    library: tuple[Catalog, np.ndarray], tmp_path: Path
+    built: tuple[Catalog, np.ndarray], tmp_path: Path
 ) -> None:
-    catalog, _ = library
+    catalog, _ = built
     store = IndexStore(tmp_path, catalog, DIM)
     assert large.is_pq(store.get("scene", persist=True))
     base = catalog.vector_generation()
@@ -233,11 +259,11 @@ def test_the_writer_builds_shard_by_shard_into_one_file_it_maps_and_never_writes
 
 
 def test_a_search_during_a_run_catches_a_pq_file_up_instead_of_rebuilding(
-    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The run has committed batches since it last saved the PQ kind: a search maps the file,
     applies those batches from the change log, and finds what they added."""
-    catalog, _ = library
+    catalog, _ = built
     IndexStore(tmp_path, catalog, DIM).get("scene", persist=True)
     extra = clustered(20, seed=9)
     _, delta = add_images(catalog, extra, COUNT)
@@ -329,12 +355,12 @@ def refuse_rebuilds(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_pq_kinds_changes_are_saved_beside_its_file_read_back_and_checked(
-    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Additions and removals, of the file's photos and of added ones, are saved as a changes
     file: a reader reads them back without a rebuild or a copy, filters keep k, and `check`
     finds the kind sound. A batch of another kind moves the changes file, not the file."""
-    catalog, vectors = library
+    catalog, vectors = built
     store = IndexStore(tmp_path, catalog, DIM)
     store.get("scene", persist=True)
     generation = catalog.vector_generation()
@@ -381,9 +407,9 @@ def test_a_pq_kinds_changes_are_saved_beside_its_file_read_back_and_checked(
 
 
 def test_changes_past_a_share_of_the_file_are_merged_into_a_new_one(
-    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    catalog, _ = library
+    catalog, _ = built
     store = IndexStore(tmp_path, catalog, DIM)
     probes = large._faiss().extract_index_ivf(store.get("scene", persist=True)).nprobe
     generation = catalog.vector_generation()
@@ -462,9 +488,9 @@ def test_an_id_removed_and_added_again_counts_once_and_keeps_its_new_vector(
 
 
 def test_changes_whose_file_is_gone_are_rebuilt_and_said_so(
-    library: tuple[Catalog, np.ndarray], tmp_path: Path
+    built: tuple[Catalog, np.ndarray], tmp_path: Path
 ) -> None:
-    catalog, _ = library
+    catalog, _ = built
     store = IndexStore(tmp_path, catalog, DIM)
     store.get("scene", persist=True)
     generation = catalog.vector_generation()
@@ -489,12 +515,12 @@ def test_changes_whose_file_is_gone_are_rebuilt_and_said_so(
 
 
 def test_a_later_writer_reopens_the_changes_and_counts_only_what_the_file_holds(
-    library: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: tuple[Catalog, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A writer resuming on a changes file follows batches and saves again; a photo set aside
     (its vectors out of the index) and then deleted is not removed twice, so the counts hold
     and nothing is rebuilt."""
-    catalog, _ = library
+    catalog, _ = built
     IndexStore(tmp_path, catalog, DIM).get("scene", persist=True)
     first = IndexStore(tmp_path, catalog, DIM)
     generation = catalog.vector_generation()
