@@ -246,6 +246,7 @@ class SearchReads(VectorRows):
                     .join(regions, regions.c.id == labels.c.region_id)
                     .join(images, images.c.id == regions.c.image_id)
                     .where(labels.c.name.in_(chunk), or_(*per_kind), *_filter_conditions(filters))
+                    .where(images.c.set_aside.is_(False))  # out of search, as out of the indexes
                 )
                 for region_id, prob, name in conn.execute(query):
                     if region_id not in found or prob > found[region_id][0]:

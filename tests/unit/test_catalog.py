@@ -159,3 +159,34 @@ def test_downgrading_0011_keeps_the_regions_and_their_labels(tmp_path: Path) -> 
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "norm" not in columns
     assert "map_points" not in tables
+
+
+def test_words_matched_through_labels_leave_a_set_aside_photo_out(tmp_path: Path) -> None:
+    """`dupes --apply` sets copies aside, out of search: their vectors leave the indexes, and
+    a word query matched against stored labels (the CNN's) must not find them either."""
+    import numpy as np
+
+    from searchapp.records import (
+        CatalogBatch,
+        FileStat,
+        Filters,
+        ImageMeta,
+        Move,
+        NewImage,
+        RegionData,
+    )
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    batch = CatalogBatch()
+    for name in ("dog", "dog_copy"):
+        region = RegionData("scene", (0, 0, 10, 10), np.ones(4, np.float32) / 2, "dog", 0.9)
+        region.labels.append(("dog", 0.9))
+        meta = ImageMeta(10, 10, "JPEG", 0.0, "mtime")
+        batch.new.append(NewImage(FileStat(f"/p/{name}.jpg", 1, 1), name, meta, [region]))
+    catalog.apply(batch)
+    copy = catalog.image_by_path("/p/dog_copy.jpg")
+    assert copy is not None and len(catalog.label_scores(["dog"], ["scene"], Filters())) == 2
+    catalog.apply(CatalogBatch(set_aside=[Move(copy.id, FileStat("/aside/dog_copy.jpg", 1, 1))]))
+    found = catalog.label_scores(["dog"], ["scene"], Filters())
+    assert list(found) == [1]  # the kept photo's region; the copy's (2) is set aside
+    catalog.close()
