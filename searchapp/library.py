@@ -108,6 +108,18 @@ class WriteLock:
     def held(self) -> bool:
         return self._handle is not None
 
+    def holder(self) -> str | None:
+        """Who holds the lock, where another process does ("searchapp pid N"); else None."""
+        if self.held or not self.path.exists():
+            return None
+        with open(self.path) as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return handle.read().strip() or "another process"
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
+
 
 class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
     def __init__(

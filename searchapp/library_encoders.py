@@ -33,6 +33,8 @@ class _Lock(Protocol):
     @property
     def held(self) -> bool: ...
 
+    def holder(self) -> str | None: ...
+
 
 class LibraryEncoders:
     catalog: Catalog
@@ -144,6 +146,12 @@ class LibraryEncoders:
     def require_identity(self) -> EncoderIdentity:
         identity = self.encoder_identity
         if identity is None:
+            writer = self.lock.holder()
+            if writer is not None:  # a first run, before its first batch is in
+                raise SearchappError(
+                    f"library {self.directory} has no photos yet: {writer} is indexing its "
+                    "first ones; search again in a few seconds"
+                )
             raise SearchappError(
                 f"library {self.directory} is empty; run `searchapp index PATH` first"
             )

@@ -214,6 +214,23 @@ def test_busy_library_exits_non_zero(photos: Path, tmp_path: Path) -> None:
     assert result.returncode == 3 and "busy" in result.stderr
 
 
+def test_a_search_while_a_first_run_indexes_says_so(tmp_path: Path) -> None:
+    """A search of a library whose first run holds the write lock, before its first batch is
+    in, is told to wait, not to run `index`."""
+    library = tmp_path / "lib"
+    Library(library).close()
+    lock = WriteLock(library)
+    lock.acquire()
+    try:
+        busy = run("search", "a dog", "--library", str(library), check=False)
+    finally:
+        lock.release()
+    idle = run("search", "a dog", "--library", str(library), check=False)
+    assert busy.returncode == idle.returncode != 0
+    assert f"searchapp pid {os.getpid()} is indexing its first ones" in busy.stderr
+    assert "is empty; run `searchapp index PATH` first" in idle.stderr
+
+
 def many_photos(folder: Path, count: int) -> None:
     folder.mkdir()
     rng = np.random.default_rng(0)
