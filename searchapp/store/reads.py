@@ -25,8 +25,9 @@ from searchapp.store.vector_rows import VectorRows
 
 
 def _filter_conditions(filters: Filters) -> list[Any]:
-    """SQL conditions on the images table for the row-restricting filters."""
-    conditions: list[Any] = []
+    """SQL conditions on the images table: photos in search (a set-aside copy is not: its
+    vectors left the indexes, its labels must not bring it back) that pass the filters."""
+    conditions: list[Any] = [images.c.set_aside.is_(False)]
     if filters.after is not None:
         conditions.append(images.c.taken_at >= filters.after)
     if filters.before is not None:
@@ -246,7 +247,6 @@ class SearchReads(VectorRows):
                     .join(regions, regions.c.id == labels.c.region_id)
                     .join(images, images.c.id == regions.c.image_id)
                     .where(labels.c.name.in_(chunk), or_(*per_kind), *_filter_conditions(filters))
-                    .where(images.c.set_aside.is_(False))  # out of search, as out of the indexes
                 )
                 for region_id, prob, name in conn.execute(query):
                     if region_id not in found or prob > found[region_id][0]:

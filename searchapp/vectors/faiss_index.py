@@ -151,7 +151,6 @@ class IndexStore:
             problem = "no index file recorded" if expected else None
         else:
             saved_gen, saved_count = record
-            name = self.saved_files(kind, saved_gen)[0].name
             if saved_gen < wanted:  # batches committed since it was saved: apply them
                 caught = self._catch_up(kind, record, persist)
                 if caught is not None:
@@ -166,6 +165,7 @@ class IndexStore:
                 except FileNotFoundError as exc:
                     problem = f"index file {Path(exc.filename).name} is missing"
                 except RuntimeError as exc:
+                    name = self.saved_files(kind, saved_gen)[0].name
                     problem = f"index file {name} is unreadable ({str(exc).splitlines()[0]})"
                 else:
                     counted = expected is None or index.ntotal == expected
@@ -174,6 +174,7 @@ class IndexStore:
                         if not persist and not isinstance(index, Layered):
                             self._mapped.add(kind)
                         return index, wanted
+                    name = self.saved_files(kind, saved_gen)[0].name
                     problem = (
                         f"index file {name} holds {index.ntotal} vectors of dim {index.d}, "
                         f"catalog has {expected if expected is not None else saved_count} "
