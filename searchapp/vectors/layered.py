@@ -136,7 +136,8 @@ class Layered:
         faiss = _faiss()
         removed = self._removed_ids()
         base_ivf = faiss.extract_index_ivf(self.base)
-        empty = _trained_empty(self.base_path)
+        empty = faiss.clone_index(self.side)  # the trained quantiser and codes, no vectors
+        empty.reset()
 
         def parts(j: int) -> list[tuple[np.ndarray, np.ndarray]]:
             held = []
