@@ -84,6 +84,6 @@ def check_all(
                 if not evidence.unreadable:  # a file that is back later gets its check
                     fresh[evidence_key(table, candidate)] = asdict(evidence)
                 on_result(candidate, evidence)
-            if on_progress:
+            if on_progress and checked:  # no bar for a run whose checks were all kept
                 on_progress(position, len(candidates))
     return checked, fresh

@@ -287,10 +287,12 @@ def test_cli_refuses_bad_flags(tmp_path: Path) -> None:
 
 
 def test_second_run_reuses_the_pixel_checks(dupe_library: Library) -> None:
-    first = dupe_library.dupes()
-    assert first.checked > 0
-    second = dupe_library.dupes()
+    shown: list[list[tuple[int, int]]] = [[], []]  # what each run's pixel-check bar showed
+    first = dupe_library.dupes(on_check=lambda done, total: shown[0].append((done, total)))
+    assert first.checked > 0 and shown[0][-1][0] == shown[0][-1][1] > 0
+    second = dupe_library.dupes(on_check=lambda done, total: shown[1].append((done, total)))
     assert second.checked == 0  # every check's evidence was kept, by content hash
+    assert shown[1] == []  # and no bar counts pairs it does not check
     assert _groups(second) == _groups(first)
     assert [p.reason for p in second.pairs] == [p.reason for p in first.pairs]
 
