@@ -79,15 +79,21 @@ GREYSCALE_BELOW = 3.0  # colourfulness of a greyscale copy is 0-1; of a dull col
 SHARPNESS_MARGIN = 0.25
 LONGER_MARGIN = 0.05  # relative: lengths this close are one video's, re-encoded
 ORIGINAL_FORMATS = frozenset({"JPEG", "MPO", "HEIF"})  # what cameras and phones write
+# Files modified this close together were written by one run of a script or a copy (`cp -r`
+# writes hundreds a second): which came first says nothing of which is the original. FAT
+# stores times to 2 s.
+SAME_WRITE_S = 2.0
 
 
 @dataclass(frozen=True)
 class _Criterion:
-    """One step of the keep rule: the rows scoring highest stay, within `margin` (relative)."""
+    """One step of the keep rule: the rows scoring highest stay, within `margin` (relative to
+    the best) and `slack` (absolute)."""
 
     score: Callable[[int], float]
     margin: float
     reason: Callable[[int, list[int]], str]  # why the chosen row beat the rows this step dropped
+    slack: float = 0.0
 
 
 def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> tuple[int, str]:
@@ -118,7 +124,13 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
         return "/".join(sorted({table.formats[r] for r in dropped}))
 
     def when(seconds: float) -> str:
+        if not np.isfinite(seconds):
+            return "undated"
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+    def taken(row: int) -> float:
+        # only a camera's date: without EXIF, taken_at is the file's time, the next step's
+        return float(table.taken_at[row]) if table.taken_from_exif[row] else np.inf
 
     def seconds(row: int) -> float:
         value = float(table.durations[row])
@@ -156,16 +168,22 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
             ),
         ),
         _Criterion(
-            lambda r: -float(table.taken_at[r]),
-            0.0,
-            lambda k, d: f"same resolution ({size(k)}), taken first ({when(table.taken_at[k])})",
-        ),
-        _Criterion(
-            lambda r: -float(table.mtimes_ns[r]),
+            lambda r: -taken(r),
             0.0,
             lambda k, d: (
-                f"same resolution ({size(k)}), the oldest file ({when(table.mtimes_ns[k] / 1e9)})"
+                f"same resolution ({size(k)}), taken first ({when(taken(k))}; the copies "
+                f"{when(min(taken(r) for r in d))})"
             ),
+        ),
+        _Criterion(
+            lambda r: -float(table.mtimes_ns[r]) / 1e9,
+            0.0,
+            lambda k, d: (
+                f"same resolution ({size(k)}), the oldest file (modified "
+                f"{when(table.mtimes_ns[k] / 1e9)}; the copies "
+                f"{when(min(table.mtimes_ns[r] for r in d) / 1e9)})"
+            ),
+            slack=SAME_WRITE_S,
         ),
         _Criterion(
             lambda r: float(table.formats[r] in ORIGINAL_FORMATS),
@@ -180,7 +198,7 @@ def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> t
     why = f"same resolution ({size(candidates[0])}), quality and date; first by path"
     for step in steps:
         best = max(step.score(r) for r in candidates)
-        floor = best - step.margin * abs(best)
+        floor = best - (step.margin * abs(best) if step.margin else 0.0) - step.slack
         kept = [r for r in candidates if step.score(r) >= floor]
         if len(kept) < len(candidates):
             dropped = [r for r in candidates if r not in kept]

@@ -132,7 +132,7 @@ def test_keep_rule_order() -> None:
     assert choose_keeper(table, [0, 1], set()) == (1, "highest resolution (200x200)")
     keep, why = choose_keeper(table, [1, 2], set())
     assert keep == 2 and "sharpest" in why
-    same = _table([200, 200], [50.0, 50.0], [5.0, 1.0])
+    same = _table([200, 200], [50.0, 50.0], [5.0, 1.0], exif=[True, True])
     keep, why = choose_keeper(same, [0, 1], set())
     assert keep == 1 and "taken first" in why
     # a trimmed copy in a higher resolution is still a part of the video
@@ -155,7 +155,7 @@ def test_a_blur_difference_within_the_noise_does_not_beat_the_original() -> None
     with_exif = _table([200, 200], [640.0, 600.0], [1.0, 1.0], camera=[False, True])
     keep, why = choose_keeper(with_exif, [0, 1], set())
     assert keep == 1 and "EXIF camera data" in why
-    older = _table([200, 200], [600.0, 610.0], [1.0, 1.0], mtimes=[2_000_000_000, 1_000_000_000])
+    older = _table([200, 200], [600.0, 610.0], [1.0, 1.0], mtimes=[2 * 10**18, 10**18])
     keep, why = choose_keeper(older, [0, 1], set())
     assert keep == 1 and "the oldest file" in why
     clearly_sharper = _table([200, 200], [900.0, 500.0], [2.0, 1.0], formats=["PNG", "JPEG"])
@@ -207,7 +207,8 @@ def test_threshold_flag_sets_the_same_options_as_the_long_flags() -> None:
 def test_a_png_original_is_kept_over_its_later_jpeg_resave() -> None:
     """A camera's format decides only when the dates cannot: a screenshot or an export kept as
     PNG and re-saved later as JPEG keeps the PNG."""
-    table = _table([200, 200], [600.0, 640.0], [1.0, 1.0], formats=["PNG", "JPEG"], mtimes=[10, 20])
+    later = [10_000_000_000, 20_000_000_000]  # ten seconds on
+    table = _table([200, 200], [600.0, 640.0], [1.0, 1.0], formats=["PNG", "JPEG"], mtimes=later)
     keep, why = choose_keeper(table, [0, 1], set())
     assert keep == 0 and "the oldest file" in why
 
@@ -224,3 +225,29 @@ def test_two_exposures_are_never_copies() -> None:
     table.cameras[2] = "Google Pixel 5"
     table.cameras[0] = "Apple iPhone 11"
     assert _separate_exposures(table, 0, 2)  # one second, two cameras
+
+
+def test_file_times_a_copy_run_wrote_together_do_not_pick_the_original() -> None:
+    """The reported case: `cp` or a script wrote a JPEG and its PNG copy within a second, and
+    without EXIF the JPEG was kept as "taken first", by its file time. Only a camera's date is
+    "taken"; file times within SAME_WRITE_S tell nothing, and the camera's format decides."""
+    written = [1_700_000_000_300_000_000, 1_700_000_000_900_000_000]  # 0.6 s apart
+    png_first = _table(
+        [200, 200],
+        [600.0, 600.0],
+        [1_700_000_000.3, 1_700_000_000.9],
+        formats=["PNG", "JPEG"],
+        mtimes=written,
+    )
+    keep, why = choose_keeper(png_first, [0, 1], set())
+    assert keep == 1 and why == "same resolution (200x200), in a camera's format (JPEG, not PNG)"
+    # a day apart, the older file is the original, and the reason shows both times
+    day_later = _table(
+        [200, 200], [600.0, 600.0], [9e8, 1e9], mtimes=[10**18, 10**18 + 86400 * 10**9]
+    )
+    keep, why = choose_keeper(day_later, [1, 0], set())
+    assert keep == 0 and "the oldest file (modified " in why and "; the copies " in why
+    # a camera's date beats an undated copy's file time, however early
+    dated = _table([200, 200], [600.0, 600.0], [2e9, 1e9], exif=[True, False])
+    keep, why = choose_keeper(dated, [0, 1], set())
+    assert keep == 0 and "taken first" in why and "the copies undated" in why
