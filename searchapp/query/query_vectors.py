@@ -21,11 +21,19 @@ if TYPE_CHECKING:
     from searchapp.vectors.faiss_index import IndexStore
 
 
+class WriteLock(Protocol):
+    def holder(self) -> str | None: ...
+
+
 class Library(Protocol):
     """What a search needs of a library (searchapp.library.Library is one): its catalog, its
-    indexes and its encoder. A protocol, so that this layer never imports the one above it."""
+    indexes, its encoder and its write lock. A protocol, so that this layer never imports the
+    one above it."""
 
     catalog: Catalog
+
+    @property
+    def lock(self) -> WriteLock: ...
 
     def encoder(self) -> ImageEncoder: ...
 

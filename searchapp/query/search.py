@@ -361,6 +361,20 @@ def verified_first(
     return [replace(head[i], verified=matches[i].verdict) for i in order] + hits[len(head) :]
 
 
+def _regions_to_come(library: Library, kinds: tuple[str, ...]) -> list[str]:
+    """A note where a search of regions misses some: photos whose objects and tiles an index
+    run has still to make (it makes every photo's scene first, so that search starts early)."""
+    waiting = library.catalog.count_awaiting_regions() if set(kinds) - {"scene"} else 0
+    if not waiting:
+        return []
+    writer = library.lock.holder()
+    how = f"{writer} is making them now" if writer else "run `searchapp index` on their folders"
+    photos = "1 photo is" if waiting == 1 else f"{waiting} photos are"
+    return [
+        f"{photos} searched by the whole scene only, their objects and tiles still to come: {how}"
+    ]
+
+
 def search(library: Library, query: Query) -> SearchResults:
     _validate(query)
     identity = library.require_identity()
@@ -377,6 +391,7 @@ def search(library: Library, query: Query) -> SearchResults:
     folder = query.filters.folder
     if folder and not os.path.isdir(folder):  # a typo, or a drive not mounted now
         notes.append(f"--folder {folder} is no folder on disk; searched the photos indexed there")
+    notes.extend(_regions_to_come(library, query.kinds))
     excluded: set[int] = set()
     vector_terms = [t for t in query.terms if not (label_mode and t.source == "text")]
     check_pixels = query.verify and [t.source for t in query.terms] == ["image"]

@@ -467,12 +467,14 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
                 )
             }
             n_failures = count(select(func.count()).select_from(failures))
-            n_pending = count(
-                select(func.count())
-                .select_from(images)
-                .where(images.c.regions_pending.is_not(None), images.c.set_aside.is_(False))
-            )
-        return n_images - n_aside, n_aside, by_kind, n_failures, n_pending
+        return n_images - n_aside, n_aside, by_kind, n_failures, self.count_awaiting_regions()
+
+    def count_awaiting_regions(self) -> int:
+        """Photos in search whose region stage has not run (a partial index finds them)."""
+        query = select(func.count()).select_from(images)
+        query = query.where(images.c.regions_pending.is_not(None), images.c.set_aside.is_(False))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def size_bytes(self) -> int:
         """The catalog's size: SQLite's files with its journal, or a server's database."""

@@ -32,13 +32,26 @@ def test_scenes_now_regions_on_the_next_run(library: Library, photos: Path) -> N
     assert first.embedded == 5 and first.with_regions == 0 and first.regions_pending == 5
     assert kinds_of(library) == {"scene": 5}
     assert library.stats().regions_pending == 5
-    hits = library.search(image=str(photos / "things" / "coffee.jpg"), k=1, include_self=True).hits
+    found = library.search(image=str(photos / "things" / "coffee.jpg"), k=1, include_self=True)
+    hits = found.hits
     assert hits and hits[0].path.endswith("coffee.jpg")  # searchable before any region exists
+    # and the answer says what it could not search yet, and how to get it
+    waiting = "5 photos are searched by the whole scene only, their objects and tiles still to come"
+    assert found.notes == [f"{waiting}: run `searchapp index` on their folders"]
+    writer = Library(library.directory)
+    writer.lock.acquire()  # a run making them: named instead
+    try:
+        found = library.search(image=str(photos / "things" / "coffee.jpg"), k=1)
+        assert found.notes == [f"{waiting}: searchapp pid {os.getpid()} is making them now"]
+        assert library.search(image=str(photos / "camera.jpg"), k=1, kinds=("scene",)).notes == []
+    finally:
+        writer.close()
 
     second = index(library, photos, options=HYBRID)
     assert second.embedded == 0 and second.unchanged == 5
     assert second.with_regions == 5 and second.regions_pending == 0
     assert library.stats().regions_pending == 0
+    assert library.search(image=str(photos / "things" / "coffee.jpg"), k=1).notes == []
     counts = kinds_of(library)
     assert counts["scene"] == 5 and counts["tile"] >= 5 and counts.get("object", 0) >= 1
     assert_consistent(library)
