@@ -110,12 +110,13 @@ class SearchParts:
 
     def install(self) -> None:
         from searchapp.library import Library as LibraryClass
+        from searchapp.query import query_vectors
         from searchapp.query import search as search_module
         from searchapp.store.catalog import Catalog
         from searchapp.vectors import faiss_index
 
         self._wrap_encoder_loading(LibraryClass)
-        self._wrap(search_module, "_load_query", "decode")
+        self._wrap(query_vectors, "load_query", "decode")
         self._wrap(search_module, "aggregate", "aggregate")
         self._wrap(search_module, "verified_first", "verify")
         self._wrap(faiss_index, "search", "faiss")
