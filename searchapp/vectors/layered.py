@@ -28,8 +28,6 @@ COMPACT_SHARE = 16  # changes past a sixteenth of the file's vectors are merged 
 _MAGIC = b"SAchg001"
 _HEADER = struct.Struct("<8sQQQ")  # magic, the file's generation, removed ids, lists
 
-Search = Callable[[Any, Any], tuple[np.ndarray, np.ndarray]]  # (index, params) -> answers
-
 
 def _faiss() -> Any:
     import faiss
@@ -39,17 +37,15 @@ def _faiss() -> Any:
 
 class Layered:
     """A mapped PQ index file (`base`, of generation `base_generation`) and its changes since:
-    `side`, an index of the vectors added, and `removed`, ids of the file's vectors gone. An id
-    removed from the file and added again (SQLite reuses ids) is in both, and counts once."""
+    `side`, an index of the vectors added, and `removed`, ids of the file's vectors gone (sorted,
+    8 bytes each: at a sixteenth of 10^8 a Python set took 0.4 GiB). An id removed from the
+    file and added again (SQLite reuses ids) is in both, and counts once."""
 
     def __init__(self, base: Any, base_path: Path, base_generation: int) -> None:
         self.base, self.base_path, self.base_generation = base, base_path, base_generation
         self.side = _trained_empty(base_path)
-        self.removed: set[int] = set()
-        self.side_ids: set[int] = set()
-        # the removed ids, sorted, and their selector: made once per set of removals
-        self._removed_sorted: np.ndarray | None = None
-        self._excluded: tuple[Any, ...] | None = None
+        self.removed = np.zeros(0, np.int64)
+        self._excluded: tuple[Any, ...] | None = None  # the removed ids' selector, made once
 
     @property
     def ntotal(self) -> int:
@@ -67,57 +63,64 @@ class Layered:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ann.add(self.side, ids, vectors)
-        self.side_ids.update(np.asarray(ids).tolist())
 
     def remove(self, ids: list[int]) -> None:
-        in_side = [i for i in ids if i in self.side_ids]
-        if in_side:
-            self.side.remove_ids(np.asarray(in_side, dtype=np.int64))
-            self.side_ids.difference_update(in_side)
-        from_base = set(ids).difference(in_side)
-        if from_base:
-            self.removed.update(from_base)
-            self._removed_sorted = self._excluded = None
+        """Remove from the additions the ids they hold, and the rest from the file. Which the
+        additions hold is read from their lists, as FAISS's own removal scans them anyway."""
+        asked = np.unique(np.asarray(ids, dtype=np.int64))
+        held = ann.stored_ids(self.side) if self.side.ntotal else np.zeros(0, np.int64)
+        in_side = asked[np.isin(asked, held)]
+        if len(in_side):
+            self.side.remove_ids(in_side)
+        self._forget(np.setdiff1d(asked, in_side, assume_unique=True))
+
+    def _forget(self, ids: np.ndarray) -> None:
+        """Add sorted ids to the removed ones, merging the two sorted runs."""
+        ids = ids[~_holds(self.removed, ids)]
+        if len(ids):
+            # a stable sort merges two sorted runs in one pass (timsort)
+            self.removed = np.sort(np.concatenate([self.removed, ids]), kind="stable")
+            self._excluded = None
 
     def search(
-        self, run: Search, probes: int, allowed: np.ndarray | None
+        self, queries: np.ndarray, k: int, probes: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The best answers of the file (its removed ids filtered out) and of the additions,
-        each searched by `run` with the same probes; -1 ids last."""
+        """The best k answers of the file (its removed ids filtered out) and of the additions,
+        -1 ids last. Both are searched with the same probes, in the lists that the file's
+        quantiser chose once for the two (they share its centroids)."""
         faiss = _faiss()
         base_allowed, kept = allowed, None
-        if self.removed and allowed is not None:
-            base_allowed = allowed[~np.isin(allowed, self._removed_ids())]
-        elif self.removed:
+        if len(self.removed) and allowed is not None:
+            base_allowed = allowed[~_holds(self.removed, allowed)]
+        elif len(self.removed):
             kept = self._excluded_selector()
         base_selector = kept[0] if kept else _batch(base_allowed)
         ivf = faiss.extract_index_ivf(self.base)
-        scores, ids = run(self.base, ann.probing(ivf, probes, base_selector))
+        params = ann.probing(ivf, probes, base_selector)
+        x = _transformed(self.base, queries)
+        coarse, lists = ivf.quantizer.search(x, params.nprobe, params=params.quantizer_params)
+        scores, ids = _preassigned(ivf, x, k, lists, coarse, params)
         if not self.side.ntotal:
             return scores, ids
         side_ivf = faiss.extract_index_ivf(self.side)
-        more_scores, more_ids = run(self.side, ann.probing(side_ivf, probes, _batch(allowed)))
+        side_params = ann.probing(side_ivf, probes, _batch(allowed))
+        more_scores, more_ids = _preassigned(side_ivf, x, k, lists, coarse, side_params)
         scores, ids = np.hstack([scores, more_scores]), np.hstack([ids, more_ids])
         scores[ids < 0] = -np.inf
-        best = np.argsort(-scores, axis=1, kind="stable")[:, : more_ids.shape[1]]
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, best, 1), np.take_along_axis(ids, best, 1)
 
     def stored_ids(self) -> np.ndarray:
         held = ann.stored_ids(self.base)
-        held = held[~np.isin(held, self._removed_ids())]
+        held = held[~_holds(self.removed, held)]
         return np.concatenate([held, ann.stored_ids(self.side)])
-
-    def _removed_ids(self) -> np.ndarray:
-        if self._removed_sorted is None:
-            self._removed_sorted = np.sort(np.fromiter(self.removed, np.int64, len(self.removed)))
-        return self._removed_sorted
 
     def _excluded_selector(self) -> tuple[Any, ...]:
         """Every id but the removed ones: made once per set of removals (a search would
         otherwise hash them all each time)."""
         if self._excluded is None:
             faiss = _faiss()
-            removed = faiss.IDSelectorBatch(self._removed_ids())
+            removed = faiss.IDSelectorBatch(self.removed)
             self._excluded = (faiss.IDSelectorNot(removed), removed)  # the outer refers to it
         return self._excluded
 
@@ -125,7 +128,7 @@ class Layered:
         """The changes file: a header naming the file they lie on, the removed ids, then the
         additions' lists (large.write_lists' layout)."""
         nlist = int(_faiss().extract_index_ivf(self.side).nlist)
-        removed = self._removed_ids().astype("<i8")
+        removed = self.removed.astype("<i8")
         handle.write(_HEADER.pack(_MAGIC, self.base_generation, len(removed), nlist))
         handle.write(removed.tobytes())
         large.write_lists(self.side, handle)
@@ -134,7 +137,7 @@ class Layered:
         """The file and its changes as one index file, streamed list by list, with the file's
         probes. Returns the vectors written."""
         faiss = _faiss()
-        removed = self._removed_ids()
+        removed = self.removed
         base_ivf = faiss.extract_index_ivf(self.base)
         empty = faiss.clone_index(self.side)  # the trained quantiser and codes, no vectors
         empty.reset()
@@ -143,9 +146,8 @@ class Layered:
             held = []
             for index, filtered in ((self.base, True), (self.side, False)):
                 codes, ids = _list_of(index, j)
-                if filtered and len(removed) and len(ids):
-                    at = np.minimum(np.searchsorted(removed, ids), len(removed) - 1)
-                    kept = removed[at] != ids
+                if filtered and len(ids):
+                    kept = ~_holds(removed, ids)
                     codes, ids = codes[kept], ids[kept]
                 if len(ids):
                     held.append((np.ascontiguousarray(codes), np.ascontiguousarray(ids)))
@@ -186,10 +188,9 @@ def read_changes(path: Path, base_path_for: Callable[[int], Path]) -> Layered:
         codes = np.frombuffer(data, np.uint8, size * code_size, at)
         ids = np.frombuffer(data, "<i8", size, at + codes.nbytes)
         lists.add_entries(int(j), size, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
-        layered.side_ids.update(ids.tolist())
         at += codes.nbytes + ids.nbytes
     layered.side.ntotal = ivf.ntotal = int(sizes.sum())  # an OPQ index counts in both
-    layered.removed.update(removed.tolist())
+    layered._forget(np.sort(removed))
     return layered
 
 
@@ -224,6 +225,47 @@ def _list_of(index: Any, j: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((0, width), np.uint8), np.zeros(0, np.int64)
     codes = faiss.rev_swig_ptr(lists.get_codes(j), size * width).reshape(size, width)
     return codes, faiss.rev_swig_ptr(lists.get_ids(j), size)
+
+
+def _holds(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """For each of `ids`, whether the sorted array holds it: a binary search each."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return np.asarray(sorted_ids[at] == ids)
+
+
+def _transformed(index: Any, queries: np.ndarray) -> np.ndarray:
+    """Queries as an index's IVF sees them: through its rotation (OPQ), where it has one."""
+    faiss = _faiss()
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            queries = index.chain.at(i).apply(queries)
+    return np.ascontiguousarray(queries, dtype=np.float32)
+
+
+def _preassigned(
+    ivf: Any, x: np.ndarray, k: int, lists: np.ndarray, coarse: np.ndarray, params: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """An IVF search in lists chosen beforehand. FAISS's Python wrapper of it refuses search
+    parameters, which carry the selector; its C++ call takes them."""
+    faiss = _faiss()
+    n = len(x)
+    scores, ids = np.empty((n, k), np.float32), np.empty((n, k), np.int64)
+    lists, coarse = np.ascontiguousarray(lists, np.int64), np.ascontiguousarray(coarse, np.float32)
+    ivf.search_preassigned_c(
+        n,
+        faiss.swig_ptr(x),
+        k,
+        faiss.swig_ptr(lists),
+        faiss.swig_ptr(coarse),
+        faiss.swig_ptr(scores),
+        faiss.swig_ptr(ids),
+        False,
+        params,
+    )
+    return scores, ids
 
 
 def _batch(ids: np.ndarray | None) -> Any:

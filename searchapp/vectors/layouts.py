@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -73,30 +73,33 @@ def search(
     # a PQ index's probes were tuned to bring 10 true neighbours into RERANK_DEPTH candidates
     tuned_for = ann.NEIGHBOURS if exact is None else ann.NEIGHBOURS + large.RERANK_DEPTH
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-
-    def run(searched: Any, params: Any) -> tuple[np.ndarray, np.ndarray]:
-        if len(queries) > 1:
-            return searched.search(queries, depth, params=params)
-        # One query gains nothing from FAISS's OpenMP pool, and its threads, left spinning, slow
-        # the BLAS of the next query's text encoder (measured: 49 ms -> 19 ms per text query).
-        faiss = _faiss()
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            return searched.search(queries, depth, params=params)
-        finally:
-            faiss.omp_set_num_threads(threads)
-
-    if isinstance(index, Layered):  # the file and the changes beside it, with the same probes
-        ivf = _faiss().extract_index_ivf(index.base)
-        probes = ann.widened_probes(ivf, index.ntotal, depth, allowed, off_cluster, tuned_for)
-        scores, ids = index.search(run, probes, allowed)
-    else:
-        params = ann.search_parameters(index, depth, allowed, off_cluster, tuned_for)
-        scores, ids = run(index, params)
+    with _threads_for(len(queries)):
+        if isinstance(index, Layered):  # the file and the changes beside it, alike probed
+            ivf = _faiss().extract_index_ivf(index.base)
+            probes = ann.widened_probes(ivf, index.ntotal, depth, allowed, off_cluster, tuned_for)
+            scores, ids = index.search(queries, depth, probes, allowed)
+        else:
+            params = ann.search_parameters(index, depth, allowed, off_cluster, tuned_for)
+            scores, ids = index.search(queries, depth, params=params)
     if exact is None:
         return scores, ids
     return large.rerank(queries, ids, k, exact)
+
+
+@contextlib.contextmanager
+def _threads_for(queries: int) -> Iterator[None]:
+    """One query gains nothing from FAISS's OpenMP pool, and its threads, left spinning, slow
+    the BLAS of the next query's text encoder (measured: 49 ms -> 19 ms per text query)."""
+    if queries > 1:
+        yield
+        return
+    faiss = _faiss()
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def needs_rebuild(index: Any) -> bool:

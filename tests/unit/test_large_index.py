@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from searchapp.vectors import ann, large
+from searchapp.vectors.layered import Layered
 
 DIM = 64
 
@@ -93,15 +94,24 @@ def test_shards_merged_on_disk_are_the_index_faiss_writes_and_readers_map_it(
     assert large.recall_at(kept, best_allowed) >= 0.9
 
 
-def test_an_opq_index_merged_from_shards_is_the_one_faiss_writes(tmp_path: Path) -> None:
-    """A rotation ahead of the IVF wraps it (IndexPreTransform): two headers count the vectors."""
-    count = 12_000
-    vectors, ids = clustered(count, seed=3), np.arange(count, dtype=np.int64)
-    plan = replace(large.plan_for(count, DIM, budget_bytes=1 << 30), opq=True)
+@pytest.fixture(scope="module")
+def opq_trained() -> tuple[object, np.ndarray]:
+    """An empty OPQ index and its 12,000 vectors. Trained on a quarter of its sample: layouts
+    and answers are what the tests check, not the codes (OPQ's training takes 40 s on the whole
+    sample, 9 s here)."""
+    vectors = clustered(12_000, seed=3)
+    plan = replace(large.plan_for(len(vectors), DIM, budget_bytes=1 << 30), opq=True)
     assert plan.factory.startswith("OPQ")
-    # trained on a quarter of its sample: the layout is what this tests, not the codes (OPQ's
-    # training takes 40 s on the whole sample, 9 s here)
-    empty = large.trained(plan, vectors[: plan.train_count // 4])
+    return large.trained(plan, vectors[: plan.train_count // 4]), vectors
+
+
+def test_an_opq_index_merged_from_shards_is_the_one_faiss_writes(
+    tmp_path: Path, opq_trained: tuple[object, np.ndarray]
+) -> None:
+    """A rotation ahead of the IVF wraps it (IndexPreTransform): two headers count the vectors."""
+    empty, vectors = opq_trained
+    count = len(vectors)
+    ids = np.arange(count, dtype=np.int64)
     shards = large.write_shards(
         empty, ann.chunks_of(vectors, ids), tmp_path, lambda i, v: None, 5_000
     )
@@ -140,3 +150,36 @@ def test_the_graph_of_centroids_is_searched_wide_enough_for_the_probes() -> None
     graph, flat = large.recall_at(found["graph"], truth), large.recall_at(found["flat"], truth)
     assert graph >= flat - 0.02  # as good as scanning every centroid
     assert graph > large.recall_at(found["graph at 16"], truth) + 0.05
+
+
+def test_changes_beside_an_opq_file_answer_as_the_one_index_of_what_is_left(
+    tmp_path: Path, opq_trained: tuple[object, np.ndarray]
+) -> None:
+    """The file and the additions beside it are searched in the lists the file's quantiser
+    chose once, through its rotation: the answers are those of one index holding the file's
+    vectors less the removed, and the added, code for code."""
+    empty, vectors = opq_trained
+    ids = np.arange(len(vectors), dtype=np.int64)
+    file_part, added = slice(0, 10_000), slice(10_000, None)
+    saved = faiss.clone_index(empty)
+    saved.add_with_ids(vectors[file_part], ids[file_part])
+    faiss.write_index(saved, str(tmp_path / "index.faiss"))
+    changed = Layered(ann.load(tmp_path / "index.faiss", mapped=True), tmp_path / "index.faiss", 1)
+    changed.add(ids[added], vectors[added])
+    removed = [*range(0, 10_000, 3), 10_005]  # from the file, and one of the additions
+    changed.remove(removed)
+    kept = ~np.isin(ids, removed)
+    whole = faiss.clone_index(empty)
+    whole.add_with_ids(vectors[kept], ids[kept])
+    assert changed.ntotal == whole.ntotal
+    queries = clustered(40, seed=4)
+    for allowed in (None, ids[::7]):
+        scores, found = changed.search(queries, 10, 16, allowed)
+        selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
+        params = ann.probing(faiss.extract_index_ivf(whole), 16, selector)
+        expected_scores, expected = whole.search(queries, 10, params=params)
+        np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+        assert np.mean(found == expected) > 0.99  # equal scores may swap places
+        assert not np.isin(found, removed).any()
+        if allowed is not None:
+            assert np.isin(found, allowed).all()
