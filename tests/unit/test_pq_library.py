@@ -471,7 +471,9 @@ def test_an_id_removed_and_added_again_counts_once_and_keeps_its_new_vector(
     with open(changes, "wb") as handle:
         index.write_changes(handle)
     read = layered.read_changes(changes, lambda g: tmp_path / f"index-scene-g{g}.faiss")
-    assert read.ntotal == index.ntotal and read.removed.tolist() == [7, 8] and answers(read) == found
+    assert (
+        read.ntotal == index.ntotal and read.removed.tolist() == [7, 8] and answers(read) == found
+    )
 
     merged_path = tmp_path / "merged.faiss"
     with open(merged_path, "wb") as handle:
