@@ -408,6 +408,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quiet and args.verbose:
         parser.error("--quiet and --verbose are opposites; give one")
     args.db = args.db or os.environ.get(DB_ENV) or None
+    given = list(dict.fromkeys(args.library or [None]))  # the same folder twice is one
+    if len(given) > 1 and args.command != "search":
+        parser.error(f"several --library go with `search` only; `{args.command}` takes one")
+    if len(given) > 1 and args.db:
+        parser.error(
+            "several --library each search their own catalog; drop --db (or unset $SEARCHAPP_DB)"
+        )
+    args.library, args.libraries = given[0], given
     return args
 
 

@@ -72,8 +72,10 @@ def library_flags(parser: argparse.ArgumentParser, default: Any) -> None:
     group.add_argument(
         "--library",
         metavar="DIR",
+        action="append",  # `search` takes several; cli._parse keeps the others to one
         default=default,
-        help="library folder (default: $SEARCHAPP_LIBRARY or indexes/default)",
+        help="library folder (default: $SEARCHAPP_LIBRARY or indexes/default); `search` "
+        "takes several, and merges their answers",
     )
     group.add_argument(
         "--db",

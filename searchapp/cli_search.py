@@ -9,6 +9,7 @@ Terms keep the order they are given on the command line (the positional text fir
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 from searchapp.cli_args import device_flag
 from searchapp.console import Console, table
+from searchapp.errors import UsageError
 from searchapp.paths import listed
 
 
@@ -187,20 +189,29 @@ def _print_regions(args: argparse.Namespace, results: Any) -> int:
 
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
     from searchapp.library import Library
-    from searchapp.query.search import search
+    from searchapp.query.fanout import search_libraries
 
     query = _query_from_args(args)  # bad flags fail before the library opens
+    if len(args.libraries) > 1 and (args.sort != "score" or not query.terms):
+        raise UsageError(
+            "several --library answer a query's words or images, by score; --sort, and --tag "
+            "without a query, go with one"
+        )
     if args.sort != "score" and not query.terms:
         return _print_sorted(args, query)
     if args.tag and not query.terms:
         return _print_tagged(args, query, console)
-    with Library(args.library, args.db, create=False) as lib:
-        lib.query_device = args.device
-        for repair in lib.check_indexes():
-            console.note(f"searchapp: {repair}")
-        results = search(lib, query)
+    with contextlib.ExitStack() as opened:
+        libraries = [
+            opened.enter_context(Library(path, args.db, create=False)) for path in args.libraries
+        ]
+        for lib in libraries:
+            lib.query_device = args.device
+            for repair in lib.check_indexes():
+                console.note(f"searchapp: {repair}")
+        results = search_libraries(libraries, query)
         if args.sort != "score":
-            results = _resorted(lib, results, args.sort)
+            results = _resorted(libraries[0], results, args.sort)
     for note in results.notes:
         console.note(f"searchapp: {note}")
     hits = results.region_hits if args.regions else results.hits

@@ -128,6 +128,15 @@ class LibraryEncoders:
         self._device_asked = options.device
         return encoder
 
+    def share_encoders(self, other: LibraryEncoders) -> None:
+        """Use the models another library of the same encoder has loaded: one query over
+        several libraries loads each once."""
+        if self._encoder is None and other._encoder is not None:
+            self._check_same(self.require_identity(), other._encoder, "vectors")
+            self._encoder, self._device_asked = other._encoder, other._device_asked
+        if self._tile_encoder is None and other.tile_encoder_name() == self.tile_encoder_name():
+            self._tile_encoder = other._tile_encoder
+
     def encoder_device(self) -> Device | None:
         """Where the loaded encoder runs, and why there; None before one is loaded."""
         if self._encoder is None or self._device_asked is None:

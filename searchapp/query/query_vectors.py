@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -98,17 +98,28 @@ def like_vector(library: Library, path: str) -> tuple[np.ndarray, int]:
     return vectors[:1], image.id
 
 
+# A query's vectors by term, kept for the other libraries of one encoder that one query searches
+# (fanout.py): its words and images are embedded once, not once a library.
+Memo = dict[tuple[object, ...], Any]
+
+
 def term_vector(
-    library: Library, source: str, value: str, image_side: int
+    library: Library, source: str, value: str, image_side: int, memo: Memo | None = None
 ) -> tuple[np.ndarray, int | None, LoadedImage | None]:
     """(1, dim) vector of a term (text, an image file, or a photo of the library to search
     `like`), the id of the photo it came from if indexed, and the decoded photo of an image
     term (at image_side at least)."""
-    if source == "text":
-        return library.encoder().encode_text([value.strip()]), None, None
     if source == "like":
         return (*like_vector(library, value), None)
-    vector, pixels = query_vector_from_image(library, value, image_side)
+    memo = {} if memo is None else memo
+    key = (source, value, image_side)
+    if key not in memo and source == "text":
+        memo[key] = (library.encoder().encode_text([value.strip()]), None)
+    elif key not in memo:
+        memo[key] = query_vector_from_image(library, value, image_side)
+    vector, pixels = memo[key]
+    if source == "text":
+        return vector, None, None
     indexed = library.catalog.image_by_path(image_file(value)[0])
     return vector, indexed.id if indexed else None, pixels
 

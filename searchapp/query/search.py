@@ -375,8 +375,11 @@ def _regions_to_come(library: Library, kinds: tuple[str, ...]) -> list[str]:
     ]
 
 
-def search(library: Library, query: Query) -> SearchResults:
+def search(library: Library, query: Query, memo: query_vectors.Memo | None = None) -> SearchResults:
+    """The query's answers from one library. `memo` keeps the query's vectors for the next
+    library of the same encoder (fanout.py)."""
     _validate(query)
+    memo = {} if memo is None else memo
     identity = library.require_identity()
 
     has_text = any(term.source == "text" for term in query.terms)
@@ -398,7 +401,7 @@ def search(library: Library, query: Query) -> SearchResults:
     image_side = verify.DECODE_SIDE if check_pixels else 0
     vectors, weights, decoded = [], [], []
     for term in vector_terms:
-        vector, image_id, pixels = term_vector(library, term.source, term.value, image_side)
+        vector, image_id, pixels = term_vector(library, term.source, term.value, image_side, memo)
         decoded.append(pixels)
         vectors.append(vector)
         weights.append(term.weight)
@@ -428,9 +431,14 @@ def search(library: Library, query: Query) -> SearchResults:
     tile_vector, tile_hits = None, None
     if spaces.tiles_apart(query.kinds, library.catalog.tile_identity() is not None):
         sources = [term.source for term in vector_terms]
-        tile_vector = spaces.tile_query(
-            sources, query.kinds, lambda: query_vectors.tile_vector(library, decoded, weights)
-        )
+        tiles_key = ("tiles", *((t.source, t.value, t.weight) for t in vector_terms))
+
+        def embed_tiles() -> np.ndarray:
+            if tiles_key not in memo:
+                memo[tiles_key] = query_vectors.tile_vector(library, decoded, weights)
+            return memo[tiles_key]
+
+        tile_vector = spaces.tile_query(sources, query.kinds, embed_tiles)
         query = replace(query, kinds=tuple(k for k in query.kinds if k != spaces.TILE_KIND))
         if tile_vector is not None:
             tiles = replace(query, kinds=(spaces.TILE_KIND,))

@@ -1,0 +1,141 @@
+"""One query over several libraries (`search --library A --library B`): the answers of one
+library holding both folders, with each model loaded once and the pixel check run once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from searchapp.errors import QueryError
+from searchapp.ingest.regions import RegionOptions
+from searchapp.library import Library
+from searchapp.query.fanout import search_libraries
+from searchapp.query.search import Query, SearchResults, Term
+from searchapp.records import EncoderIdentity
+from tests.conftest import searchapp_here
+from tests.integration.helpers import HYBRID, index
+
+SCENES = replace(HYBRID, regions=RegionOptions(kinds=("scene",)))  # what fan-out merges alike
+
+
+@pytest.fixture(scope="module")
+def made(
+    tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, cnn_encoder
+) -> tuple[tuple[Path, Path], tuple[Path, Path, Path]]:
+    """The sample photos in two folders, a copy of the cat in each; a library of each folder,
+    and one of both. Built once: the tests only read them."""
+    root = tmp_path_factory.mktemp("fanout")
+    first, second = root / "disk1", root / "disk2"
+    (first / "animals").mkdir(parents=True)
+    (first / "things" / "deep").mkdir(parents=True)
+    second.mkdir()
+    shutil.copy(sample_dir / "chelsea.jpg", first / "animals" / "cat.jpg")
+    shutil.copy(sample_dir / "coffee.jpg", first / "things" / "coffee.jpg")
+    shutil.copy(sample_dir / "rocket.jpg", first / "things" / "deep" / "rocket.jpg")
+    for name in ("astronaut.jpg", "camera.jpg"):
+        shutil.copy(sample_dir / name, second / name)
+    shutil.copy(sample_dir / "chelsea.jpg", second / "cat copy.jpg")
+    places = (root / "lib1", root / "lib2", root / "both")
+    for place, folders in zip(places, ([first], [second], [first, second]), strict=True):
+        with Library(place) as lib:
+            lib._encoder = cnn_encoder
+            lib.catalog.set_encoder_identity(cnn_encoder.identity)
+            for folder in folders:
+                index(lib, folder, options=SCENES)
+    return (first, second), places
+
+
+@pytest.fixture
+def halves(made: tuple[tuple[Path, Path], tuple[Path, ...]]) -> tuple[Path, Path]:
+    return made[0]
+
+
+@pytest.fixture
+def libraries(
+    made: tuple[tuple[Path, Path], tuple[Path, ...]],
+) -> Iterator[tuple[Library, Library, Library]]:
+    """The libraries of each folder and of both, opened as a query process opens them: no
+    writer, no model loaded."""
+    opened = tuple(Library(place, create=False) for place in made[1])
+    yield opened  # type: ignore[misc]
+    for lib in opened:
+        lib.close()
+
+
+def _answers(results: SearchResults) -> list[tuple[str, float, str | None]]:
+    return [(hit.path, round(hit.score, 5), hit.verified) for hit in results]
+
+
+def test_two_libraries_answer_as_one_library_of_both(
+    libraries: tuple[Library, Library, Library], halves: tuple[Path, Path]
+) -> None:
+    one, two, both = libraries
+    cat = str(halves[0] / "animals" / "cat.jpg")
+    queries = [
+        # the pixel check, once, on the merged top
+        Query(terms=(Term("image", cat),), k=4, include_self=True),
+        Query(terms=(Term("image", cat),), k=3, verify=False),
+        Query(terms=(Term("text", "a cup of coffee"),), k=2),  # the CNN: matched by labels
+    ]
+    for query in queries:
+        fanned = search_libraries([one, two], query)
+        alone = search_libraries([both], query)
+        assert _answers(fanned) == _answers(alone), query
+        assert fanned.checked == alone.checked and fanned.mode == alone.mode
+    fanned = search_libraries([one, two], queries[0])
+    # the cat, and its copy on the other disk, confirmed by their pixels
+    assert {fanned[0].path, fanned[1].path} == {cat, str(halves[1] / "cat copy.jpg")}
+    assert fanned[0].verified == fanned[1].verified == "pixels"
+    assert two._encoder is one._encoder  # the model loaded once
+    encoder = one.encoder()
+    embedded: list[int] = []
+    encode = encoder.encode
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        embedded.append(1)
+        return encode(*args, **kwargs)
+
+    encoder.encode = counted  # type: ignore[method-assign]
+    search_libraries([one, two], queries[1])
+    assert len(embedded) == 1  # and the query embedded once, not once a library
+
+
+def test_libraries_of_two_encoders_are_refused(
+    libraries: tuple[Library, Library, Library], tmp_path: Path, halves: tuple[Path, Path]
+) -> None:
+    other = Library(tmp_path / "other")
+    other.catalog.set_encoder_identity(EncoderIdentity("clip:ViT-B-32", "openai", 512, "clip"))
+    query = Query(terms=(Term("image", str(halves[1] / "camera.jpg")),), k=3)
+    with pytest.raises(QueryError, match="scores of two encoders do not compare"):
+        search_libraries([libraries[0], other], query)
+    like = Query(terms=(Term("like", str(halves[1] / "camera.jpg")),), k=3)
+    with pytest.raises(QueryError, match="--like names a photo of one library"):
+        search_libraries(libraries[:2], like)
+    other.close()
+
+
+def test_cli_searches_several_libraries(
+    libraries: tuple[Library, Library, Library], halves: tuple[Path, Path]
+) -> None:
+    one, two, _ = libraries
+    for lib in libraries:
+        lib.close()
+    places = ["--library", str(one.directory), "--library", str(two.directory)]
+    cat = str(halves[0] / "animals" / "cat.jpg")
+    found = searchapp_here("search", "--image", cat, "-k", "3", "--json", "--include-self", *places)
+    assert found.returncode == 0, found.stderr
+    paths = [Path(hit["path"]) for hit in json.loads(found.stdout)["results"]]
+    assert paths[:2] == [halves[0] / "animals" / "cat.jpg", halves[1] / "cat copy.jpg"]
+    # before the command as well as after it, as one --library goes
+    table = searchapp_here(*places[:2], "search", "--image", cat, "-k", "2", *places[2:])
+    assert table.returncode == 0 and "cat copy.jpg" in table.stdout
+    refused = searchapp_here("stats", *places)
+    assert refused.returncode == 2 and "several --library go with `search` only" in refused.stderr
+    sorted_ = searchapp_here("search", "--image", cat, "--sort", "uniqueness", *places)
+    assert sorted_.returncode == 2 and "--sort" in sorted_.stderr
