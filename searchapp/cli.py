@@ -408,7 +408,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quiet and args.verbose:
         parser.error("--quiet and --verbose are opposites; give one")
     args.db = args.db or os.environ.get(DB_ENV) or None
-    given = list(dict.fromkeys(args.library or [None]))  # the same folder twice is one
+    # after the command, --library overrides those before it, as every flag does (an alias
+    # that names a library stays overridable); several on one side are `search`'s fan-out
+    given = getattr(args, "library_after", None) or args.library or []
+    # the same folder twice is one library
+    given = list(dict.fromkeys(os.path.abspath(os.path.expanduser(p)) for p in given)) or [None]
     if len(given) > 1 and args.command != "search":
         parser.error(f"several --library go with `search` only; `{args.command}` takes one")
     if len(given) > 1 and args.db:

@@ -73,6 +73,9 @@ def library_flags(parser: argparse.ArgumentParser, default: Any) -> None:
         "--library",
         metavar="DIR",
         action="append",  # `search` takes several; cli._parse keeps the others to one
+        # given after the command, a list of its own, which cli._parse prefers to the one
+        # given before it
+        dest="library" if default is None else "library_after",
         default=default,
         help="library folder (default: $SEARCHAPP_LIBRARY or indexes/default); `search` "
         "takes several, and merges their answers",

@@ -98,8 +98,9 @@ class _Criterion:
 
 def choose_keeper(table: PhotoTable, rows: list[int], keep_paths: set[str]) -> tuple[int, str]:
     """The highest resolution; then colour over a greyscale copy; then clearly the sharpest;
-    then the original: EXIF camera data, the earliest taken, the oldest file, and a camera's
-    format over a converted one only when the dates cannot tell (a PNG exported from a JPEG is
+    then the original: EXIF camera data, the earliest taken by the camera's clock (EXIF), the
+    oldest file by more than SAME_WRITE_S, and a camera's format over a converted one only when
+    the dates cannot tell (a PNG exported from a JPEG is
     the newer file; a screenshot re-saved as JPEG is too); --keep wins. The reason names the step
     that decided."""
     chosen = [row for row in rows if table.paths[row] in keep_paths]

@@ -114,6 +114,9 @@ class SearchResults:
     checked: int = 0  # top hits the pixel check looked at (verify.py); 0 when it did not run
     vector: np.ndarray | None = None  # what regions were ranked by: (1, dim); None for labels
     tile_vector: np.ndarray | None = None  # what tiles were ranked by, in a space of their own
+    # with tiles in a space of their own, and asked for: each space's best k photos, which
+    # fanout.py merges across libraries space by space before fusing the spaces by rank
+    spaces: list[list[SearchHit]] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[SearchHit]:
         return iter(self.hits)
@@ -152,7 +155,12 @@ def moments(region_hits: list[RegionHit]) -> dict[int, tuple[tuple[float, float]
     return {image: tuple(times) for image, times in found.items()}
 
 
-def _validate(query: Query) -> None:
+def checks_pixels(query: Query) -> bool:
+    """Whether the query's best candidates are checked against its pixels: one image file."""
+    return query.verify and [term.source for term in query.terms] == ["image"]
+
+
+def validate(query: Query) -> None:
     if query.k < 1:
         raise QueryError(f"-k must be at least 1 (got {query.k})")
     if not query.terms:
@@ -231,9 +239,10 @@ def _finish(
     query: Query,
     excluded: set[int],
     tile_hits: list[RegionHit] | None = None,
-) -> tuple[list[SearchHit], list[RegionHit]]:
+    spaces_too: bool = False,
+) -> tuple[list[SearchHit], list[RegionHit], list[list[SearchHit]]]:
     """Photos from region hits; with `tile_hits` (tiles in a space of their own), the photos of
-    the two spaces merged by rank (spaces.py)."""
+    the two spaces merged by rank (spaces.py), and with `spaces_too` each space's best k."""
 
     def kept(hits: list[RegionHit]) -> list[RegionHit]:
         hits = [h for h in hits if h.image_id not in excluded]
@@ -242,22 +251,33 @@ def _finish(
         return sorted(hits, key=lambda h: (-h.score, h.path, h.region_id))
 
     region_hits = kept(region_hits)
+    rankings: list[list[RegionHit]] = []
     if tile_hits is None:
         best = aggregate(region_hits, query.k)
     else:
         tiles = kept(tile_hits)
         rankings = [aggregate(region_hits, len(region_hits)), aggregate(tiles, len(tiles))]
-        best = spaces.merged(rankings, query.k)
+        best = spaces.merged(rankings, query.k, lambda hit: hit.image_id)
         region_hits = sorted(region_hits + tiles, key=lambda h: (-h.score, h.path, h.region_id))
-    best = _labelled(library, best)
     best_moments = moments(region_hits)
+    by_space = [_photos(library, r[: query.k], best_moments) for r in rankings if spaces_too]
+    return _photos(library, best, best_moments), region_hits[: query.k], by_space
+
+
+def _photos(
+    library: Library,
+    best: list[RegionHit],
+    best_moments: dict[int, tuple[tuple[float, float], ...]],
+) -> list[SearchHit]:
+    """Photos of their best region hits, with the labels that show why they came."""
+    best = _labelled(library, best)
     photo_labels = library.catalog.image_labels(h.image_id for h in best)
     # a video's labels are those of the frame that matched
     frame_labels = library.catalog.region_labels(h.region_id for h in best if h.time is not None)
     for hit in best:
         if hit.time is not None:
             photo_labels[hit.image_id] = frame_labels.get(hit.region_id, [])
-    photos = [
+    return [
         SearchHit(
             h.path,
             h.score,
@@ -273,7 +293,6 @@ def _finish(
         )
         for h in best
     ]
-    return photos, region_hits[: query.k]
 
 
 def _label_terms(query: Query) -> tuple[Matched, str]:
@@ -364,7 +383,7 @@ def verified_first(
 def _regions_to_come(library: Library, kinds: tuple[str, ...]) -> list[str]:
     """A note where a search of regions misses some: photos whose objects and tiles an index
     run has still to make (it makes every photo's scene first, so that search starts early)."""
-    waiting = library.catalog.count_awaiting_regions() if set(kinds) - {"scene"} else 0
+    waiting = library.catalog.count_awaiting_regions() if {"object", "tile"} & set(kinds) else 0
     if not waiting:
         return []
     writer = library.lock.holder()
@@ -375,10 +394,16 @@ def _regions_to_come(library: Library, kinds: tuple[str, ...]) -> list[str]:
     ]
 
 
-def search(library: Library, query: Query, memo: query_vectors.Memo | None = None) -> SearchResults:
-    """The query's answers from one library. `memo` keeps the query's vectors for the next
-    library of the same encoder (fanout.py)."""
-    _validate(query)
+def search(
+    library: Library,
+    query: Query,
+    memo: query_vectors.Memo | None = None,
+    spaces_too: bool = False,
+) -> SearchResults:
+    """The query's answers from one library. For fanout.py, which searches several: `memo`
+    keeps the query's vectors for the next library of the same encoder, and `spaces_too` asks
+    for each space's best photos where the tiles have a space of their own."""
+    validate(query)
     memo = {} if memo is None else memo
     identity = library.require_identity()
 
@@ -397,7 +422,7 @@ def search(library: Library, query: Query, memo: query_vectors.Memo | None = Non
     notes.extend(_regions_to_come(library, query.kinds))
     excluded: set[int] = set()
     vector_terms = [t for t in query.terms if not (label_mode and t.source == "text")]
-    check_pixels = query.verify and [t.source for t in query.terms] == ["image"]
+    check_pixels = checks_pixels(query)
     image_side = verify.DECODE_SIDE if check_pixels else 0
     vectors, weights, decoded = [], [], []
     for term in vector_terms:
@@ -412,7 +437,7 @@ def search(library: Library, query: Query, memo: query_vectors.Memo | None = Non
     if label_mode and not vectors:
         scored, why = _labels_only(library, query, matched)
         hits = [replace(h, label=why[h.region_id]) for h in library.catalog.hydrate(scored)]
-        photos, regions = _finish(library, hits, query, excluded)
+        photos, regions, _ = _finish(library, hits, query, excluded)
         return SearchResults(photos, "labels", notes, regions)
 
     if label_mode:
@@ -431,7 +456,8 @@ def search(library: Library, query: Query, memo: query_vectors.Memo | None = Non
     tile_vector, tile_hits = None, None
     if spaces.tiles_apart(query.kinds, library.catalog.tile_identity() is not None):
         sources = [term.source for term in vector_terms]
-        tiles_key = ("tiles", *((t.source, t.value, t.weight) for t in vector_terms))
+        tiles_by = library.catalog.tile_identity()  # one key per tile encoder
+        tiles_key = ("tiles", tiles_by, *((t.source, t.value, t.weight) for t in vector_terms))
 
         def embed_tiles() -> np.ndarray:
             if tiles_key not in memo:
@@ -445,11 +471,17 @@ def search(library: Library, query: Query, memo: query_vectors.Memo | None = Non
             tile_hits = _knn(library, tile_vector, tiles, allowed, excluded, False, words)
     wide = tile_hits is not None
     region_hits = _knn(library, vector, query, allowed, excluded, wide, words)
-    photos, regions = _finish(library, region_hits, query, excluded, tile_hits)
+    photos, regions, by_space = _finish(
+        library, region_hits, query, excluded, tile_hits, spaces_too
+    )
     if check_pixels:
         assert query_pixels is not None  # a pure image query decoded its image above
         checked = min(len(photos), verify.CANDIDATES)
         photos = verified_first(query_pixels.image, photos, query_pixels.scale)[:wanted]
         regions = regions[:wanted]
-        return SearchResults(photos, "vector", notes, regions, checked, vector, tile_vector)
-    return SearchResults(photos, "vector", notes, regions, vector=vector, tile_vector=tile_vector)
+        return SearchResults(
+            photos, "vector", notes, regions, checked, vector, tile_vector, by_space
+        )
+    return SearchResults(
+        photos, "vector", notes, regions, vector=vector, tile_vector=tile_vector, spaces=by_space
+    )

@@ -16,15 +16,12 @@ vector is not stored), searches the scenes and objects only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable, Sequence
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from searchapp.errors import QueryError
-
-if TYPE_CHECKING:
-    from searchapp.records import RegionHit
 
 RRF_K = 60  # the constant of reciprocal-rank fusion; only breaks ties of equal best rank here
 TILE_KIND = "tile"
@@ -53,15 +50,26 @@ def tile_query(
     return None
 
 
-def merged(rankings: list[list[RegionHit]], k: int) -> list[RegionHit]:
+class _Photo(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+Hit = TypeVar("Hit", bound=_Photo)
+
+
+def merged(
+    rankings: Sequence[Sequence[Hit]], k: int, photo_of: Callable[[Hit], Hashable]
+) -> list[Hit]:
     """The best region of each photo, photos ranked by their best rank in any of `rankings`
-    (each a space's photos, best first), ties by the sum of reciprocal ranks, then path."""
-    best_rank: dict[int, int] = {}
-    fused: dict[int, float] = {}
-    shown: dict[int, RegionHit] = {}
+    (each a space's photos, best first), ties by the sum of reciprocal ranks, then path. A photo
+    is known by `photo_of`: its image id in one library, its path across several."""
+    best_rank: dict[Hashable, int] = {}
+    fused: dict[Hashable, float] = {}
+    shown: dict[Hashable, Hit] = {}
     for ranking in rankings:
         for rank, hit in enumerate(ranking):
-            photo = hit.image_id
+            photo = photo_of(hit)
             fused[photo] = fused.get(photo, 0.0) + 1.0 / (RRF_K + rank + 1)
             if photo not in best_rank or rank < best_rank[photo]:
                 best_rank[photo], shown[photo] = rank, hit

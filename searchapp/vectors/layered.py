@@ -66,7 +66,8 @@ class Layered:
 
     def remove(self, ids: list[int]) -> None:
         """Remove from the additions the ids they hold, and the rest from the file. Which the
-        additions hold is read from their lists, as FAISS's own removal scans them anyway."""
+        additions hold is read from their lists: a pass over them (a copy of their ids) at
+        each removal, which costs what it saves, a set of the ids held in memory."""
         asked = np.unique(np.asarray(ids, dtype=np.int64))
         held = ann.stored_ids(self.side) if self.side.ntotal else np.zeros(0, np.int64)
         in_side = asked[np.isin(asked, held)]

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
+from searchapp.encoders.base import EncoderOptions
 from searchapp.errors import QueryError
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
@@ -114,6 +116,14 @@ def test_libraries_of_two_encoders_are_refused(
     query = Query(terms=(Term("image", str(halves[1] / "camera.jpg")),), k=3)
     with pytest.raises(QueryError, match="scores of two encoders do not compare"):
         search_libraries([libraries[0], other], query)
+    with pytest.raises(QueryError, match="-k must be at least 1"):
+        search_libraries(libraries[:2], replace(query, k=-3))
+    empty = Library(tmp_path / "empty")  # a library whose first run has not begun
+    found = search_libraries([libraries[0], empty], query)
+    assert found.hits and found.notes == [
+        f"library {empty.directory} has no photos yet; the others were searched"
+    ]
+    empty.close()
     like = Query(terms=(Term("like", str(halves[1] / "camera.jpg")),), k=3)
     with pytest.raises(QueryError, match="--like names a photo of one library"):
         search_libraries(libraries[:2], like)
@@ -133,9 +143,58 @@ def test_cli_searches_several_libraries(
     paths = [Path(hit["path"]) for hit in json.loads(found.stdout)["results"]]
     assert paths[:2] == [halves[0] / "animals" / "cat.jpg", halves[1] / "cat copy.jpg"]
     # before the command as well as after it, as one --library goes
-    table = searchapp_here(*places[:2], "search", "--image", cat, "-k", "2", *places[2:])
-    assert table.returncode == 0 and "cat copy.jpg" in table.stdout
+    table = searchapp_here(*places, "search", "--image", cat, "-k", "3")
+    assert table.returncode == 0, table.stderr
+    assert "cat copy.jpg" in table.stdout and "animals/cat.jpg" not in table.stdout  # itself
+    assert "things/coffee.jpg" in table.stdout or "deep/rocket.jpg" in table.stdout  # from A
+    # one after the command overrides those before it, as for every command
+    overridden = searchapp_here(*places, "search", "--image", cat, "--library", places[3])
+    assert overridden.returncode == 0 and "cat copy.jpg" in overridden.stdout
+    assert "things/" not in overridden.stdout  # the first library's other photos
     refused = searchapp_here("stats", *places)
     assert refused.returncode == 2 and "several --library go with `search` only" in refused.stderr
     sorted_ = searchapp_here("search", "--image", cat, "--sort", "uniqueness", *places)
     assert sorted_.returncode == 2 and "--sort" in sorted_.stderr
+
+
+def test_clip_libraries_merge_each_space_before_fusing_them(
+    tmp_path: Path, photos: Path, tiny_clip_checkpoint: Path
+) -> None:
+    """A CLIP library keeps its tiles in the CNN's space, and one library ranks photos by rank
+    across its two spaces: several libraries are merged space by space, by score within each,
+    then fused as one library fuses its spaces. The answers are those of one library of both."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    shutil.copy(photos / "things" / "coffee.jpg", first / "coffee.jpg")
+    shutil.copy(photos / "camera.jpg", first / "camera.jpg")
+    shutil.copy(photos / "astronaut.jpg", second / "astronaut.jpg")
+    options = replace(HYBRID, regions=RegionOptions(kinds=("scene", "tile"), vectors="pooled"))
+    clip = EncoderOptions(clip_weights=tiny_clip_checkpoint)
+    places = (tmp_path / "lib_a", tmp_path / "lib_b", tmp_path / "lib_both")
+    for place, folders in zip(places, ([first], [second], [first, second]), strict=True):
+        with Library(place) as lib:
+            for folder in folders:
+                index(lib, folder, options=options, encoder="clip:tiny-test", encoder_options=clip)
+    opened = [Library(place, create=False) for place in places]
+    try:
+        assert opened[0].catalog.tile_identity() is not None  # tiles in the CNN's space
+        crop = tmp_path / "crop.jpg"
+        with Image.open(second / "astronaut.jpg") as image:
+            image.crop((280, 40, 480, 240)).save(crop, quality=90)
+        for verify in (False, True):
+            query = Query(terms=(Term("image", str(crop)),), k=5, verify=verify)
+            fanned = search_libraries(opened[:2], query)
+            alone = search_libraries(opened[2:], query)
+            # the same photos in the same order; scores within what each library's own 8-bit
+            # codes of its tiles move them (a range per library: 3e-4 here)
+            assert [a[::2] for a in _answers(fanned)] == [a[::2] for a in _answers(alone)]
+            assert [a[1] for a in _answers(fanned)] == pytest.approx(
+                [a[1] for a in _answers(alone)], abs=0.005
+            )
+            # first in the CNN's tiles; the tiny CLIP's ranking is noise, and the check confirms
+            top = [hit.path for hit in fanned][: 1 if verify else 2]
+            assert str(second / "astronaut.jpg") in top
+    finally:
+        for lib in opened:
+            lib.close()
