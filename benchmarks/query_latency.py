@@ -265,11 +265,16 @@ def row_folder(root: Path, row: int) -> Path:
 
 
 def fill(
-    lib: Library, vectors: np.ndarray, files: list[Path] | None = None, root: Path | None = None
+    lib: Library,
+    vectors: np.ndarray,
+    files: list[Path] | None = None,
+    root: Path | None = None,
+    first_row: int = 0,
 ) -> float:
     """Fill the library with one scene vector per photo and build its index. With `files`,
     row i's path is a symlink under `root` to files[i % len(files)] (real photos: a search's pixel
-    check decodes them); without, the paths are made up and no file exists."""
+    check decodes them); without, the paths are made up and no file exists. Rows are numbered
+    from `first_row` (fanout.py deals one set of rows out to several libraries)."""
     start = time.perf_counter()
     metas = [displayed_meta(path) for path in files] if files else []
     synthetic = ImageMeta(4000, 3000, "JPEG", 1.6e9, "exif", "Canon", "EOS")
@@ -286,7 +291,8 @@ def fill(
                 stat = FileStat(str(path), 1, 1)
             else:
                 meta = synthetic
-                stat = FileStat(f"/bench/{i // ROWS_PER_FOLDER:03d}/p{i:06d}.jpg", 1, 1)
+                row = first_row + i
+                stat = FileStat(f"/bench/{row // ROWS_PER_FOLDER:03d}/p{row:06d}.jpg", 1, 1)
             region = RegionData("scene", (0, 0, meta.width, meta.height), vectors[i])
             batch.new.append(NewImage(stat, f"h{i}", meta, [region]))
         lib.catalog.apply(batch)
