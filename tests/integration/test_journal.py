@@ -134,7 +134,9 @@ def test_undo_after_a_killed_undo_returns_the_photos_to_search(moved) -> None:  
     for source in moves:
         known = library.catalog.image_by_path(source, set_aside=False)
         assert known is not None
-        assert library.search(like=source, include_self=True).hits[0].path == source
+        # back in search: found by its own vector, as first as its byte-identical twin
+        hits = library.search(like=source, include_self=True).hits
+        assert source in [hit.path for hit in hits if hit.score == hits[0].score]
     again = library.undo_moves(journal)  # and once more: nothing left to do, nothing wrong
     assert not again.moved and library.stats().set_aside == 0
     summary = index(library, *sorted({os.path.dirname(s) for s in moves}))
