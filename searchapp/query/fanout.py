@@ -9,10 +9,10 @@ a library per disk, per machine or per shard of an archive, asked at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from searchapp.errors import QueryError
 from searchapp.query import query_vectors, spaces, verify
@@ -97,23 +97,26 @@ def merged_hits(answers: Sequence[SearchResults], wanted: int) -> list[SearchHit
     return spaces.merged(rankings, wanted, lambda hit: hit.path)
 
 
-def _best_first(rankings: list[list[SearchHit]]) -> list[SearchHit]:
-    """Hits of one space from several libraries, by score, each photo once (its best)."""
-    best: dict[str, SearchHit] = {}
+Ranked = TypeVar("Ranked", SearchHit, RegionHit)
+
+
+def _best_first(
+    rankings: Iterable[Iterable[Ranked]], key: Callable[[Ranked], Hashable] | None = None
+) -> list[Ranked]:
+    """Hits from several libraries, by score, each once (its best): a photo by its path, or a
+    region by `key` (where libraries share a folder)."""
+    best: dict[Hashable, Ranked] = {}
     for hit in (hit for ranking in rankings for hit in ranking):
-        if hit.path not in best or hit.score > best[hit.path].score:
-            best[hit.path] = hit
+        known = key(hit) if key else hit.path
+        if known not in best or hit.score > best[known].score:
+            best[known] = hit
     return sorted(best.values(), key=lambda hit: (-hit.score, hit.path))
 
 
 def _regions(answers: list[SearchResults]) -> list[RegionHit]:
     """The regions that matched, by score, each region once where libraries share a folder."""
-    best: dict[tuple[object, ...], RegionHit] = {}
-    for region in (region for answer in answers for region in answer.region_hits):
-        key = (region.path, region.kind, region.bbox, region.time)
-        if key not in best or region.score > best[key].score:
-            best[key] = region
-    return sorted(best.values(), key=lambda region: (-region.score, region.path))
+    regions = [answer.region_hits for answer in answers]
+    return _best_first(regions, lambda region: (region.path, region.kind, region.bbox, region.time))
 
 
 def _notes(libraries: Sequence[Fanned], answers: list[SearchResults]) -> list[str]:
