@@ -5,25 +5,33 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 import pytest
 
-from searchapp.interrupts import held_interrupts
+from searchapp.interrupts import HELD, held_interrupts
+
+
+@pytest.fixture(autouse=True)
+def interruptible() -> Iterator[None]:
+    """Ctrl-C and SIGTERM raising KeyboardInterrupt, as in the CLI, whatever the process was
+    started with: a shell's background job inherits SIGINT ignored, and held_interrupts rightly
+    leaves an ignored signal ignored."""
+    previous = {n: signal.signal(n, signal.default_int_handler) for n in HELD}
+    yield
+    for number, handler in previous.items():
+        signal.signal(number, handler)
 
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_in_the_block_is_raised_after_it(number: int) -> None:
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     steps = []
-    try:
-        with pytest.raises(KeyboardInterrupt), held_interrupts():
-            os.kill(os.getpid(), number)
-            steps.append("after the signal")  # still runs: the block is whole
-        assert steps == ["after the signal"]
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
-        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with pytest.raises(KeyboardInterrupt), held_interrupts():
+        os.kill(os.getpid(), number)
+        steps.append("after the signal")  # still runs: the block is whole
+    assert steps == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
 
 
 def test_no_signal_raises_nothing_and_other_threads_pass_through() -> None:
