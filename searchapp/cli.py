@@ -36,7 +36,7 @@ from searchapp.cli_library import cmd_check, cmd_errors, cmd_stats
 from searchapp.cli_search import add_search_parser, cmd_search
 from searchapp.cli_serve import add_serve_parser, cmd_serve
 from searchapp.console import Console
-from searchapp.paths import shown
+from searchapp.paths import is_address, shown
 
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
@@ -411,13 +411,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     # after the command, --library overrides those before it, as every flag does (an alias
     # that names a library stays overridable); several on one side are `search`'s fan-out
     given = getattr(args, "library_after", None) or args.library or []
-    # the same folder twice is one library
-    given = list(dict.fromkeys(os.path.abspath(os.path.expanduser(p)) for p in given)) or [None]
+    # the same folder twice is one library; an address (`searchapp serve`'s) is kept as given
+    given = [p if is_address(p) else os.path.abspath(os.path.expanduser(p)) for p in given]
+    given = list(dict.fromkeys(given)) or [None]
+    far = next((p for p in given if p and is_address(p)), None)
+    if far and args.command != "search":
+        parser.error(
+            f"--library {far} is a library on another machine, which `search` asks; run "
+            f"`searchapp {args.command}` on the machine that holds it"
+        )
     if len(given) > 1 and args.command != "search":
         parser.error(f"several --library go with `search` only; `{args.command}` takes one")
-    if len(given) > 1 and args.db:
+    if (len(given) > 1 or far) and args.db:
         parser.error(
-            "several --library each search their own catalog; drop --db (or unset $SEARCHAPP_DB)"
+            "several --library, or one on another machine, each search their own catalog; drop "
+            "--db (or unset $SEARCHAPP_DB)"
         )
     args.library, args.libraries = given[0], given
     return args

@@ -78,7 +78,8 @@ def library_flags(parser: argparse.ArgumentParser, default: Any) -> None:
         dest="library" if default is None else "library_after",
         default=default,
         help="library folder (default: $SEARCHAPP_LIBRARY or indexes/default); `search` "
-        "takes several, and merges their answers",
+        "takes several, and merges their answers, and the address of one that `searchapp "
+        "serve` serves on another machine",
     )
     group.add_argument(
         "--db",

@@ -18,7 +18,7 @@ from typing import Any
 from searchapp.cli_args import device_flag
 from searchapp.console import Console, table
 from searchapp.errors import UsageError
-from searchapp.paths import listed
+from searchapp.paths import is_address, listed
 
 
 class _TermAction(argparse.Action):
@@ -190,12 +190,14 @@ def _print_regions(args: argparse.Namespace, results: Any) -> int:
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
     from searchapp.library import Library
     from searchapp.query.fanout import search_libraries
+    from searchapp.query.remote import RemoteLibrary
 
     query = _query_from_args(args)  # bad flags fail before the library opens
-    if len(args.libraries) > 1 and (args.sort != "score" or not query.terms):
+    far = [path for path in args.libraries if path and is_address(path)]
+    if (len(args.libraries) > 1 or far) and (args.sort != "score" or not query.terms):
         raise UsageError(
-            "several --library answer a query's words or images, by score; --sort, and --tag "
-            "without a query, go with one"
+            "several --library, or one on another machine, answer a query's words or images, "
+            "by score; --sort, and --tag without a query, go with one library here"
         )
     if args.sort != "score" and not query.terms:
         return _print_sorted(args, query)
@@ -203,19 +205,24 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         return _print_tagged(args, query, console)
     with contextlib.ExitStack() as opened:
         libraries = [
-            opened.enter_context(Library(path, args.db, create=False)) for path in args.libraries
+            RemoteLibrary(path)
+            if path in far
+            else opened.enter_context(Library(path, args.db, create=False))
+            for path in args.libraries
         ]
-        for lib in libraries:
+        here = [lib for lib in libraries if isinstance(lib, Library)]
+        for lib in here:
             lib.query_device = args.device
             for repair in lib.check_indexes():
                 console.note(f"searchapp: {repair}")
         results = search_libraries(libraries, query)
         if args.sort != "score":
-            results = _resorted(libraries[0], results, args.sort)
+            results = _resorted(here[0], results, args.sort)
     for note in results.notes:
         console.note(f"searchapp: {note}")
     hits = results.region_hits if args.regions else results.hits
-    gone = sorted({hit.path for hit in hits if not os.path.exists(hit.path)})
+    # a photo on another machine is shown as HOST:PORT:/path, which is not a path here
+    gone = sorted({h.path for h in hits if os.path.isabs(h.path) and not os.path.exists(h.path)})
     if len(gone) == 1:  # the library keeps them until the next index run of their folder
         console.note(
             f"searchapp: {gone[0]} is no longer on disk; run `searchapp index` on its folder "

@@ -74,3 +74,8 @@ def shown(text: str) -> str:
 def listed(path: str) -> str:
     """A path for a list other programs read: one line, its bytes otherwise as they are."""
     return _CONTROL.sub(_show_char, path)
+
+
+def is_address(library: str) -> bool:
+    """Whether a --library names a library `searchapp serve` serves (query/remote.py)."""
+    return library.startswith(("http://", "https://"))

@@ -5,11 +5,16 @@ Scores compare only between vectors of one model, so the libraries must hold vec
 encoder, weights included. Each model loads once and serves every library. A query image's pixel
 check runs once, on the merged top, not once per library. This is the fan-out of docs/scale.md:
 a library per disk, per machine or per shard of an archive, asked at once.
+
+A library on another machine (remote.py) is asked at the same time as those here are searched.
+It embeds the query and checks its own candidates' pixels; the merged top then shows the
+photos the pixels confirm first, in the order of their scores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -17,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 from searchapp.errors import QueryError
 from searchapp.query import query_vectors, spaces, verify
 from searchapp.query.query_vectors import Library
+from searchapp.query.remote import RemoteLibrary, Unreachable
 from searchapp.query.search import (
     Query,
     SearchHit,
@@ -40,23 +46,30 @@ class Fanned(Library, Protocol):
     def share_encoders(self, other: Any) -> None: ...  # another library of its class
 
 
-def search_libraries(libraries: Sequence[Fanned], query: Query) -> SearchResults:
+Identities = tuple[EncoderIdentity, EncoderIdentity | None]  # the vectors', the tiles'
+
+
+def search_libraries(libraries: Sequence[Fanned | RemoteLibrary], query: Query) -> SearchResults:
     """The query's best k over all the libraries, each photo once (a folder two libraries
     index is answered by the better of their scores). A library with no photos yet is left
-    out with a note."""
+    out with a note, as is one on another machine that does not answer."""
     validate(query)
     if not libraries:
         raise QueryError("no library to search")
-    ready = [library for library in libraries if library.encoder_identity is not None]
-    if len(ready) <= 1:
-        answer = search(ready[0] if ready else libraries[0], query)
-        answer.notes += _left_out(libraries, ready)
-        return answer
-    _require_one_encoder(ready)
-    if any(term.source == "like" for term in query.terms):
+    if len(libraries) > 1 and any(term.source == "like" for term in query.terms):
         raise QueryError(
             "--like names a photo of one library; to search several, give its file with --image"
         )
+    here = [library for library in libraries if not isinstance(library, RemoteLibrary)]
+    far = [library for library in libraries if isinstance(library, RemoteLibrary)]
+    if far:
+        return _search_with_remote(here, far, query)
+    ready = [library for library in here if library.encoder_identity is not None]
+    if len(ready) <= 1:
+        answer = search(ready[0] if ready else here[0], query)
+        answer.notes += _left_out(here, ready)
+        return answer
+    _require_one_encoder([(str(lib.directory), _identities(lib)) for lib in ready])
     check_pixels = checks_pixels(query)
     # checked once, below, on the merged top, which each library's candidates must fill
     wanted = max(query.k, verify.CANDIDATES) if check_pixels else query.k
@@ -78,11 +91,64 @@ def search_libraries(libraries: Sequence[Fanned], query: Query) -> SearchResults
     return SearchResults(
         hits=hits[: query.k],
         mode=first.mode,
-        notes=_notes(ready, answers) + _left_out(libraries, ready),
+        notes=_notes([str(lib.directory) for lib in ready], answers) + _left_out(here, ready),
         region_hits=_regions(answers)[: query.k],
         checked=checked,
         vector=first.vector,
         tile_vector=first.tile_vector,
+    )
+
+
+def _search_with_remote(
+    here: Sequence[Fanned], remote: Sequence[RemoteLibrary], query: Query
+) -> SearchResults:
+    """The libraries on other machines asked at once, in threads, while those here are
+    searched one after another. Each checks its own candidates' pixels; of the merged top,
+    those confirmed come first, as one library puts them: "pixels", then "geometry"."""
+    check_pixels = checks_pixels(query)
+    wanted = max(query.k, verify.CANDIDATES) if check_pixels else query.k
+    each = replace(query, k=wanted)
+    ready = [library for library in here if library.encoder_identity is not None]
+    named: list[tuple[str, Identities]] = []
+    answers: list[SearchResults] = []
+    notes = _left_out(here, ready)
+    with ThreadPoolExecutor(len(remote)) as pool:
+        asked = [(library, pool.submit(library.search, each)) for library in remote]
+        memo: query_vectors.Memo = {}
+        for position, library in enumerate(ready):
+            if position:
+                library.share_encoders(ready[0])
+            answers.append(search(library, each, memo, spaces_too=True))
+            named.append((str(library.directory), _identities(library)))
+        for far, future in asked:
+            try:
+                answer = future.result()
+            except Unreachable as exc:
+                notes.append(f"{exc}; the others were searched")
+                continue
+            if answer.identity is None:
+                notes.append(f"library {far.directory} has no photos yet; the others were searched")
+                continue
+            answers.append(answer.results)
+            named.append((far.directory, (answer.identity, answer.tile_identity)))
+    if not answers:
+        raise QueryError("no library answered: " + "; ".join(notes))
+    _require_one_encoder(named)
+    hits = merged_hits(answers, wanted)
+    checked = 0
+    if check_pixels and hits:
+        verdicts = {hit.path: hit.verified for answer in answers for hit in answer.hits}
+        head = [replace(hit, verified=verdicts.get(hit.path)) for hit in hits[: verify.CANDIDATES]]
+        first = {"pixels": 0, "geometry": 1}
+        head.sort(key=lambda hit: first.get(hit.verified or "", 2))  # stable: by score within
+        hits = head + hits[len(head) :]
+        checked = len(head)
+    return SearchResults(
+        hits=hits[: query.k],
+        mode=answers[0].mode,
+        notes=_notes([name for name, _ in named], answers) + notes,
+        region_hits=_regions(answers)[: query.k],
+        checked=checked,
     )
 
 
@@ -119,15 +185,15 @@ def _regions(answers: list[SearchResults]) -> list[RegionHit]:
     return _best_first(regions, lambda region: (region.path, region.kind, region.bbox, region.time))
 
 
-def _notes(libraries: Sequence[Fanned], answers: list[SearchResults]) -> list[str]:
+def _notes(names: Sequence[str], answers: list[SearchResults]) -> list[str]:
     """Each library's notes; one that not every library gave names those that did."""
     givers: dict[str, list[str]] = {}
-    for library, answer in zip(libraries, answers, strict=True):
+    for name, answer in zip(names, answers, strict=True):
         for note in dict.fromkeys(answer.notes):
-            givers.setdefault(note, []).append(str(library.directory))
+            givers.setdefault(note, []).append(name)
     return [
-        note if len(names) == len(libraries) else f"{note} (library {', '.join(names)})"
-        for note, names in givers.items()
+        note if len(given) == len(names) else f"{note} (library {', '.join(given)})"
+        for note, given in givers.items()
     ]
 
 
@@ -139,19 +205,21 @@ def _left_out(libraries: Sequence[Fanned], ready: Sequence[Fanned]) -> list[str]
     ]
 
 
-def _require_one_encoder(libraries: Sequence[Fanned]) -> None:
+def _identities(library: Fanned) -> Identities:
+    return library.require_identity(), library.catalog.tile_identity()
+
+
+def _require_one_encoder(libraries: Sequence[tuple[str, Identities]]) -> None:
     """One encoder, weights included, for the vectors and for the tiles: scores of two models
     do not compare."""
-    first = libraries[0]
-    kept = (first.require_identity(), first.catalog.tile_identity())
-    for library in libraries[1:]:
-        other = (library.require_identity(), library.catalog.tile_identity())
+    first, kept = libraries[0]
+    for name, other in libraries[1:]:
         if other != kept:
             theirs, ours = (
                 " and tiles of ".join(i.describe() for i in pair if i) for pair in (other, kept)
             )
             raise QueryError(
-                f"library {library.directory} holds vectors of {theirs}, and library "
-                f"{first.directory} of {ours}: scores of two encoders do not compare. Search "
-                "them one at a time, or `searchapp reindex` one with the other's encoder"
+                f"library {name} holds vectors of {theirs}, and library {first} of {ours}: "
+                "scores of two encoders do not compare. Search them one at a time, or "
+                "`searchapp reindex` one with the other's encoder"
             )

@@ -104,11 +104,16 @@ Memo = dict[tuple[object, ...], Any]
 
 
 def term_vector(
-    library: Library, source: str, value: str, image_side: int, memo: Memo | None = None
+    library: Library,
+    source: str,
+    value: str,
+    image_side: int,
+    memo: Memo | None = None,
+    indexed_as: str | None = None,
 ) -> tuple[np.ndarray, int | None, LoadedImage | None]:
     """(1, dim) vector of a term (text, an image file, or a photo of the library to search
-    `like`), the id of the photo it came from if indexed, and the decoded photo of an image
-    term (at image_side at least)."""
+    `like`), the id of the photo it came from if indexed (at its path, or `indexed_as`), and
+    the decoded photo of an image term (at image_side at least)."""
     if source == "like":
         return (*like_vector(library, value), None)
     memo = {} if memo is None else memo
@@ -120,7 +125,7 @@ def term_vector(
     vector, pixels = memo[key]
     if source == "text":
         return vector, None, None
-    indexed = library.catalog.image_by_path(image_file(value)[0])
+    indexed = library.catalog.image_by_path(indexed_as or image_file(value)[0])
     return vector, indexed.id if indexed else None, pixels
 
 

@@ -46,6 +46,9 @@ class Term:
     source: str  # "text", "image" (a file on disk) or "like" (a photo already indexed)
     value: str
     weight: float = 1.0  # negative: subtract this term
+    # an image's path in the library, where the file read is a copy of it (a server's copy of a
+    # fan-out's query image): that photo is left out of the answer, as the query itself
+    indexed_as: str | None = None
 
 
 Matched = list[tuple[Term, dict[str, frozenset[str]]]]  # text terms with the labels they match
@@ -426,7 +429,9 @@ def search(
     image_side = verify.DECODE_SIDE if check_pixels else 0
     vectors, weights, decoded = [], [], []
     for term in vector_terms:
-        vector, image_id, pixels = term_vector(library, term.source, term.value, image_side, memo)
+        vector, image_id, pixels = term_vector(
+            library, term.source, term.value, image_side, memo, term.indexed_as
+        )
         decoded.append(pixels)
         vectors.append(vector)
         weights.append(term.weight)

@@ -34,6 +34,7 @@ from searchapp.web.library_routes import library_router
 from searchapp.web.map_routes import map_router
 from searchapp.web.result_pages import ResultPages
 from searchapp.web.routes import UPLOAD_LIMIT, api_router
+from searchapp.web.shard_routes import shard_router
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -175,6 +176,7 @@ def create_app(
     app.include_router(dupes_router)
     app.include_router(library_router)
     app.include_router(map_router)
+    app.include_router(shard_router)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     @app.api_route("/dupes", methods=["GET", "HEAD"], include_in_schema=False)

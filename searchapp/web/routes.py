@@ -49,7 +49,7 @@ VIDEO_TYPES = {
 CACHED = {"Cache-Control": "private, max-age=3600"}
 
 api_router = APIRouter(prefix="/api")
-_SEARCHING = threading.Lock()  # the Library loads its encoder and indexes lazily, once
+SEARCHING = threading.Lock()  # the Library loads its encoder and indexes lazily, once
 
 
 def _library(request: Request) -> Library:
@@ -193,7 +193,7 @@ def _run(
     need = DATE_SORTED if form.sort == "date" else form.offset + form.k
 
     def run(k: int) -> SearchResults:
-        with _SEARCHING:
+        with SEARCHING:
             return search(library, replace(query, k=k))
 
     def estimate(results: SearchResults) -> int | None:

@@ -1,9 +1,12 @@
 """One query over several libraries (`search --library A --library B`): the answers of one
-library holding both folders, with each model loaded once and the pixel check run once."""
+library holding both folders, with each model loaded once and the pixel check run once. A
+library on another machine (`--library http://HOST:PORT/`, which `searchapp serve` serves)
+answers through a real HTTP server, here in a thread."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,8 +21,11 @@ from searchapp.errors import QueryError
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
 from searchapp.query.fanout import search_libraries
+from searchapp.query.remote import RemoteLibrary
 from searchapp.query.search import Query, SearchResults, Term
 from searchapp.records import EncoderIdentity
+from searchapp.web.app import create_app
+from tests.browser.chromium import serve
 from tests.conftest import searchapp_here
 from tests.integration.helpers import HYBRID, index
 
@@ -70,8 +76,9 @@ def libraries(
         lib.close()
 
 
-def _answers(results: SearchResults) -> list[tuple[str, float, str | None]]:
-    return [(hit.path, round(hit.score, 5), hit.verified) for hit in results]
+def _answers(results: SearchResults, far: str = "") -> list[tuple[str, float, str | None]]:
+    """Path, score and verdict of each photo; those of the server `far` with their path there."""
+    return [(hit.path.removeprefix(far), round(hit.score, 5), hit.verified) for hit in results]
 
 
 def test_two_libraries_answer_as_one_library_of_both(
@@ -106,6 +113,81 @@ def test_two_libraries_answer_as_one_library_of_both(
     encoder.encode = counted  # type: ignore[method-assign]
     search_libraries([one, two], queries[1])
     assert len(embedded) == 1  # and the query embedded once, not once a library
+
+
+def test_a_library_on_another_machine_answers_as_if_it_were_here(
+    libraries: tuple[Library, Library, Library], halves: tuple[Path, Path]
+) -> None:
+    """The second disk's library served over HTTP: the answers of one library of both, its
+    photos shown as HOST:PORT:/path; it checks its own candidates' pixels."""
+    one, two, both = libraries
+    cat = str(halves[0] / "animals" / "cat.jpg")
+    with serve(create_app(two)) as address:
+        far = RemoteLibrary(address)
+        shown = f"{far.host}:"
+        for query in (
+            Query(terms=(Term("image", cat),), k=3, verify=False),
+            Query(terms=(Term("text", "a cup of coffee"),), k=2),  # the CNN: matched by labels
+            Query(terms=(Term("image", str(halves[1] / "camera.jpg")),), k=4),  # checked, there
+        ):
+            fanned = search_libraries([one, far], query)
+            alone = search_libraries([both], query)
+            assert _answers(fanned, shown) == _answers(alone), query
+            assert fanned.mode == alone.mode and fanned.notes == alone.notes
+            assert fanned.checked == alone.checked
+        # the query is a photo of the served library: left out there, as here
+        assert f"{shown}{halves[1] / 'camera.jpg'}" not in [hit.path for hit in fanned]
+        # both cats confirmed, from each machine: by score, not by how alike the pixels are
+        itself = Query(terms=(Term("image", cat),), k=3, include_self=True)
+        checked = search_libraries([one, far], itself)
+        assert {hit.path: hit.verified for hit in checked[:2]} == {
+            cat: "pixels",
+            f"{shown}{halves[1] / 'cat copy.jpg'}": "pixels",
+        }
+        assert checked[2].verified is None and checked.checked == 6  # all, under CANDIDATES
+        # alone, without a library here: the server embeds the query (this process loads
+        # no model for it)
+        served_only = search_libraries([RemoteLibrary(address)], Query((Term("text", "cat"),)))
+        assert served_only.hits[0].path == f"{shown}{halves[1] / 'cat copy.jpg'}"
+
+
+def test_a_far_library_needs_its_token_and_one_that_is_down_leaves_a_note(
+    libraries: tuple[Library, Library, Library],
+    halves: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    one, two, _ = libraries
+    query = Query(terms=(Term("image", str(halves[1] / "camera.jpg")),), k=7, verify=False)
+    with serve(create_app(two, token="s3cret")) as address:
+        with pytest.raises(QueryError, match=r"needs its token: give the address .*\?token="):
+            search_libraries([one, RemoteLibrary(address)], query)
+        far = RemoteLibrary(f"{address}/?token=s3cret")  # as `searchapp serve` prints it
+        assert len(search_libraries([one, far], query)) == 5  # six photos but the query
+        monkeypatch.setenv("SEARCHAPP_TOKEN", "s3cret")
+        assert len(search_libraries([one, RemoteLibrary(address)], query)) == 5
+        # a query image the server cannot read, named as the user named it
+        broken = tmp_path / "not a photo.jpg"
+        broken.write_bytes(b"\xff\xd8\xff no more")
+        with pytest.raises(QueryError, match=r"not a photo\.jpg") as refused:
+            search_libraries([far], Query(terms=(Term("image", str(broken)),)))
+        assert "query-0" not in str(refused.value) and address in str(refused.value)
+        # a served library of another model
+        answer = far.search
+        clip = EncoderIdentity("clip:ViT-B-32", "openai", 512, "clip")
+        monkeypatch.setattr(far, "search", lambda q: replace(answer(q), identity=clip))
+        other = f"library {re.escape(far.base)} holds vectors of clip"
+        with pytest.raises(QueryError, match=other):
+            search_libraries([one, far], query)
+    # the server gone: the others answer, and a note says which did not
+    down = search_libraries([one, RemoteLibrary(address)], query)
+    assert [hit.path for hit in down] == [hit.path for hit in search_libraries([one], query)]
+    assert down.notes == [
+        f"library {address}/ did not answer ([Errno 111] Connection refused); the others were "
+        "searched"
+    ]
+    with pytest.raises(QueryError, match="no library answered"):
+        search_libraries([RemoteLibrary(address)], query)
 
 
 def test_libraries_of_two_encoders_are_refused(
@@ -155,6 +237,20 @@ def test_cli_searches_several_libraries(
     assert refused.returncode == 2 and "several --library go with `search` only" in refused.stderr
     sorted_ = searchapp_here("search", "--image", cat, "--sort", "uniqueness", *places)
     assert sorted_.returncode == 2 and "--sort" in sorted_.stderr
+    with Library(two.directory, create=False) as served, serve(create_app(served)) as address:
+        places[3] = address
+        found = searchapp_here("search", "--image", cat, "-k", "3", "--json", *places)
+        assert found.returncode == 0, found.stderr
+        far = f"{address.removeprefix('http://')}:"
+        copy = f"{far}{halves[1] / 'cat copy.jpg'}"
+        assert json.loads(found.stdout)["results"][0]["path"] == copy
+        table = searchapp_here("search", "--image", cat, "-k", "3", *places)
+        assert table.returncode == 0, table.stderr
+        assert copy in table.stdout
+        assert "no longer on disk" not in table.stderr  # the served photos are not paths here
+        elsewhere = searchapp_here("stats", "--library", address)
+        assert elsewhere.returncode == 2
+        assert "a library on another machine, which `search` asks" in elsewhere.stderr
 
 
 def test_clip_libraries_merge_each_space_before_fusing_them(
@@ -195,6 +291,15 @@ def test_clip_libraries_merge_each_space_before_fusing_them(
             # first in the CNN's tiles; the tiny CLIP's ranking is noise, and the check confirms
             top = [hit.path for hit in fanned][: 1 if verify else 2]
             assert str(second / "astronaut.jpg") in top
+        # the second library on another machine: each space's ranking travels, merged the same
+        with serve(create_app(opened[1])) as address:
+            far = RemoteLibrary(address)
+            query = Query(terms=(Term("image", str(crop)),), k=5, verify=False)
+            fanned = search_libraries([opened[0], far], query)
+            alone = search_libraries(opened[2:], query)
+            assert [a[::2] for a in _answers(fanned, f"{far.host}:")] == [
+                a[::2] for a in _answers(alone)
+            ]
     finally:
         for lib in opened:
             lib.close()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from searchapp.query.fanout import merged_hits
-from searchapp.query.search import SearchHit, SearchResults
+from dataclasses import replace
+from pathlib import Path
+
+from searchapp.query.fanout import merged_hits, search_libraries
+from searchapp.query.remote import RemoteAnswer, RemoteLibrary, Unreachable
+from searchapp.query.search import Query, SearchHit, SearchResults, Term
+from searchapp.records import EncoderIdentity
 
 
 def hit(path: str, score: float, kind: str = "scene") -> SearchHit:
@@ -27,3 +32,41 @@ def test_one_space_is_merged_by_score_each_photo_once() -> None:
     second = SearchResults([hit("b", 0.45), hit("same", 0.7)], "vector")
     merged = merged_hits([first, second], 3)
     assert [(h.path, h.score) for h in merged] == [("same", 0.7), ("b", 0.45), ("a", 0.4)]
+
+
+class Canned(RemoteLibrary):
+    """A library on another machine that answers what it is given, or does not answer."""
+
+    def __init__(self, name: str, answer: RemoteAnswer | None):
+        super().__init__(f"http://{name}:8765/")
+        self.answer = answer
+
+    def search(self, query: Query) -> RemoteAnswer:
+        if self.answer is None:
+            raise Unreachable(f"library {self.base} did not answer (timed out)")
+        return self.answer
+
+
+def test_photos_their_machines_confirmed_come_first_then_by_score(tmp_path: Path) -> None:
+    """Each machine checks its candidates' pixels; the merged top shows those confirmed by
+    their pixels, then by geometry, then the rest, each group by score."""
+    cnn = EncoderIdentity("cnn:efficientnet-lite0", "imagenet", 1280, "resize 224")
+    first = SearchResults([replace(hit("a2", 0.5), verified="pixels"), hit("a1", 0.9)], "vector")
+    second = SearchResults([replace(hit("b1", 0.8), verified="geometry"), hit("b2", 0.6)], "vector")
+    libraries = [
+        Canned("one", RemoteAnswer(first, cnn, None)),
+        Canned("two", RemoteAnswer(second, cnn, None)),
+        Canned("three", None),
+    ]
+    query_image = tmp_path / "query.jpg"
+    query_image.write_bytes(b"its bytes travel; not read here")
+    found = search_libraries(libraries, Query(terms=(Term("image", str(query_image)),), k=3))
+    assert [(h.path, h.verified) for h in found] == [
+        ("a2", "pixels"),
+        ("b1", "geometry"),
+        ("a1", None),
+    ]
+    assert found.checked == 4
+    assert found.notes == [
+        "library http://three:8765/ did not answer (timed out); the others were searched"
+    ]

@@ -1,0 +1,91 @@
+"""The wire form of a fan-out's query and answer (query/remote.py): what a server sends is
+what the client reads, field for field, its paths written HOST:PORT:/path."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from searchapp.errors import QueryError
+from searchapp.query import remote
+from searchapp.query.search import Query, SearchHit, SearchResults, Term
+from searchapp.records import EncoderIdentity, Filters, RegionHit
+
+VIDEO = SearchHit(
+    path="/videos/a day at the beach.mp4",
+    score=0.8125,
+    kind="frame",
+    bbox=(0, 0, 1280, 720),
+    label=None,
+    taken_at=1.7e9,
+    labels=(("seashore, coast", 0.61), ("sandbar", 0.2)),
+    verified="geometry",
+    image_id=42,
+    photo_size=(1280, 720),
+    time=12.5,
+    moments=((12.5, 0.8125), (40.0, 0.7)),
+)
+
+
+def test_an_answer_reads_back_as_it_was_sent() -> None:
+    region = RegionHit(7, 42, VIDEO.path, "frame", VIDEO.bbox, None, 1.7e9, 0.8125, (1280, 720))
+    photo = replace(VIDEO, path="/photos/cat.jpg", time=None, moments=(), verified=None)
+    results = SearchResults(
+        [VIDEO, photo], "vector", ["a note"], [region], checked=2, spaces=[[photo], [VIDEO]]
+    )
+    identity = EncoderIdentity("cnn:efficientnet-lite0", "imagenet", 1280, "resize 224")
+    wire = json.loads(json.dumps(remote.answer_to_wire(results, identity, None)))
+    wire["hits"][0]["added_later"] = "by a newer server"  # left out, not refused
+    answer = remote.answer_from_wire(wire, "shard2:8765")
+    far = "shard2:8765:"
+    assert answer.results.hits == [
+        replace(VIDEO, path=far + VIDEO.path),
+        replace(photo, path=far + photo.path),
+    ]
+    assert answer.results.spaces == [[answer.results.hits[1]], [answer.results.hits[0]]]
+    assert answer.results.region_hits == [replace(region, path=far + region.path)]
+    assert (answer.results.notes, answer.results.checked) == (["a note"], 2)
+    assert (answer.identity, answer.tile_identity) == (identity, None)
+
+
+def test_a_query_travels_with_its_images_bytes(tmp_path: Path) -> None:
+    photo = tmp_path / "my photo.jpg"
+    photo.write_bytes(b"\xff\xd8 the bytes of a photo")
+    query = Query(
+        terms=(Term("image", str(photo)), Term("text", "dogs", -0.5)),
+        filters=Filters(after=1.5e9, formats=("JPEG",), tags=(("cat", "tabby"),)),
+        k=7,
+        kinds=("scene", "tile"),
+        include_self=True,
+        verify=False,
+    )
+    there = tmp_path / "server"
+    there.mkdir()
+    wire = json.loads(json.dumps(remote.query_to_wire(query)))
+    held = {(str(photo), photo.read_bytes())}  # the server's library holds the photo itself
+    received, names = remote.query_from_wire(wire, str(there), lambda *known: known in held)
+    written = there / "query-0"
+    itself = Term("image", str(written), indexed_as=str(photo))  # left out of the answer
+    assert received == replace(query, terms=(itself, query.terms[1]))
+    assert written.read_bytes() == photo.read_bytes()
+    assert names == {str(written): "my photo.jpg"}
+    # other bytes from that path: the client's photo there is not the server's
+    wire["terms"][0]["value"] = base64.b64encode(b"another photo").decode()
+    received, _ = remote.query_from_wire(wire, str(there), lambda *known: known in held)
+    assert received.terms[0].indexed_as is None  # shown, as any other photo
+    wire["terms"][0]["value"] = "not base64!"
+    with pytest.raises(QueryError, match="not a fan-out query"):
+        remote.query_from_wire(wire, str(there), lambda *known: False)
+    with pytest.raises(QueryError, match="not a fan-out query"):
+        remote.query_from_wire({"terms": []}, str(there), lambda *known: False)
+
+
+def test_an_address_is_checked_and_its_token_kept_out_of_its_name() -> None:
+    far = remote.RemoteLibrary("http://10.0.0.2:8765/?token=abc")
+    assert (far.base, far.host) == ("http://10.0.0.2:8765/", "10.0.0.2:8765")
+    with pytest.raises(QueryError, match="an address is http://HOST:PORT/"):
+        remote.RemoteLibrary("http:///photos")
