@@ -126,7 +126,7 @@ def shaped_session(module: Any, shape: tuple[int, ...], threads: int | None) -> 
         torch.onnx.export(
             module,
             (torch.zeros(*shape),),
-            buffer,  # type: ignore[arg-type]  # a file object works; the stub says paths only
+            buffer,  # a file object works, though torch's stub says paths only
             dynamo=False,
             input_names=["pixels"],
             output_names=["out"],

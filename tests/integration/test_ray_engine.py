@@ -180,9 +180,10 @@ def _session_processes(session: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ray_here() -> Iterator[None]:
-    """One Ray for the in-process runs below (the engine uses a session it finds)."""
+    """One Ray for the in-process runs below (the engine uses a session it finds). One CPU:
+    one actor loads the models, not two; the CLI's runs above take two workers."""
     on_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init takes it over
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
     signal.signal(signal.SIGTERM, on_sigterm)

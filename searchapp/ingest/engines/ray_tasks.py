@@ -90,7 +90,12 @@ class Embedder:
         blobs = batch.column("read").to_pylist()
         results: list[ReadResult] = [pickle.loads(blob) for blob in blobs]
         fresh = [r for r in results if r.error is None and r.meta is not None]
-        scenes = embed(self.encoder.get(), [r.cuts for r in fresh], self.options.batch_size)
+        # a batch of known bytes only (moved, copied) needs no model: none is loaded for it
+        scenes = (
+            embed(self.encoder.get(), [r.cuts for r in fresh], self.options.batch_size)
+            if fresh
+            else []
+        )
         made = {id(r): regions for r, regions in zip(fresh, scenes, strict=True)}
         rows = [self._row(r, made.get(id(r), [])).to_dict() for r in results]
         return pa.Table.from_pylist(rows)
