@@ -86,3 +86,22 @@ def test_a_folder_of_someone_elses_files_is_refused_not_emptied(tmp_path: Path) 
     with pytest.raises(UsageError, match="empty folder"):
         ShardFolder(theirs).keep_only_made_by("cnn, scene")
     assert (theirs / "sales.parquet").exists()
+
+
+def test_a_batch_of_known_bytes_loads_no_model() -> None:
+    """Moved and copied photos: the actor answers their rows without loading its encoder (a
+    model that cannot load here would fail the batch if it tried)."""
+    import pickle
+
+    from searchapp.encoders.base import EncoderOptions
+    from searchapp.ingest.engines.ray_tasks import Embedder, WorkerSpec
+    from searchapp.ingest.pipeline import ReadResult
+    from searchapp.ingest.run_options import IndexOptions
+
+    spec = WorkerSpec("cnn:no-such-model", EncoderOptions(), None, IndexOptions())
+    known = ReadResult(FileStat("/photos/moved.jpg", 10, 1), None, "ab" * 16)
+    batch = pa.table({"read": [pickle.dumps(known)]})
+    rows = Embedder(spec)(batch).to_pylist()
+    assert [(row["path"], row["content_hash"], row["meta"]) for row in rows] == [
+        (b"/photos/moved.jpg", "ab" * 16, None)
+    ]
