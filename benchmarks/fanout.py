@@ -13,15 +13,27 @@ real phone photo, unchecked: the rows' files are made up) are timed; p50 and p95
 call, and how many of the one library's top 10 the several return (each library's index is the
 one searchapp builds for its own size, so the two may differ where an IVF is approximate).
 
+The several libraries are then each served by `searchapp serve` in a process of its own and
+searched through their addresses (`--library http://...`), as libraries on other machines are:
+here all four servers share this machine's cores, so the figure bounds the wire's cost and not
+the parallel speed of four machines. One library searched here and through its server, side by
+side, gives the cost of the wire alone.
+
 Writes benchmarks/results/fanout.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +79,39 @@ def build(work: Path, vectors: np.ndarray, parts: int) -> tuple[Path, list[Path]
     return whole, shares
 
 
+@contextlib.contextmanager
+def served(places: list[Path]) -> Iterator[list[str]]:
+    """`searchapp serve` of each library, a process each on a free port: their addresses."""
+    logs = [place.with_suffix(".serve.txt") for place in places]
+    servers = []
+    for place, log in zip(places, logs, strict=True):
+        with open(log, "w") as out:  # a file, never a pipe nobody reads once it has started
+            command = ["serve", "--library", str(place), "--port", "0"]
+            servers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "searchapp", *command],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+            )
+    try:
+        addresses = []
+        for server, log in zip(servers, logs, strict=True):
+            deadline = time.monotonic() + 120
+            while not (found := re.search(r"http://\S+/", log.read_text())):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"searchapp serve did not start: {log.read_text()}")
+                time.sleep(0.2)
+            addresses.append(found.group(0))
+        yield addresses
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGINT)
+        for server in servers:
+            server.wait(timeout=30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vectors", type=int, default=100_000)
@@ -77,6 +122,7 @@ def main() -> int:
 
     from searchapp.ingest.regions import REGION_KINDS
     from searchapp.query.fanout import search_libraries
+    from searchapp.query.remote import RemoteLibrary
     from searchapp.query.search import Query, Term
 
     work = scratch_folder("searchapp-fanout-")
@@ -95,24 +141,39 @@ def main() -> int:
         return Query((term,), k=10, kinds=REGION_KINDS, verify=False)
 
     cases: dict[str, Any] = {}
-    for name, words in (("words", True), ("image", False)):
-        times: dict[str, list[float]] = {"one": [], "several": []}
-        overlap = []
-        for libraries in (one, several):  # warm: models, sessions, index files
-            search_libraries(libraries, query(0, words))
-        for i in range(args.queries):
-            answers = {}
-            for label, libraries in (("one", one), ("several", several)):
-                start = time.perf_counter()
-                answers[label] = search_libraries(libraries, query(i, words))
-                times[label].append(time.perf_counter() - start)
-            mine = {hit.path for hit in answers["several"]}
-            overlap.append(len(mine & {hit.path for hit in answers["one"]}) / 10)
-        cases[name] = {
-            "one_library": percentiles(times["one"]),
-            f"{args.libraries}_libraries": percentiles(times["several"]),
-            "top10_overlap": round(statistics.fmean(overlap), 3),
+    with served(share_places) as addresses:
+        far: list[Any] = [RemoteLibrary(address) for address in addresses]
+        ways = {  # each way of asking, in turn for every query
+            "one": one,
+            "several": several,
+            "several_served": far,
+            "part_here": several[:1],
+            "part_served": far[:1],
         }
+        for name, words in (("words", True), ("image", False)):
+            times: dict[str, list[float]] = {label: [] for label in ways}
+            overlap, served_same = [], []
+            for libraries in ways.values():  # warm: models, sessions, index files
+                search_libraries(libraries, query(0, words))
+            for i in range(args.queries):
+                answers = {}
+                for label, libraries in ways.items():
+                    start = time.perf_counter()
+                    answers[label] = search_libraries(libraries, query(i, words))
+                    times[label].append(time.perf_counter() - start)
+                mine = {hit.path for hit in answers["several"]}
+                overlap.append(len(mine & {hit.path for hit in answers["one"]}) / 10)
+                through = [hit.path.split(":", 2)[2] for hit in answers["several_served"]]
+                served_same.append(through == [hit.path for hit in answers["several"]])
+            cases[name] = {
+                "one_library": percentiles(times["one"]),
+                f"{args.libraries}_libraries": percentiles(times["several"]),
+                f"{args.libraries}_libraries_served": percentiles(times["several_served"]),
+                "one_part_here": percentiles(times["part_here"]),
+                "one_part_served": percentiles(times["part_served"]),
+                "top10_overlap": round(statistics.fmean(overlap), 3),
+                "served_answers_same": all(served_same),
+            }
     import faiss
 
     def layout(lib: Library) -> str:
@@ -129,6 +190,7 @@ def main() -> int:
         "queries": args.queries,
         "build_s": round(built, 1),
         "search_path": "searchapp.query.fanout.search_libraries, k=10, all kinds, no check",
+        "served": "each of the several by `searchapp serve` in its own process, on this machine",
         **cases,
     }
     write_result(args.out, result)
@@ -139,12 +201,17 @@ def main() -> int:
         f"in {args.libraries} of {args.vectors // args.libraries:,} "
         f"({result['layouts']['each of several']}); {args.queries} queries each"
     )
-    print(f"{'':10} {'one p50':>9} {'one p95':>9} {'N p50':>9} {'N p95':>9} {'top-10 overlap':>15}")
+    n = args.libraries
+    columns = ["one_library", f"{n}_libraries", f"{n}_libraries_served"]
+    columns += ["one_part_here", "one_part_served"]
+    print(f"p50 / p95 ms {'':4}" + "".join(f"{c:>24}" for c in columns) + "  overlap  same")
     for name in ("words", "image"):
-        a, b = cases[name]["one_library"], cases[name][f"{args.libraries}_libraries"]
+        row = "".join(
+            f"{cases[name][c]['p50_ms']:>15.2f} / {cases[name][c]['p95_ms']:>6.2f}" for c in columns
+        )
         print(
-            f"{name:10} {a['p50_ms']:9.2f} {a['p95_ms']:9.2f} {b['p50_ms']:9.2f} "
-            f"{b['p95_ms']:9.2f} {cases[name]['top10_overlap']:15.3f}"
+            f"{name:16}{row}  {cases[name]['top10_overlap']:7.3f}  "
+            f"{cases[name]['served_answers_same']}"
         )
     return 0
 

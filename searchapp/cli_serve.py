@@ -23,7 +23,9 @@ def add_serve_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="search and look at the library in a web browser",
         description="Serve a web page and a JSON API (schema at /openapi.json) over the "
         "library. It listens on 127.0.0.1 only, unless --host says otherwise; then every "
-        "request needs a token (--token, or one generated and printed).",
+        "request needs a token (--token, or one generated and printed). The address it "
+        "prints is also what `searchapp search --library ADDRESS` takes on another machine, "
+        "to search this library beside its own.",
     )
     serve.add_argument(
         "folders",
@@ -88,6 +90,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         listening = _listen(args.host, args.port)  # a taken port fails here, in words
         port = listening.getsockname()[1]
         shown_host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+        if args.host in ("0.0.0.0", "::"):  # every address: others reach it by this machine's
+            shown_host = socket.gethostname()  # name, which is what a fan-out's --library takes
         address = f"http://{shown_host}:{port}/"
         if token:
             address += f"?token={token}"

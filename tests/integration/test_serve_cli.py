@@ -60,6 +60,7 @@ def test_beyond_loopback_every_request_needs_the_printed_token(sample_library: A
     lib, _photos = sample_library
     with serving(lib.directory, "--host", "0.0.0.0", "--port", "0") as address:
         base, token = address.split("?token=")
+        assert base.startswith(f"http://{socket.gethostname()}:")  # what other machines use
         port = base.rstrip("/").rsplit(":", 1)[1]
         local = f"http://127.0.0.1:{port}/api/stats"
         status, answer = _get(local)
