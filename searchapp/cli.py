@@ -36,7 +36,7 @@ from searchapp.cli_library import cmd_check, cmd_errors, cmd_stats
 from searchapp.cli_search import add_search_parser, cmd_search
 from searchapp.cli_serve import add_serve_parser, cmd_serve
 from searchapp.console import Console
-from searchapp.paths import is_address, shown
+from searchapp.paths import is_address, shown, shown_address
 
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
@@ -417,7 +417,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     far = next((p for p in given if p and is_address(p)), None)
     if far and args.command != "search":
         parser.error(
-            f"--library {far} is a library on another machine, which `search` asks; run "
+            f"--library {shown_address(far)} is a library on another machine, which `search` "
+            "asks; run "
             f"`searchapp {args.command}` on the machine that holds it"
         )
     if len(given) > 1 and args.command != "search":

@@ -8,6 +8,7 @@ import ipaddress
 import os
 import secrets
 import socket
+import urllib.parse
 from typing import Any
 
 from searchapp.console import Console
@@ -93,8 +94,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         if args.host in ("0.0.0.0", "::"):  # every address: others reach it by this machine's
             shown_host = socket.gethostname()  # name, which is what a fan-out's --library takes
         address = f"http://{shown_host}:{port}/"
-        if token:
-            address += f"?token={token}"
+        if token:  # quoted: a --token of the user's may hold + or &
+            address += f"?token={urllib.parse.quote(token, safe='')}"
         print(f"searchapp: serving {library.directory} at {address} (Ctrl-C stops)", flush=True)
         if args.open:
             import webbrowser

@@ -20,6 +20,7 @@ A name may also hold a newline or another control character, which splits a one-
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 _SURROGATE_BYTES = (0xDC80, 0xDCFF)
 _NEEDS_STORING = re.compile(r"[\\\ud800-\udfff]")
@@ -79,3 +80,10 @@ def listed(path: str) -> str:
 def is_address(library: str) -> bool:
     """Whether a --library names a library `searchapp serve` serves (query/remote.py)."""
     return library.startswith(("http://", "https://"))
+
+
+def shown_address(address: str) -> str:
+    """An address as messages show it: without its ?token= or a user's password."""
+    parts = urllib.parse.urlsplit(address)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -7,14 +7,14 @@ check runs once, on the merged top, not once per library. This is the fan-out of
 a library per disk, per machine or per shard of an archive, asked at once.
 
 A library on another machine (remote.py) is asked at the same time as those here are searched.
-It embeds the query and checks its own candidates' pixels; the merged top then shows the
-photos the pixels confirm first, in the order of their scores.
+It embeds the query and checks its own candidates' pixels; where such libraries take part, each
+library checks its own, and the merged top shows the photos the pixels confirm first, in the
+order of their scores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 from searchapp.errors import QueryError
 from searchapp.query import query_vectors, spaces, verify
 from searchapp.query.query_vectors import Library
-from searchapp.query.remote import RemoteLibrary, Unreachable
+from searchapp.query.remote import Asking, RemoteLibrary, Unreachable, query_to_wire
 from searchapp.query.search import (
     Query,
     SearchHit,
@@ -111,28 +111,30 @@ def _search_with_remote(
     ready = [library for library in here if library.encoder_identity is not None]
     named: list[tuple[str, Identities]] = []
     answers: list[SearchResults] = []
-    notes = _left_out(here, ready)
-    with ThreadPoolExecutor(len(remote)) as pool:
-        asked = [(library, pool.submit(library.search, each)) for library in remote]
-        memo: query_vectors.Memo = {}
-        for position, library in enumerate(ready):
-            if position:
-                library.share_encoders(ready[0])
-            answers.append(search(library, each, memo, spaces_too=True))
-            named.append((str(library.directory), _identities(library)))
-        for far, future in asked:
-            try:
-                answer = future.result()
-            except Unreachable as exc:
-                notes.append(f"{exc}; the others were searched")
-                continue
-            if answer.identity is None:
-                notes.append(f"library {far.directory} has no photos yet; the others were searched")
-                continue
-            answers.append(answer.results)
-            named.append((far.directory, (answer.identity, answer.tile_identity)))
+    wire = query_to_wire(each)  # the query image read once, for every server
+    asked = [Asking(library, wire) for library in remote]
+    memo: query_vectors.Memo = {}
+    for position, library in enumerate(ready):
+        if position:
+            library.share_encoders(ready[0])
+        answers.append(search(library, each, memo, spaces_too=True))
+        named.append((str(library.directory), _identities(library)))
+    missing = [f"library {lib.directory} has no photos yet" for lib in here if lib not in ready]
+    for asking in asked:
+        asking.join()
+        if isinstance(asking.error, Unreachable):
+            missing.append(str(asking.error))
+        elif asking.error is not None:
+            raise asking.error
+        elif asking.answer is None or asking.answer.identity is None:
+            missing.append(f"library {asking.library.directory} has no photos yet")
+        else:
+            answers.append(asking.answer.results)
+            identities = (asking.answer.identity, asking.answer.tile_identity)
+            named.append((asking.library.directory, identities))
     if not answers:
-        raise QueryError("no library answered: " + "; ".join(notes))
+        raise QueryError("no library answered: " + "; ".join(missing))
+    notes = [f"{reason}; the others were searched" for reason in missing]
     _require_one_encoder(named)
     hits = merged_hits(answers, wanted)
     checked = 0
@@ -141,7 +143,8 @@ def _search_with_remote(
         head = [replace(hit, verified=verdicts.get(hit.path)) for hit in hits[: verify.CANDIDATES]]
         first = {"pixels": 0, "geometry": 1}
         head.sort(key=lambda hit: first.get(hit.verified or "", 2))  # stable: by score within
-        hits = head + hits[len(head) :]
+        # past the head, as one library leaves them: unchecked, whatever their library said
+        hits = head + [replace(hit, verified=None) for hit in hits[len(head) :]]
         checked = len(head)
     return SearchResults(
         hits=hits[: query.k],
@@ -156,10 +159,13 @@ def merged_hits(answers: Sequence[SearchResults], wanted: int) -> list[SearchHit
     """The libraries' photos as one library ranks them: by score, or, where the tiles have a
     space of their own, by score within each space and then by rank across the spaces (a
     cosine in one space says nothing of one in the other)."""
-    if not answers[0].spaces:
+    count = max(len(answer.spaces) for answer in answers)
+    if not count:
         return _best_first([answer.hits for answer in answers])
-    count = len(answers[0].spaces)
-    rankings = [_best_first([answer.spaces[s] for answer in answers]) for s in range(count)]
+    # a library that a filter left empty answers without its spaces
+    rankings = [
+        _best_first([answer.spaces[s] for answer in answers if answer.spaces]) for s in range(count)
+    ]
     return spaces.merged(rankings, wanted, lambda hit: hit.path)
 
 

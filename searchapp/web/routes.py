@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, Response
 from searchapp.errors import PhotoNotFoundError, QueryError
 from searchapp.ingest.regions import REGION_KINDS
 from searchapp.query.filters import build_filters
+from searchapp.query.remote import IMAGE_LIMIT
 from searchapp.query.search import Query as SearchQuery
 from searchapp.query.search import SearchResults, Term, search
 from searchapp.query.terms import apply_weights, parse_weights
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from searchapp.library import Library
     from searchapp.records import PhotoDetails
 
-UPLOAD_LIMIT = 50 * 2**20  # bytes of a query image
+UPLOAD_LIMIT = IMAGE_LIMIT  # bytes of a query image
 MAX_PAGE = 500  # results in one answer
 DATE_SORTED = 1000  # sorted by date: the best this many, so that every page sorts the same set
 KINDS = ("any", "scene", "object", "tile", "frame")

@@ -28,15 +28,19 @@ async def shard_search(request: Request) -> dict[str, Any]:
     """A query in remote.py's wire form (JSON; an image term carries its bytes in base64):
     this library's answer, each space's ranking where tiles have a space of their own, and
     the encoder its scores come from."""
-    limit = request.app.state.upload_limit * 4 // 3 + 2**16  # an image's base64, and the rest
+    images = request.app.state.upload_limit
+    limit = 2 * images * 4 // 3 + 2**16  # two images at most, in base64, and the rest
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise QueryError(f"the query is over {limit / 2**20:.0f} MiB; send a smaller image")
+            raise QueryError(
+                f"the query's images are over {2 * images / 2**20:.0f} MiB together; send "
+                "smaller ones"
+            )
     try:
         payload = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise QueryError(f"the query is not JSON: {exc}") from None
     return await run_in_threadpool(_answer, request, payload)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -173,21 +175,59 @@ def test_a_far_library_needs_its_token_and_one_that_is_down_leaves_a_note(
             search_libraries([far], Query(terms=(Term("image", str(broken)),)))
         assert "query-0" not in str(refused.value) and address in str(refused.value)
         # a served library of another model
-        answer = far.search
+        answer = far.ask
         clip = EncoderIdentity("clip:ViT-B-32", "openai", 512, "clip")
-        monkeypatch.setattr(far, "search", lambda q: replace(answer(q), identity=clip))
+        monkeypatch.setattr(far, "ask", lambda wire: replace(answer(wire), identity=clip))
         other = f"library {re.escape(far.base)} holds vectors of clip"
         with pytest.raises(QueryError, match=other):
             search_libraries([one, far], query)
-    # the server gone: the others answer, and a note says which did not
-    down = search_libraries([one, RemoteLibrary(address)], query)
+        with pytest.raises(QueryError, match="this server answers from 1 to 10000 photos"):
+            search_libraries([one, far], replace(query, k=20_000))
+        # not a fan-out route there (a proxy's other path, an old server): left out, with a note
+        elsewhere = search_libraries([one, RemoteLibrary(f"{address}/photos/?token=s3cret")], query)
+        assert elsewhere.notes == [
+            f"library {address}/photos/ serves no fan-out search (is it a searchapp server, and "
+            "as new as this one?); the others were searched"
+        ]
+    # the server gone: the others answer, and a note says which did not, without its token
+    down = search_libraries([one, RemoteLibrary(f"{address}/?token=s3cret")], query)
     assert [hit.path for hit in down] == [hit.path for hit in search_libraries([one], query)]
     assert down.notes == [
         f"library {address}/ did not answer ([Errno 111] Connection refused); the others were "
         "searched"
     ]
-    with pytest.raises(QueryError, match="no library answered"):
+    with pytest.raises(QueryError, match=r"no library answered: library .* did not answer"):
         search_libraries([RemoteLibrary(address)], query)
+    for bad in ("http://127.0.0.1:99999/", "http://127.0.0.1:ssh/", "ftp://nas/"):
+        with pytest.raises(QueryError, match="an address is http://HOST:PORT/"):
+            RemoteLibrary(bad)
+    # a port that speaks something else than HTTP
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        talker = threading.Thread(target=_say_ssh, args=(other,), daemon=True)
+        talker.start()
+        ssh = search_libraries(
+            [one, RemoteLibrary(f"http://127.0.0.1:{other.getsockname()[1]}")], query
+        )
+        assert [hit.path for hit in ssh] == [hit.path for hit in down]  # this library's
+        assert "did not answer" in ssh.notes[0]
+
+
+def _say_ssh(listening: socket.socket) -> None:
+    connection, _ = listening.accept()
+    with connection:
+        connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        connection.recv(65536)
+
+
+def test_a_far_library_with_no_photos_yet_is_left_out_with_a_note(
+    libraries: tuple[Library, Library, Library], halves: tuple[Path, Path], tmp_path: Path
+) -> None:
+    with Library(tmp_path / "new") as new, serve(create_app(new)) as address:
+        query = Query(terms=(Term("text", "a cup of coffee"),), k=2)
+        found = search_libraries([libraries[0], RemoteLibrary(address)], query)
+        assert found.hits and found.notes[-1] == (
+            f"library {address}/ has no photos yet; the others were searched"
+        )
 
 
 def test_libraries_of_two_encoders_are_refused(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from searchapp.query.fanout import merged_hits, search_libraries
 from searchapp.query.remote import RemoteAnswer, RemoteLibrary, Unreachable
@@ -41,7 +42,7 @@ class Canned(RemoteLibrary):
         super().__init__(f"http://{name}:8765/")
         self.answer = answer
 
-    def search(self, query: Query) -> RemoteAnswer:
+    def ask(self, wire: dict[str, Any]) -> RemoteAnswer:
         if self.answer is None:
             raise Unreachable(f"library {self.base} did not answer (timed out)")
         return self.answer
@@ -70,3 +71,11 @@ def test_photos_their_machines_confirmed_come_first_then_by_score(tmp_path: Path
     assert found.notes == [
         "library http://three:8765/ did not answer (timed out); the others were searched"
     ]
+
+
+def test_a_library_a_filter_left_empty_answers_without_its_spaces() -> None:
+    """An empty answer carries no spaces: the others' spaces are merged without it."""
+    empty = SearchResults([], "vector")
+    other = SearchResults([], "vector", spaces=[[hit("a", 0.3)], [hit("b", 0.8, "tile")]])
+    for answers in ([empty, other], [other, empty]):
+        assert [h.path for h in merged_hits(answers, 2)] == ["a", "b"]

@@ -89,3 +89,38 @@ def test_an_address_is_checked_and_its_token_kept_out_of_its_name() -> None:
     assert (far.base, far.host) == ("http://10.0.0.2:8765/", "10.0.0.2:8765")
     with pytest.raises(QueryError, match="an address is http://HOST:PORT/"):
         remote.RemoteLibrary("http:///photos")
+    # a password and a token stay out of every message and path; a path prefix stays in
+    behind = remote.RemoteLibrary("https://me:pw@gw:8443/shard1/?token=abc")
+    assert (behind.base, behind.host) == ("https://gw:8443/shard1/", "gw:8443/shard1")
+    with pytest.raises(QueryError) as refused:
+        remote.RemoteLibrary("http://me:pw@gw:99999/?token=abc")
+    assert "pw" not in str(refused.value) and "abc" not in str(refused.value)
+
+
+def test_a_query_a_server_cannot_answer_as_asked_is_refused(tmp_path: Path) -> None:
+    """A field it does not know (a newer client's filter: dropped, it would widen the answer
+    unseen), kinds it has no index of, a filter of the wrong type, k past its cap."""
+    wire = remote.query_to_wire(Query(terms=(Term("text", "dogs"),)))
+
+    def refused(change: dict[str, object], why: str) -> None:
+        with pytest.raises(QueryError, match=why):
+            remote.query_from_wire({**wire, **change}, str(tmp_path), lambda *known: False)
+
+    refused({"filters": {**wire["filters"], "lens": "50mm"}}, r"not know: \['lens'\]")
+    refused({"colour": "red"}, r"not know: \['colour'\]")
+    refused({"kinds": ["scene", "faces"]}, "kinds .*faces.*: give some of")
+    refused({"filters": {**wire["filters"], "min_width": "wide"}}, "filter min_width is 'wide'")
+    refused({"filters": ["after"]}, "not a fan-out query")
+    refused({"k": 10**9}, "this server answers from 1 to 10000 photos")
+
+
+def test_a_name_that_is_not_utf8_travels_and_a_malformed_answer_is_refused() -> None:
+    odd = replace(VIDEO, path="/photos/caf\udce9.jpg")  # a Latin-1 name, as Python decodes it
+    results = SearchResults([odd], "vector")
+    sent = json.dumps(remote.answer_to_wire(results, None, None), ensure_ascii=False)
+    received = remote.answer_from_wire(json.loads(sent.encode("utf-8")), "nas:8765")
+    assert received.results.hits[0].path == "nas:8765:/photos/caf\udce9.jpg"
+    wire = json.loads(sent)
+    wire["hits"][0]["score"] = "0.9"
+    with pytest.raises(TypeError, match="must be numbers"):
+        remote.answer_from_wire(wire, "nas:8765")
