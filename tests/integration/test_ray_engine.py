@@ -111,12 +111,12 @@ def test_cli_ray_run_makes_the_local_library(
         assert_same_library(lib, local_library)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def killed_sessions() -> Iterator[list[tuple[int, float]]]:
     """The sessions of drivers killed in this module, with when. Ray's two agents outlive
     their raylet by a minute: each reports its death to a GCS that is gone, with a 60 s timeout
-    (ray._private.process_watcher). Their end is awaited here, after the module's other tests,
-    rather than idly in the test that killed them."""
+    (ray._private.process_watcher). Their end is awaited here, once the worker's other tests
+    are done (minutes later, as a rule), rather than idly in the test that killed them."""
     killed: list[tuple[int, float]] = []
     yield killed
     for session, killed_at in killed:

@@ -185,6 +185,7 @@ def test_a_tight_budget_takes_smaller_codes_with_opq(
     catalog, vectors = library
     # room for 8-byte codes and ids, not 16-byte ones: PQ8, each sub-quantiser 8 components
     monkeypatch.setenv(large.BUDGET_VARIABLE, str(COUNT * 20))
+    monkeypatch.setattr(large, "TRAIN_PER_LIST", 15)  # OPQ's training, the test's cost, on less
     store = IndexStore(tmp_path, catalog, DIM)
     index = store.get("scene", persist=True)
     assert large.is_pq(index) and large._faiss().extract_index_ivf(index).code_size == 8
