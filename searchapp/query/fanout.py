@@ -139,12 +139,19 @@ def _search_with_remote(
     hits = merged_hits(answers, wanted)
     checked = 0
     if check_pixels and hits:
-        verdicts = {hit.path: hit.verified for answer in answers for hit in answer.hits}
-        head = [replace(hit, verified=verdicts.get(hit.path)) for hit in hits[: verify.CANDIDATES]]
-        first = {"pixels": 0, "geometry": 1}
-        head.sort(key=lambda hit: first.get(hit.verified or "", 2))  # stable: by score within
+        # each library's verdicts, on the hits of the merged head, ordered as one library does
+        said = {hit.path: hit for answer in answers for hit in answer.hits if hit.verified}
+        head = [_as_checked(hit, said.get(hit.path)) for hit in hits[: verify.CANDIDATES]]
+        order = sorted(
+            range(len(head)),
+            key=lambda i: verify.shown_before(
+                head[i].verified, head[i].agreement or 0.0, head[i].inliers or 0, i
+            ),
+        )
+        head = [head[i] for i in order]
         # past the head, as one library leaves them: unchecked, whatever their library said
-        hits = head + [replace(hit, verified=None) for hit in hits[len(head) :]]
+        unchecked = [_as_checked(hit, None) for hit in hits[len(head) :]]
+        hits = head + unchecked
         checked = len(head)
     return SearchResults(
         hits=hits[: query.k],
@@ -153,6 +160,13 @@ def _search_with_remote(
         region_hits=_regions(answers)[: query.k],
         checked=checked,
     )
+
+
+def _as_checked(hit: SearchHit, check: SearchHit | None) -> SearchHit:
+    """`hit` with the verdict and evidence of `check` (its library's checked hit), or none."""
+    if check is None:
+        return replace(hit, verified=None, agreement=None, inliers=None)
+    return replace(hit, verified=check.verified, agreement=check.agreement, inliers=check.inliers)
 
 
 def merged_hits(answers: Sequence[SearchResults], wanted: int) -> list[SearchHit]:

@@ -74,6 +74,10 @@ class SearchHit:
     taken_at: float
     labels: tuple[tuple[str, float], ...] = ()
     verified: str | None = None  # what the pixel check said: "pixels", "geometry" or None
+    # the check's evidence: how alike the aligned pixels are (-1..1), and the keypoints one
+    # homography holds; None where it did not look
+    agreement: float | None = None
+    inliers: int | None = None
     image_id: int | None = None  # the photo's id in the catalog
     photo_size: tuple[int, int] = (0, 0)  # its displayed width and height
     time: float | None = None  # a video's: the time of its best frame, in seconds
@@ -97,6 +101,11 @@ class SearchHit:
             "tags": self.tags,
             "region": {"kind": self.kind, "bbox": list(self.bbox), "label": self.label},
             "verified": self.verified,
+            **(
+                {"agreement": round(self.agreement, 4), "inliers": self.inliers}
+                if self.agreement is not None
+                else {}
+            ),
             **(
                 {
                     "time": self.time,
@@ -380,7 +389,11 @@ def verified_first(
     places = [(hit.path, hit.bbox, hit.time) for hit in head]
     matches = verify.check(query, places, decoded_scale)
     order = verify.verified_order(matches)
-    return [replace(head[i], verified=matches[i].verdict) for i in order] + hits[len(head) :]
+    checked = [
+        replace(hit, verified=match.verdict, agreement=match.agreement, inliers=match.inliers)
+        for hit, match in zip(head, matches, strict=True)
+    ]
+    return [checked[i] for i in order] + hits[len(head) :]
 
 
 def _regions_to_come(library: Library, kinds: tuple[str, ...]) -> list[str]:

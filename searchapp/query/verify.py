@@ -300,17 +300,21 @@ def check(query: Image.Image, places: list[Place], decoded_scale: float = 1.0) -
 
 
 def verified_order(matches: list[Match]) -> list[int]:
-    """Positions in the order shown: "pixels" first, the most alike first (a second shot of the
-    scene can pass for the same pixels, but its pixels agree less than the source's); then
-    "geometry", most inliers first (the source of a crop keeps more keypoints than a second shot
-    of its scene); then the unconfirmed in their embedding order."""
+    """Positions in the order shown (shown_before's)."""
+    return sorted(
+        range(len(matches)),
+        key=lambda i: shown_before(matches[i].verdict, matches[i].agreement, matches[i].inliers, i),
+    )
 
-    def key(position: int) -> tuple[float, ...]:
-        match = matches[position]
-        if match.verdict == "pixels":
-            return (0, -match.agreement, position)
-        if match.verdict == "geometry":
-            return (1, -match.inliers, position)
-        return (2, position)
 
-    return sorted(range(len(matches)), key=key)
+def shown_before(verdict: str | None, agreement: float, inliers: int, position: int) -> tuple:
+    """The sort key of a checked candidate: "pixels" first, the most alike first (a second shot
+    of the scene can pass for the same pixels, but its pixels agree less than the source's);
+    then "geometry", most inliers first (the source of a crop keeps more keypoints than a second
+    shot of its scene); then the unconfirmed in their embedding order. fanout.py orders the
+    candidates that several machines checked with it."""
+    if verdict == "pixels":
+        return (0, -agreement, position)
+    if verdict == "geometry":
+        return (1, -inliers, position)
+    return (2, position)

@@ -80,9 +80,11 @@ def test_index_rerun_move_search_stats_errors(
     top = results["results"][0]
     assert top["path"] == str(photos / "things" / "coffee.jpg")
     assert results["mode"] == "vector"
-    assert set(top) == {"path", "score", "date", "labels", "tags", "region", "verified"}
+    fields = {"path", "score", "date", "labels", "tags", "region", "verified"}
+    assert set(top) == fields | {"agreement", "inliers"}  # the check's evidence
     assert "espresso" in top["tags"]  # the coffee photo's labels from probability 0.1
     assert top["verified"] == "pixels"  # a resized copy of the query: the same pixels
+    assert top["agreement"] >= 0.9 and isinstance(top["inliers"], int)
     assert len(top["labels"]) == 5 and set(top["labels"][0]) == {"name", "prob"}
     assert top["date"][:4].isdigit() and "T" in top["date"]
     # the scene's own surest class shows why it came

@@ -139,14 +139,15 @@ def test_a_library_on_another_machine_answers_as_if_it_were_here(
             assert fanned.checked == alone.checked
         # the query is a photo of the served library: left out there, as here
         assert f"{shown}{halves[1] / 'camera.jpg'}" not in [hit.path for hit in fanned]
-        # both cats confirmed, from each machine: by score, not by how alike the pixels are
+        # both cats confirmed, one on each machine, ordered as one library orders them: by how
+        # alike their pixels are (the evidence travels with the verdict)
         itself = Query(terms=(Term("image", cat),), k=3, include_self=True)
         checked = search_libraries([one, far], itself)
-        assert {hit.path: hit.verified for hit in checked[:2]} == {
-            cat: "pixels",
-            f"{shown}{halves[1] / 'cat copy.jpg'}": "pixels",
-        }
-        assert checked[2].verified is None and checked.checked == 6  # all, under CANDIDATES
+        assert _answers(checked, shown) == _answers(search_libraries([both], itself))
+        assert [hit.verified for hit in checked] == ["pixels", "pixels", None]
+        assert checked[1].path == f"{shown}{halves[1] / 'cat copy.jpg'}"
+        assert checked[1].agreement is not None and checked[1].agreement > 0.9
+        assert checked.checked == 6  # all, under CANDIDATES
         # alone, without a library here: the server embeds the query (this process loads
         # no model for it)
         served_only = search_libraries([RemoteLibrary(address)], Query((Term("text", "cat"),)))

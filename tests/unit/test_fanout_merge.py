@@ -50,10 +50,14 @@ class Canned(RemoteLibrary):
 
 def test_photos_their_machines_confirmed_come_first_then_by_score(tmp_path: Path) -> None:
     """Each machine checks its candidates' pixels; the merged top shows those confirmed by
-    their pixels, then by geometry, then the rest, each group by score."""
+    their pixels, the most alike first, then by geometry, then the rest by score: as one
+    library would, from the evidence each machine sends."""
     cnn = EncoderIdentity("cnn:efficientnet-lite0", "imagenet", 1280, "resize 224")
-    first = SearchResults([replace(hit("a2", 0.5), verified="pixels"), hit("a1", 0.9)], "vector")
-    second = SearchResults([replace(hit("b1", 0.8), verified="geometry"), hit("b2", 0.6)], "vector")
+    a2 = replace(hit("a2", 0.5), verified="pixels", agreement=0.95, inliers=30)
+    b3 = replace(hit("b3", 0.4), verified="pixels", agreement=0.99, inliers=20)
+    b1 = replace(hit("b1", 0.8), verified="geometry", agreement=0.3, inliers=40)
+    first = SearchResults([a2, hit("a1", 0.9)], "vector")
+    second = SearchResults([b3, b1, hit("b2", 0.6)], "vector")
     libraries = [
         Canned("one", RemoteAnswer(first, cnn, None)),
         Canned("two", RemoteAnswer(second, cnn, None)),
@@ -61,13 +65,15 @@ def test_photos_their_machines_confirmed_come_first_then_by_score(tmp_path: Path
     ]
     query_image = tmp_path / "query.jpg"
     query_image.write_bytes(b"its bytes travel; not read here")
-    found = search_libraries(libraries, Query(terms=(Term("image", str(query_image)),), k=3))
+    found = search_libraries(libraries, Query(terms=(Term("image", str(query_image)),), k=5))
     assert [(h.path, h.verified) for h in found] == [
+        ("b3", "pixels"),  # its pixels agree more than a2's, though it scores lower
         ("a2", "pixels"),
         ("b1", "geometry"),
         ("a1", None),
+        ("b2", None),
     ]
-    assert found.checked == 4
+    assert found.checked == 5
     assert found.notes == [
         "library http://three:8765/ did not answer (timed out); the others were searched"
     ]
