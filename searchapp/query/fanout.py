@@ -8,8 +8,8 @@ a library per disk, per machine or per shard of an archive, asked at once.
 
 A library on another machine (remote.py) is asked at the same time as those here are searched.
 It embeds the query and checks its own candidates' pixels; where such libraries take part, each
-library checks its own, and the merged top shows the photos the pixels confirm first, in the
-order of their scores.
+library checks its own and keeps the evidence, and the merged top is ordered from it as one
+library orders its own (verify.shown_before).
 """
 
 from __future__ import annotations
@@ -139,9 +139,15 @@ def _search_with_remote(
     hits = merged_hits(answers, wanted)
     checked = 0
     if check_pixels and hits:
-        # each library's verdicts, on the hits of the merged head, ordered as one library does
-        said = {hit.path: hit for answer in answers for hit in answer.hits if hit.verified}
-        head = [_as_checked(hit, said.get(hit.path)) for hit in hits[: verify.CANDIDATES]]
+        # each library's checks, of the very region each merged hit shows (a CLIP library's
+        # best region may differ by space), ordered as one library orders its own
+        said = {
+            _region_key(hit): hit
+            for answer in answers
+            for hit in answer.hits
+            if hit.agreement is not None or hit.verified
+        }
+        head = [_as_checked(hit, said.get(_region_key(hit))) for hit in hits[: verify.CANDIDATES]]
         order = sorted(
             range(len(head)),
             key=lambda i: verify.shown_before(
@@ -160,6 +166,10 @@ def _search_with_remote(
         region_hits=_regions(answers)[: query.k],
         checked=checked,
     )
+
+
+def _region_key(hit: SearchHit) -> tuple[object, ...]:
+    return (hit.path, hit.kind, hit.bbox, hit.time)
 
 
 def _as_checked(hit: SearchHit, check: SearchHit | None) -> SearchHit:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
 from searchapp.errors import QueryError
-from searchapp.paths import from_stored, shown_address, stored
+from searchapp.paths import from_stored, shown, shown_address, stored
 from searchapp.query.query_vectors import image_file
 from searchapp.query.search import Query, SearchHit, SearchResults, Term
 from searchapp.records import REGION_KINDS, EncoderIdentity, Filters, RegionHit
@@ -55,11 +55,17 @@ class RemoteLibrary:
             port = parts.port
         except ValueError:  # not a number, or past 65535
             port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        try:
+            hostname = parts.hostname or ""
+            hostname.encode("idna")  # a name no resolver takes: refused here, in words
+        except UnicodeError:
+            hostname = ""
+        if parts.scheme not in ("http", "https") or not hostname or port == -1:
             raise QueryError(f"--library {shown_address(address)}: an address is http://HOST:PORT/")
         given = urllib.parse.parse_qs(parts.query).get("token")
         self._token = given[0] if given else os.environ.get(TOKEN_ENV)
-        self._secure, self._hostname, self._port = parts.scheme == "https", parts.hostname, port
+        self._secure, self._hostname = parts.scheme == "https", hostname
+        self._port = port or (443 if self._secure else 80)  # an IPv6 literal's needs saying
         prefix = parts.path.rstrip("/")
         self._route = f"{prefix}/{ROUTE}"
         self.base = shown_address(f"{parts.scheme}://{parts.netloc}{prefix}/")
@@ -201,7 +207,7 @@ def query_from_wire(
                 data = base64.b64decode(value, validate=True)
                 with open(path, "wb") as file:
                     file.write(data)
-                names[path] = str(wire.get("name") or "the query image")
+                names[path] = shown(str(wire.get("name") or "the query image"))
                 value = path
                 if isinstance(wire.get("path"), str) and holds(wire["path"], data):
                     itself = wire["path"]
@@ -254,7 +260,7 @@ def answer_to_wire(
         "identity": asdict(identity) if identity else None,
         "tile_identity": asdict(tiles) if tiles else None,
         "mode": results.mode,
-        "notes": results.notes,
+        "notes": [shown(note) for note in results.notes],  # JSON's UTF-8 takes no lone halves
         "checked": results.checked,
         "hits": [travelling(hit) for hit in results.hits],
         "spaces": [[travelling(hit) for hit in space] for space in results.spaces],
@@ -299,14 +305,26 @@ Ranked = TypeVar("Ranked", SearchHit, RegionHit)
 
 
 def _checked(hit: Ranked) -> Ranked:
-    """A score that is a number, and a date a calendar shows (a server's, not trusted)."""
-    for value in (hit.score, hit.taken_at):
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not math.isfinite(value):
-            raise TypeError(f"score and date must be numbers: {value!r}")
-    if not -1e11 < hit.taken_at < 1e11:
-        raise ValueError(f"a date out of range: {hit.taken_at}")
+    """What the merge sorts, hashes and prints, as it must be (a server's, not trusted): a
+    score, a date a calendar shows, a box of four numbers, and a check's verdict and evidence."""
+    for value in (hit.score, hit.taken_at, *hit.bbox):
+        if not _number(value):
+            raise TypeError(f"scores, dates and boxes are numbers: {value!r}")
+    if len(hit.bbox) != 4 or not -1e11 < hit.taken_at < 1e11:
+        raise ValueError(f"a box {hit.bbox!r} or a date {hit.taken_at!r} out of shape")
+    if hit.time is not None and not _number(hit.time):
+        raise TypeError(f"a time {hit.time!r}")
+    if isinstance(hit, SearchHit):
+        evidence_ok = (hit.agreement is None or _number(hit.agreement)) and (
+            hit.inliers is None or (_number(hit.inliers) and isinstance(hit.inliers, int))
+        )
+        if hit.verified not in (None, "pixels", "geometry") or not evidence_ok:
+            raise TypeError(f"a check of {hit.verified!r}, {hit.agreement!r}, {hit.inliers!r}")
     return hit
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 Record = TypeVar("Record")

@@ -139,8 +139,8 @@ def test_a_library_on_another_machine_answers_as_if_it_were_here(
             assert fanned.checked == alone.checked
         # the query is a photo of the served library: left out there, as here
         assert f"{shown}{halves[1] / 'camera.jpg'}" not in [hit.path for hit in fanned]
-        # both cats confirmed, one on each machine, ordered as one library orders them: by how
-        # alike their pixels are (the evidence travels with the verdict)
+        # both cats confirmed, one on each machine, with the evidence of each (the order by it:
+        # test_fanout_merge; these two are the same bytes, and tie)
         itself = Query(terms=(Term("image", cat),), k=3, include_self=True)
         checked = search_libraries([one, far], itself)
         assert _answers(checked, shown) == _answers(search_libraries([both], itself))

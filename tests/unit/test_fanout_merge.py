@@ -56,7 +56,8 @@ def test_photos_their_machines_confirmed_come_first_then_by_score(tmp_path: Path
     a2 = replace(hit("a2", 0.5), verified="pixels", agreement=0.95, inliers=30)
     b3 = replace(hit("b3", 0.4), verified="pixels", agreement=0.99, inliers=20)
     b1 = replace(hit("b1", 0.8), verified="geometry", agreement=0.3, inliers=40)
-    first = SearchResults([a2, hit("a1", 0.9)], "vector")
+    a1 = replace(hit("a1", 0.9), agreement=0.2, inliers=3)  # checked, not confirmed
+    first = SearchResults([a2, a1], "vector")
     second = SearchResults([b3, b1, hit("b2", 0.6)], "vector")
     libraries = [
         Canned("one", RemoteAnswer(first, cnn, None)),
@@ -74,9 +75,38 @@ def test_photos_their_machines_confirmed_come_first_then_by_score(tmp_path: Path
         ("b2", None),
     ]
     assert found.checked == 5
+    assert (found[3].agreement, found[3].inliers) == (0.2, 3)  # checked there, evidence kept
     assert found.notes == [
         "library http://three:8765/ did not answer (timed out); the others were searched"
     ]
+
+
+def test_a_verdict_stays_with_the_region_its_machine_checked(tmp_path: Path) -> None:
+    """A CLIP library keeps tiles in the CNN's space. Merged with another library, a photo may
+    rank better in the other space and show another region than the one its machine checked:
+    that region is shown unchecked, not with the verdict of pixels nobody compared."""
+    clip = EncoderIdentity("clip:ViT-B-32", "laion2b", 512, "resize 224")
+    cnn = EncoderIdentity("cnn:efficientnet-lite0", "imagenet", 1280, "resize 224")
+    p_scene = replace(hit("p", 0.3), verified="pixels", agreement=0.9, inliers=25)
+    p_tile = replace(hit("p", 0.8, "tile"), bbox=(5, 5, 9, 9))
+    q_tile = hit("q", 0.9, "tile")
+    r1 = replace(hit("r1", 0.9), verified="pixels", agreement=0.8, inliers=20)
+    # its own merge shows p's scene (rank 0 in CLIP's space) and checks it
+    first = SearchResults([p_scene, q_tile], "vector", spaces=[[p_scene], [q_tile, p_tile]])
+    # the other's scenes push p to rank 2 in CLIP's space; its tile is rank 1 in the CNN's
+    second = SearchResults([r1], "vector", spaces=[[r1, hit("r2", 0.8)], []])
+    libraries = [
+        Canned("one", RemoteAnswer(first, clip, cnn)),
+        Canned("two", RemoteAnswer(second, clip, cnn)),
+    ]
+    query_image = tmp_path / "query.jpg"
+    query_image.write_bytes(b"its bytes travel; not read here")
+    found = search_libraries(libraries, Query(terms=(Term("image", str(query_image)),), k=4))
+    shown = {h.path: h for h in found}
+    assert (shown["p"].kind, shown["p"].bbox) == ("tile", (5, 5, 9, 9))
+    assert (shown["p"].verified, shown["p"].agreement) == (None, None)
+    assert (shown["r1"].verified, shown["r1"].agreement) == ("pixels", 0.8)
+    assert found[0].path == "r1"
 
 
 def test_a_library_a_filter_left_empty_answers_without_its_spaces() -> None:

@@ -87,8 +87,10 @@ def test_a_query_travels_with_its_images_bytes(tmp_path: Path) -> None:
 def test_an_address_is_checked_and_its_token_kept_out_of_its_name() -> None:
     far = remote.RemoteLibrary("http://10.0.0.2:8765/?token=abc")
     assert (far.base, far.host) == ("http://10.0.0.2:8765/", "10.0.0.2:8765")
-    with pytest.raises(QueryError, match="an address is http://HOST:PORT/"):
-        remote.RemoteLibrary("http:///photos")
+    for bad in ("http:///photos", f"http://{'a' * 64}.example/", "http://a..b/"):
+        with pytest.raises(QueryError, match="an address is http://HOST:PORT/"):
+            remote.RemoteLibrary(bad)
+    assert remote.RemoteLibrary("http://[::1]/")._port == 80  # not the address's last group
     # a password and a token stay out of every message and path; a path prefix stays in
     behind = remote.RemoteLibrary("https://me:pw@gw:8443/shard1/?token=abc")
     assert (behind.base, behind.host) == ("https://gw:8443/shard1/", "gw:8443/shard1")
@@ -120,7 +122,14 @@ def test_a_name_that_is_not_utf8_travels_and_a_malformed_answer_is_refused() -> 
     sent = json.dumps(remote.answer_to_wire(results, None, None), ensure_ascii=False)
     received = remote.answer_from_wire(json.loads(sent.encode("utf-8")), "nas:8765")
     assert received.results.hits[0].path == "nas:8765:/photos/caf\udce9.jpg"
-    wire = json.loads(sent)
-    wire["hits"][0]["score"] = "0.9"
-    with pytest.raises(TypeError, match="must be numbers"):
-        remote.answer_from_wire(wire, "nas:8765")
+    for field, bad in (
+        ("score", "0.9"),
+        ("agreement", "0.9"),
+        ("inliers", True),
+        ("bbox", {"x": 1}),
+        ("verified", "trust me"),
+    ):
+        wire = json.loads(sent)
+        wire["hits"][0][field] = bad
+        with pytest.raises((TypeError, ValueError)):
+            remote.answer_from_wire(wire, "nas:8765")
