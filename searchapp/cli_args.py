@@ -145,8 +145,9 @@ def engine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
         metavar="ADDRESS",
-        help="with --engine ray: a running cluster, `auto` (run on one of its nodes) or "
-        "ray://HOST:PORT (Ray Client: pip install 'ray[client]'); default: start Ray here",
+        help="with --engine ray: a running cluster, from one of its nodes: `auto` or its "
+        "HOST:PORT (from off the cluster, submit the command with `ray job submit`; Ray Data "
+        "does not run over ray://); default: start Ray here",
     )
     parser.add_argument(
         "--shards",

@@ -6,10 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +111,82 @@ def test_cli_ray_run_makes_the_local_library(
     assert '"new": 7' in done.stdout and '"failed": 1' in done.stdout
     assert "broken.jpg" in done.stderr  # named, as a local run names it
     assert not (library / "shards").exists()
+    with Library(library) as lib:
+        assert_same_library(lib, local_library)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def ray_cluster() -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
+    """A cluster of one node of one CPU, started as a cluster's head is (`ray start --head`),
+    on ports and in a folder of its own, with token authentication (a new cluster's default
+    where a token is at hand): (what a node's user has in the environment, the head)."""
+    port = _free_port()
+    # the user's part: Ray enables a token by itself only for the cluster it finds unaided
+    node_user = {"RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_AUTH_MODE": "token"}
+    node_user["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    temp = tempfile.mkdtemp(prefix="rayc", dir="/tmp")  # Ray's socket paths must stay short
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ray"),
+            *("start", "--head", "--block", "--num-cpus=1", f"--port={port}", f"--temp-dir={temp}"),
+            *("--include-dashboard=false", "--disable-usage-stats"),
+            f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**cli_env(), "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token"}
+        | {"RAY_AUTH_TOKEN": node_user["RAY_AUTH_TOKEN"]},
+    )
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(head.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any("Ray runtime started" in line for line in list(said)):
+            assert head.poll() is None and time.monotonic() < deadline, "".join(said)
+            time.sleep(0.5)
+        yield node_user, head
+    finally:
+        head.terminate()  # --block stops the node's processes on its way out
+        try:
+            head.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # its agents wait 30 s on a GCS that has gone
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_the_same_command_runs_on_a_running_cluster(
+    tmp_path: Path,
+    folder: Path,
+    local_library: Library,
+    ray_cluster: tuple[dict[str, str], subprocess.Popen[str]],
+) -> None:
+    """`--address auto` on a node of a cluster that `ray start --head` started: the run takes
+    the cluster's resources, not this machine's, leaves the cluster running, and gives the
+    library a local run makes."""
+    node_user, head = ray_cluster
+    library = tmp_path / "cluster"
+    command = ["index", str(folder), "--library", str(library), "--engine", "ray"]
+    done = subprocess.run(
+        [sys.executable, "-m", "searchapp", *command, "--address", "auto", "--json"],
+        capture_output=True,
+        text=True,
+        env=cli_env(**node_user),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ray: auto: 1 CPUs, 0 GPUs for the encoders; 1 actors embed 8 photos" in done.stderr
+    assert head.poll() is None  # the cluster is the cluster's, not the run's
     with Library(library) as lib:
         assert_same_library(lib, local_library)
 
@@ -257,3 +337,19 @@ def test_engine_flags_are_checked_before_anything_loads(
     missing = searchapp_here("index", str(photos), "--library", library, "--engine", "ray")
     assert missing.returncode == 2 and "pip install 'searchapp[ray]'" in missing.stderr
     assert not (tmp_path / "lib").exists()  # said before a library was made
+    # Ray Data's executor runs in the driver, which Ray Client keeps off the cluster: the way
+    # round is said before anything loads, with the job-submission address of that host
+    monkeypatch.undo()
+    client = searchapp_here(
+        "index",
+        str(photos),
+        "--library",
+        library,
+        "--engine",
+        "ray",
+        "--address",
+        "ray://head:10001",
+    )
+    assert client.returncode == 2, client.stderr
+    assert "ray job submit --address http://head:8265 -- searchapp index" in client.stderr
+    assert not (tmp_path / "lib").exists()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from searchapp.encoders.torch_stack import first_line
-from searchapp.errors import SearchappError
+from searchapp.errors import SearchappError, UsageError
 from searchapp.ingest.engines.ray_tasks import WorkerSpec, bound_embedder, read_batch
 from searchapp.ingest.engines.shards import ShardFolder, ShardRow
 from searchapp.ingest.pipeline import IndexRun
@@ -43,8 +43,22 @@ RAY_MISSING = (
 
 @dataclass(frozen=True)
 class RayOptions:
-    address: str | None = None  # None: a new Ray of this machine's cores; "auto", ray://HOST:PORT
+    address: str | None = None  # None: a new Ray of this machine's cores; "auto", HOST:PORT
     shards: Path | None = None  # default: the library's shards/ (the driver alone writes them)
+
+    def __post_init__(self) -> None:
+        # Ray Data's executor runs in the driver, which Ray Client keeps off the cluster: it
+        # fails deep in Ray ('Worker' object has no attribute 'core_worker'); said here first
+        if self.address and self.address.startswith("ray://"):
+            host = self.address.removeprefix("ray://").split("/")[0].rsplit(":", 1)[0] or "HEAD"
+            raise UsageError(
+                f"--address {self.address}: Ray Data does not run over Ray Client (ray://), so "
+                "a run cannot be driven from off the cluster. Run the command on one of its "
+                "nodes with --address auto, or submit it there as a job: ray job submit "
+                f"--address http://{host}:8265 -- searchapp index --engine ray --address auto "
+                "PATHS --library DIR (the photos and the library at the same paths there; "
+                "8265 is the dashboard's port)"
+            )
 
 
 @contextmanager
@@ -71,7 +85,16 @@ def ray_session(address: str | None, cpus: int) -> Iterator[Any]:
             )
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = address or "this machine"
-            raise SearchappError(f"Ray could not start on {where}: {first_line(exc)}") from exc
+            # Ray enables a cluster's token by itself only for the cluster it finds unaided
+            token = (
+                " (a cluster with token authentication also needs RAY_AUTH_MODE=token, and its "
+                "token in RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+                if address and os.environ.get("RAY_AUTH_MODE") != "token"
+                else ""
+            )
+            raise SearchappError(
+                f"Ray could not start on {where}: {first_line(exc)}{token}"
+            ) from exc
         finally:
             signal.signal(signal.SIGTERM, on_sigterm)
     context = ray.data.DataContext.get_current()
