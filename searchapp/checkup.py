@@ -44,6 +44,7 @@ class Checkup:
     findings: list[Finding] = field(default_factory=list)
     mended: list[str] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
+    not_checked: list[str] = field(default_factory=list)  # what was left alone, and why
 
     @property
     def clean(self) -> bool:
@@ -55,14 +56,19 @@ class Checkup:
             "checked": self.checked,
             "findings": [asdict(finding) for finding in self.findings],
             "mended": self.mended,
+            "not_checked": self.not_checked,
         }
 
 
 Stores = Callable[[], IndexStore | None]  # the library's indexes; None while it has no vectors
 
 
-def examine(catalog: Catalog, stores: Stores, directory: Path) -> Checkup:
-    """Everything `check` looks at. `stores` is asked only once the catalog proved sound."""
+def examine(
+    catalog: Catalog, stores: Stores, directory: Path, writer: str | None = None
+) -> Checkup:
+    """Everything `check` looks at. `stores` is asked only once the catalog proved sound.
+    While a `writer` holds the library's write lock, its index files are left alone: a build
+    or a save under way would read as a leftover or a stale file."""
     result = Checkup()
     problems = catalog.integrity_problems()
     if problems:
@@ -76,8 +82,12 @@ def examine(catalog: Catalog, stores: Stores, directory: Path) -> Checkup:
         where = sqlite_file(catalog.url) or catalog.url
         result.mended.append(f"{where} passes SQLite's integrity check: writes allowed again")
     _check_rows(catalog, result)
-    store = stores()
-    if store is not None:
+    store = None if writer else stores()
+    if writer:
+        result.not_checked.append(
+            f"the index files: {writer} is writing them; check again when it ends"
+        )
+    elif store is not None:
         _check_indexes(catalog, store, directory, result)
     else:  # no vectors, so no index file belongs here (a catalog replaced by an empty one?)
         for leftover in index_files(directory):

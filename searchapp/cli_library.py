@@ -116,9 +116,13 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         checked = ", ".join(f"{count} {what}" for what, count in result.checked.items())
         done = ["SQLite integrity ok"] if sqlite else []
         console.note(f"checked: {', '.join([*done, checked] if checked else done)}")
+        for line in result.not_checked:
+            console.note(f"not checked: {line}")
         if result.findings:
             rows = [(f.what, f.detail, f.fix) for f in result.findings]
             table(("problem", "detail", "fix"), rows)
+        elif result.not_checked:
+            console.note("clean: the catalog and the photos on disk agree")
         else:
             console.note("clean: the catalog, the index files and the photos on disk agree")
     return 0 if result.clean else LibraryProblemsError.exit_code

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from searchapp.errors import DamagedCatalogError, LibraryProblemsError
+from searchapp.errors import DamagedCatalogError, LibraryBusyError, LibraryProblemsError
 from searchapp.library import Library
 from tests.conftest import searchapp_here
 from tests.integration.helpers import index
@@ -53,6 +53,33 @@ def test_broken_index_files_are_found_and_rebuilt(indexed: Path) -> None:
     assert code == 0 and report["clean"], report
     assert any("rebuilt the scene index" in line for line in report["mended"])
     assert not (indexed / "index-scene-g0.faiss.tmp99").exists()
+
+
+def test_index_files_a_run_is_writing_are_left_alone_until_it_ends(indexed: Path) -> None:
+    """A run's build under way is no leftover: while a writer holds the lock, `check` says it
+    left the index files alone; once the writer has gone, a stray file is found again."""
+    building = indexed / "index-scene-g1.faiss.build4242"
+    building.write_bytes(b"an IVF-PQ build, half written")
+    writer = Library(indexed, create=False)
+    writer.lock.acquire()
+    try:
+        result = run("check", "--library", str(indexed))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"not checked: the index files: searchapp pid {os.getpid()} is writing" in (
+            result.stderr
+        )
+        assert "clean: the catalog and the photos on disk agree" in result.stderr
+        code, report = check(indexed)
+        assert code == 0 and report["findings"] == [] and len(report["not_checked"]) == 1
+        mending = run("check", "--library", str(indexed), "--repair")
+        assert mending.returncode == LibraryBusyError.exit_code and "is busy" in mending.stderr
+        assert building.exists()  # a repair that cannot take the lock removes nothing
+    finally:
+        writer.lock.release()
+        writer.close()
+    code, report = check(indexed)
+    assert code == LibraryProblemsError.exit_code and report["not_checked"] == []
+    assert [f["what"] for f in report["findings"]] == ["leftover"]
 
 
 def test_an_index_file_of_other_vectors_is_caught_by_self_lookups(

@@ -136,7 +136,6 @@ def ray_cluster() -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
             str(Path(sys.executable).parent / "ray"),
             *("start", "--head", "--block", "--num-cpus=1", f"--port={port}", f"--temp-dir={temp}"),
             *("--include-dashboard=false", "--disable-usage-stats"),
-            f"--ray-client-server-port={_free_port()}",
             f"--dashboard-agent-listen-port={_free_port()}",
         ],
         stdout=subprocess.PIPE,
