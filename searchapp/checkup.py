@@ -57,6 +57,7 @@ class Checkup:
             "findings": [asdict(finding) for finding in self.findings],
             "mended": self.mended,
             "not_checked": self.not_checked,
+            "complete": not self.not_checked,
         }
 
 
@@ -64,11 +65,15 @@ Stores = Callable[[], IndexStore | None]  # the library's indexes; None while it
 
 
 def examine(
-    catalog: Catalog, stores: Stores, directory: Path, writer: str | None = None
+    catalog: Catalog,
+    stores: Stores,
+    directory: Path,
+    writer: Callable[[], str | None] = lambda: None,
 ) -> Checkup:
     """Everything `check` looks at. `stores` is asked only once the catalog proved sound.
-    While a `writer` holds the library's write lock, its index files are left alone: a build
-    or a save under way would read as a leftover or a stale file."""
+    While a `writer` holds the library's write lock (asked before and after the index files
+    are read: one may start meanwhile), the index files are left alone: a build or a save
+    under way would read as a leftover or a stale file."""
     result = Checkup()
     problems = catalog.integrity_problems()
     if problems:
@@ -82,27 +87,36 @@ def examine(
         where = sqlite_file(catalog.url) or catalog.url
         result.mended.append(f"{where} passes SQLite's integrity check: writes allowed again")
     _check_rows(catalog, result)
-    store = None if writer else stores()
-    if writer:
+    before = len(result.findings)
+    busy = writer()
+    if not busy:
+        _check_index_files(catalog, stores, directory, result)
+        busy = writer()
+    if busy:  # what the index files showed may be the writer's work under way
+        del result.findings[before:]
         result.not_checked.append(
-            f"the index files: {writer} is writing them; check again when it ends"
+            f"the index files: {busy} is writing them; check again when it ends"
         )
-    elif store is not None:
-        _check_indexes(catalog, store, directory, result)
-    else:  # no vectors, so no index file belongs here (a catalog replaced by an empty one?)
-        for leftover in index_files(directory):
-            result.findings.append(
-                Finding(
-                    "leftover",
-                    f"{leftover} holds vectors, but the catalog has none (replaced by an empty "
-                    "one?)",
-                    "searchapp check --repair removes it; `searchapp index` your folders again",
-                    True,
-                    str(leftover),
-                )
-            )
     _check_files(catalog, result)
     return result
+
+
+def _check_index_files(catalog: Catalog, stores: Stores, directory: Path, result: Checkup) -> None:
+    store = stores()
+    if store is not None:
+        _check_indexes(catalog, store, directory, result)
+        return
+    # no vectors, so no index file belongs here (a catalog replaced by an empty one?)
+    for leftover in index_files(directory):
+        result.findings.append(
+            Finding(
+                "leftover",
+                f"{leftover} holds vectors, but the catalog has none (replaced by an empty one?)",
+                "searchapp check --repair removes it; `searchapp index` your folders again",
+                True,
+                str(leftover),
+            )
+        )
 
 
 def _check_rows(catalog: Catalog, result: Checkup) -> None:

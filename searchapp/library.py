@@ -359,7 +359,7 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
             return self.indexes() if self.encoder_identity is not None else None
 
         if not repair:
-            return examine(self.catalog, store, self.directory, writer=self.lock.holder())
+            return examine(self.catalog, store, self.directory, writer=self.lock.holder)
         with self.writing():
             found = examine(self.catalog, store, self.directory)
             try:

@@ -7,14 +7,14 @@ check runs once, on the merged top, not once per library. This is the fan-out of
 a library per disk, per machine or per shard of an archive, asked at once.
 
 A library on another machine (remote.py) is asked at the same time as those here are searched.
-It embeds the query and checks its own candidates' pixels; where such libraries take part, each
-library checks its own and keeps the evidence, and the merged top is ordered from it as one
-library orders its own (verify.shown_before).
+It embeds the query and checks its own candidates' pixels, sending the evidence; the libraries
+here are checked once, where they reach the merged top, and the top is ordered from the evidence
+of both as one library orders its own (verify.shown_before).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -31,6 +31,7 @@ from searchapp.query.search import (
     search,
     validate,
     verified_first,
+    with_check,
 )
 from searchapp.records import EncoderIdentity, RegionHit
 
@@ -73,13 +74,13 @@ def search_libraries(libraries: Sequence[Fanned | RemoteLibrary], query: Query) 
     check_pixels = checks_pixels(query)
     # checked once, below, on the merged top, which each library's candidates must fill
     wanted = max(query.k, verify.CANDIDATES) if check_pixels else query.k
-    each = replace(query, verify=False, k=wanted)
+    each = replace(query, k=wanted)
     answers: list[SearchResults] = []
     memo: query_vectors.Memo = {}  # the query embedded once
     for position, library in enumerate(ready):
         if position:  # the models the first search loaded serve the rest
             library.share_encoders(ready[0])
-        answers.append(search(library, each, memo, spaces_too=True))
+        answers.append(search(library, each, memo, spaces_too=True, check=False))
     hits = merged_hits(answers, wanted)
     checked = 0
     if check_pixels and hits:
@@ -103,8 +104,9 @@ def _search_with_remote(
     here: Sequence[Fanned], remote: Sequence[RemoteLibrary], query: Query
 ) -> SearchResults:
     """The libraries on other machines asked at once, in threads, while those here are
-    searched one after another. Each checks its own candidates' pixels; of the merged top,
-    those confirmed come first, as one library puts them: "pixels", then "geometry"."""
+    searched one after another. Each machine checks its own candidates' pixels, and those of
+    the libraries here are checked once, where they reach the merged top; of it, those
+    confirmed come first, as one library puts them: "pixels", then "geometry"."""
     check_pixels = checks_pixels(query)
     wanted = max(query.k, verify.CANDIDATES) if check_pixels else query.k
     each = replace(query, k=wanted)
@@ -117,8 +119,9 @@ def _search_with_remote(
     for position, library in enumerate(ready):
         if position:
             library.share_encoders(ready[0])
-        answers.append(search(library, each, memo, spaces_too=True))
+        answers.append(search(library, each, memo, spaces_too=True, check=False))
         named.append((str(library.directory), _identities(library)))
+    found_here = {_region_key(hit) for answer in answers for hit in _every_hit(answer)}
     missing = [f"library {lib.directory} has no photos yet" for lib in here if lib not in ready]
     for asking in asked:
         asking.join()
@@ -139,8 +142,8 @@ def _search_with_remote(
     hits = merged_hits(answers, wanted)
     checked = 0
     if check_pixels and hits:
-        # each library's checks, of the very region each merged hit shows (a CLIP library's
-        # best region may differ by space), ordered as one library orders its own
+        # each far library's checks, of the very region each merged hit shows (a CLIP
+        # library's best region may differ by space); those here checked now, all at once
         said = {
             _region_key(hit): hit
             for answer in answers
@@ -148,6 +151,14 @@ def _search_with_remote(
             if hit.agreement is not None or hit.verified
         }
         head = [_as_checked(hit, said.get(_region_key(hit))) for hit in hits[: verify.CANDIDATES]]
+        mine = [i for i, hit in enumerate(head) if _region_key(hit) in found_here]
+        if mine:
+            side = max(verify.DECODE_SIDE, ready[0].encoder().input_size)  # as one library does
+            pixels = query_vectors.load_query(query.terms[0].value, side)
+            places = [(head[i].path, head[i].bbox, head[i].time) for i in mine]
+            matches = verify.check(pixels.image, places, pixels.scale)
+            for i, match in zip(mine, matches, strict=True):
+                head[i] = with_check(head[i], match)
         order = sorted(
             range(len(head)),
             key=lambda i: verify.shown_before(
@@ -158,7 +169,7 @@ def _search_with_remote(
         # past the head, as one library leaves them: unchecked, whatever their library said
         unchecked = [_as_checked(hit, None) for hit in hits[len(head) :]]
         hits = head + unchecked
-        checked = len(head)
+        checked = sum(1 for hit in head if hit.agreement is not None or hit.verified)
     return SearchResults(
         hits=hits[: query.k],
         mode=answers[0].mode,
@@ -168,8 +179,16 @@ def _search_with_remote(
     )
 
 
-def _region_key(hit: SearchHit) -> tuple[object, ...]:
+def _region_key(hit: SearchHit | RegionHit) -> tuple[object, ...]:
+    """A region of a photo or a video frame: a region of another photo, another place of the
+    photo, or another frame is another key."""
     return (hit.path, hit.kind, hit.bbox, hit.time)
+
+
+def _every_hit(answer: SearchResults) -> Iterator[SearchHit]:
+    yield from answer.hits
+    for space in answer.spaces:
+        yield from space
 
 
 def _as_checked(hit: SearchHit, check: SearchHit | None) -> SearchHit:
@@ -212,7 +231,7 @@ def _best_first(
 def _regions(answers: list[SearchResults]) -> list[RegionHit]:
     """The regions that matched, by score, each region once where libraries share a folder."""
     regions = [answer.region_hits for answer in answers]
-    return _best_first(regions, lambda region: (region.path, region.kind, region.bbox, region.time))
+    return _best_first(regions, _region_key)
 
 
 def _notes(names: Sequence[str], answers: list[SearchResults]) -> list[str]:

@@ -18,15 +18,27 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from typing import Any, TypeVar
 
 from searchapp.errors import QueryError
-from searchapp.paths import from_stored, shown, shown_address, stored
+from searchapp.paths import from_stored, shown_address, stored
 from searchapp.query.query_vectors import image_file
 from searchapp.query.search import Query, SearchHit, SearchResults, Term
 from searchapp.records import REGION_KINDS, EncoderIdentity, Filters, RegionHit
 
 ROUTE = "api/shard/search"
+# what a malformed answer raises as it is read (OverflowError and OSError: a date no calendar
+# shows)
+MALFORMED = (
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+    OSError,
+)
 TOKEN_ENV = "SEARCHAPP_TOKEN"  # the token of servers whose address does not carry ?token=
 CONNECT_S = 10.0  # a machine asleep, or a wrong address: a note after this long
 READ_S = 120.0  # a server's first query loads its model and indexes: seconds, on a cold machine
@@ -54,6 +66,8 @@ class RemoteLibrary:
         try:
             port = parts.port
         except ValueError:  # not a number, or past 65535
+            port = -1
+        if port == 0:  # no server listens there; None (not given) takes the scheme's
             port = -1
         try:
             hostname = parts.hostname or ""
@@ -87,7 +101,7 @@ class RemoteLibrary:
             raise self._refusal(status, data)
         try:
             return answer_from_wire(json.loads(data), self.host)
-        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        except MALFORMED as exc:
             raise Unreachable(f"library {self.base} answered in an unknown form ({exc})") from None
 
     def _post(self, body: bytes) -> tuple[int, bytes]:
@@ -160,8 +174,8 @@ def query_to_wire(query: Query) -> dict[str, Any]:
                 )
             with open(path, "rb") as file:
                 wire["value"] = base64.b64encode(file.read()).decode("ascii")
-            wire["name"] = os.path.basename(path)
-            wire["path"] = path  # the server's own photo, if it holds these bytes there
+            wire["name"] = stored(os.path.basename(path))  # any name, as JSON's UTF-8 takes
+            wire["path"] = stored(path)  # the server's own photo, if it holds these bytes there
         terms.append(wire)
     return {
         "terms": terms,
@@ -207,10 +221,10 @@ def query_from_wire(
                 data = base64.b64decode(value, validate=True)
                 with open(path, "wb") as file:
                     file.write(data)
-                names[path] = shown(str(wire.get("name") or "the query image"))
+                names[path] = from_stored(str(wire.get("name") or "the query image"))
                 value = path
-                if isinstance(wire.get("path"), str) and holds(wire["path"], data):
-                    itself = wire["path"]
+                if isinstance(wire.get("path"), str) and holds(from_stored(wire["path"]), data):
+                    itself = from_stored(wire["path"])
             terms.append(Term(str(wire["source"]), str(value), float(wire["weight"]), itself))
         _known(payload["filters"], set(FILTER_TYPES) | {"formats", "tags"}, "filter")
         query = Query(
@@ -260,7 +274,7 @@ def answer_to_wire(
         "identity": asdict(identity) if identity else None,
         "tile_identity": asdict(tiles) if tiles else None,
         "mode": results.mode,
-        "notes": [shown(note) for note in results.notes],  # JSON's UTF-8 takes no lone halves
+        "notes": [stored(note) for note in results.notes],  # shown where printed, once
         "checked": results.checked,
         "hits": [travelling(hit) for hit in results.hits],
         "spaces": [[travelling(hit) for hit in space] for space in results.spaces],
@@ -283,7 +297,7 @@ def answer_from_wire(payload: dict[str, Any], host: str) -> RemoteAnswer:
     results = SearchResults(
         hits=[hit(wire) for wire in payload["hits"]],
         mode=str(payload["mode"]),
-        notes=[str(note) for note in payload["notes"]],
+        notes=[from_stored(str(note)) for note in payload["notes"]],
         region_hits=[region(wire) for wire in payload["regions"]],
         checked=int(payload["checked"]),
         spaces=[[hit(wire) for wire in space] for space in payload["spaces"]],
@@ -306,14 +320,21 @@ Ranked = TypeVar("Ranked", SearchHit, RegionHit)
 
 def _checked(hit: Ranked) -> Ranked:
     """What the merge sorts, hashes and prints, as it must be (a server's, not trusted): a
-    score, a date a calendar shows, a box of four numbers, and a check's verdict and evidence."""
+    score, a date a calendar shows, a region's kind and box, labels, and a check's verdict and
+    evidence."""
     for value in (hit.score, hit.taken_at, *hit.bbox):
         if not _number(value):
             raise TypeError(f"scores, dates and boxes are numbers: {value!r}")
-    if len(hit.bbox) != 4 or not -1e11 < hit.taken_at < 1e11:
-        raise ValueError(f"a box {hit.bbox!r} or a date {hit.taken_at!r} out of shape")
+    if len(hit.bbox) != 4 or hit.kind not in REGION_KINDS:
+        raise ValueError(f"a region {hit.kind!r} {hit.bbox!r} out of shape")
+    datetime.fromtimestamp(hit.taken_at)  # ValueError, OverflowError or OSError: no such date
     if hit.time is not None and not _number(hit.time):
         raise TypeError(f"a time {hit.time!r}")
+    if not (hit.label is None or isinstance(hit.label, str)) or not all(
+        isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str) and _number(pair[1])
+        for pair in getattr(hit, "labels", ())
+    ):
+        raise TypeError(f"labels {hit.label!r} {getattr(hit, 'labels', ())!r}")
     if isinstance(hit, SearchHit):
         evidence_ok = (hit.agreement is None or _number(hit.agreement)) and (
             hit.inliers is None or (_number(hit.inliers) and isinstance(hit.inliers, int))

@@ -389,11 +389,13 @@ def verified_first(
     places = [(hit.path, hit.bbox, hit.time) for hit in head]
     matches = verify.check(query, places, decoded_scale)
     order = verify.verified_order(matches)
-    checked = [
-        replace(hit, verified=match.verdict, agreement=match.agreement, inliers=match.inliers)
-        for hit, match in zip(head, matches, strict=True)
-    ]
+    checked = [with_check(hit, match) for hit, match in zip(head, matches, strict=True)]
     return [checked[i] for i in order] + hits[len(head) :]
+
+
+def with_check(hit: SearchHit, match: verify.Match) -> SearchHit:
+    """`hit` with the pixel check's verdict and its evidence."""
+    return replace(hit, verified=match.verdict, agreement=match.agreement, inliers=match.inliers)
 
 
 def _regions_to_come(library: Library, kinds: tuple[str, ...]) -> list[str]:
@@ -415,10 +417,13 @@ def search(
     query: Query,
     memo: query_vectors.Memo | None = None,
     spaces_too: bool = False,
+    check: bool = True,
 ) -> SearchResults:
     """The query's answers from one library. For fanout.py, which searches several: `memo`
-    keeps the query's vectors for the next library of the same encoder, and `spaces_too` asks
-    for each space's best photos where the tiles have a space of their own."""
+    keeps the query's vectors for the next library of the same encoder, `spaces_too` asks
+    for each space's best photos where the tiles have a space of their own, and `check=False`
+    leaves the pixel check to it (the merged top is checked once), the image still decoded and
+    embedded as a checked query's is."""
     validate(query)
     memo = {} if memo is None else memo
     identity = library.require_identity()
@@ -466,7 +471,7 @@ def search(
         allowed = None
     if allowed is not None and len(allowed) == 0:
         return SearchResults([], "vector", notes)
-    if check_pixels:
+    if check_pixels and check:
         wanted = query.k
         query = replace(query, k=max(query.k, verify.CANDIDATES))
     vector = combine(vectors, weights)
@@ -492,7 +497,7 @@ def search(
     photos, regions, by_space = _finish(
         library, region_hits, query, excluded, tile_hits, spaces_too
     )
-    if check_pixels:
+    if check_pixels and check:
         assert query_pixels is not None  # a pure image query decoded its image above
         checked = min(len(photos), verify.CANDIDATES)
         photos = verified_first(query_pixels.image, photos, query_pixels.scale)[:wanted]

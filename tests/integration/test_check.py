@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from searchapp.checkup import examine
 from searchapp.errors import DamagedCatalogError, LibraryBusyError, LibraryProblemsError
 from searchapp.library import Library
 from tests.conftest import searchapp_here
@@ -71,6 +72,7 @@ def test_index_files_a_run_is_writing_are_left_alone_until_it_ends(indexed: Path
         assert "clean: the catalog and the photos on disk agree" in result.stderr
         code, report = check(indexed)
         assert code == 0 and report["findings"] == [] and len(report["not_checked"]) == 1
+        assert report["clean"] and not report["complete"]
         mending = run("check", "--library", str(indexed), "--repair")
         assert mending.returncode == LibraryBusyError.exit_code and "is busy" in mending.stderr
         assert building.exists()  # a repair that cannot take the lock removes nothing
@@ -79,7 +81,14 @@ def test_index_files_a_run_is_writing_are_left_alone_until_it_ends(indexed: Path
         writer.close()
     code, report = check(indexed)
     assert code == LibraryProblemsError.exit_code and report["not_checked"] == []
-    assert [f["what"] for f in report["findings"]] == ["leftover"]
+    assert [f["what"] for f in report["findings"]] == ["leftover"] and report["complete"]
+    # a writer that starts while the index files are read: what they showed is set aside
+    asked = iter([None, "searchapp pid 7"])
+    with Library(indexed, create=False) as lib:
+        late = examine(lib.catalog, lib.indexes, lib.directory, writer=lambda: next(asked))
+    assert late.findings == [] and late.not_checked == [
+        "the index files: searchapp pid 7 is writing them; check again when it ends"
+    ]
 
 
 def test_an_index_file_of_other_vectors_is_caught_by_self_lookups(

@@ -22,6 +22,7 @@ from searchapp.encoders.base import EncoderOptions
 from searchapp.errors import QueryError
 from searchapp.ingest.regions import RegionOptions
 from searchapp.library import Library
+from searchapp.query import verify
 from searchapp.query.fanout import search_libraries
 from searchapp.query.remote import RemoteLibrary
 from searchapp.query.search import Query, SearchResults, Term
@@ -93,6 +94,9 @@ def test_two_libraries_answer_as_one_library_of_both(
         Query(terms=(Term("image", cat),), k=4, include_self=True),
         Query(terms=(Term("image", cat),), k=3, verify=False),
         Query(terms=(Term("text", "a cup of coffee"),), k=2),  # the CNN: matched by labels
+        # an image big enough that a checked query decodes it larger: embedded as one library
+        # embeds it when it checks pixels
+        Query(terms=(Term("image", str(halves[1] / "camera.jpg")),), k=4),
     ]
     for query in queries:
         fanned = search_libraries([one, two], query)
@@ -118,7 +122,9 @@ def test_two_libraries_answer_as_one_library_of_both(
 
 
 def test_a_library_on_another_machine_answers_as_if_it_were_here(
-    libraries: tuple[Library, Library, Library], halves: tuple[Path, Path]
+    libraries: tuple[Library, Library, Library],
+    halves: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The second disk's library served over HTTP: the answers of one library of both, its
     photos shown as HOST:PORT:/path; it checks its own candidates' pixels."""
@@ -148,6 +154,22 @@ def test_a_library_on_another_machine_answers_as_if_it_were_here(
         assert checked[1].path == f"{shown}{halves[1] / 'cat copy.jpg'}"
         assert checked[1].agreement is not None and checked[1].agreement > 0.9
         assert checked.checked == 6  # all, under CANDIDATES
+        # the libraries here are checked once, together, as one library checks its own (the
+        # server's check runs in its own thread)
+        checks: list[int] = []
+        check = verify.check
+
+        def counted(query: Any, places: list[Any], *rest: Any) -> Any:
+            if threading.current_thread() is threading.main_thread():
+                checks.append(len(places))
+            return check(query, places, *rest)
+
+        monkeypatch.setattr(verify, "check", counted)
+        mixed = search_libraries([one, both, far], replace(itself, k=10))
+        assert mixed.checked == len(mixed) == 9  # 6 photos here (a folder twice), 3 there
+        assert checks == [6]
+        assert [hit.verified for hit in mixed[:3]] == ["pixels"] * 3  # the cat, here and there
+        monkeypatch.undo()
         # alone, without a library here: the server embeds the query (this process loads
         # no model for it)
         served_only = search_libraries([RemoteLibrary(address)], Query((Term("text", "cat"),)))

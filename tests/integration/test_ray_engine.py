@@ -3,6 +3,7 @@ the one a local run makes. Ray runs for real here, in local mode on this machine
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +139,9 @@ def ray_cluster() -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
             *("start", "--head", "--block", "--num-cpus=1", f"--port={port}", f"--temp-dir={temp}"),
             *("--include-dashboard=false", "--disable-usage-stats"),
             f"--dashboard-agent-listen-port={_free_port()}",
+            # with ray[client] installed, a head takes Ray Client's port, 10001 by default;
+            # without it, giving the port is refused
+            *([f"--ray-client-server-port={_free_port()}"] if find_spec("grpc") else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -156,12 +161,25 @@ def ray_cluster() -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
         yield node_user, head
     finally:
         head.terminate()  # --block stops the node's processes on its way out
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             head.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # its agents wait 30 s on a GCS that has gone
+        # and the rest of its session: its agents would wait 30 s on a GCS that has gone
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
+        head.wait()
+        while time.monotonic() < deadline + 60 and _group_alive(head.pid):
+            time.sleep(0.2)
+        if head.stdout:
+            head.stdout.close()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_the_same_command_runs_on_a_running_cluster(
@@ -188,6 +206,20 @@ def test_the_same_command_runs_on_a_running_cluster(
     assert head.poll() is None  # the cluster is the cluster's, not the run's
     with Library(library) as lib:
         assert_same_library(lib, local_library)
+    # without the cluster's token: the message says where it goes, with no traceback
+    tokenless = {**node_user, "HOME": str(tmp_path)}  # no ~/.ray/auth_token there either
+    del tokenless["RAY_AUTH_TOKEN"]
+    fresh = ["index", str(folder), "--library", str(tmp_path / "tokenless"), "--engine", "ray"]
+    refused = subprocess.run(  # a library with photos to embed: one that has none starts no Ray
+        [sys.executable, "-m", "searchapp", *fresh, "--address", "auto"],
+        capture_output=True,
+        text=True,
+        env=cli_env(**tokenless),
+        timeout=600,
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "Ray could not start on auto: " in refused.stderr
+    assert "(the cluster's token goes in RAY_AUTH_TOKEN or ~/.ray/auth_token)" in refused.stderr
 
 
 @pytest.fixture(scope="session")
@@ -351,4 +383,14 @@ def test_engine_flags_are_checked_before_anything_loads(
     )
     assert client.returncode == 2, client.stderr
     assert "ray job submit --address http://head:8265 -- searchapp index" in client.stderr
+    # `auto` is RAY_ADDRESS, as Ray reads it: a Ray Client address there is said the same way
+    via_env = searchapp_here(
+        *("index", str(photos), "--library", library, "--engine", "ray", "--address", "auto"),
+        env=cli_env(RAY_ADDRESS="ray://[fd00::2]:10001"),
+    )
+    assert via_env.returncode == 2, via_env.stderr
+    assert "--address auto (RAY_ADDRESS=ray://[fd00::2]:10001): Ray Data does not" in (
+        via_env.stderr
+    )
+    assert "ray job submit --address http://[fd00::2]:8265 --" in via_env.stderr
     assert not (tmp_path / "lib").exists()

@@ -58,7 +58,8 @@ def test_photos_their_machines_confirmed_come_first_then_by_score(tmp_path: Path
     b1 = replace(hit("b1", 0.8), verified="geometry", agreement=0.3, inliers=40)
     a1 = replace(hit("a1", 0.9), agreement=0.2, inliers=3)  # checked, not confirmed
     first = SearchResults([a2, a1], "vector")
-    second = SearchResults([b3, b1, hit("b2", 0.6)], "vector")
+    b2 = replace(hit("b2", 0.6), agreement=0.1, inliers=0)  # checked there too
+    second = SearchResults([b3, b1, b2], "vector")
     libraries = [
         Canned("one", RemoteAnswer(first, cnn, None)),
         Canned("two", RemoteAnswer(second, cnn, None)),

@@ -53,7 +53,7 @@ def test_an_answer_reads_back_as_it_was_sent() -> None:
 
 
 def test_a_query_travels_with_its_images_bytes(tmp_path: Path) -> None:
-    photo = tmp_path / "my photo.jpg"
+    photo = tmp_path / "my photo\\caf\udce9.jpg"  # a backslash, a byte that is not UTF-8
     photo.write_bytes(b"\xff\xd8 the bytes of a photo")
     query = Query(
         terms=(Term("image", str(photo)), Term("text", "dogs", -0.5)),
@@ -65,14 +65,14 @@ def test_a_query_travels_with_its_images_bytes(tmp_path: Path) -> None:
     )
     there = tmp_path / "server"
     there.mkdir()
-    wire = json.loads(json.dumps(remote.query_to_wire(query)))
+    wire = json.loads(json.dumps(remote.query_to_wire(query), ensure_ascii=False).encode())
     held = {(str(photo), photo.read_bytes())}  # the server's library holds the photo itself
     received, names = remote.query_from_wire(wire, str(there), lambda *known: known in held)
     written = there / "query-0"
     itself = Term("image", str(written), indexed_as=str(photo))  # left out of the answer
     assert received == replace(query, terms=(itself, query.terms[1]))
     assert written.read_bytes() == photo.read_bytes()
-    assert names == {str(written): "my photo.jpg"}
+    assert names == {str(written): "my photo\\caf\udce9.jpg"}  # as it was, shown once printed
     # other bytes from that path: the client's photo there is not the server's
     wire["terms"][0]["value"] = base64.b64encode(b"another photo").decode()
     received, _ = remote.query_from_wire(wire, str(there), lambda *known: known in held)
@@ -87,7 +87,7 @@ def test_a_query_travels_with_its_images_bytes(tmp_path: Path) -> None:
 def test_an_address_is_checked_and_its_token_kept_out_of_its_name() -> None:
     far = remote.RemoteLibrary("http://10.0.0.2:8765/?token=abc")
     assert (far.base, far.host) == ("http://10.0.0.2:8765/", "10.0.0.2:8765")
-    for bad in ("http:///photos", f"http://{'a' * 64}.example/", "http://a..b/"):
+    for bad in ("http:///photos", f"http://{'a' * 64}.example/", "http://a..b/", "http://h:0/"):
         with pytest.raises(QueryError, match="an address is http://HOST:PORT/"):
             remote.RemoteLibrary(bad)
     assert remote.RemoteLibrary("http://[::1]/")._port == 80  # not the address's last group
@@ -118,18 +118,24 @@ def test_a_query_a_server_cannot_answer_as_asked_is_refused(tmp_path: Path) -> N
 
 def test_a_name_that_is_not_utf8_travels_and_a_malformed_answer_is_refused() -> None:
     odd = replace(VIDEO, path="/photos/caf\udce9.jpg")  # a Latin-1 name, as Python decodes it
-    results = SearchResults([odd], "vector")
+    # a note naming it, and one with a backslash: back as they were, shown once where printed
+    notes = ["1 photo of /photos/caf\udce9.jpg is waiting", "C:\\photos is far"]
+    results = SearchResults([odd], "vector", notes=notes)
     sent = json.dumps(remote.answer_to_wire(results, None, None), ensure_ascii=False)
     received = remote.answer_from_wire(json.loads(sent.encode("utf-8")), "nas:8765")
     assert received.results.hits[0].path == "nas:8765:/photos/caf\udce9.jpg"
+    assert received.results.notes == notes
     for field, bad in (
         ("score", "0.9"),
         ("agreement", "0.9"),
         ("inliers", True),
         ("bbox", {"x": 1}),
         ("verified", "trust me"),
+        ("kind", {"a": "dict"}),  # would not hash where regions are merged
+        ("labels", [["cat", "high"]]),
+        ("taken_at", -9e10),  # the year -882: no calendar prints it
     ):
         wire = json.loads(sent)
         wire["hits"][0][field] = bad
-        with pytest.raises((TypeError, ValueError)):
+        with pytest.raises(remote.MALFORMED):
             remote.answer_from_wire(wire, "nas:8765")

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import signal
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,17 +49,38 @@ class RayOptions:
 
     def __post_init__(self) -> None:
         # Ray Data's executor runs in the driver, which Ray Client keeps off the cluster: it
-        # fails deep in Ray ('Worker' object has no attribute 'core_worker'); said here first
-        if self.address and self.address.startswith("ray://"):
-            host = self.address.removeprefix("ray://").split("/")[0].rsplit(":", 1)[0] or "HEAD"
+        # fails deep in Ray ('Worker' object has no attribute 'core_worker'); said here first.
+        # `auto` is RAY_ADDRESS where that is set, as ray.init reads it
+        given = os.environ.get("RAY_ADDRESS") if self.address == "auto" else self.address
+        if given and "://" in given:
+            named = "" if given == self.address else f" (RAY_ADDRESS={given})"
+            host = urllib.parse.urlsplit(given).hostname or "HEAD"
             raise UsageError(
-                f"--address {self.address}: Ray Data does not run over Ray Client (ray://), so "
-                "a run cannot be driven from off the cluster. Run the command on one of its "
-                "nodes with --address auto, or submit it there as a job: ray job submit "
-                f"--address http://{host}:8265 -- searchapp index --engine ray --address auto "
-                "PATHS --library DIR (the photos and the library at the same paths there; "
-                "8265 is the dashboard's port)"
+                f"--address {self.address}{named}: Ray Data does not run over Ray Client "
+                "(ray://), so a run cannot be driven from off the cluster. Run the command on "
+                "one of its nodes with --address auto, or submit it there as a job: ray job "
+                f"submit --address http://{_bracketed(host)}:8265 -- searchapp index --engine "
+                "ray --address auto PATHS --library DIR (the photos and the library at the same "
+                "paths there; 8265 is the dashboard's port)"
             )
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host  # an IPv6 literal in a URL
+
+
+def _connect_hint(exc: Exception, address: str | None) -> str:
+    """What a token-authenticated cluster needs, where that may be why Ray could not connect:
+    Ray enables a cluster's token by itself only for the cluster it finds unaided."""
+    import ray.exceptions
+
+    where = "RAY_AUTH_TOKEN or ~/.ray/auth_token"
+    if isinstance(exc, ray.exceptions.AuthenticationError):
+        return f" (the cluster's token goes in {where})"
+    token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    if address and not token_mode and str(exc).startswith("Failed to connect to Ray cluster"):
+        return f" (if the cluster uses token authentication: RAY_AUTH_MODE=token, and {where})"
+    return ""
 
 
 @contextmanager
@@ -67,6 +89,7 @@ def ray_session(address: str | None, cpus: int) -> Iterator[Any]:
     try:
         import ray
         import ray.data
+        import ray.exceptions
     except ImportError as exc:
         raise SearchappError(RAY_MISSING) from exc
     started = not ray.is_initialized()
@@ -83,18 +106,9 @@ def ray_session(address: str | None, cpus: int) -> Iterator[Any]:
                 log_to_driver=False,
                 logging_level=logging.ERROR,
             )
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            where = address or "this machine"
-            # Ray enables a cluster's token by itself only for the cluster it finds unaided
-            token = (
-                " (a cluster with token authentication also needs RAY_AUTH_MODE=token, and its "
-                "token in RAY_AUTH_TOKEN or ~/.ray/auth_token)"
-                if address and os.environ.get("RAY_AUTH_MODE") != "token"
-                else ""
-            )
-            raise SearchappError(
-                f"Ray could not start on {where}: {first_line(exc)}{token}"
-            ) from exc
+        except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as exc:
+            said = f"{address or 'this machine'}: {first_line(exc)}{_connect_hint(exc, address)}"
+            raise SearchappError(f"Ray could not start on {said}") from exc
         finally:
             signal.signal(signal.SIGTERM, on_sigterm)
     context = ray.data.DataContext.get_current()
