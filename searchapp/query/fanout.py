@@ -30,7 +30,6 @@ from searchapp.query.search import (
     checks_pixels,
     search,
     validate,
-    verified_first,
     with_check,
 )
 from searchapp.records import EncoderIdentity, RegionHit
@@ -63,81 +62,53 @@ def search_libraries(libraries: Sequence[Fanned | RemoteLibrary], query: Query) 
         )
     here = [library for library in libraries if not isinstance(library, RemoteLibrary)]
     far = [library for library in libraries if isinstance(library, RemoteLibrary)]
-    if far:
-        return _search_with_remote(here, far, query)
     ready = [library for library in here if library.encoder_identity is not None]
-    if len(ready) <= 1:
+    if not far and len(ready) <= 1:
         answer = search(ready[0] if ready else here[0], query)
         answer.notes += _left_out(here, ready)
         return answer
-    _require_one_encoder([(str(lib.directory), _identities(lib)) for lib in ready])
+    return _search_several(here, ready, far, query)
+
+
+def _search_several(
+    here: Sequence[Fanned], ready: Sequence[Fanned], far: Sequence[RemoteLibrary], query: Query
+) -> SearchResults:
+    """The libraries on other machines asked at once, in threads, while those here are
+    searched one after another with the query embedded once. Each machine checks its own
+    candidates' pixels; those of the libraries here are checked once, where they reach the
+    merged top. Of the top, those confirmed come first, as one library puts them: "pixels",
+    then "geometry"."""
+    named = [(str(library.directory), _identities(library)) for library in ready]
+    if named:  # before any model is shared: one of another encoder would take the wrong one
+        _require_one_encoder(named)
     check_pixels = checks_pixels(query)
-    # checked once, below, on the merged top, which each library's candidates must fill
+    # each library's candidates must fill the merged top that is checked
     wanted = max(query.k, verify.CANDIDATES) if check_pixels else query.k
     each = replace(query, k=wanted)
+    wire = query_to_wire(each) if far else {}  # the query image read once, for every server
+    asked = [Asking(library, wire) for library in far]
     answers: list[SearchResults] = []
     memo: query_vectors.Memo = {}  # the query embedded once
     for position, library in enumerate(ready):
         if position:  # the models the first search loaded serve the rest
             library.share_encoders(ready[0])
         answers.append(search(library, each, memo, spaces_too=True, check=False))
-    hits = merged_hits(answers, wanted)
-    checked = 0
-    if check_pixels and hits:
-        side = max(verify.DECODE_SIDE, ready[0].encoder().input_size)  # as one library decodes
-        pixels = query_vectors.load_query(query.terms[0].value, side)
-        hits = verified_first(pixels.image, hits[:wanted], pixels.scale)
-        checked = min(len(hits), verify.CANDIDATES)
-    first = answers[0]
-    return SearchResults(
-        hits=hits[: query.k],
-        mode=first.mode,
-        notes=_notes([str(lib.directory) for lib in ready], answers) + _left_out(here, ready),
-        region_hits=_regions(answers)[: query.k],
-        checked=checked,
-        vector=first.vector,
-        tile_vector=first.tile_vector,
-    )
-
-
-def _search_with_remote(
-    here: Sequence[Fanned], remote: Sequence[RemoteLibrary], query: Query
-) -> SearchResults:
-    """The libraries on other machines asked at once, in threads, while those here are
-    searched one after another. Each machine checks its own candidates' pixels, and those of
-    the libraries here are checked once, where they reach the merged top; of it, those
-    confirmed come first, as one library puts them: "pixels", then "geometry"."""
-    check_pixels = checks_pixels(query)
-    wanted = max(query.k, verify.CANDIDATES) if check_pixels else query.k
-    each = replace(query, k=wanted)
-    ready = [library for library in here if library.encoder_identity is not None]
-    named: list[tuple[str, Identities]] = []
-    answers: list[SearchResults] = []
-    wire = query_to_wire(each)  # the query image read once, for every server
-    asked = [Asking(library, wire) for library in remote]
-    memo: query_vectors.Memo = {}
-    for position, library in enumerate(ready):
-        if position:
-            library.share_encoders(ready[0])
-        answers.append(search(library, each, memo, spaces_too=True, check=False))
-        named.append((str(library.directory), _identities(library)))
     found_here = {_region_key(hit) for answer in answers for hit in _every_hit(answer)}
-    missing = [f"library {lib.directory} has no photos yet" for lib in here if lib not in ready]
+    missing = _left_out(here, ready)
     for asking in asked:
         asking.join()
         if isinstance(asking.error, Unreachable):
-            missing.append(str(asking.error))
+            missing.append(f"{asking.error}; the others were searched")
         elif asking.error is not None:
             raise asking.error
         elif asking.answer is None or asking.answer.identity is None:
-            missing.append(f"library {asking.library.directory} has no photos yet")
+            missing += _left_out([asking.library], [])
         else:
             answers.append(asking.answer.results)
             identities = (asking.answer.identity, asking.answer.tile_identity)
             named.append((asking.library.directory, identities))
     if not answers:
         raise QueryError("no library answered: " + "; ".join(missing))
-    notes = [f"{reason}; the others were searched" for reason in missing]
     _require_one_encoder(named)
     hits = merged_hits(answers, wanted)
     checked = 0
@@ -170,12 +141,15 @@ def _search_with_remote(
         unchecked = [_as_checked(hit, None) for hit in hits[len(head) :]]
         hits = head + unchecked
         checked = sum(1 for hit in head if hit.agreement is not None or hit.verified)
+    first = answers[0]
     return SearchResults(
         hits=hits[: query.k],
-        mode=answers[0].mode,
-        notes=_notes([name for name, _ in named], answers) + notes,
+        mode=first.mode,
+        notes=_notes([name for name, _ in named], answers) + missing,
         region_hits=_regions(answers)[: query.k],
         checked=checked,
+        vector=first.vector if ready else None,
+        tile_vector=first.tile_vector if ready else None,
     )
 
 
@@ -246,7 +220,9 @@ def _notes(names: Sequence[str], answers: list[SearchResults]) -> list[str]:
     ]
 
 
-def _left_out(libraries: Sequence[Fanned], ready: Sequence[Fanned]) -> list[str]:
+def _left_out(
+    libraries: Sequence[Fanned | RemoteLibrary], ready: Sequence[Fanned | RemoteLibrary]
+) -> list[str]:
     return [
         f"library {library.directory} has no photos yet; the others were searched"
         for library in libraries

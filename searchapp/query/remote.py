@@ -223,8 +223,9 @@ def query_from_wire(
                     file.write(data)
                 names[path] = from_stored(str(wire.get("name") or "the query image"))
                 value = path
-                if isinstance(wire.get("path"), str) and holds(from_stored(wire["path"]), data):
-                    itself = from_stored(wire["path"])
+                there = from_stored(wire["path"]) if isinstance(wire.get("path"), str) else None
+                if there is not None and holds(there, data):
+                    itself = there
             terms.append(Term(str(wire["source"]), str(value), float(wire["weight"]), itself))
         _known(payload["filters"], set(FILTER_TYPES) | {"formats", "tags"}, "filter")
         query = Query(
