@@ -116,7 +116,7 @@ def child_bound(spec: dict[str, Any]) -> dict[str, Any]:
     """The encoder alone on ready tensors: warmed up, then spec["repeats"] timed repeats."""
     import numpy as np
 
-    encoder = _encoder(spec["encoder"], spec["clip_weights"])
+    encoder = _encoder(spec["encoder"], spec["clip_weights"], device=spec.get("device", "cpu"))
     size, batch_size = encoder.input_size, spec["batch_size"]
     batch = np.random.default_rng(0).standard_normal((batch_size, 3, size, size), np.float32)
     started = time.perf_counter()
@@ -452,7 +452,10 @@ def measure_mode(
     encoder_ms = encoder_cpu_per_region * regions
     rest_ms = rest["cpu_ms_per_photo"]
     cores = os.cpu_count() or 1
-    cpu_bound = cores * 1000 / (encoder_ms + rest_ms)
+    if spec["device"] == "cpu":  # the encoder's and the rest's CPU time share the cores
+        cpu_bound = cores * 1000 / (encoder_ms + rest_ms)
+    else:  # the encoder on the device; the cores do the rest: the slower of the two bounds
+        cpu_bound = min(bound_images, cores * 1000 / rest_ms)
     ours, naive, draft = (best[k]["images_per_second"] for k in ("ours", "naive", "draft"))
     return {
         "encoder": name,
@@ -508,6 +511,18 @@ def print_row(row: dict[str, Any], bound: dict[str, Any], repeats: int, cores: i
     if row["draft_peer_regions_per_photo"] < regions:
         print(f"    (naive and the peer embed scenes and tiles, no objects: "
               f"{row['draft_peer_regions_per_photo']:.1f} regions per photo)")  # fmt: skip
+    if row.get("device", "cpu") != "cpu":
+        print(f"  bound: the slower of the encoder alone on {row['device']} and {cores} cores "
+              f"doing the rest ({row['rest_cpu_ms_per_photo']:.0f} ms a photo, one thread) = "
+              f"{row['cpu_time_bound_images_per_second']:.2f} photos/s; ours reaches "
+              f"{row['ours_over_cpu_time_bound']:.2f} of it")  # fmt: skip
+    else:
+        print_cpu_bound(row, cores)
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in row["rest_parts_cpu_ms_per_photo"].items())
+    print(f"  the rest, CPU ms per photo on one thread: {parts}", flush=True)
+
+
+def print_cpu_bound(row: dict[str, Any], cores: int) -> None:
     print(f"  CPU-time bound: {cores} cores / (encoder {row['encoder_cpu_ms_per_photo']:.0f} ms, "
           f"as the encoder alone spends it + rest {row['rest_cpu_ms_per_photo']:.0f} ms, one "
           f"thread) = {row['cpu_time_bound_images_per_second']:.2f} photos/s = "
@@ -517,8 +532,6 @@ def print_row(row: dict[str, Any], bound: dict[str, Any], repeats: int, cores: i
         print(
             "  (the CPU-time bound is above the encoder alone: the encoder alone left cores idle)"
         )
-    parts = ", ".join(f"{k} {v:.1f}" for k, v in row["rest_parts_cpu_ms_per_photo"].items())
-    print(f"  the rest, CPU ms per photo on one thread: {parts}", flush=True)
 
 
 def print_staged(name: str, by_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -560,7 +573,9 @@ def main() -> int:
     parser.add_argument("folder", type=Path, nargs="?", default=PHONE12MP)
     parser.add_argument("--encoders", default="cnn:efficientnet-lite0,clip:ViT-B-32")
     parser.add_argument("--modes", default="scene,default")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--batch-size", type=int, help="index --batch-size (default: the device's, 32 on a CPU)"
+    )
     parser.add_argument("--clip-weights")
     parser.add_argument(
         "--hybrid-photos", type=int, default=0, help="default mode on the first N only (0: all)"
@@ -586,6 +601,9 @@ def main() -> int:
         measured = CHILDREN[args.child](json.loads(args.spec))
         print(json.dumps({**measured, "peak_memory_mib": peak_memory_mib()}))
         return 0
+    from searchapp.encoders.devices import index_batch
+
+    devices = args.devices.split(",")
     if not args.folder.is_dir() or not _photos(args.folder):
         parser.error(f"{args.folder}: no photos (default: {PHONE12MP}, see its MANIFEST.md)")
     source = _photos(args.folder)
@@ -597,7 +615,9 @@ def main() -> int:
     if args.copies > 1:
         described += f", {args.copies} byte-distinct copies of each ({len(photos)} files)"
     cores = os.cpu_count() or 1
-    print(f"{described}; batch {args.batch_size}; {cores} cores", flush=True)
+    batches = {device: args.batch_size or index_batch(device) for device in devices}
+    shown = ", ".join(f"{batches[d]} on {d}" for d in devices)
+    print(f"{described}; batch {shown}; {cores} cores", flush=True)
     clip_weights = args.clip_weights
     rows, bounds = [], {}
     staged: list[dict[str, Any]] = []
@@ -605,27 +625,31 @@ def main() -> int:
         if name.startswith("clip:") and not clip_weights:
             clip_weights = random_vit_b32(scratch)
         weights = clip_weights or ""
-        spec = {
-            "encoder": name,
-            "batch_size": args.batch_size,
-            "clip_weights": weights,
-            "repeats": args.bound_repeats,
-        }
-        bound = {**run_child("bound", spec), "batch_size": args.batch_size}
-        bounds[name] = bound
+        for device in devices:  # the encoder alone on each device, as ours runs there
+            spec = {
+                "encoder": name,
+                "batch_size": batches[device],
+                "clip_weights": weights,
+                "repeats": args.bound_repeats,
+                "device": device,
+            }
+            key = name if device == "cpu" else f"{name} on {device}"
+            bounds[key] = {**run_child("bound", spec), "batch_size": batches[device]}
         for mode in args.modes.split(","):
             few = args.hybrid_photos and mode != "scene"
             mode_folder = subset(photos, args.hybrid_photos, scratch) if few else folder
-            for device in args.devices.split(","):  # the naive and peer pipelines stay on CPU
-                args.device = device
+            for device in devices:  # the naive and peer pipelines stay on CPU
+                bound = bounds[name if device == "cpu" else f"{name} on {device}"]
+                on = argparse.Namespace(**{**vars(args), "device": device})
+                on.batch_size = batches[device]
                 row = {
-                    **measure_mode(name, mode, mode_folder, bound, args, weights),
+                    **measure_mode(name, mode, mode_folder, bound, on, weights),
                     "device": device,
                 }
                 rows.append(row)
                 print(f"device {device}:", flush=True)
                 print_row(row, bound, args.repeats, cores)
-        first = args.devices.split(",")[0]
+        first = devices[0]
         by_mode = {r["mode"]: r for r in rows if r["encoder"] == name and r["device"] == first}
         if "scene" in by_mode and len(by_mode) > 1:
             staged.append(print_staged(name, by_mode))
@@ -634,7 +658,7 @@ def main() -> int:
         "photo_set": kind,
         "photos": len(source),
         "copies": args.copies,
-        "batch_size": args.batch_size,
+        "batch_size": batches,
         "repeats": args.repeats,
         "region_vectors": args.region_vectors or "crops",
         "encoder_alone": {

@@ -150,12 +150,23 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     from searchapp.detect.registry import check_name
     from searchapp.encoders.base import EncoderOptions
     from searchapp.encoders.devices import index_batch, pick_device
+    from searchapp.errors import UsageError
     from searchapp.ingest.load import LoadLimits
     from searchapp.ingest.pipeline import IndexOptions
     from searchapp.ingest.regions import RegionOptions, parse_kinds
 
-    if args.device in ("cuda", "mps"):
-        pick_device(args.device)  # a GPU asked for and not there stops the run before it starts
+    device = args.device
+    if args.runtime == "onnx":  # ONNX Runtime's sessions here are CPU ones
+        if device != "auto" and device != "cpu":
+            raise UsageError(
+                f"--runtime onnx runs on the CPU; on --device {device} the models run in "
+                "PyTorch: drop --runtime onnx, or use --device cpu"
+            )
+        device = "cpu"
+    # a GPU asked for and not there stops the run before it starts; on Ray the cluster's
+    # workers hold the GPUs, and ray_engine.actor_pool asks the cluster instead
+    if device in ("cuda", "mps") and getattr(args, "engine", "local") != "ray":
+        pick_device(device)
     workers = args.workers or max(1, os.cpu_count() or 1)
     # unset flags keep the defaults of RegionOptions and TileOptions, which say why they are
     defaults = RegionOptions()
@@ -171,7 +182,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
             defaults.detector_options,
             weights=args.detector_weights,
             allow_download=detector != defaults.detector,  # an explicit choice may download
-            device=args.device,
+            device=device,
         ),
     )
     options = IndexOptions(
@@ -179,7 +190,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
         skip_low_quality=args.skip_low_quality,
         regions_later=args.regions_later,
         workers=workers,
-        batch_size=args.batch_size or index_batch(args.device),
+        batch_size=args.batch_size or index_batch(device),
         commit_every=args.commit_every,
         limits=LoadLimits(max_pixels=args.max_pixels, max_file_bytes=args.max_file_mb << 20),
     )
@@ -189,7 +200,7 @@ def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
         runtime=args.runtime,
         allow_download=explicit,
         threads=args.threads or max(1, os.cpu_count() or 1),
-        device=args.device,  # "auto" is settled when a model loads: torch knows
+        device=device,  # "auto" is settled when a model loads: torch knows
     )
     return options, encoder_options
 
@@ -326,7 +337,8 @@ def cmd_index(args: argparse.Namespace, console: Console) -> int:
             )
         finally:
             close()
-        _say_device(lib, console)
+        if engine is None:  # on Ray the note of the cluster's GPUs says where the models ran
+            _say_device(lib, console)
         return _print_summary(args, console, summary, lib)
 
 

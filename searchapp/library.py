@@ -248,8 +248,15 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
             name, _ = self.resolve_encoder_name(encoder, encoder_options)
             if tags is not None:
                 self.use_tag_file(tags, name)
-            port = LazyModel(lambda: self.encoder(name, encoder_options))
-            tiles = LazyModel(lambda: self.tile_encoder(encoder_options))
+            # on Ray the workers embed on the cluster's devices; this machine's copies only
+            # record the library's encoders and tag, on the CPU (it may have no GPU)
+            here = (
+                encoder_options
+                if engine is None
+                else dataclasses.replace(encoder_options, device="cpu")
+            )
+            port = LazyModel(lambda: self.encoder(name, here))
+            tiles = LazyModel(lambda: self.tile_encoder(here))
             options = options or IndexOptions()
             callbacks = callbacks or IndexCallbacks()
             if engine is None:
@@ -262,7 +269,7 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
                 )
             summary = run.run(paths)
             if not summary.interrupted:
-                summary.tagged = self.tag_photos(encoder_options)
+                summary.tagged = self.tag_photos(here)
             return summary
 
     def _ray_run(

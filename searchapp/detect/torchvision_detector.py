@@ -16,6 +16,11 @@ from PIL import Image
 from searchapp.detect.base import Detection, DetectorOptions, clip_box, select
 from searchapp.errors import UnknownNameError, WeightsUnavailableError
 
+# photos a detector pass: the model scales each to about 800x1067 px, and a ResNet-50 FPN's
+# activations then take hundreds of MB a photo (an index batch of 256 in one pass needs tens
+# of GB, on a GPU or off it)
+DETECT_PASS = 4
+
 
 def detector_names() -> list[str]:
     import torchvision.models.detection as detection
@@ -79,22 +84,26 @@ class TorchvisionDetector:
                 f"{options.weights or cached_weights_path(weights)} does not fit "
                 f"torchvision:{name} ({str(exc).splitlines()[0]})"
             ) from exc
-        from searchapp.encoders.devices import pick_device
+        from searchapp.encoders.devices import Passes, pick_device
 
         self.device = pick_device(options.device).name
         self.model = model.eval().to(self.device)
+        self.passes = Passes(DETECT_PASS, f"{self.name} on {self.device}")
 
     def detect(self, images: list[Image.Image]) -> list[list[Detection]]:
         import torch
 
-        tensors = [
-            torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
-            .permute(2, 0, 1)
-            .to(self.device)
-            for image in images
-        ]
-        with torch.inference_mode():
-            outputs = [{k: v.cpu() for k, v in out.items()} for out in self.model(tensors)]
+        def one_pass(some: list[Image.Image]) -> list[dict[str, Any]]:
+            tensors = [
+                torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
+                .permute(2, 0, 1)
+                .to(self.device)
+                for image in some
+            ]
+            with torch.inference_mode():
+                return [{k: v.cpu() for k, v in out.items()} for out in self.model(tensors)]
+
+        outputs = [out for part in self.passes.run(one_pass, images) for out in part]
         results = []
         for image, output in zip(images, outputs, strict=True):
             found = [

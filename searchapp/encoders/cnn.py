@@ -24,7 +24,7 @@ from searchapp.encoders.base import (
     normalised,
     resize_shorter_and_center_crop,
 )
-from searchapp.encoders.devices import micro_batch
+from searchapp.encoders.devices import Passes, micro_batch
 from searchapp.encoders.feature_maps import FeatureMaps, pass_input
 from searchapp.encoders.imagenet import imagenet_class_names
 from searchapp.encoders.onnx_runtime import check_runtime, exported_tower, onnx_tower
@@ -115,11 +115,12 @@ def box_weights(cells: int, start: float, end: float) -> np.ndarray:
 
 
 def micro_batched(
-    run: Callable[[np.ndarray], Sequence[np.ndarray]], batch: np.ndarray, size: int = MICRO_BATCH
+    run: Callable[[np.ndarray], Sequence[np.ndarray]], batch: np.ndarray, passes: Passes
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(pooled, probs), `size` images a pass on either runtime. ONNX Runtime runs as fast at 4
-    images as at 32, and its activations then take 210 MB instead of 820; a GPU wants more."""
-    parts = [run(batch[start : start + size]) for start in range(0, len(batch), size)]
+    """(pooled, probs), `passes.size` images a pass on either runtime. ONNX Runtime runs as
+    fast at 4 images as at 32, and its activations then take 210 MB instead of 820; a GPU wants
+    more."""
+    parts = passes.run(run, batch)
     return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
 
 
@@ -139,7 +140,9 @@ class EfficientNetLite0Encoder:
         )
         self.class_names = imagenet_class_names()
         self.device = options.device
-        self.micro_batch = micro_batch(options.device) or MICRO_BATCH
+        self.passes = Passes(
+            micro_batch(options.device) or MICRO_BATCH, f"the CNN on {self.device}"
+        )
         if options.quick_start and options.runtime != "torch" and options.device == "cpu":
             self._onnx = exported_tower(path, TOWER, options.threads)
             if self._onnx is not None:
@@ -166,7 +169,9 @@ class EfficientNetLite0Encoder:
         self.maps = FeatureMaps(self.model, runtime, self.device)
         self._onnx = onnx_tower(
             _PooledAndProbs(self.model),
-            lambda batch: list(micro_batched(self._torch_forward, batch)),
+            lambda batch: list(
+                micro_batched(self._torch_forward, batch, Passes(MICRO_BATCH, "the CNN"))
+            ),
             weights=path,
             name=TOWER,
             input_size=INPUT_SIZE,
@@ -180,7 +185,7 @@ class EfficientNetLite0Encoder:
         return preprocess(image)
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return micro_batched(self._onnx or self._torch_forward, batch, self.micro_batch)
+        return micro_batched(self._onnx or self._torch_forward, batch, self.passes)
 
     def _torch_forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch

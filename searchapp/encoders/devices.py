@@ -7,8 +7,10 @@ then Apple's, and where there is neither it takes the CPU and says why.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from searchapp.errors import SearchappError
 
@@ -20,10 +22,21 @@ GPU_INDEX_BATCH = 256  # images the index run hands the encoder at once on a GPU
 
 
 CPU_INDEX_BATCH = 32
+# images a CPU pass of an encoder that has no smaller choice of its own: a bigger pass is no
+# faster there, and a batch of 256 (a GPU's, where `auto` guessed wrong) would take GBs
+CPU_MICRO_BATCH = 32
+# what torch says when a device (or the CPU's allocator) has no room for a pass
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory")
+
+Part = TypeVar("Part")
 
 
 class DeviceUnavailableError(SearchappError):
     exit_code = 2  # a flag that cannot be honoured here
+
+
+class DeviceOutOfMemoryError(SearchappError):
+    """A pass of one image did not fit on the device."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +70,23 @@ def pick_device(requested: str) -> Device:
 
     cuda, mps = torch.cuda.is_available(), _mps_available(torch)
     if requested in ("auto", "cuda") and cuda:
-        return Device("cuda", f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}")
+        name = f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
+        unsupported = _unsupported_gpu(torch)
+        if unsupported is None:
+            # convolutions in float32, not TF32 (cuDNN's default on Ampere and later): a GPU's
+            # vectors then agree with a CPU's to 1e-3, so a library built on both (a Ray cluster
+            # of mixed nodes, a GPU run resumed on a laptop) ranks as one built on either
+            torch.backends.cudnn.allow_tf32 = False
+            return Device("cuda", name)
+        if requested == "cuda":
+            raise DeviceUnavailableError(f"--device cuda: {unsupported}; {_fix('cuda', torch)}")
+        return Device("cpu", f"{unsupported}: {_fix('auto', torch)}")
     if requested in ("auto", "mps") and mps:
         return Device("mps", "Apple GPU (Metal)")
     if requested == "auto":
-        return Device("cpu", f"no GPU found: {_no_gpu(torch)}")
+        found = f"no GPU found: {_no_gpu(torch)}"
+        # a GPU that this PyTorch cannot use is worth the fix; a machine without one is not
+        return Device("cpu", f"{found}; {_fix('auto', torch)}" if _gpu_likely() else found)
     raise DeviceUnavailableError(
         f"--device {requested}: {_no_gpu(torch)}; {_fix(requested, torch)}"
     )
@@ -70,6 +95,31 @@ def pick_device(requested: str) -> Device:
 def _mps_available(torch: Any) -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def _unsupported_gpu(torch: Any) -> str | None:
+    """Why this PyTorch cannot run on the first CUDA GPU (None: it can). torch says CUDA is
+    available on a card its wheel has no kernels for (recent wheels leave out pre-Turing
+    cards); the first pass would then fail with "no kernel image is available"."""
+    major, minor = torch.cuda.get_device_capability(0)
+    built = torch.cuda.get_arch_list()  # e.g. ["sm_75", "sm_80", ..., "compute_90"]
+    if not built:
+        return None  # a build that does not say: let the first pass tell
+    card = major * 10 + minor
+    for arch in built:
+        kind, _, number = arch.partition("_")
+        if not number.isdigit():
+            continue
+        have = int(number)
+        # a cubin runs on its own major version from its minor up; PTX compiles for newer cards
+        if (kind == "sm" and have // 10 == major and have <= card) or (
+            kind == "compute" and have <= card
+        ):
+            return None
+    return (
+        f"{torch.cuda.get_device_name(0)} (compute capability {major}.{minor}) is not among "
+        f"the GPUs this PyTorch {torch.__version__} has kernels for ({', '.join(built)})"
+    )
 
 
 def _no_gpu(torch: Any) -> str:
@@ -81,12 +131,15 @@ def _no_gpu(torch: Any) -> str:
 def _fix(requested: str, torch: Any) -> str:
     if requested == "mps":
         return "Apple GPUs need macOS 12.3+ on Apple silicon; use --device cpu or auto"
+    instead = "use --device cpu or auto" if requested != "auto" else "the CPU runs meanwhile"
     if torch.version.cuda is None:
         return (
             "install a CUDA build of PyTorch (pip install torch torchvision, from PyPI's "
-            "default index on Linux), or use --device cpu or auto"
+            f"default index on Linux); {instead}"
         )
-    return "check that `nvidia-smi` lists the GPU and its driver, or use --device cpu or auto"
+    if torch.cuda.is_available():  # there, but too old or too new for this build
+        return f"install a PyTorch built for this GPU (pytorch.org lists them); {instead}"
+    return f"check that `nvidia-smi` lists the GPU and its driver; {instead}"
 
 
 def index_batch(requested: str) -> int:
@@ -102,7 +155,51 @@ def _gpu_likely() -> bool:
     import sys
     from pathlib import Path
 
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
+        return False  # every GPU hidden from this process
     nvidia = Path("/proc/driver/nvidia/gpus")
     if nvidia.is_dir() and any(nvidia.iterdir()):
         return True
     return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+class Passes:
+    """An encoder's passes over a batch, `size` images each. Where a pass runs out of memory
+    (a bigger model or a smaller card than the default size assumes) the size halves and the
+    pass is tried again, and stays halved for the batches after it."""
+
+    def __init__(self, size: int, what: str):
+        self.size = max(1, size)
+        self.what = what  # the model, as the message names it
+
+    def run(self, work: Callable[[Any], Part], batch: Any) -> list[Part]:
+        parts: list[Part] = []
+        start = 0
+        while start < len(batch):
+            chunk = batch[start : start + self.size]
+            try:
+                parts.append(work(chunk))
+            except RuntimeError as exc:  # torch's OutOfMemoryError is one
+                if not any(words in str(exc).lower() for words in OUT_OF_MEMORY):
+                    raise
+                if self.size == 1:
+                    raise DeviceOutOfMemoryError(
+                        f"{self.what} ran out of memory on a single image ({exc}); close what "
+                        "else uses the device, or use --device cpu"
+                    ) from exc
+                self.size = max(1, min(self.size, len(chunk)) // 2)
+                _release_cached_memory()
+                continue
+            start += len(chunk)
+        return parts
+
+
+def _release_cached_memory() -> None:
+    """Give the blocks of the failed pass back before the smaller one tries."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    backend = getattr(torch, "mps", None)
+    if _mps_available(torch) and backend is not None:
+        backend.empty_cache()

@@ -67,12 +67,18 @@ def text_matrix(
     """(tags, dim) unit rows: each tag's prompts embedded, averaged, normalised."""
     made = templates()
     prompts = [template(name) for name in vocabulary.prompt_names for template in made]
+    # shortest first: a batch runs to its longest prompt's end-of-text token, so prompts of like
+    # length together pad least (a quarter less time for ImageNet's, measured)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     rows: list[np.ndarray] = []
     for start in range(0, len(prompts), TEXT_BATCH):
-        rows.append(np.asarray(encode_text(prompts[start : start + TEXT_BATCH]), np.float32))
+        batch = [prompts[i] for i in order[start : start + TEXT_BATCH]]
+        rows.append(np.asarray(encode_text(batch), np.float32))
         if on_progress:
             on_progress(min(start + TEXT_BATCH, len(prompts)), len(prompts))
-    embedded = np.vstack(rows).reshape(len(vocabulary.names), len(made), -1).mean(axis=1)
+    in_order = np.empty((len(prompts), rows[0].shape[1]), np.float32)
+    in_order[order] = np.vstack(rows)
+    embedded = in_order.reshape(len(vocabulary.names), len(made), -1).mean(axis=1)
     return (embedded / np.linalg.norm(embedded, axis=1, keepdims=True)).astype(np.float32)
 
 

@@ -202,7 +202,7 @@ def test_the_same_command_runs_on_a_running_cluster(
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    assert "ray: auto: 1 CPUs, 0 GPUs for the encoders; 1 actors embed 8 photos" in done.stderr
+    assert "ray: auto: 1 CPU, 0 GPUs for the encoders; 1 actor embeds 8 photos" in done.stderr
     assert head.poll() is None  # the cluster is the cluster's, not the run's
     with Library(library) as lib:
         assert_same_library(lib, local_library)

@@ -118,3 +118,46 @@ def test_an_empty_or_unreadable_tag_file_is_a_usage_error(clip_library, photos, 
     with pytest.raises(UsageError, match=r"missing\.txt"):
         index(clip_library, photos, tags=tmp_path / "missing.txt")
     assert all(len(found) == zero_shot.TOP_TAGS for found in scene_labels(clip_library).values())
+
+
+def test_the_tag_matrix_embeds_like_prompts_together_and_keeps_each_tags_row() -> None:
+    """Prompts go to the text tower shortest first (a batch runs to its longest prompt), and
+    each tag's row is still the mean of its own prompts."""
+    import hashlib
+
+    import numpy as np
+
+    batches: list[list[str]] = []
+
+    def encode_text(texts: list[str]) -> np.ndarray:  # a vector that only its text decides
+        batches.append(texts)
+        seeds = [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) for t in texts]
+        return np.stack([np.random.default_rng(s).standard_normal(8) for s in seeds])
+
+    names = ("ox", "a rather long name of a tag", "cat", "snow leopard")
+    vocabulary = zero_shot.Vocabulary(names, names, "test")
+    matrix = zero_shot.text_matrix(encode_text, vocabulary)
+    sent = [text for batch in batches for text in batch]
+    assert [len(t) for t in sent] == sorted(len(t) for t in sent)
+    for row, name in zip(matrix, names, strict=True):
+        mean = encode_text([template(name) for template in zero_shot.templates()]).mean(axis=0)
+        assert np.allclose(row, mean / np.linalg.norm(mean), atol=1e-6)
+
+
+def test_a_vocabulary_runs_on_torchs_text_tower_a_query_on_numpys(
+    tiny_clip_checkpoint: Path,
+) -> None:
+    """The numpy tower serves a query's one text; many texts at once run far faster on torch
+    (7,000 ImageNet prompts: 216 s against 27 on this machine), with the same vectors."""
+    import numpy as np
+
+    from searchapp.encoders.registry import create_encoder
+
+    options = EncoderOptions(clip_weights=tiny_clip_checkpoint)
+    encoder = create_encoder("clip:tiny-test", options)
+    many = ["a photo of a cat", "a rocket", "a red bicycle by a canal"]
+    together = encoder.encode_text(many)
+    assert encoder._fast_text is None  # many texts: the numpy tower was not even built
+    one_by_one = np.vstack([encoder.encode_text([text]) for text in many])
+    assert encoder._fast_text  # a query's one text: numpy
+    assert np.abs(together - one_by_one).max() < 1e-5

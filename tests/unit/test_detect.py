@@ -213,3 +213,32 @@ def test_object_regions_of_an_exif_rotated_reduced_photo_are_in_displayed_pixels
     wanted = np.asarray(displayed.crop((x0, y0 - grow, x1, y1 + grow)))
     got = np.asarray(cut.image.resize(wanted.shape[1::-1]), dtype=np.float32)
     assert np.abs(wanted.astype(np.float32) - got).mean() < 8
+
+
+def test_torchvision_detector_runs_a_big_batch_a_few_photos_a_pass(
+    random_detector_checkpoint: Path,
+) -> None:
+    """An index batch (256 photos on a GPU) in one detector pass took tens of GB; a pass takes
+    DETECT_PASS photos, and the answers keep the photos' order."""
+    from searchapp.detect.torchvision_detector import DETECT_PASS
+
+    options = DetectorOptions(weights=random_detector_checkpoint, min_score=0.0, min_area=0.0)
+    detector = create_detector(f"torchvision:{TINY_DETECTOR}", options)
+    assert detector is not None
+    model, sizes = detector.model, []  # type: ignore[attr-defined]
+
+    def counted(tensors: list) -> list:  # type: ignore[type-arg]
+        sizes.append(len(tensors))
+        return model(tensors)
+
+    detector.model = counted  # type: ignore[attr-defined]
+    names = ["coffee", "chelsea", "astronaut"] * 3
+    images = [sample_image(name).resize((160, 120)) for name in names]
+    together = detector.detect(images)
+    assert sizes == [DETECT_PASS, DETECT_PASS, len(images) - 2 * DETECT_PASS]
+    by_pass = [
+        found
+        for start in range(0, len(images), DETECT_PASS)
+        for found in detector.detect(images[start : start + DETECT_PASS])
+    ]
+    assert together == by_pass and all(together)

@@ -105,3 +105,36 @@ def test_a_batch_of_known_bytes_loads_no_model() -> None:
     assert [(row["path"], row["content_hash"], row["meta"]) for row in rows] == [
         (b"/photos/moved.jpg", "ab" * 16, None)
     ]
+
+
+class _Cluster:
+    def __init__(self, resources: dict[str, float]):
+        self.resources = resources
+
+    def cluster_resources(self) -> dict[str, float]:
+        return self.resources
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_actors_take_the_clusters_gpus_and_a_cpu_each_where_it_has_none(device: str) -> None:
+    """The GPUs are the cluster's, not this machine's: a GPU asked for is checked there."""
+    from dataclasses import replace
+
+    from searchapp.encoders.base import EncoderOptions
+    from searchapp.encoders.devices import DeviceUnavailableError
+    from searchapp.ingest.engines.ray_engine import actor_pool, on_actors
+    from searchapp.ingest.engines.ray_tasks import WorkerSpec
+    from searchapp.ingest.run_options import IndexOptions
+
+    spec = WorkerSpec("cnn:efficientnet-lite0", EncoderOptions(device=device), None, IndexOptions())
+    assert actor_pool(_Cluster({"CPU": 16.0, "GPU": 2.0}), spec) == (16, 2, 2)
+    assert on_actors(spec, 2) is spec  # each actor's torch takes the GPU Ray gave it
+    if device == "cuda":
+        with pytest.raises(DeviceUnavailableError, match="the Ray cluster has no GPU"):
+            actor_pool(_Cluster({"CPU": 16.0}), spec)
+        return
+    assert actor_pool(_Cluster({"CPU": 16.0}), spec) == (16, 0, 16)
+    # a CPU actor loads its models on the CPU, not on a GPU Ray did not count
+    assert on_actors(spec, 0).encoder_options.device == "cpu"
+    cpu = replace(spec, encoder_options=EncoderOptions(device="cpu"))
+    assert actor_pool(_Cluster({"CPU": 16.0, "GPU": 2.0}), cpu) == (16, 0, 16)

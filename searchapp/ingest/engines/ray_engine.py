@@ -20,10 +20,11 @@ import signal
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from searchapp.encoders.devices import DeviceUnavailableError
 from searchapp.encoders.torch_stack import first_line
 from searchapp.errors import SearchappError, UsageError
 from searchapp.ingest.engines.ray_tasks import WorkerSpec, bound_embedder, read_batch
@@ -126,8 +127,28 @@ def actor_pool(ray: Any, spec: WorkerSpec) -> tuple[int, int, int]:
     """(the cluster's CPUs, the GPUs the encoders use, actors): one actor a GPU, else a CPU."""
     resources = ray.cluster_resources()
     cpus = int(resources.get("CPU", 1))
-    gpus = int(resources.get("GPU", 0)) if spec.encoder_options.device != "cpu" else 0
+    asked = spec.encoder_options.device
+    gpus = int(resources.get("GPU", 0)) if asked != "cpu" else 0
+    if asked in ("cuda", "mps") and not gpus:  # this machine was not asked: it may have none
+        raise DeviceUnavailableError(
+            f"--device {asked}: the Ray cluster has no GPU among its resources (`ray status` "
+            "lists them; a node's GPUs join with `ray start --num-gpus N`); use --device auto "
+            "or cpu"
+        )
     return cpus, gpus, gpus or max(1, cpus)
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
+
+
+def on_actors(spec: WorkerSpec, gpus: int) -> WorkerSpec:
+    """The spec the actors load their models by: on the CPU where Ray gives them no GPU (Ray
+    no longer hides a node's GPUs from a worker given none, so `auto` would take one, an actor
+    a CPU, all on one card)."""
+    if gpus:
+        return spec
+    return replace(spec, encoder_options=replace(spec.encoder_options, device="cpu"))
 
 
 def photo_tables(
@@ -135,6 +156,7 @@ def photo_tables(
 ) -> Iterator[Any]:
     """Tables of shard rows, a batch at a time as the cluster finishes them."""
     _, gpus, actors = actor_pool(ray, spec)
+    spec = on_actors(spec, gpus)
     per_batch = max(1, min(BATCH_PHOTOS, math.ceil(len(todo) / (2 * actors))))
     shipped = known_hashes if len(known_hashes) <= KNOWN_HASHES_SHIPPED else set()
     # a path travels as bytes: Arrow's strings refuse a name that is not UTF-8
@@ -215,10 +237,11 @@ class RayIndexRun(IndexRun):
             with ray_session(self.ray_options.address, self.options.workers) as ray:
                 cpus, gpus, actors = actor_pool(ray, spec)
                 where = self.ray_options.address or "a local Ray"
+                embed = "1 actor embeds" if actors == 1 else f"{actors} actors embed"
                 self.note(
                     "ray",
-                    f"{where}: {cpus} CPUs, {gpus} GPUs for the encoders; {actors} actors embed "
-                    f"{len(todo)} photos",
+                    f"{where}: {_count(cpus, 'CPU')}, {_count(gpus, 'GPU')} for the encoders; "
+                    f"{embed} {_count(len(todo), 'photo')}",
                 )
                 try:
                     for table in photo_tables(ray, todo, spec, known_hashes):
