@@ -212,13 +212,14 @@ def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
 
     bar: dict[str, Any] = {}
 
-    def start(stage: str, total: int) -> None:
+    def start(stage: str, total: int, unit: str = "img") -> None:
         """A progress bar (rate, ETA) per stage: reading and scenes, then regions."""
         if "bar" in bar:
             bar["bar"].close()
+        bar["stage"] = stage
         bar["bar"] = tqdm(
             total=total,
-            unit="img",
+            unit=unit,
             desc=stage,
             file=sys.stderr,
             disable=console.quiet or total == 0,
@@ -232,6 +233,11 @@ def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
     def on_regions(to_make: int) -> None:
         console.detail(f"every new photo is searchable by its scene; {to_make} wait for regions")
         start("regions", to_make)
+
+    def on_tag_prompts(done: int, total: int) -> None:
+        if bar.get("stage") != "tags":  # a CLIP library's first run: its vocabulary, once
+            start("tags", total, unit="prompt")
+        bar["bar"].update(done - bar["bar"].n)
 
     def on_advance(n: int) -> None:
         if "bar" in bar:
@@ -257,6 +263,7 @@ def _progress_callbacks(console: Console) -> tuple[Any, Callable[[], None]]:
         on_advance=on_advance,
         on_failure=on_failure,
         on_note=on_note,
+        on_tag_prompts=on_tag_prompts,
     )
     return callbacks, close
 

@@ -269,7 +269,7 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
                 )
             summary = run.run(paths)
             if not summary.interrupted:
-                summary.tagged = self.tag_photos(here)
+                summary.tagged = self.tag_photos(here, callbacks.on_tag_prompts)
             return summary
 
     def _ray_run(

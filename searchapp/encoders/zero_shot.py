@@ -71,6 +71,8 @@ def text_matrix(
     # length together pad least (a quarter less time for ImageNet's, measured)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     rows: list[np.ndarray] = []
+    if on_progress:
+        on_progress(0, len(prompts))
     for start in range(0, len(prompts), TEXT_BATCH):
         batch = [prompts[i] for i in order[start : start + TEXT_BATCH]]
         rows.append(np.asarray(encode_text(batch), np.float32))

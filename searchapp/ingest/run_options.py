@@ -95,3 +95,5 @@ class IndexCallbacks:
     on_advance: Callable[[int], None] | None = None
     on_failure: Callable[[str, str], None] | None = None  # (path, reason)
     on_note: Callable[[str, str], None] | None = None  # (path, what): indexed, with a remark
+    # (prompts embedded, of): a CLIP library's zero-shot tags' vocabulary, once a library
+    on_tag_prompts: Callable[[int, int], None] | None = None

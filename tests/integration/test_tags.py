@@ -91,6 +91,8 @@ def test_tags_travel_in_search_json_and_filter_a_query(clip_library, photos, cap
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "tagged 5 photos" in out
+    # the new vocabulary's prompts (2 tags, 7 templates) had a bar of their own
+    assert "tags: 100%" in err and "14/14" in err and "prompt/s" in err
     assert main(["search", "a photo", "--json", "-k", "5", *args]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert all(set(r["tags"]) <= {"cat", "rocket"} and r["tags"] for r in results)
