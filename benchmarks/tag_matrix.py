@@ -4,8 +4,13 @@ side in one process:
 
 - before: the prompts in their file order, on the numpy text tower (clip_text.py), which an
   OpenClipEncoder used for every text before 2026-12-03;
+- torch, file order: torch's truncated forward, the prompts in their file order (the sort's
+  share alone);
 - ours: `zero_shot.text_matrix(encoder.encode_text, ...)` as the index run calls it, prompts
   shortest first, many texts at once on torch's truncated forward.
+
+Then the two towers by count of texts (1, 8, 32; median of 7 calls), which decide which
+tower a call of how many texts takes.
 
 Random ViT-B-32 weights (no download here; the speed is the real model's). Also checks that the
 two matrices agree. Writes results/tag_matrix.json.
@@ -46,6 +51,14 @@ def main() -> int:
     tower = FastTextTower.build(encoder.model)
     assert tower is not None
 
+    def torch_tower(texts: list[str]) -> np.ndarray:  # encode_text's path for many texts
+        import torch
+
+        from searchapp.encoders.clip import encode_text_truncated
+
+        with torch.inference_mode():
+            return encode_text_truncated(encoder.model, encoder.tokenizer(texts)).numpy()
+
     def numpy_tower(texts: list[str]) -> np.ndarray:
         features = tower.encode(encoder.tokenizer(texts).numpy())
         return features / np.linalg.norm(features, axis=1, keepdims=True)
@@ -56,10 +69,23 @@ def main() -> int:
     timings["ours"] = time.perf_counter() - started
     print(f"ours: {prompts} prompts in {timings['ours']:.1f} s", flush=True)
     started = time.perf_counter()
+    _file_order_matrix(encoder.encode_text, vocabulary, zero_shot)
+    timings["torch_file_order"] = time.perf_counter() - started
+    print(f"torch, file order: {timings['torch_file_order']:.1f} s", flush=True)
+    started = time.perf_counter()
     before = _file_order_matrix(numpy_tower, vocabulary, zero_shot)
     timings["before"] = time.perf_counter() - started
     print(f"before: {prompts} prompts in {timings['before']:.1f} s", flush=True)
     difference = float(np.abs(ours - before).max())
+    by_count = {}
+    for count in (1, 8, 32):
+        texts = ["a red bicycle by a canal"] * count
+        by_count[count] = {
+            "numpy_ms": _median_ms(lambda t=texts: numpy_tower(t)),
+            "torch_ms": _median_ms(lambda t=texts: torch_tower(t)),
+        }
+        print(f"{count} texts: numpy {by_count[count]['numpy_ms']} ms, torch "
+              f"{by_count[count]['torch_ms']} ms", flush=True)  # fmt: skip
     print(f"ours {timings['before'] / timings['ours']:.1f}x faster; matrices differ by "
           f"{difference:.1e} at most")  # fmt: skip
     write_result(
@@ -69,12 +95,24 @@ def main() -> int:
             "tags": len(vocabulary.names),
             "prompts": prompts,
             "before_seconds": round(timings["before"], 1),
+            "torch_file_order_seconds": round(timings["torch_file_order"], 1),
             "ours_seconds": round(timings["ours"], 1),
             "speedup": round(timings["before"] / timings["ours"], 2),
             "max_abs_difference": difference,
+            "texts_by_count": by_count,
         },
     )
     return 0
+
+
+def _median_ms(call) -> float:  # type: ignore[no-untyped-def]
+    call()  # warm-up
+    times = []
+    for _ in range(7):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return round(float(np.median(times)) * 1000, 1)
 
 
 def _file_order_matrix(encode_text, vocabulary, zero_shot):  # type: ignore[no-untyped-def]

@@ -149,24 +149,12 @@ def _open(args: argparse.Namespace, *, create: bool = False) -> Library:
 def _index_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     from searchapp.detect.registry import check_name
     from searchapp.encoders.base import EncoderOptions
-    from searchapp.encoders.devices import index_batch, pick_device
-    from searchapp.errors import UsageError
+    from searchapp.encoders.devices import index_batch, index_device
     from searchapp.ingest.load import LoadLimits
     from searchapp.ingest.pipeline import IndexOptions
     from searchapp.ingest.regions import RegionOptions, parse_kinds
 
-    device = args.device
-    if args.runtime == "onnx":  # ONNX Runtime's sessions here are CPU ones
-        if device != "auto" and device != "cpu":
-            raise UsageError(
-                f"--runtime onnx runs on the CPU; on --device {device} the models run in "
-                "PyTorch: drop --runtime onnx, or use --device cpu"
-            )
-        device = "cpu"
-    # a GPU asked for and not there stops the run before it starts; on Ray the cluster's
-    # workers hold the GPUs, and ray_engine.actor_pool asks the cluster instead
-    if device in ("cuda", "mps") and getattr(args, "engine", "local") != "ray":
-        pick_device(device)
+    device = index_device(args.device, args.runtime, getattr(args, "engine", "local") == "ray")
     workers = args.workers or max(1, os.cpu_count() or 1)
     # unset flags keep the defaults of RegionOptions and TileOptions, which say why they are
     defaults = RegionOptions()

@@ -29,7 +29,7 @@ from searchapp.errors import (
     SearchappError,
     UsageError,
 )
-from searchapp.ingest.engines.ray_engine import RayIndexRun, RayOptions
+from searchapp.ingest.engines.ray_engine import RayIndexRun, RayOptions, on_the_cpu
 from searchapp.ingest.engines.ray_tasks import WorkerSpec
 from searchapp.ingest.hashes import photo_hashes
 from searchapp.ingest.load import load_image
@@ -248,13 +248,9 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
             name, _ = self.resolve_encoder_name(encoder, encoder_options)
             if tags is not None:
                 self.use_tag_file(tags, name)
-            # on Ray the workers embed on the cluster's devices; this machine's copies only
-            # record the library's encoders and tag, on the CPU (it may have no GPU)
-            here = (
-                encoder_options
-                if engine is None
-                else dataclasses.replace(encoder_options, device="cpu")
-            )
+            # on Ray the cluster's devices are the workers'; this machine's models stay on its
+            # CPU (it may have no GPU): they record the encoders, tag, and finish a straggler
+            here = encoder_options if engine is None else on_the_cpu(encoder_options)
             port = LazyModel(lambda: self.encoder(name, here))
             tiles = LazyModel(lambda: self.tile_encoder(here))
             options = options or IndexOptions()
@@ -264,47 +260,15 @@ class Library(LibraryEncoders, PhotoViews, LibraryExplore, LibraryTags):
                     self.catalog, self.indexes, port, options, callbacks, only=only, tiles=tiles
                 )
             else:
-                run = self._ray_run(
-                    engine, name, port, tiles, options, callbacks, encoder_options, only
-                )
+                spec = WorkerSpec(name, encoder_options, None, options)
+                run = RayIndexRun.for_library(
+                    self.catalog, self.indexes, port, tiles, spec, callbacks, only, engine,
+                    lambda: self.tile_encoder_name(), self.directory / "shards",
+                )  # fmt: skip
             summary = run.run(paths)
             if not summary.interrupted:
                 summary.tagged = self.tag_photos(here, callbacks.on_tag_prompts)
             return summary
-
-    def _ray_run(
-        self,
-        engine: RayOptions,
-        name: str,
-        port: LazyModel,
-        tiles: LazyModel,
-        options: IndexOptions,
-        callbacks: IndexCallbacks,
-        encoder_options: EncoderOptions,
-        only: set[str] | None,
-    ) -> RayIndexRun:
-        """A run whose photos Ray's workers embed with the models this library records."""
-
-        def worker_spec() -> WorkerSpec:
-            # loaded here first, once there are photos to embed, so that a new library records
-            # its encoders before any worker starts
-            port.get()
-            if "tile" in options.regions.kinds:
-                tiles.get()  # records a CLIP library's tiles' CNN
-            return WorkerSpec(name, encoder_options, self.tile_encoder_name(), options)
-
-        return RayIndexRun(
-            self.catalog,
-            self.indexes,
-            port,
-            options,
-            callbacks,
-            only=only,
-            tiles=tiles,
-            spec=worker_spec,
-            ray_options=engine,
-            shards=engine.shards or self.directory / "shards",
-        )
 
     def reindex(
         self,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from searchapp.errors import SearchappError
+from searchapp.errors import SearchappError, UsageError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 # images a forward pass on a GPU: enough to fill one, small enough for any 4 GB card (CLIP
@@ -97,19 +97,34 @@ def _mps_available(torch: Any) -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+def index_device(requested: str, runtime: str, on_ray: bool) -> str:
+    """The device an index run asks its models for. A GPU asked for and not there stops the
+    run before it starts; on Ray the GPUs are the cluster's workers', and
+    ray_engine.actor_pool asks the cluster instead of this machine."""
+    if runtime == "onnx":  # ONNX Runtime's sessions here are CPU ones
+        if requested in ("cuda", "mps"):
+            raise UsageError(
+                f"--runtime onnx runs on the CPU; on --device {requested} the models run in "
+                "PyTorch: drop --runtime onnx, or use --device cpu"
+            )
+        return "cpu"
+    if requested in ("cuda", "mps") and not on_ray:
+        pick_device(requested)
+    return requested
+
+
 def _unsupported_gpu(torch: Any) -> str | None:
     """Why this PyTorch cannot run on the first CUDA GPU (None: it can). torch says CUDA is
     available on a card its wheel has no kernels for (recent wheels leave out pre-Turing
     cards); the first pass would then fail with "no kernel image is available"."""
     major, minor = torch.cuda.get_device_capability(0)
     built = torch.cuda.get_arch_list()  # e.g. ["sm_75", "sm_80", ..., "compute_90"]
-    if not built:
-        return None  # a build that does not say: let the first pass tell
+    parts = [arch.partition("_") for arch in built]
+    named = [(kind, number) for kind, _, number in parts if number.isdigit()]
+    if not named or getattr(torch.version, "hip", None):
+        return None  # a build that does not say (or ROCm's gfx names): the first pass tells
     card = major * 10 + minor
-    for arch in built:
-        kind, _, number = arch.partition("_")
-        if not number.isdigit():
-            continue
+    for kind, number in named:
         have = int(number)
         # a cubin runs on its own major version from its minor up; PTX compiles for newer cards
         if (kind == "sm" and have // 10 == major and have <= card) or (
@@ -179,6 +194,8 @@ class Passes:
             chunk = batch[start : start + self.size]
             try:
                 parts.append(work(chunk))
+                start += len(chunk)
+                continue
             except RuntimeError as exc:  # torch's OutOfMemoryError is one
                 if not any(words in str(exc).lower() for words in OUT_OF_MEMORY):
                     raise
@@ -188,9 +205,8 @@ class Passes:
                         "else uses the device, or use --device cpu"
                     ) from exc
                 self.size = max(1, min(self.size, len(chunk)) // 2)
-                _release_cached_memory()
-                continue
-            start += len(chunk)
+            # out of the handler, whose traceback held the failed pass's tensors
+            _release_cached_memory()
         return parts
 
 

@@ -68,16 +68,19 @@ def text_matrix(
     made = templates()
     prompts = [template(name) for name in vocabulary.prompt_names for template in made]
     # shortest first: a batch runs to its longest prompt's end-of-text token, so prompts of like
-    # length together pad least (a quarter less time for ImageNet's, measured)
+    # length together pad least (benchmarks/tag_matrix.py times it)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    # batches of near-equal size: a last batch of one text would go to the query's tower
+    batches = np.array_split(np.asarray(order), max(1, -(-len(prompts) // TEXT_BATCH)))
     rows: list[np.ndarray] = []
+    done = 0
     if on_progress:
         on_progress(0, len(prompts))
-    for start in range(0, len(prompts), TEXT_BATCH):
-        batch = [prompts[i] for i in order[start : start + TEXT_BATCH]]
-        rows.append(np.asarray(encode_text(batch), np.float32))
+    for batch in batches:
+        rows.append(np.asarray(encode_text([prompts[i] for i in batch]), np.float32))
+        done += len(batch)
         if on_progress:
-            on_progress(min(start + TEXT_BATCH, len(prompts)), len(prompts))
+            on_progress(done, len(prompts))
     in_order = np.empty((len(prompts), rows[0].shape[1]), np.float32)
     in_order[order] = np.vstack(rows)
     embedded = in_order.reshape(len(vocabulary.names), len(made), -1).mean(axis=1)

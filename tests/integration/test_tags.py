@@ -144,13 +144,20 @@ def test_the_tag_matrix_embeds_like_prompts_together_and_keeps_each_tags_row() -
     for row, name in zip(matrix, names, strict=True):
         mean = encode_text([template(name) for template in zero_shot.templates()]).mean(axis=0)
         assert np.allclose(row, mean / np.linalg.norm(mean), atol=1e-6)
+    # 183 tags: 1,281 prompts, one past five batches of 256; no batch is a lone text (which
+    # would go to the query's numpy tower) and none is over TEXT_BATCH
+    batches.clear()
+    many = tuple(f"tag {i}" for i in range(183))
+    zero_shot.text_matrix(encode_text, zero_shot.Vocabulary(many, many, "test"))
+    sizes = [len(batch) for batch in batches]
+    assert sum(sizes) == 1281 and min(sizes) > 1 and max(sizes) <= zero_shot.TEXT_BATCH
 
 
 def test_a_vocabulary_runs_on_torchs_text_tower_a_query_on_numpys(
     tiny_clip_checkpoint: Path,
 ) -> None:
     """The numpy tower serves a query's one text; many texts at once run far faster on torch
-    (7,000 ImageNet prompts: 216 s against 27 on this machine), with the same vectors."""
+    (benchmarks/tag_matrix.py), with the same vectors."""
     import numpy as np
 
     from searchapp.encoders.registry import create_encoder

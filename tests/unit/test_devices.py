@@ -138,6 +138,7 @@ def test_clip_gives_the_cpus_image_and_text_vectors_on_each_device(
         ((6, 1), ["sm_75", "sm_80", "sm_90"], False),  # a pre-Turing card the wheel left out
         ((12, 0), ["sm_75", "sm_80", "sm_90"], False),  # too new, and no PTX to compile
         ((8, 0), [], True),  # a build that does not say: the first pass tells
+        ((9, 4), ["gfx90a", "gfx942"], True),  # ROCm's names: its own build, the pass tells
     ],
 )
 def test_a_gpu_without_kernels_in_this_pytorch_is_not_taken(

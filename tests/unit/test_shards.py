@@ -134,7 +134,43 @@ def test_actors_take_the_clusters_gpus_and_a_cpu_each_where_it_has_none(device: 
             actor_pool(_Cluster({"CPU": 16.0}), spec)
         return
     assert actor_pool(_Cluster({"CPU": 16.0}), spec) == (16, 0, 16)
-    # a CPU actor loads its models on the CPU, not on a GPU Ray did not count
-    assert on_actors(spec, 0).encoder_options.device == "cpu"
+    # a CPU actor loads its models on the CPU, not on a GPU Ray did not count: the detector too
+    pinned = on_actors(spec, 0)
+    assert pinned.encoder_options.device == "cpu"
+    assert pinned.options.regions.detector_options.device == "cpu"
     cpu = replace(spec, encoder_options=EncoderOptions(device="cpu"))
     assert actor_pool(_Cluster({"CPU": 16.0, "GPU": 2.0}), cpu) == (16, 0, 16)
+
+
+def test_the_drivers_models_on_ray_stay_on_its_cpu_and_the_workers_get_the_device(
+    tmp_path: Path,
+) -> None:
+    """`--engine ray --device cuda` from a head node without a GPU: the GPUs are the workers';
+    the driver's own detector (for a photo an actor left pending) runs on its CPU."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from searchapp.encoders.base import EncoderOptions
+    from searchapp.ingest.engines.ray_engine import RayIndexRun, RayOptions
+    from searchapp.ingest.engines.ray_tasks import WorkerSpec
+    from searchapp.ingest.pipeline import LazyModel
+    from searchapp.ingest.run_options import IndexCallbacks, IndexOptions
+
+    options = IndexOptions()
+    cuda = replace(options.regions.detector_options, device="cuda")
+    options = replace(options, regions=replace(options.regions, detector_options=cuda))
+    loaded: list[str] = []
+    port = LazyModel(lambda: loaded.append("encoder"))
+    tiles = LazyModel(lambda: loaded.append("tiles"))
+    spec = WorkerSpec("cnn:efficientnet-lite0", EncoderOptions(device="cuda"), None, options)
+    catalog = SimpleNamespace(vector_generation=lambda: 0)  # all a run reads at its start
+    run = RayIndexRun.for_library(
+        catalog, lambda: None, port, tiles, spec, IndexCallbacks(), None, RayOptions(None, None),
+        lambda: "cnn:tiles", tmp_path / "shards",
+    )  # type: ignore[arg-type]  # fmt: skip
+    assert run.options.regions.detector_options.device == "cpu"
+    for_workers = run.make_spec()
+    assert loaded == ["encoder", "tiles"]  # the library records its encoders first
+    assert for_workers.encoder_options.device == "cuda"
+    assert for_workers.options.regions.detector_options.device == "cuda"
+    assert for_workers.tile_encoder == "cnn:tiles"

@@ -24,13 +24,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from searchapp.encoders.base import EncoderOptions
 from searchapp.encoders.devices import DeviceUnavailableError
 from searchapp.encoders.torch_stack import first_line
 from searchapp.errors import SearchappError, UsageError
 from searchapp.ingest.engines.ray_tasks import WorkerSpec, bound_embedder, read_batch
 from searchapp.ingest.engines.shards import ShardFolder, ShardRow
-from searchapp.ingest.pipeline import IndexRun
-from searchapp.ingest.run_options import IndexSummary
+from searchapp.ingest.pipeline import IndexRun, LazyModel
+from searchapp.ingest.regions import RegionOptions
+from searchapp.ingest.run_options import IndexCallbacks, IndexSummary
 from searchapp.records import FileStat, KnownImage
 
 if TYPE_CHECKING:
@@ -148,7 +150,16 @@ def on_actors(spec: WorkerSpec, gpus: int) -> WorkerSpec:
     a CPU, all on one card)."""
     if gpus:
         return spec
-    return replace(spec, encoder_options=replace(spec.encoder_options, device="cpu"))
+    options = replace(spec.options, regions=detector_on_the_cpu(spec.options.regions))
+    return replace(spec, encoder_options=on_the_cpu(spec.encoder_options), options=options)
+
+
+def on_the_cpu(options: EncoderOptions) -> EncoderOptions:
+    return replace(options, device="cpu")
+
+
+def detector_on_the_cpu(regions: RegionOptions) -> RegionOptions:
+    return replace(regions, detector_options=replace(regions.detector_options, device="cpu"))
 
 
 def photo_tables(
@@ -196,6 +207,45 @@ class RayIndexRun(IndexRun):
         self.make_spec = spec
         self.ray_options = ray_options
         self.shards = ShardFolder(shards)
+
+    @classmethod
+    def for_library(
+        cls,
+        catalog: Catalog,
+        indexes: Callable[[], Any],
+        port: LazyModel,
+        tiles: LazyModel,
+        spec: WorkerSpec,  # the library's encoder and options, as a worker is to use them
+        callbacks: IndexCallbacks,
+        only: set[str] | None,
+        engine: RayOptions,
+        tile_encoder_name: Callable[[], str | None],
+        shards: Path,
+    ) -> RayIndexRun:
+        """A library's run on Ray. `port` and `tiles` are this machine's copies of the
+        encoders, on its CPU: loaded first, once there are photos to embed, so that a new
+        library records its encoders before any worker starts."""
+
+        def worker_spec() -> WorkerSpec:
+            port.get()
+            if "tile" in spec.options.regions.kinds:
+                tiles.get()  # records a CLIP library's tiles' CNN
+            return replace(spec, tile_encoder=tile_encoder_name())
+
+        # a photo an actor left pending is finished here, its detector on this machine's CPU
+        here = replace(spec.options, regions=detector_on_the_cpu(spec.options.regions))
+        return cls(
+            catalog,
+            indexes,
+            port,
+            here,
+            callbacks,
+            only=only,
+            tiles=tiles,
+            spec=worker_spec,
+            ray_options=engine,
+            shards=engine.shards or shards,
+        )
 
     def run(self, roots: list[str]) -> IndexSummary:
         summary = super().run(roots)
