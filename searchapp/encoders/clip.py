@@ -31,9 +31,9 @@ from searchapp.records import EncoderIdentity
 
 DEFAULT_CLIP = "ViT-B-32/laion2b_s34b_b79k"
 # texts the numpy text tower takes (clip_text.py): a query's one, where it measured faster on
-# this project's AMD machine; torch's truncated forward runs many at once far faster (ViT-B-32
-# on an Intel one, 2026-12-03: 8 texts 33 ms against 114, the zero-shot tags' 7,000 prompts
-# 24 s against 247; one text there 15 against 24)
+# this project's AMD machine; torch's truncated forward runs many at once far faster
+# (benchmarks/tag_matrix.py on an Intel one: 8 texts 31 ms against 107, the zero-shot tags'
+# 7,000 prompts 23 s against 250; one text there 14 against 21)
 FAST_TEXT_ROWS = 1
 # open_clip's table entry for DEFAULT_CLIP and its hub file names, copied: choosing the encoder
 # of a new library should not import open_clip and torch only to look up one repository name.
