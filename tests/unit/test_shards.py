@@ -174,3 +174,28 @@ def test_the_drivers_models_on_ray_stay_on_its_cpu_and_the_workers_get_the_devic
     assert for_workers.encoder_options.device == "cuda"
     assert for_workers.options.regions.detector_options.device == "cuda"
     assert for_workers.tile_encoder == "cnn:tiles"
+
+
+def test_a_workers_own_error_is_said_as_ours_not_as_rays_wrapper() -> None:
+    """Ray Data passes a worker's exception on as text inside a UserCodeException (the text
+    below is the shape of one, from an actor whose encoder name no registry knows)."""
+    from searchapp.errors import UnknownNameError
+    from searchapp.ingest.engines.ray_engine import worker_error
+
+    trace = (
+        "ray::MapWorker(MapBatches(read_batch)->MapBatches(BoundEmbedder)).submit() (pid=2320)\n"
+        '  File "/work/main/searchapp/encoders/registry.py", line 40, in split_name\n'
+        "    raise UnknownNameError(\n"
+        "searchapp.errors.UnknownNameError: unknown encoder cnn:x; valid: cnn:efficientnet-lite0\n"
+        "\nThe above exception was the direct cause of the following exception:\n"
+        "ray.exceptions.UserCodeException: UDF failed to process a data block.\n"
+    )
+    found = worker_error(trace)
+    assert found is not None
+    assert str(found) == "unknown encoder cnn:x; valid: cnn:efficientnet-lite0"
+    assert found.exit_code == UnknownNameError.exit_code
+    device = "searchapp.encoders.devices.DeviceUnavailableError: --device cuda: no GPU here"
+    assert worker_error(device) is not None and worker_error(device).exit_code == 2  # type: ignore[union-attr]
+    assert worker_error("ValueError: not ours") is None
+    assert worker_error("searchapp.nothing.Here: a module that is not there") is None
+    assert worker_error("searchapp.errors.chunks: not an error class") is None

@@ -13,9 +13,11 @@ are Ray's: a retried task's answer is taken once, by path.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
+import re
 import signal
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -38,6 +40,8 @@ from searchapp.records import FileStat, KnownImage
 if TYPE_CHECKING:
     from searchapp.store.catalog import Catalog
 
+# the last line of a worker's traceback that names one of our errors: module, class, message
+WORKER_ERROR = re.compile(r"^(searchapp(?:\.\w+)*)\.(\w+): (.+)$")
 BATCH_PHOTOS = 32  # photos a task, an actor call and a shard, at most
 KNOWN_HASHES_SHIPPED = 1_000_000  # more than this and the driver alone sorts out known bytes
 RAY_MISSING = (
@@ -142,6 +146,29 @@ def actor_pool(ray: Any, spec: WorkerSpec) -> tuple[int, int, int]:
 
 def _count(number: int, thing: str) -> str:
     return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
+
+
+def worker_error(trace: str) -> SearchappError | None:
+    """Our own error that a worker raised (weights not on that node, a device it lacks), from
+    the traceback text Ray passes on: Ray Data wraps it in a UserCodeException and keeps only
+    the text. None where the failure is not one of ours."""
+    found = None
+    for line in trace.splitlines():
+        match = WORKER_ERROR.match(line.strip())
+        if match:
+            found = match
+    if found is None:
+        return None
+    module, name, message = found.groups()
+    try:
+        kind = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+    if not (isinstance(kind, type) and issubclass(kind, SearchappError)):
+        return None
+    error = SearchappError(message)
+    error.exit_code = kind.exit_code  # what the same error here would exit with
+    return error
 
 
 def on_actors(spec: WorkerSpec, gpus: int) -> WorkerSpec:
@@ -300,10 +327,14 @@ class RayIndexRun(IndexRun):
                             take(ShardRow.from_dict(row))
                 except ray.exceptions.RayError as exc:
                     kept = len(self.shards.files())
-                    raise SearchappError(
-                        f"Ray failed: {first_line(exc)}. The {kept} shards written so far stay "
-                        f"in {self.shards.directory}: run the same command again to resume"
-                    ) from exc
+                    ours = worker_error(str(exc))
+                    failure = SearchappError(
+                        f"Ray failed: {f'a worker: {ours}' if ours else first_line(exc)}. The "
+                        f"{kept} shards written so far stay in {self.shards.directory}: run the "
+                        "same command again to resume"
+                    )
+                    failure.exit_code = ours.exit_code if ours else failure.exit_code
+                    raise failure from exc
         if later:  # known bytes the catalog could not reuse after all: decoded here
             super()._photos(later, missing, set())
 
