@@ -85,8 +85,9 @@ def pick_device(requested: str) -> Device:
         return Device("mps", "Apple GPU (Metal)")
     if requested == "auto":
         found = f"no GPU found: {_no_gpu(torch)}"
-        # a GPU that this PyTorch cannot use is worth the fix; a machine without one is not
-        return Device("cpu", f"{found}; {_fix('auto', torch)}" if _gpu_likely() else found)
+        # an NVIDIA GPU that this PyTorch cannot use is worth the fix; a machine without one
+        # is not (nor a Mac: its fix is not a CUDA build)
+        return Device("cpu", f"{found}; {_fix('auto', torch)}" if _nvidia_gpu() else found)
     raise DeviceUnavailableError(
         f"--device {requested}: {_no_gpu(torch)}; {_fix(requested, torch)}"
     )
@@ -168,14 +169,20 @@ def index_batch(requested: str) -> int:
 def _gpu_likely() -> bool:
     import platform
     import sys
-    from pathlib import Path
 
     if os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
         return False  # every GPU hidden from this process
-    nvidia = Path("/proc/driver/nvidia/gpus")
-    if nvidia.is_dir() and any(nvidia.iterdir()):
+    if _nvidia_gpu():
         return True
     return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+def _nvidia_gpu() -> bool:
+    """Whether an NVIDIA driver lists a GPU here (Linux), whatever torch makes of it."""
+    from pathlib import Path
+
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    return nvidia.is_dir() and any(nvidia.iterdir())
 
 
 class Passes:

@@ -169,10 +169,10 @@ def test_auto_on_a_machine_with_a_gpu_torch_cannot_use_says_the_fix(
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    monkeypatch.setattr(devices, "_gpu_likely", lambda: True)  # an NVIDIA driver is there
+    monkeypatch.setattr(devices, "_nvidia_gpu", lambda: True)  # an NVIDIA driver is there
     assert "--device cpu" not in pick_device("auto").why
     assert "the CPU runs meanwhile" in pick_device("auto").why
-    monkeypatch.setattr(devices, "_gpu_likely", lambda: False)
+    monkeypatch.setattr(devices, "_nvidia_gpu", lambda: False)  # none, or a Mac
     assert "the CPU runs meanwhile" not in pick_device("auto").why
 
 
