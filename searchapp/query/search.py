@@ -398,10 +398,12 @@ def with_check(hit: SearchHit, match: verify.Match) -> SearchHit:
     return replace(hit, verified=match.verdict, agreement=match.agreement, inliers=match.inliers)
 
 
-def _regions_to_come(library: Library, kinds: tuple[str, ...]) -> list[str]:
-    """A note where a search of regions misses some: photos whose objects and tiles an index
-    run has still to make (it makes every photo's scene first, so that search starts early)."""
-    waiting = library.catalog.count_awaiting_regions() if {"object", "tile"} & set(kinds) else 0
+def _regions_to_come(library: Library, query: Query) -> list[str]:
+    """A note where a search of regions misses some: photos (of those the filters let through)
+    whose objects and tiles an index run has still to make (it makes every photo's scene
+    first, so that search starts early)."""
+    regions = {"object", "tile"} & set(query.kinds)
+    waiting = library.catalog.count_awaiting_regions(query.filters) if regions else 0
     if not waiting:
         return []
     writer = library.lock.holder()
@@ -440,7 +442,7 @@ def search(
     folder = query.filters.folder
     if folder and not os.path.isdir(folder):  # a typo, or a drive not mounted now
         notes.append(f"--folder {folder} is no folder on disk; searched the photos indexed there")
-    notes.extend(_regions_to_come(library, query.kinds))
+    notes.extend(_regions_to_come(library, query))
     excluded: set[int] = set()
     vector_terms = [t for t in query.terms if not (label_mode and t.source == "text")]
     check_pixels = checks_pixels(query)

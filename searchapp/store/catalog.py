@@ -35,6 +35,7 @@ from searchapp.errors import (
 from searchapp.records import (
     CatalogBatch,
     EncoderIdentity,
+    Filters,
     KnownFailure,
     KnownImage,
     PendingImage,
@@ -49,7 +50,7 @@ from searchapp.store.integrity import (
     damaged,
     translate_error,
 )
-from searchapp.store.reads import SearchReads
+from searchapp.store.reads import SearchReads, filter_conditions
 from searchapp.store.tables import (
     ROOTS_PER_QUERY,
     chunks,
@@ -469,10 +470,13 @@ class Catalog(CatalogWrites, SearchReads, DupeReads, ExploreRows, IntegrityCheck
             n_failures = count(select(func.count()).select_from(failures))
         return n_images - n_aside, n_aside, by_kind, n_failures, self.count_awaiting_regions()
 
-    def count_awaiting_regions(self) -> int:
-        """Photos in search whose region stage has not run (a partial index finds them)."""
+    def count_awaiting_regions(self, filters: Filters | None = None) -> int:
+        """Photos in search (that pass `filters`, if given) whose region stage has not run (a
+        partial index finds them)."""
         query = select(func.count()).select_from(images)
         query = query.where(images.c.regions_pending.is_not(None), images.c.set_aside.is_(False))
+        if filters is not None:
+            query = query.where(*filter_conditions(filters))
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 

@@ -24,7 +24,7 @@ from searchapp.store.tables import chunks, images, known_columns, labels, region
 from searchapp.store.vector_rows import VectorRows
 
 
-def _filter_conditions(filters: Filters) -> list[Any]:
+def filter_conditions(filters: Filters) -> list[Any]:
     """SQL conditions on the images table: photos in search (a set-aside copy is not: its
     vectors left the indexes, its labels must not bring it back) that pass the filters."""
     conditions: list[Any] = [images.c.set_aside.is_(False)]
@@ -69,7 +69,7 @@ class SearchReads(VectorRows):
         query = (
             select(regions.c.id)
             .join(images, images.c.id == regions.c.image_id)
-            .where(regions.c.kind.in_(list(kinds)), *_filter_conditions(filters))
+            .where(regions.c.kind.in_(list(kinds)), *filter_conditions(filters))
         )
         with self.engine.connect() as conn:
             return np.fromiter(conn.execute(query).scalars(), dtype=np.int64)
@@ -79,7 +79,7 @@ class SearchReads(VectorRows):
         query = (
             select(func.count(func.distinct(regions.c.image_id)))
             .join(images, images.c.id == regions.c.image_id)
-            .where(regions.c.kind.in_(list(kinds)), *_filter_conditions(filters))
+            .where(regions.c.kind.in_(list(kinds)), *filter_conditions(filters))
         )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
@@ -246,7 +246,7 @@ class SearchReads(VectorRows):
                     select(labels.c.region_id, labels.c.prob, labels.c.name)
                     .join(regions, regions.c.id == labels.c.region_id)
                     .join(images, images.c.id == regions.c.image_id)
-                    .where(labels.c.name.in_(chunk), or_(*per_kind), *_filter_conditions(filters))
+                    .where(labels.c.name.in_(chunk), or_(*per_kind), *filter_conditions(filters))
                 )
                 for region_id, prob, name in conn.execute(query):
                     if region_id not in found or prob > found[region_id][0]:

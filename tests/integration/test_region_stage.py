@@ -38,6 +38,9 @@ def test_scenes_now_regions_on_the_next_run(library: Library, photos: Path) -> N
     # and the answer says what it could not search yet, and how to get it
     waiting = "5 photos are searched by the whole scene only, their objects and tiles still to come"
     assert found.notes == [f"{waiting}: run `searchapp index` on their folders"]
+    # a filtered search counts the photos it could have found: things/ holds two of the five
+    things = library.search(image=str(photos / "camera.jpg"), k=1, folder=str(photos / "things"))
+    assert things.notes[0].startswith("2 photos are searched by the whole scene only")
     writer = Library(library.directory)
     writer.lock.acquire()  # a run making them: named instead
     try:
