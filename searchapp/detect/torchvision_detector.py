@@ -88,7 +88,7 @@ class TorchvisionDetector:
 
         self.device = pick_device(options.device).name
         self.model = model.eval().to(self.device)
-        self.passes = Passes(DETECT_PASS, f"{self.name} on {self.device}")
+        self.passes = Passes(DETECT_PASS, f"{self.name} on {self.device}", self.device)
 
     def detect(self, images: list[Image.Image]) -> list[list[Detection]]:
         import torch

@@ -211,7 +211,9 @@ class OpenClipEncoder:
         self.model.to(self.device)
         # a GPU's pass: 64 images, fewer where a bigger model does not fit
         self._passes = Passes(
-            micro_batch(self.device) or CPU_MICRO_BATCH, f"clip:{arch} on {self.device}"
+            micro_batch(self.device) or CPU_MICRO_BATCH,
+            f"clip:{arch} on {self.device}",
+            self.device,
         )
 
     def _probe_dim(self) -> int:

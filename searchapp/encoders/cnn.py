@@ -141,7 +141,7 @@ class EfficientNetLite0Encoder:
         self.class_names = imagenet_class_names()
         self.device = options.device
         self.passes = Passes(
-            micro_batch(options.device) or MICRO_BATCH, f"the CNN on {self.device}"
+            micro_batch(options.device) or MICRO_BATCH, f"the CNN on {self.device}", self.device
         )
         if options.quick_start and options.runtime != "torch" and options.device == "cpu":
             self._onnx = exported_tower(path, TOWER, options.threads)

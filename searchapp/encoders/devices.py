@@ -7,7 +7,9 @@ then Apple's, and where there is neither it takes the CPU and says why.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +31,10 @@ CPU_MICRO_BATCH = 32
 OUT_OF_MEMORY = ("out of memory", "can't allocate memory")
 
 Part = TypeVar("Part")
+# one PyTorch pass at a time where passes must not overlap: a CPU pass runs on all of torch's
+# threads (feature_maps.py), and Apple's GPU crashes the process when two Python threads run
+# on it at once (pytorch/pytorch#197805, torch 2.14). Re-entrant: a pass may call another.
+TORCH_PASS = threading.RLock()
 
 
 class DeviceUnavailableError(SearchappError):
@@ -190,9 +196,11 @@ class Passes:
     (a bigger model or a smaller card than the default size assumes) the size halves and the
     pass is tried again, and stays halved for the batches after it."""
 
-    def __init__(self, size: int, what: str):
+    def __init__(self, size: int, what: str, device: str = "cpu"):
         self.size = max(1, size)
         self.what = what  # the model, as the message names it
+        # on an Apple GPU the index run's main thread and its readers' passes take turns
+        self.one_at_a_time = device == "mps"
 
     def run(self, work: Callable[[Any], Part], batch: Any) -> list[Part]:
         parts: list[Part] = []
@@ -200,7 +208,8 @@ class Passes:
         while start < len(batch):
             chunk = batch[start : start + self.size]
             try:
-                parts.append(work(chunk))
+                with TORCH_PASS if self.one_at_a_time else contextlib.nullcontext():
+                    parts.append(work(chunk))
                 start += len(chunk)
                 continue
             except RuntimeError as exc:  # torch's OutOfMemoryError is one

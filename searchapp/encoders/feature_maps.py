@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from searchapp.encoders.devices import TORCH_PASS
 from searchapp.encoders.onnx_runtime import installed, shaped_session
 
 CELL = 32  # input pixels per cell of the last feature map
 MAX_ASPECT = 2.0  # a panorama keeps its aspect up to this, then is scaled, never cropped
 _EXPORT = threading.Lock()
-_TORCH_PASS = threading.Lock()
 MAX_SESSIONS = 4  # input sizes that get an ONNX Runtime session, per model and process
 
 
@@ -66,7 +66,7 @@ class FeatureMaps:
         import torch
 
         # one PyTorch pass at a time: each runs on all of its threads, and readers call this
-        with _TORCH_PASS, torch.inference_mode():
+        with TORCH_PASS, torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device)
             features = self.model.forward_features(x.contiguous(memory_format=torch.channels_last))
             return np.asarray(features[0].float().cpu().numpy())

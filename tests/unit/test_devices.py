@@ -262,3 +262,31 @@ def test_onnx_runtime_is_refused_on_a_gpu_and_keeps_auto_on_the_cpu(
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Test GPU")
     assert main([*args, "--runtime", "onnx", "--device", "auto"]) == 0
     assert "device: cpu" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("device", "alone"), [("mps", True), ("cpu", False), ("cuda", False)])
+def test_passes_on_an_apple_gpu_take_turns_with_every_other_torch_pass(
+    device: str, alone: bool
+) -> None:
+    """Two Python threads on Apple's GPU at once crash the process (pytorch/pytorch#197805):
+    there the main thread's encoder passes hold the lock the readers' passes take."""
+    import threading
+
+    from searchapp.encoders.devices import TORCH_PASS
+
+    others_could: list[bool] = []
+
+    def work(chunk):  # type: ignore[no-untyped-def]
+        def another_thread() -> None:  # a reader's CAM pass, say
+            taken = TORCH_PASS.acquire(blocking=False)
+            others_could.append(taken)
+            if taken:
+                TORCH_PASS.release()
+
+        reader = threading.Thread(target=another_thread)
+        reader.start()
+        reader.join()
+        return chunk
+
+    Passes(2, "x", device).run(work, [1, 2, 3])
+    assert others_could == [not alone, not alone]
