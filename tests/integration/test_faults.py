@@ -294,6 +294,38 @@ def test_index_killed_at_seeded_points_resumes_into_a_consistent_library(
     expected = photo_folder(small_photos, folder, photos)
     lib = tmp_path / "lib"
     run = ("index", folder, "--library", lib, "--regions", regions, *INDEX_FLAGS)
+    for _ in range(3):
+        landed = kill_at_seeded_points(run, lib, rng, photos, kills, expected)
+        if landed[-1] < photos:
+            break
+        # the run ended before its kill: this test process was held up past the run's last
+        # photos (both cores busy with other tests' processes); the whole sequence again, anew
+        shutil.rmtree(lib)
+    assert all(0 < count < photos for count in landed), landed  # every kill landed mid-run
+    assert landed == sorted(landed)  # and no committed photo was lost by the next one
+    final = searchapp(*run, "--json")
+    assert final.returncode == 0, final.stderr
+    summary = json.loads(final.stdout)
+    assert (summary["unchanged"], summary["new"]) == (landed[-1], photos - landed[-1])
+    assert_clean(lib)
+    assert sorted(committed_paths(lib)) == expected  # every photo exactly once
+    stats = json.loads(searchapp("stats", "--library", lib, "--json").stdout)
+    assert stats["images"] == stats["regions"]["scene"] == photos
+    like = searchapp("search", "--like", expected[0], "-k", "3", "--library", lib, "--json")
+    top = Path(json.loads(like.stdout)["results"][0]["path"]).name
+    assert top.split("_")[0] == Path(expected[0]).name.split("_")[0], like.stderr  # a crop of it
+
+
+def kill_at_seeded_points(
+    run: tuple[object, ...],
+    lib: Path,
+    rng: random.Random,
+    photos: int,
+    kills: int,
+    expected: list[str],
+) -> list[int]:
+    """Start, kill -9 and check the run `kills` times, each time resuming the last; the photos
+    committed at each kill."""
     landed = []
     # one seeded kill point in each of `kills` stretches of the run, past its first commit
     # (which also saves the index file: a kill there has its own test) and well short of its
@@ -321,20 +353,9 @@ def test_index_killed_at_seeded_points_resumes_into_a_consistent_library(
         assert all(finding["mendable"] for finding in report["findings"]), report
         if number % 2:  # every other time mend it first; else the resume must cope alone
             assert check(lib, "--repair")[0] == 0
-
-    assert all(0 < count < photos for count in landed), landed  # every kill landed mid-run
-    assert landed == sorted(landed)  # and no committed photo was lost by the next one
-    final = searchapp(*run, "--json")
-    assert final.returncode == 0, final.stderr
-    summary = json.loads(final.stdout)
-    assert (summary["unchanged"], summary["new"]) == (landed[-1], photos - landed[-1])
-    assert_clean(lib)
-    assert sorted(committed_paths(lib)) == expected  # every photo exactly once
-    stats = json.loads(searchapp("stats", "--library", lib, "--json").stdout)
-    assert stats["images"] == stats["regions"]["scene"] == photos
-    like = searchapp("search", "--like", expected[0], "-k", "3", "--library", lib, "--json")
-    top = Path(json.loads(like.stdout)["results"][0]["path"]).name
-    assert top.split("_")[0] == Path(expected[0]).name.split("_")[0], like.stderr  # a crop of it
+        if len(at_kill) == photos:
+            break  # it had ended: the caller starts over
+    return landed
 
 
 # ---- kill -9 during dupes --apply and --undo -----------------------------------------------
