@@ -67,6 +67,11 @@ Group = list[PendingImage]  # photos of one content, waiting for the same kinds
 _ONE_DETECTOR = threading.Lock()
 LABELS_CHUNK = 256  # groups whose scene classes are read from the catalog at once
 OUT_OF_MEMORY = "out of memory while decoding for regions; lower --workers and run index again"
+DEVICE_OUT_OF_MEMORY = (
+    "the GPU ran out of memory making regions; lower --workers (fewer photos on it at once) or "
+    "use --device cpu, and run index again"
+)
+WAITS = (OUT_OF_MEMORY, DEVICE_OUT_OF_MEMORY)  # failures the photo keeps waiting through
 
 
 @dataclass
@@ -156,7 +161,9 @@ def _read(
         except Exception as exc:  # ONNX Runtime and PyTorch report a failed allocation so
             if not _out_of_memory(exc):
                 raise
-            return _Read(group, kinds, error=OUT_OF_MEMORY, path=item.path)
+            on_gpu = any(device in str(exc).lower() for device in ("cuda", "mps"))
+            error = DEVICE_OUT_OF_MEMORY if on_gpu else OUT_OF_MEMORY
+            return _Read(group, kinds, error=error, path=item.path)
         return read
     return _Read(group, kinds)  # every copy changed or went since its scene
 
@@ -328,7 +335,7 @@ class RegionStage:
             if self.cb.on_failure:
                 self.cb.on_failure(result.path, reason)
             self.summary.failed += 1
-            if result.error != OUT_OF_MEMORY:
+            if result.error not in WAITS:
                 # the scene stays searchable; the photo stops waiting for what it cannot have,
                 # and `searchapp errors` says why until the file changes
                 item = next(i for i in result.group if i.path == result.path)

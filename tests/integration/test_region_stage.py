@@ -267,6 +267,8 @@ def test_a_photo_whose_regions_fail_keeps_its_scene_and_says_why(
         # ONNX Runtime's and PyTorch's words for a failed allocation, not MemoryErrors
         RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory"),
         RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 8 GB"),
+        # a reader's CAM pass on a GPU: said as the GPU's, not as decoding's
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 3.8 GiB total)"),
     ],
 )
 def test_out_of_memory_leaves_the_photo_waiting(
@@ -278,8 +280,12 @@ def test_out_of_memory_leaves_the_photo_waiting(
         raise error
 
     monkeypatch.setattr(region_stage, "decode", no_memory)
-    summary = index(library, photos, options=TILES)
+    recorder = Recorder()
+    summary = index(library, photos, options=TILES, recorder=recorder)
     assert summary.failed == 5 and library.stats().regions_pending == 5
+    on_gpu = "CUDA" in str(error)
+    said = {reason.split(": ", 1)[1] for _, reason in recorder.failures}
+    assert said == {region_stage.DEVICE_OUT_OF_MEMORY if on_gpu else region_stage.OUT_OF_MEMORY}
     assert library.failures() == []  # nothing to list: the next run tries again
     monkeypatch.undo()
     assert index(library, photos, options=TILES).with_regions == 5
