@@ -27,8 +27,8 @@ CPU_INDEX_BATCH = 32
 # images a CPU pass of an encoder that has no smaller choice of its own: a bigger pass is no
 # faster there, and a batch of 256 (a GPU's, where `auto` guessed wrong) would take GBs
 CPU_MICRO_BATCH = 32
-# what torch says when a device (or the CPU's allocator) has no room for a pass
-OUT_OF_MEMORY = ("out of memory", "can't allocate memory")
+# what torch and ONNX Runtime say when a device or the CPU's allocator has no room for a pass
+OUT_OF_MEMORY = ("out of memory", "not enough memory", "allocate")
 
 Part = TypeVar("Part")
 # one PyTorch pass at a time where passes must not overlap: a CPU pass runs on all of torch's
@@ -191,6 +191,12 @@ def _nvidia_gpu() -> bool:
     return nvidia.is_dir() and any(nvidia.iterdir())
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether an error is a failed allocation (torch and ONNX Runtime raise no MemoryError)."""
+    text = str(exc).lower()
+    return any(words in text for words in OUT_OF_MEMORY)
+
+
 class Passes:
     """An encoder's passes over a batch, `size` images each. Where a pass runs out of memory
     (a bigger model or a smaller card than the default size assumes) the size halves and the
@@ -213,7 +219,7 @@ class Passes:
                 start += len(chunk)
                 continue
             except RuntimeError as exc:  # torch's OutOfMemoryError is one
-                if not any(words in str(exc).lower() for words in OUT_OF_MEMORY):
+                if not out_of_memory(exc):
                     raise
                 if self.size == 1:
                     raise DeviceOutOfMemoryError(

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from searchapp.detect.base import Detection
 from searchapp.detect.cam import Labels, chosen_classes, class_indexes, detections_from_maps
+from searchapp.encoders.devices import out_of_memory
 from searchapp.errors import ImageLoadError
 from searchapp.ingest.encoding import LazyModel, PreparedCut, add_objects, embed, prepare
 from searchapp.ingest.load import LoadedImage, decode, read_bytes
@@ -159,7 +160,7 @@ def _read(
         except MemoryError:  # the photo keeps waiting: a run with fewer --workers may make it
             return _Read(group, kinds, error=OUT_OF_MEMORY, path=item.path)
         except Exception as exc:  # ONNX Runtime and PyTorch report a failed allocation so
-            if not _out_of_memory(exc):
+            if not out_of_memory(exc):
                 raise
             on_gpu = any(device in str(exc).lower() for device in ("cuda", "mps"))
             error = DEVICE_OUT_OF_MEMORY if on_gpu else OUT_OF_MEMORY
@@ -203,11 +204,6 @@ def _side(model: Any, tile_model: Any, regions: RegionOptions, pooled: bool) -> 
     tiled = replace(regions, kinds=("tile",)) if "tile" in regions.kinds else others
     wanted = tile_model.region_side if pooled else tiled.decode_side(tile_model.input_size)
     return max(side, int(wanted))
-
-
-def _out_of_memory(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return any(words in text for words in ("out of memory", "not enough memory", "allocate"))
 
 
 def _detected(detector: LazyModel, loaded: LoadedImage) -> list[Detection]:
